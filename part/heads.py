@@ -1,0 +1,139 @@
+"""Relative heads: map patch embeddings (B, N, d) and pairs (ref, tgt) to predicted transforms.
+
+All heads share one call signature: `head(z, ref, tgt) -> (B, M, target_dim)` with z the encoder
+output for the N patch tokens (no [CLS]) and ref, tgt (B, M) long pair indices.
+
+Linear maps that act on one token are computed on the N tokens BEFORE the pair gather whenever
+that is exactly equivalent (a linear map of a concatenation is a sum of linear maps of its parts),
+so the work scales with N rather than with #pairs (2048 pairs against N = 64 in the paper's
+CIFAR setup).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from part.pairs import gather_tokens
+
+
+def _split_pair_linear(linear: nn.Linear, dim: int):
+    """Weights of Linear(2d -> k) split into the ref half and the tgt half: two (k, d) matrices."""
+    return linear.weight[:, :dim], linear.weight[:, dim:]
+
+
+class CrossAttentionHead(nn.Module):
+    """Paper eq. 2-3: query = Linear(2d -> d)(concat(z_ref, z_tgt)); keys = values = all N embeddings.
+
+    Standard multi-head cross-attention (q, k, v and output projections, like timm's Attention),
+    then Linear(d -> target_dim). The forward pass is algebraically factored:
+    - pair projection and query projection are folded into two d x d maps applied per token,
+      gathered and summed per pair;
+    - value projection, output projection and the final linear are folded per head into
+      (d -> target_dim) maps applied per token, so attention mixes target_dim-wide values.
+    `forward_reference` computes the same thing literally (tested equal in float64).
+    """
+
+    def __init__(self, dim: int, target_dim: int, num_heads: int = 8, qkv_bias: bool = True):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"head dim {dim} must be divisible by head num_heads={num_heads}")
+        self.dim, self.num_heads, self.target_dim = dim, num_heads, target_dim
+        self.pair_proj = nn.Linear(2 * dim, dim)
+        self.q = nn.Linear(dim, dim, bias=qkv_bias)
+        self.kv = nn.Linear(dim, 2 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.out = nn.Linear(dim, target_dim)
+
+    def _bias(self, linear: nn.Linear, rows: int, like: torch.Tensor):
+        return linear.bias if linear.bias is not None else like.new_zeros(rows)
+
+    def forward(self, z: torch.Tensor, ref: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+        B, N, d = z.shape
+        h, dh, T = self.num_heads, d // self.num_heads, self.target_dim
+        w_ref, w_tgt = _split_pair_linear(self.pair_proj, d)
+        wq = self.q.weight
+        # Folded query maps (d x d each) applied per token, then gathered per pair.
+        q_ref = F.linear(z, wq @ w_ref)
+        q_tgt = F.linear(z, wq @ w_tgt, wq @ self.pair_proj.bias + self._bias(self.q, d, z))
+        q = gather_tokens(q_ref, ref) + gather_tokens(q_tgt, tgt)          # (B, M, d)
+        wk, wv = self.kv.weight[:d], self.kv.weight[d:]
+        bkv = self._bias(self.kv, 2 * d, z)
+        k = F.linear(z, wk, bkv[:d])                                        # (B, N, d)
+        # Output maps folded: out(proj(.)) = C @ (.) + c, C (T, d) split per head (h, T, dh).
+        C = self.out.weight @ self.proj.weight
+        c = self.out.weight @ self.proj.bias + self.out.bias
+        C_h = C.view(T, h, dh).transpose(0, 1)                              # (h, T, dh)
+        wv_h = wv.view(h, dh, d)
+        v_fold = torch.einsum("htk,hkd->htd", C_h, wv_h)                    # (h, T, d)
+        v_bias = torch.einsum("htk,hk->ht", C_h, bkv[d:].view(h, dh))       # (h, T)
+        v = torch.einsum("bnd,htd->bhnt", z, v_fold) + v_bias[None, :, None, :]
+        q = q.view(B, -1, h, dh).transpose(1, 2)                            # (B, h, M, dh)
+        k = k.view(B, N, h, dh).transpose(1, 2)                             # (B, h, N, dh)
+        o = F.scaled_dot_product_attention(q, k, v)                         # (B, h, M, T)
+        return o.sum(1) + c
+
+    def forward_reference(self, z, ref, tgt):
+        """Literal (unfactored) computation of the same head, for tests."""
+        B, N, d = z.shape
+        h, dh = self.num_heads, d // self.num_heads
+        query = self.q(self.pair_proj(torch.cat([gather_tokens(z, ref), gather_tokens(z, tgt)], -1)))
+        k, v = self.kv(z).chunk(2, -1)
+        split = lambda t: t.reshape(B, t.shape[1], h, dh).transpose(1, 2)
+        att = (split(query) @ split(k).transpose(-1, -2) / dh ** 0.5).softmax(-1)
+        o = (att @ split(v)).transpose(1, 2).reshape(B, -1, d)
+        return self.out(self.proj(o))
+
+
+class PairwiseMLPHead(nn.Module):
+    """Paper Table 5 'pairwise MLP': predicts from the two embeddings of the pair only.
+
+    hidden=None is the paper's size (a single Linear(2d -> target_dim), 2*d*2 weights for 2-D
+    targets); an int adds one GELU hidden layer. The first layer is applied per token, then summed.
+    """
+
+    def __init__(self, dim: int, target_dim: int, hidden: Optional[int] = None):
+        super().__init__()
+        self.dim = dim
+        self.first = nn.Linear(2 * dim, hidden or target_dim)
+        self.second = nn.Sequential(nn.GELU(), nn.Linear(hidden, target_dim)) if hidden else nn.Identity()
+
+    def forward(self, z, ref, tgt):
+        w_ref, w_tgt = _split_pair_linear(self.first, self.dim)
+        a = gather_tokens(F.linear(z, w_ref), ref) + gather_tokens(F.linear(z, w_tgt, self.first.bias), tgt)
+        return self.second(a)
+
+
+class MLPHead(nn.Module):
+    """Paper Table 5 'MLP': one linear map from ALL N embeddings (N*d) to every ordered pair's
+    transform (N*N*target_dim outputs), then the sampled pairs are read out. N*d*N^2*T weights:
+    only practical for small N; the number of patches must be fixed."""
+
+    def __init__(self, dim: int, target_dim: int, num_patches: int):
+        super().__init__()
+        self.num_patches, self.target_dim = num_patches, target_dim
+        self.fc = nn.Linear(num_patches * dim, num_patches * num_patches * target_dim)
+
+    def forward(self, z, ref, tgt):
+        B, N, _ = z.shape
+        if N != self.num_patches:
+            raise ValueError(f"MLPHead was built for {self.num_patches} patches, got {N}")
+        allp = self.fc(z.reshape(B, -1)).view(B, N * N, self.target_dim)
+        return gather_tokens(allp, ref * N + tgt)
+
+
+HEADS = ("cross_attention", "pairwise_mlp", "mlp")
+
+
+def build_head(name: str, dim: int, target_dim: int, num_patches: int, num_heads: int = 8,
+               hidden: Optional[int] = None) -> nn.Module:
+    """Head by recipe name: cross_attention | pairwise_mlp | mlp."""
+    if name == "cross_attention":
+        return CrossAttentionHead(dim, target_dim, num_heads)
+    if name == "pairwise_mlp":
+        return PairwiseMLPHead(dim, target_dim, hidden)
+    if name == "mlp":
+        return MLPHead(dim, target_dim, num_patches)
+    raise ValueError(f"unknown head {name!r}; valid: {', '.join(HEADS)}")

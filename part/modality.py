@@ -1,0 +1,86 @@
+"""The modality plugin interface: the one seam between PART's core and a kind of data.
+
+A modality says (1) how to cut patches (`sample` off-grid, `grid` on the fixed grid), (2) how a
+patch becomes a token (`tokenizer`) and (3) what the relative transform between two patches is
+(`targets`). Core code (backbone, heads, methods, engine) only ever talks to this interface and
+never imports a concrete modality; concrete ones live in `modalities/` and are found by name
+through `modalities.get_modality`.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+
+@dataclass
+class DataBundle:
+    """What a modality's datasets give the engine.
+
+    pretrain: unlabelled inputs (items are `x` or `(x, label, group)`, labels ignored).
+    finetune / test: labelled items `(x, label, group)`; label -1 = unlabelled (skipped).
+    class_names: index -> name. test_groups: per test item the group (subject) id, or None.
+    """
+
+    pretrain: Any
+    finetune: Any
+    test: Any
+    class_names: list
+    test_groups: Optional[list] = None
+    description: str = ""
+    collate_fn: Any = None
+
+
+class Modality(abc.ABC):
+    """A kind of data PART can pretrain on.
+
+    Subclasses set `target_dim` (size of the relative transform), `patch_dim` (F, values per
+    patch), `num_grid_patches` (tokens of the fixed grid, for position embeddings) and
+    `geometry_dim` (G).
+    """
+
+    name: str = "modality"
+    target_dim: int
+    patch_dim: int
+    num_grid_patches: int
+    geometry_dim: int
+
+    @abc.abstractmethod
+    def sample(self, x: torch.Tensor, generator: Optional[torch.Generator] = None):
+        """Off-grid patches: returns (patches (B, N, F), geometry (B, N, G)), on x's device."""
+
+    @abc.abstractmethod
+    def grid(self, x: torch.Tensor):
+        """Fixed-grid patches in raster order: (patches (B, N_grid, F), geometry (B, N_grid, G))."""
+
+    @abc.abstractmethod
+    def tokenizer(self, dim: int) -> nn.Module:
+        """A module mapping patches (..., F) to tokens (..., dim)."""
+
+    @abc.abstractmethod
+    def targets(self, geom_ref: torch.Tensor, geom_tgt: torch.Tensor) -> torch.Tensor:
+        """Relative transform from ref to tgt: (..., G) x 2 -> (..., target_dim)."""
+
+    def grid_index(self, geometry: torch.Tensor) -> torch.Tensor:
+        """Nearest grid cell index (B, N) long for each patch (used by position-based methods)."""
+        raise NotImplementedError(f"modality {self.name!r} has no grid index")
+
+    def datasets(self, data_cfg, seed: int = 0, repeat: int = 0) -> DataBundle:
+        """Build the datasets named by the recipe's `data` section."""
+        raise NotImplementedError(f"modality {self.name!r} provides no datasets")
+
+
+def check_input(x: torch.Tensor, rank: int, channels: int, what: str) -> None:
+    """Raise a ValueError naming the problem if x is not a finite (B, channels, ...) tensor of rank."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{what}: expected a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != rank:
+        raise ValueError(f"{what}: expected a tensor of rank {rank}, got shape {tuple(x.shape)}")
+    if x.shape[1] != channels:
+        raise ValueError(f"{what}: expected {channels} channels in dim 1, got shape {tuple(x.shape)}; "
+                         f"set the modality's `channels` option to match the data")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{what}: input holds NaN or Inf values; clean the data first")
