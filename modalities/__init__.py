@@ -26,5 +26,11 @@ def get_modality(name: str, **options):
     return _module(name).build(**options)
 
 
+def load_data(name: str, data_cfg, seed: int = 0, repeat: int = 0):
+    """The plugin's datasets for the recipe's `data` section: a `part.modality.DataBundle`.
+    `repeat` k > 0 asks for the k-th alternative draw of the finetuning subset (label efficiency)."""
+    return _module(name).load_data(data_cfg, seed, repeat)
+
+
 def available_modalities() -> list:
     return sorted(_PLUGINS)

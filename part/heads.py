@@ -55,25 +55,29 @@ class CrossAttentionHead(nn.Module):
         h, dh, T = self.num_heads, d // self.num_heads, self.target_dim
         w_ref, w_tgt = _split_pair_linear(self.pair_proj, d)
         wq = self.q.weight
-        # Folded query maps (d x d each) applied per token, then gathered per pair.
+        # Pair projection and query projection folded into two d x d maps applied per token.
         q_ref = F.linear(z, wq @ w_ref)
         q_tgt = F.linear(z, wq @ w_tgt, wq @ self.pair_proj.bias + self._bias(self.q, d, z))
-        q = gather_tokens(q_ref, ref) + gather_tokens(q_tgt, tgt)          # (B, M, d)
         wk, wv = self.kv.weight[:d], self.kv.weight[d:]
         bkv = self._bias(self.kv, 2 * d, z)
-        k = F.linear(z, wk, bkv[:d])                                        # (B, N, d)
+        k = F.linear(z, wk, bkv[:d]).view(B, N, h, dh).transpose(1, 2)     # (B, h, N, dh)
+        heads = lambda t: t.view(B, N, h, dh).transpose(1, 2)
+        # Attention logits of a pair are a sum of two per-token logit rows (N x N per head),
+        # gathered per pair: no (#pairs x N x dh) product is ever formed.
+        scale = dh ** -0.5
+        s_ref = (heads(q_ref) * scale) @ k.transpose(-1, -2)                # (B, h, N, N)
+        s_tgt = (heads(q_tgt) * scale) @ k.transpose(-1, -2)
+        M = ref.shape[1]
+        pick = lambda s, i: torch.gather(s, 2, i[:, None, :, None].expand(B, h, M, N))
+        att = (pick(s_ref, ref) + pick(s_tgt, tgt)).softmax(-1)             # (B, h, M, N)
         # Output maps folded: out(proj(.)) = C @ (.) + c, C (T, d) split per head (h, T, dh).
         C = self.out.weight @ self.proj.weight
         c = self.out.weight @ self.proj.bias + self.out.bias
         C_h = C.view(T, h, dh).transpose(0, 1)                              # (h, T, dh)
-        wv_h = wv.view(h, dh, d)
-        v_fold = torch.einsum("htk,hkd->htd", C_h, wv_h)                    # (h, T, d)
+        v_fold = torch.einsum("htk,hkd->htd", C_h, wv.view(h, dh, d))       # (h, T, d)
         v_bias = torch.einsum("htk,hk->ht", C_h, bkv[d:].view(h, dh))       # (h, T)
         v = torch.einsum("bnd,htd->bhnt", z, v_fold) + v_bias[None, :, None, :]
-        q = q.view(B, -1, h, dh).transpose(1, 2)                            # (B, h, M, dh)
-        k = k.view(B, N, h, dh).transpose(1, 2)                             # (B, h, N, dh)
-        o = F.scaled_dot_product_attention(q, k, v)                         # (B, h, M, T)
-        return o.sum(1) + c
+        return (att.to(v.dtype) @ v).sum(1) + c                             # (B, M, T)
 
     def forward_reference(self, z, ref, tgt):
         """Literal (unfactored) computation of the same head, for tests."""

@@ -9,7 +9,7 @@ through `modalities.get_modality`.
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import torch
@@ -18,27 +18,32 @@ from torch import nn
 
 @dataclass
 class DataBundle:
-    """What a modality's datasets give the engine.
+    """What a modality plugin's `load_data(data_cfg, seed, repeat)` gives the engine.
 
-    pretrain: unlabelled inputs (items are `x` or `(x, label, group)`, labels ignored).
-    finetune / test: labelled items `(x, label, group)`; label -1 = unlabelled (skipped).
-    class_names: index -> name. test_groups: per test item the group (subject) id, or None.
+    pretrain / finetune / test: torch Datasets of `(x, label)` items (label -1 = unlabelled;
+    pretraining ignores labels, finetuning and evaluation skip -1 items).
+    input_info: keyword arguments the plugin's `build` needs from the data (e.g. image_size,
+    channels). class_names: label index -> name. test_groups: per test item its group (subject)
+    id, items of one group in chronological order, or None. reference: the paper's numbers for
+    this task, shown in reports labelled as the paper's (e.g. {"metric": "kappa", "values": {...}}).
     """
 
     pretrain: Any
     finetune: Any
     test: Any
     class_names: list
+    input_info: dict = field(default_factory=dict)
     test_groups: Optional[list] = None
+    reference: Optional[dict] = None
     description: str = ""
-    collate_fn: Any = None
 
 
 class Modality(abc.ABC):
     """A kind of data PART can pretrain on.
 
     Subclasses set `target_dim` (size of the relative transform), `patch_dim` (F, values per
-    patch), `num_grid_patches` (tokens of the fixed grid, for position embeddings) and
+    patch), `num_patches` (N of `sample`), `num_grid_patches` (tokens of the fixed grid, for
+    position embeddings), `grid_shape` ((rows, cols) for 2-D, (n,) for 1-D; raster order) and
     `geometry_dim` (G).
     """
 
@@ -68,9 +73,6 @@ class Modality(abc.ABC):
         """Nearest grid cell index (B, N) long for each patch (used by position-based methods)."""
         raise NotImplementedError(f"modality {self.name!r} has no grid index")
 
-    def datasets(self, data_cfg, seed: int = 0, repeat: int = 0) -> DataBundle:
-        """Build the datasets named by the recipe's `data` section."""
-        raise NotImplementedError(f"modality {self.name!r} provides no datasets")
 
 
 def check_input(x: torch.Tensor, rank: int, channels: int, what: str) -> None:

@@ -10,3 +10,8 @@ def build(image_size: int, channels: int, **options) -> ImageModality:
     image_size = options.pop("image_size", None) or image_size
     channels = options.pop("channels", None) or channels
     return ImageModality(image_size, channels, **options)
+
+
+def load_data(data_cfg, seed: int = 0, repeat: int = 0):
+    from modalities.image.data import load_data as _load
+    return _load(data_cfg, seed, repeat)

@@ -41,6 +41,7 @@ class ImageModality(Modality):
         if not 1 <= P <= image_size:
             raise ValueError(f"modality.patch_size={P} must be in [1, image size {image_size}]")
         rows, cols = sampling.grid_shape(self.height, self.width, P)
+        self.grid_shape = (rows, cols)
         self.num_grid_patches = rows * cols
         self.num_patches = int(num_patches or self.num_grid_patches)
         if strategy != "random":
@@ -103,6 +104,3 @@ class ImageModality(Modality):
         P = self.patch_size
         return tokenizer.weight.reshape(-1, self.channels, P, P), tokenizer.bias
 
-    def datasets(self, data_cfg, seed: int = 0, repeat: int = 0):
-        from modalities.image.data import build_bundle
-        return build_bundle(data_cfg, seed)

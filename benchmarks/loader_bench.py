@@ -1,0 +1,120 @@
+"""Loader benchmark: windows/s that the EEG dataset delivers through a torch DataLoader.
+
+Writes its own prepared directory (float16 records, like ``data_prep/physionet2018.py``'s
+default output; 20 records x 900 windows = 648 MB by default) into a temp directory, reads it
+once to warm the page cache, then times shuffled batches of 256 with 0 and 2 workers.
+Target (issue 5, item 8): at least 10,000 windows/s. Run::
+
+    .venv/bin/python benchmarks/loader_bench.py [--records 20] [--windows 900] [--batches 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, RandomSampler
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from modalities.eeg.dataset import PreparedEEG  # noqa: E402
+
+C, L = 6, 3000
+
+
+def write_prepared(root: Path, n_records: int, n_windows: int, seed: int = 0) -> list[str]:
+    """Prepared-format directory with random float16 windows (n_windows, 6, 3000) per record."""
+    rng = np.random.default_rng(seed)
+    (root / "records").mkdir(parents=True)
+    names, records = [], {}
+    for i in range(n_records):
+        name = f"bench-{i:04d}"
+        np.save(root / "records" / f"{name}.npy", rng.standard_normal((n_windows, C, L), np.float32).astype(np.float16))
+        labels = rng.integers(-1, 5, n_windows).astype(np.int8)
+        np.save(root / "records" / f"{name}.labels.npy", labels)
+        records[name] = {"n_windows": n_windows, "labelled_windows": int((labels >= 0).sum()), "subject": name}
+        names.append(name)
+    manifest = {"format_version": 1, "status": "complete", "params_hash": "bench", "window_samples": L,
+                "channels": ["F3-M2", "F4-M1", "C3-M2", "C4-M1", "O1-M2", "O2-M1"], "dtype": "float16",
+                "records": records, "failed": {}}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return names
+
+
+def warm_cache(root: Path) -> None:
+    """Read every file once so the timings measure a warm page cache, not the disk."""
+    for path in (root / "records").glob("*.npy"):
+        with open(path, "rb") as f:
+            while f.read(1 << 24):
+                pass
+
+
+def time_loader(dataset: Dataset, batch: int, workers: int, n_batches: int, seed: int = 0) -> float:
+    """Windows per second delivered by a shuffled DataLoader over ``dataset``.
+
+    One untimed batch first (worker start-up), then ``n_batches`` timed batches; the sampler
+    draws fresh permutations as needed, so ``n_batches`` may exceed one epoch.
+    """
+    sampler = RandomSampler(dataset, num_samples=batch * (n_batches + 1 + 2 * workers),
+                            generator=torch.Generator().manual_seed(seed))
+    loader = DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=workers, drop_last=True)
+    it = iter(loader)
+    next(it)
+    t0 = time.perf_counter()
+    n = 0
+    for _ in range(n_batches):
+        x = next(it)[0]
+        n += x.shape[0]
+    elapsed = time.perf_counter() - t0
+    del it
+    return n / elapsed
+
+
+class PerItem(Dataset):
+    """The same dataset without ``__getitems__``: one ``__getitem__`` per window (for comparison)."""
+
+    def __init__(self, ds: PreparedEEG):
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i):
+        return self.ds[i]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--records", type=int, default=20)
+    ap.add_argument("--windows", type=int, default=900)
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--batches", type=int, default=40)
+    ap.add_argument("--dir", type=Path, default=None, help="where to write the temp data (default: system temp)")
+    args = ap.parse_args(argv)
+    tmp = Path(tempfile.mkdtemp(prefix="part-loader-bench-", dir=args.dir))
+    try:
+        t0 = time.perf_counter()
+        names = write_prepared(tmp, args.records, args.windows)
+        warm_cache(tmp)
+        size = sum(p.stat().st_size for p in (tmp / "records").glob("*.npy")) / 2**20
+        print(f"prepared {args.records} records x {args.windows} windows float16 ({size:.0f} MiB) in "
+              f"{time.perf_counter() - t0:.1f} s; torch {torch.__version__}, {torch.get_num_threads()} threads")
+        ds = PreparedEEG(tmp, names, labelled_only=False)
+        rows = [("PreparedEEG (__getitems__)", ds, w) for w in (0, 2)] + [("per-item __getitem__", PerItem(ds), 0)]
+        for label, dataset, workers in rows:
+            rate = time_loader(dataset, args.batch, workers, args.batches)
+            print(f"{label:28s} batch {args.batch} shuffled, workers {workers}: {rate:10,.0f} windows/s"
+                  f"{'  (target >= 10,000)' if dataset is ds else ''}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

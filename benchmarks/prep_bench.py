@@ -1,0 +1,178 @@
+"""Benchmark: prepare one full-length PC18 record, our pipeline against the usual MNE path.
+
+    python benchmarks/prep_bench.py [--workdir DIR] [--repeats 3] [--json OUT.json]
+
+Writes one record of the size of tr03-0005 (13 signals x 5,147,000 int16 samples at 200 Hz, the
+real header and annotations from ../shared/data/pc18 next to a MATLAB v4 .mat written here), then
+times, each in a fresh Python process (imports excluded from the time, included in the memory):
+
+- ``ours``: ``data_prep.pc18_prepare.prepare_record`` (read 6 EEG channels, band-pass, resample to
+  100 Hz, label, window, z-score, write float16 .npy atomically);
+- ``mne``: ``wfdb.rdrecord`` of the 6 channels, ``mne.io.RawArray``, ``raw.filter(0.1, 30)``,
+  ``raw.resample(100)``, windowing and z-scoring in memory (no labels, no writing);
+- ``stages``: our stages one by one (time only).
+
+Peak memory is the process's peak resident set (``VmHWM``). Targets (issue 4): ours at least
+3x faster than MNE, peak memory per worker at most 500 MB. Prints a table and the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO / ".." / "shared" / "data" / "pc18"
+RECORD = "tr03-0005"
+N_SAMPLES, N_SIGNALS, FS = 5_147_000, 13, 200
+
+
+def write_full_record(dest: Path, n_samples: int = N_SAMPLES, seed: int = 0) -> Path:
+    """The real tr03-0005 header and .arousal plus a v4 .mat of EEG-like int16 noise (13 x n)."""
+    import scipy.io
+
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(SHARED / f"{RECORD}.arousal", dest / f"{RECORD}.arousal")
+    header = (SHARED / f"{RECORD}.hea").read_bytes()
+    (dest / f"{RECORD}.hea").write_bytes(header.replace(str(N_SAMPLES).encode(), str(n_samples).encode(), 1))
+    rng = np.random.default_rng(seed)
+    t = np.arange(n_samples) / FS
+    val = np.empty((N_SIGNALS, n_samples), dtype=np.int16)
+    for c in range(N_SIGNALS):  # 1/f-ish background + 10 Hz alpha + offset, in uV (gain 1)
+        noise = np.cumsum(rng.normal(0, 1, n_samples)) * 0.05 + rng.normal(0, 15, n_samples)
+        val[c] = np.clip(noise + 20 * np.sin(2 * np.pi * 10 * t) + rng.integers(-300, 300), -32767, 32767)
+    scipy.io.savemat(dest / f"{RECORD}.mat", {"val": val}, format="4")
+    return dest / f"{RECORD}.hea"
+
+
+def _peak_mb() -> float:
+    """Peak resident set of this process since its exec, MB (VmHWM; ru_maxrss would include
+    the parent's resident set at fork time)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def child_ours(header: Path, out: Path) -> dict:
+    from data_prep.pc18_prepare import PrepConfig, RecordSource, prepare_record
+
+    imports_mb = _peak_mb()
+    source = RecordSource(RECORD, header, header.with_suffix(".arousal"), "training")
+    start = time.perf_counter()
+    info = prepare_record(source, out, PrepConfig())
+    return {"seconds": time.perf_counter() - start, "imports_peak_mb": imports_mb, "n_windows": info["n_windows"]}
+
+
+def child_mne(header: Path, out: Path) -> dict:
+    import mne
+    import wfdb
+
+    from data_prep.pc18_signal import EEG_CHANNELS
+
+    imports_mb = _peak_mb()
+    start = time.perf_counter()
+    record = wfdb.rdrecord(str(header.with_suffix("")), channel_names=list(EEG_CHANNELS))
+    info = mne.create_info(list(EEG_CHANNELS), record.fs, "eeg")
+    raw = mne.io.RawArray(record.p_signal.T * 1e-6, info, verbose=False)
+    del record
+    raw.filter(0.1, 30.0, verbose=False)
+    raw.resample(100.0, verbose=False)
+    x = raw.get_data() * 1e6
+    n_windows = x.shape[1] // 3000
+    w = x[:, : n_windows * 3000].reshape(len(EEG_CHANNELS), n_windows, 3000).transpose(1, 0, 2)
+    z = ((w - w.mean(-1, keepdims=True)) / (w.std(-1, keepdims=True) + 1e-6)).astype(np.float16)
+    return {"seconds": time.perf_counter() - start, "imports_peak_mb": imports_mb, "n_windows": int(z.shape[0])}
+
+
+def child_stages(header: Path, out: Path) -> dict:
+    from data_prep.pc18_labels import read_stage_notes, window_labels
+    from data_prep.pc18_signal import filter_and_resample, normalise_windows, read_eeg
+
+    times, start = {}, time.perf_counter()
+    rec = read_eeg(header)
+    times["read_6_channels"] = time.perf_counter() - start
+    grid = window_labels(read_stage_notes(header.with_suffix(".arousal"), rec.fs), rec.n_samples, rec.fs)
+    times["labels"] = time.perf_counter() - start - sum(times.values())
+    signal = filter_and_resample(rec)
+    times["filter_and_resample"] = time.perf_counter() - start - sum(times.values())
+    normalise_windows(signal, grid.first_start, grid.n_windows, grid.window_len)
+    times["window_and_normalise"] = time.perf_counter() - start - sum(times.values())
+    return {"seconds": time.perf_counter() - start, "stages": times}
+
+
+CHILDREN = {"ours": child_ours, "mne": child_mne, "stages": child_stages}
+
+
+def measure(mode: str, header: Path, out: Path) -> dict:
+    """Run one measurement in a fresh interpreter and return its JSON result."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", mode, "--header", str(header), "--out", str(out)]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=REPO)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--workdir", type=Path, help="where to write the 134 MB record (default: a temp dir, removed)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--n-samples", type=int, default=N_SAMPLES, help="record length (default: tr03-0005's)")
+    p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
+    p.add_argument("--header", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        sys.path.insert(0, str(REPO))
+        result = CHILDREN[args.child](args.header, args.out)
+        print(json.dumps({**result, "peak_rss_mb": _peak_mb()}))
+        return 0
+    if not (SHARED / f"{RECORD}.hea").is_file():
+        print(f"error: the real {RECORD}.hea/.arousal are not in {SHARED}; the benchmark needs them", file=sys.stderr)
+        return 2
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="prep_bench_"))
+    try:
+        start = time.perf_counter()
+        header = write_full_record(work / "raw", args.n_samples)
+        print(f"wrote {header.with_suffix('.mat')} ({header.with_suffix('.mat').stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - start:.1f} s")
+        runs: dict[str, list[dict]] = {"ours": [], "mne": []}
+        for _ in range(args.repeats):  # interleaved, so that machine load hits both alike
+            for mode in runs:
+                runs[mode].append(measure(mode, header, work / "out"))
+        stages = measure("stages", header, work / "out")
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    summary = {mode: {"median_s": statistics.median(r["seconds"] for r in rs), "min_s": min(r["seconds"] for r in rs),
+                      "peak_rss_mb": max(r["peak_rss_mb"] for r in rs), "imports_peak_mb": max(r["imports_peak_mb"] for r in rs),
+                      "n_windows": rs[0]["n_windows"]} for mode, rs in runs.items()}
+    speedup = summary["mne"]["median_s"] / summary["ours"]["median_s"]
+    report = {"record": f"{N_SIGNALS} x {args.n_samples} int16 at {FS} Hz", "repeats": args.repeats, "summary": summary,
+              "speedup_vs_mne": speedup, "our_stages_s": stages["stages"], "runs": runs}
+    print(f"\n{'path':<6} {'median s':>9} {'min s':>7} {'peak RSS MB':>12} {'after imports MB':>17} {'windows':>8}")
+    for mode, s in summary.items():
+        print(f"{mode:<6} {s['median_s']:9.2f} {s['min_s']:7.2f} {s['peak_rss_mb']:12.0f} {s['imports_peak_mb']:17.0f} {s['n_windows']:8d}")
+    print("our stages (s): " + ", ".join(f"{k} {v:.2f}" for k, v in stages["stages"].items()))
+    print(f"speed-up vs MNE: {speedup:.1f}x (target >= 3x: {'met' if speedup >= 3 else 'NOT met'}); "
+          f"our peak memory {summary['ours']['peak_rss_mb']:.0f} MB (target <= 500 MB: "
+          f"{'met' if summary['ours']['peak_rss_mb'] <= 500 else 'NOT met'}); "
+          f"memory ratio MNE/ours {summary['mne']['peak_rss_mb'] / summary['ours']['peak_rss_mb']:.1f}x")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""Prepare the PhysioNet/CinC Challenge 2018 polysomnography for PART's EEG sleep staging.
+
+    python data_prep/physionet2018.py --src RAW --out PREP [--workers N] [--dtype float16]
+        [--channels F3-M2 ...] [--n-test 200] [--n-finetune 10] [--seed 0] [--metadata CSV]
+        [--overwrite] [--download --split training|test [--limit N] [--base-url URL]]
+        [--synthetic N]
+
+Reads every record under RAW (found by its .hea, flat or in training/<rec>/, test/<rec>/), keeps
+the EEG channels by name, band-passes 0.1-30 Hz (zero phase), resamples to 100 Hz, cuts 30-s
+windows on the grid of the stage onsets, labels them from the .arousal stage notes and z-scores
+each window and channel. Writes PREP/records/<rec>.npy, <rec>.labels.npy, PREP/manifest.json and
+PREP/splits.json (layout: data_prep/pc18_prepare.py). Rerunning the same command resumes.
+``--download`` first fetches records from PhysioNet into RAW; ``--synthetic N`` first writes N
+synthetic demo records into RAW. Exit codes: 0 all prepared, 1 some records failed (listed in the
+manifest and at the end), 2 bad arguments or an output prepared with other parameters, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+try:
+    import data_prep  # noqa: F401
+except ImportError:  # run as `python data_prep/physionet2018.py` without the package installed
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from data_prep.pc18_prepare import PrepConfig, RunResult, SplitSettings, prepare_dataset
+from data_prep.pc18_signal import EEG_CHANNELS
+from part.errors import UserInputError
+
+DEFAULT_BASE_URL = "https://physionet.org/files/challenge-2018/1.0.0/"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="physionet2018.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--src", type=Path, required=True, help="directory of raw PC18 records (read; written by --download/--synthetic)")
+    p.add_argument("--out", type=Path, required=True, help="output directory of the prepared dataset")
+    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="records prepared in parallel (processes; about 0.4 GB each)")
+    p.add_argument("--dtype", choices=("float16", "float32"), default="float16", help="storage type of the windows")
+    p.add_argument("--channels", nargs="+", default=list(EEG_CHANNELS), metavar="NAME", help="signal names to keep, in this order")
+    p.add_argument("--n-test", type=int, default=200, help="labelled subjects held out for testing")
+    p.add_argument("--n-finetune", type=int, default=10, help="labelled subjects for finetuning")
+    p.add_argument("--seed", type=int, default=0, help="seed of the subject splits")
+    p.add_argument("--metadata", type=Path, help="CSV with columns Record, Age, Sex (e.g. sleep_records.csv)")
+    p.add_argument("--overwrite", action="store_true", help="redo every record, replacing an output prepared with other parameters")
+    p.add_argument("--download", action="store_true", help="first download records from PhysioNet into --src/<split>/")
+    p.add_argument("--split", choices=("training", "test"), help="which PC18 split --download fetches")
+    p.add_argument("--limit", type=int, help="download at most this many records")
+    p.add_argument("--base-url", default=DEFAULT_BASE_URL, help="PhysioNet file server base URL")
+    p.add_argument("--synthetic", type=int, metavar="N", help="first write N synthetic demo records into --src (must hold no records)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.download and args.synthetic is not None:
+        p.error("--download and --synthetic exclude each other: pick one source of records")
+    if args.download and not args.split:
+        p.error("--download needs --split training or --split test")
+    if (args.split or args.limit is not None) and not args.download:
+        p.error("--split and --limit only apply with --download")
+    for name in ("workers", "n_test", "n_finetune", "limit", "synthetic"):
+        value = getattr(args, name)
+        minimum = 1 if name in ("workers", "limit", "synthetic") else 0
+        if value is not None and value < minimum:
+            p.error(f"--{name.replace('_', '-')} must be >= {minimum}, got {value}")
+
+
+def _fetch(args: argparse.Namespace) -> None:
+    """Run --download or --synthetic into --src (both modules are imported only when asked for)."""
+    if args.download:
+        try:
+            from data_prep.pc18_download import download_records
+        except ModuleNotFoundError as exc:
+            raise UserInputError(f"--download is not available here ({exc}); get the records by hand into --src") from None
+
+        paths = download_records(args.src, args.split, args.limit, args.base_url, args.workers, progress=not args.no_progress)
+        print(f"downloaded {len(paths)} {args.split} records into {args.src / args.split}", file=sys.stderr)
+    if args.synthetic is not None:
+        try:
+            from data_prep.pc18_synthetic import write_synthetic_records
+        except ModuleNotFoundError as exc:
+            raise UserInputError(f"--synthetic is not available here ({exc})") from None
+
+        args.src.mkdir(parents=True, exist_ok=True)
+        try:
+            names = write_synthetic_records(args.src, args.synthetic, seed=args.seed)
+        except FileExistsError as exc:
+            raise UserInputError(f"--synthetic: {exc}") from None
+        print(f"wrote {len(names)} synthetic records into {args.src}", file=sys.stderr)
+
+
+def _summary(result: RunResult, out: Path) -> str:
+    m, s = result.manifest, result.splits
+    lines = [
+        f"prepared {len(m['records'])} records into {out} ({len(result.prepared)} now, "
+        f"{len(result.skipped)} already done): {m['totals']['windows']} windows, label counts "
+        f"{m['totals']['label_counts']}",
+        f"splits (seed {s['seed']}): test {len(s['test'])}, finetune {len(s['finetune'])}, pretrain {len(s['pretrain'])}",
+        *(f"warning: {w}" for w in result.warnings),
+    ]
+    if result.failed:
+        lines.append(f"FAILED {len(result.failed)} records (listed under 'failed' in {out / 'manifest.json'}; the others are prepared):")
+        lines += [f"  {reason}" for reason in result.failed.values()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_args(parser, args)
+    try:
+        _fetch(args)
+        result = prepare_dataset(
+            args.src,
+            args.out,
+            PrepConfig(channels=tuple(args.channels), dtype=args.dtype),
+            workers=args.workers,
+            splits=SplitSettings(args.n_test, args.n_finetune, args.seed),
+            metadata=args.metadata,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+            synthetic=args.synthetic is not None,
+        )
+    except UserInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished records are kept; rerun the same command to resume", file=sys.stderr)
+        return 130
+    print(_summary(result, args.out), file=sys.stderr if result.failed else sys.stdout)
+    return result.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

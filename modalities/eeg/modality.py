@@ -1,0 +1,258 @@
+"""The EEG (1-D time series) modality: windows at continuous start times -> tokens; targets dt.
+
+Units: time is measured in *samples* (at ``sample_rate`` = 100 Hz, one sample = 10 ms). Sample
+``i`` of a signal covers the interval [i, i + 1), so a signal of T samples spans [0, T] and a
+window (start s, length len) covers [s, s + len). An input is a batch ``x`` of shape (B, C, T),
+e.g. (B, 6, 3000): 6 EEG channels, 30 s.
+
+- ``sample``: N windows per item (default 40 x 1 s) at continuous random starts in [0, T - len],
+  each resampled to P = ``patch_samples`` values by linear interpolation (one batched gather of the
+  floor/ceil sample indices + one lerp, on x's device). An integer start with len = P returns the
+  P samples x[s : s + P] exactly. Geometry (B, N, 2) = (start, length) in samples.
+- ``grid``: the T // P contiguous windows [kP, (k + 1)P) (default 30 x 1 s): a reshape.
+- tokens: each patch flattened channel-major (C, P) -> C * P values -> ``nn.Linear(C * P, dim)``.
+- targets (paper, section 3, 1-D): dt = (t_tgt - t_ref) / len_ref with t the window *centre*
+  (s + len / 2). With equal lengths (the default) this equals the difference of the starts.
+  Scale variant (``scale_range``): lengths log-uniform in P * scale_range, target (dt, dlen) with
+  dlen = len_tgt / len_ref (``scale_target="ratio"``) or log(len_tgt / len_ref) (``"log"``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+import torch
+from torch import nn
+
+from part.modality import Modality, check_input
+
+STRATEGIES = ("random", "grid", "stratified")
+
+
+@dataclass
+class EEGOptions:
+    """The recipe's ``modality`` section for 1-D signals (lengths in samples, 100 Hz by default).
+
+    channels / window_samples: None = from the data (PhysioNet 2018: 6 channels, 3000 samples =
+    30 s); a value set in the recipe overrides the data's. patch_samples: P, samples per token
+    (100 = 1 s). num_patches: N windows per item for ``strategy="random"`` (grid and stratified
+    use T // P). scale_range: e.g. [0.5, 2.0] for windows of P/2 .. 2P samples (log-uniform),
+    resampled to P. sample_rate: Hz, used to state durations in reports (the sampling itself
+    works in samples).
+    """
+
+    name: str = "eeg"
+    channels: Optional[int] = field(default=None, metadata={"min": 1})
+    window_samples: Optional[int] = field(default=None, metadata={"min": 1})
+    patch_samples: int = field(default=100, metadata={"min": 1})
+    num_patches: int = field(default=40, metadata={"min": 2})
+    strategy: Literal["random", "grid", "stratified"] = "random"
+    scale_range: Optional[tuple[float, float]] = None
+    scale_target: Literal["ratio", "log"] = "ratio"
+    sample_rate: float = field(default=100.0, metadata={"gt": 0})
+
+
+# ---------------------------------------------------------------------------------------------
+# Functional helpers: one batched tensor operation each, no loop over items or windows.
+# ---------------------------------------------------------------------------------------------
+
+def grid_geometry(batch: int, length: int, patch_samples: int, device=None) -> torch.Tensor:
+    """The fixed grid: (B, T // P, 2) = (start k * P, length P) in samples, float32."""
+    n = length // patch_samples
+    start = torch.arange(n, device=device, dtype=torch.float32) * patch_samples
+    geom = torch.stack([start, torch.full_like(start, float(patch_samples))], -1)
+    return geom.unsqueeze(0).expand(batch, -1, -1).contiguous()
+
+
+def sample_geometry(batch: int, length: int, patch_samples: int, num_patches: int,
+                    strategy: str = "random", scale_range=None, device=None,
+                    generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Windows (B, N, 2) = (start, length) in samples, every window inside [0, T].
+
+    random: lengths P (or log-uniform in P * scale_range), starts uniform in [0, T - len]
+    (continuous). grid: the fixed grid (N = T // P). stratified: one window per grid cell, its
+    start jittered uniformly by +-P/2 around the cell's, clamped to [0, T - len] (N = T // P).
+    """
+    P = patch_samples
+    if strategy == "grid":
+        return grid_geometry(batch, length, P, device)
+    if strategy == "stratified":
+        num_patches = length // P
+    elif strategy != "random":
+        raise ValueError(f"modality.strategy={strategy!r}; valid: {', '.join(STRATEGIES)}")
+    shape = (batch, num_patches)
+    if scale_range is None:
+        size = torch.full(shape, float(P), device=device)
+    else:
+        lo, hi = math.log(P * scale_range[0]), math.log(P * scale_range[1])
+        size = (torch.rand(shape, device=device, generator=generator) * (hi - lo) + lo).exp()
+        size = size.clamp(max=float(length))  # exp/log round-off must not leave the signal
+    u = torch.rand(shape, device=device, generator=generator)
+    if strategy == "random":
+        start = u * (length - size)
+    else:
+        cell = grid_geometry(batch, length, P, device)[..., 0]
+        start = (cell + (u - 0.5) * P).clamp(min=0).minimum(length - size)
+    return torch.stack([start, size], -1)
+
+
+@torch.no_grad()
+def extract_windows(x: torch.Tensor, geometry: torch.Tensor, patch_samples: int) -> torch.Tensor:
+    """Resample every window to P values by linear interpolation: one gather + one lerp.
+
+    x (B, C, T); geometry (B, N, 2) = (start, length) in samples -> patches (B, N, C * P),
+    flattened channel-major (C, P). Value k of a window sits at the centre of its k-th sub-interval,
+    time s + (k + 0.5) * len / P, i.e. at sample coordinate s + (k + 0.5) * len / P - 0.5 (sample i
+    sits at coordinate i). With len = P and an integer s this is exactly s + k, so the window
+    returns x[..., s : s + P] unchanged. Coordinates beyond the ends clamp to the first/last sample.
+    Downsampling (len > P) interpolates without an anti-aliasing filter.
+    """
+    B, C, T = x.shape
+    N, P = geometry.shape[1], patch_samples
+    start, size = geometry[..., :1].float(), geometry[..., 1:].float()         # (B, N, 1)
+    k = torch.arange(P, device=x.device, dtype=torch.float32) + 0.5
+    pos = start + k * (size / P) - 0.5                                         # (B, N, P)
+    lo = pos.floor()
+    frac = (pos - lo).to(x.dtype)
+    lo = lo.long()
+    taps = torch.stack([lo.clamp(0, T - 1), (lo + 1).clamp(0, T - 1)], 0)      # (2, B, N, P)
+    idx = taps.permute(1, 0, 2, 3).reshape(B, 1, 2 * N * P).expand(B, C, -1)
+    both = torch.gather(x, 2, idx).view(B, C, 2, N, P)
+    out = torch.lerp(both[:, :, 0], both[:, :, 1], frac.unsqueeze(1))          # (B, C, N, P)
+    return out.transpose(1, 2).reshape(B, N, C * P)
+
+
+def relative_targets(ref: torch.Tensor, tgt: torch.Tensor, with_scale: bool = False,
+                     scale_target: str = "ratio") -> torch.Tensor:
+    """dt (..., 1) or (dt, dlen) (..., 2) from geometries (..., 2) = (start, length) in samples.
+
+    dt = (c_tgt - c_ref) / len_ref with centres c = start + len / 2 (computed as
+    (s_t - s_r + (len_t - len_r) / 2) / len_ref, so equal lengths give (s_t - s_r) / len_ref
+    exactly). dlen = len_tgt / len_ref ("ratio", the paper's) or its log ("log": antisymmetric).
+    """
+    s_r, l_r = ref[..., :1], ref[..., 1:2]
+    s_t, l_t = tgt[..., :1], tgt[..., 1:2]
+    dt = (s_t - s_r + (l_t - l_r) / 2) / l_r
+    if not with_scale:
+        return dt
+    ratio = l_t / l_r
+    if scale_target == "log":
+        ratio = ratio.log()
+    elif scale_target != "ratio":
+        raise ValueError(f"modality.scale_target={scale_target!r}; valid: ratio, log")
+    return torch.cat([dt, ratio], -1)
+
+
+def nearest_grid_index(geometry: torch.Tensor, length: int, patch_samples: int) -> torch.Tensor:
+    """(B, N) long: the grid cell [kP, (k + 1)P) holding each window's centre, clamped to 0..n-1."""
+    centre = geometry[..., 0] + geometry[..., 1] / 2
+    n = length // patch_samples
+    return (centre / patch_samples).floor().long().clamp(0, n - 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The plugin
+# ---------------------------------------------------------------------------------------------
+
+class EEGModality(Modality):
+    """1-D signals x (B, C, T) float. Geometry (B, N, 2) = (start, length) in samples.
+
+    Attributes: channels (C), window_samples (T), patch_samples (P), num_patches (N of
+    ``sample``), grid_shape ((T // P,)), num_grid_patches (T // P), patch_dim (C * P),
+    target_dim (1, or 2 with scale_range), geometry_dim (2), sample_rate (Hz).
+    """
+
+    name = "eeg"
+    geometry_dim = 2
+
+    def __init__(self, channels: int = 6, window_samples: int = 3000, patch_samples: int = 100,
+                 num_patches: int = 40, strategy: str = "random", scale_range=None,
+                 scale_target: str = "ratio", sample_rate: float = 100.0):
+        for key, value in (("channels", channels), ("window_samples", window_samples),
+                           ("patch_samples", patch_samples), ("num_patches", num_patches)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"modality.{key}={value!r} must be a positive integer")
+        T, P = int(window_samples), int(patch_samples)
+        if P > T:
+            raise ValueError(f"modality.patch_samples={P} must be in [1, window_samples={T}]: a "
+                             f"patch cannot be longer than the window; lower modality.patch_samples")
+        if strategy not in STRATEGIES:
+            raise ValueError(f"modality.strategy={strategy!r}; valid: {', '.join(STRATEGIES)}")
+        if scale_target not in ("ratio", "log"):
+            raise ValueError(f"modality.scale_target={scale_target!r}; valid: ratio, log")
+        if not (isinstance(sample_rate, (int, float)) and math.isfinite(sample_rate) and sample_rate > 0):
+            raise ValueError(f"modality.sample_rate={sample_rate!r} must be a positive number (Hz)")
+        self.channels, self.window_samples, self.patch_samples = int(channels), T, P
+        self.grid_shape = (T // P,)
+        self.num_grid_patches = T // P
+        self.num_patches = int(num_patches) if strategy == "random" else self.num_grid_patches
+        if self.num_patches < 2:
+            what = ("modality.num_patches" if strategy == "random"
+                    else f"window_samples // patch_samples ({T} // {P}) with strategy {strategy!r}")
+            raise ValueError(f"{what} = {self.num_patches} must be >= 2 (pairs need two windows); "
+                             f"raise modality.num_patches or lower modality.patch_samples")
+        self.scale_range = None
+        if scale_range is not None:
+            try:
+                lo, hi = (float(v) for v in scale_range)
+            except (TypeError, ValueError):
+                raise ValueError(f"modality.scale_range={scale_range!r} must be two numbers [lo, hi]") from None
+            if not (0 < lo <= hi and P * hi <= T):
+                raise ValueError(f"modality.scale_range={[lo, hi]} must satisfy 0 < lo <= hi and "
+                                 f"patch_samples * hi <= window_samples ({P} * {hi} > {T}?)")
+            self.scale_range = (lo, hi)
+        self.strategy, self.scale_target = strategy, scale_target
+        self.sample_rate = float(sample_rate)
+        self.target_dim = 2 if self.scale_range else 1
+        self.patch_dim = self.channels * P
+
+    def __repr__(self) -> str:
+        return (f"EEGModality(channels={self.channels}, window_samples={self.window_samples}, "
+                f"patch_samples={self.patch_samples}, num_patches={self.num_patches}, "
+                f"strategy={self.strategy!r}, scale_range={self.scale_range}, "
+                f"sample_rate={self.sample_rate:g} Hz)")
+
+    def _check(self, x: torch.Tensor) -> None:
+        check_input(x, 3, self.channels, "EEG batch (B, C, T)")
+        if x.shape[2] != self.window_samples:
+            raise ValueError(f"EEG batch: expected windows of {self.window_samples} samples (dim 2), "
+                             f"got shape {tuple(x.shape)}; set modality.window_samples to match the data")
+        if not x.is_floating_point():
+            raise ValueError(f"EEG batch: expected a float tensor, got {x.dtype}")
+
+    def sample(self, x: torch.Tensor, generator: Optional[torch.Generator] = None):
+        """x (B, C, T) -> (patches (B, N, C * P), geometry (B, N, 2) start, length in samples)."""
+        self._check(x)
+        if self.strategy == "grid":
+            return self._grid(x)
+        geom = sample_geometry(x.shape[0], self.window_samples, self.patch_samples,
+                               self.num_patches, self.strategy, self.scale_range, x.device,
+                               generator)
+        return extract_windows(x, geom, self.patch_samples), geom
+
+    def grid(self, x: torch.Tensor):
+        """x (B, C, T) -> the T // P contiguous windows (B, T // P, C * P) and their geometry."""
+        self._check(x)
+        return self._grid(x)
+
+    def _grid(self, x: torch.Tensor):
+        B, C, P, n = x.shape[0], self.channels, self.patch_samples, self.num_grid_patches
+        patches = x[:, :, :n * P].reshape(B, C, n, P).transpose(1, 2).reshape(B, n, C * P)
+        return patches, grid_geometry(B, self.window_samples, P, x.device)
+
+    def tokenizer(self, dim: int) -> nn.Module:
+        """nn.Linear(C * P, dim) over channel-major flattened patches."""
+        return nn.Linear(self.patch_dim, dim)
+
+    def targets(self, geom_ref: torch.Tensor, geom_tgt: torch.Tensor) -> torch.Tensor:
+        """(..., 2) x 2 -> dt (..., 1), or (dt, dlen) (..., 2) with scale_range; see module doc."""
+        return relative_targets(geom_ref, geom_tgt, self.scale_range is not None, self.scale_target)
+
+    def grid_index(self, geometry: torch.Tensor) -> torch.Tensor:
+        """(B, N) long: the grid cell holding each window's centre."""
+        return nearest_grid_index(geometry, self.window_samples, self.patch_samples)
+
+    def seconds(self, samples):
+        """Samples -> seconds at ``sample_rate`` (for reports)."""
+        return samples / self.sample_rate

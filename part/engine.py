@@ -1,0 +1,227 @@
+"""The training loop shared by every stage: deterministic sharded sampling, AdamW with warmup +
+cosine, bf16 autocast on CUDA, gradient clipping, DDP, JSONL/TensorBoard logging, atomic
+checkpoints every `checkpoint_every` steps and at each epoch end, and exact resume.
+
+Resume is exact on the CPU: the data order of an epoch depends only on (seed, epoch), a resumed
+epoch skips the batches already done without loading them, and the checkpoint restores model,
+optimizer, step and every RNG state (each rank's), so the loss curve continues step for step.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Sampler
+
+from part.atomic import atomic_write_text
+from part.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from part.distributed import DistInfo, all_gather_objects, all_reduce_mean
+from part.optim import cosine_lr, param_groups, set_lr
+
+
+class EpochSampler(Sampler):
+    """Per-epoch order from (seed, epoch) alone; rank r takes items r, r + W, ... of each global
+    batch; `start_batch` skips batches already trained (resume). Optional `weights` draw with
+    replacement (balanced sampling). Always whole global batches (the remainder is dropped)."""
+
+    def __init__(self, n: int, global_batch: int, seed: int, rank: int = 0, world: int = 1,
+                 weights: Optional[torch.Tensor] = None):
+        self.n, self.global_batch, self.seed = n, global_batch, seed
+        self.rank, self.world, self.weights = rank, world, weights
+        self.epoch, self.start_batch = 0, 0
+        self.batches = n // global_batch
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        self.epoch, self.start_batch = epoch, start_batch
+
+    def order(self) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        if self.weights is not None:
+            return torch.multinomial(self.weights, self.n, replacement=True, generator=g)
+        return torch.randperm(self.n, generator=g)
+
+    def __iter__(self):
+        order = self.order()[: self.batches * self.global_batch]
+        mine = order[self.rank::self.world]
+        per_rank = self.global_batch // self.world
+        return iter(mine[self.start_batch * per_rank:].tolist())
+
+    def __len__(self) -> int:
+        return (self.batches - self.start_batch) * (self.global_batch // self.world)
+
+
+@dataclass
+class RunContext:
+    """What every stage needs: where to write, which device, which process."""
+
+    run_dir: Path
+    device: torch.device
+    dist: DistInfo
+    amp_dtype: Optional[torch.dtype] = None
+    compile: bool = False
+    num_workers: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 0
+    seed: int = 0
+    recipe_hash: str = ""
+    tb_writer: object = None
+    progress: bool = True
+    notes: list = field(default_factory=list)
+
+    def log(self, record: dict) -> None:
+        """Append one JSON object to metrics.jsonl (rank 0 only) and to TensorBoard if available."""
+        if not self.dist.is_main:
+            return
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb_writer is not None and "loss" in record and "step" in record:
+            tag = record["stage"] + ("/epoch_loss" if record.get("event") == "epoch_end" else "/loss")
+            self.tb_writer.add_scalar(tag, record["loss"], record["step"])
+
+    def say(self, message: str) -> None:
+        if self.dist.is_main:
+            print(message, flush=True)
+
+
+def truncate_metrics(ctx: RunContext, stage: str, step: int) -> None:
+    """Drop log lines of `stage` past `step` (written after the checkpoint a run resumes from)."""
+    path = ctx.run_dir / "metrics.jsonl"
+    if not ctx.dist.is_main or not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines()
+            if line.strip() and not (json.loads(line).get("stage") == stage and json.loads(line).get("step", 0) > step)]
+    atomic_write_text(path, "".join(line + "\n" for line in keep))
+
+
+@dataclass
+class TrainSpec:
+    """One training stage: what to optimise and how (numbers from the recipe's OptimConfig)."""
+
+    stage: str
+    model: nn.Module
+    loss_fn: Callable  # (model, batch) -> (loss, extras dict of scalar tensors)
+    dataset: object
+    optim: object  # part.schema.OptimConfig
+    depth: int = 0  # encoder depth, for layer-wise lr decay
+    sample_weights: Optional[torch.Tensor] = None
+    checkpoint: str = "last.pt"
+    on_step: Optional[Callable] = None  # (model, step, total) before each step, e.g. annealing
+    extra_state: dict = field(default_factory=dict)
+
+
+def _global_batch(spec: TrainSpec, ctx: RunContext) -> int:
+    n, world = len(spec.dataset), ctx.dist.world_size
+    gb = min(spec.optim.batch_size, n)
+    gb -= gb % world
+    if gb < world or gb < 1:
+        raise ValueError(f"{spec.stage}: {n} training items cannot fill a batch on {world} processes")
+    if gb != spec.optim.batch_size:
+        ctx.say(f"[{spec.stage}] note: {spec.stage}.batch_size={spec.optim.batch_size} lowered to {gb} "
+                f"({n} items, {world} processes)")
+    return gb
+
+
+def train(spec: TrainSpec, ctx: RunContext) -> dict:
+    """Run (or resume) one stage to its last epoch; returns {"loss": last epoch mean, "steps": n}."""
+    cfg, dist_info = spec.optim, ctx.dist
+    gb = _global_batch(spec, ctx)
+    per_rank = gb // dist_info.world_size
+    lr = cfg.lr * gb / cfg.base_batch_size if cfg.base_batch_size else cfg.lr
+    sampler = EpochSampler(len(spec.dataset), gb, ctx.seed, dist_info.rank, dist_info.world_size,
+                           spec.sample_weights)
+    steps_per_epoch = sampler.batches
+    total, warmup = cfg.epochs * steps_per_epoch, round(cfg.warmup_epochs * steps_per_epoch)
+    model = spec.model.to(ctx.device)
+    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay, cfg.layer_decay, spec.depth), lr=lr,
+                            betas=tuple(cfg.betas), fused=ctx.device.type == "cuda")
+    ctx.say(f"[{spec.stage}] {len(spec.dataset)} items, global batch {gb} = {dist_info.world_size} x "
+            f"{per_rank}, lr {lr:.3g}" + (f" (= {cfg.lr:g} x {gb}/{cfg.base_batch_size})" if cfg.base_batch_size else "")
+            + f", {cfg.epochs} epochs x {steps_per_epoch} steps, warmup {warmup} steps")
+    ckpt_path = ctx.run_dir / "checkpoints" / spec.checkpoint
+    epoch, step = 0, 0
+    if ckpt_path.exists():
+        state = load_checkpoint(ckpt_path)
+        if state.get("stage") == spec.stage and state.get("extra") == spec.extra_state:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            epoch, step = state["epoch"], state["step"]
+            set_rng_state(state["rng"][min(dist_info.rank, len(state["rng"]) - 1)])
+            truncate_metrics(ctx, spec.stage, step)
+            ctx.say(f"[{spec.stage}] resumed from {ckpt_path} at epoch {epoch}, step {step}")
+    run_model = DistributedDataParallel(model) if dist_info.enabled else model
+    if ctx.compile:
+        run_model = torch.compile(run_model)
+
+    def save(ep: int) -> None:
+        rngs = all_gather_objects(rng_state(), dist_info)
+        if dist_info.is_main:
+            save_checkpoint(ckpt_path, {"stage": spec.stage, "epoch": ep, "step": step, "model": model.state_dict(),
+                                        "optimizer": opt.state_dict(), "scheduler": {"step": step, "total": total},
+                                        "scaler": None, "rng": rngs, "recipe_hash": ctx.recipe_hash,
+                                        "extra": spec.extra_state})
+
+    epoch_loss = float("nan")
+    for ep in range(epoch, cfg.epochs):
+        start = step - ep * steps_per_epoch
+        sampler.set_epoch(ep, start)
+        loader = DataLoader(spec.dataset, batch_size=per_rank, sampler=sampler, drop_last=True,
+                            num_workers=ctx.num_workers, pin_memory=ctx.device.type == "cuda",
+                            generator=torch.Generator().manual_seed(ctx.seed * 7919 + ep))
+        bar = _progress(ctx, spec.stage, ep, cfg.epochs, steps_per_epoch, start)
+        run_model.train()
+        sums, count, t0, tick = torch.zeros((), device=ctx.device), 0, time.perf_counter(), time.perf_counter()
+        for batch in loader:
+            if spec.on_step is not None:
+                spec.on_step(model, step, total)
+            set_lr(opt, cosine_lr(step, total, warmup, lr, cfg.min_lr))
+            with torch.autocast(ctx.device.type, dtype=ctx.amp_dtype or torch.float32, enabled=ctx.amp_dtype is not None):
+                loss, extras = spec.loss_fn(run_model, batch, ctx.device)
+            loss.backward()
+            if cfg.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            sums += loss.detach()
+            count += 1
+            if step % ctx.log_every == 0 or step == total:
+                value = all_reduce_mean(loss.detach().float(), dist_info).item()
+                if not math.isfinite(value):
+                    raise FloatingPointError(f"[{spec.stage}] loss is {value} at step {step}; lower "
+                                             f"{spec.stage}.lr or check the input data for NaN/Inf")
+                now = time.perf_counter()
+                rate = ctx.log_every * gb / max(now - tick, 1e-9)
+                tick = now
+                ctx.log({"stage": spec.stage, "epoch": ep, "step": step, "loss": value,
+                         "lr": opt.param_groups[0]["lr"] / opt.param_groups[0].get("lr_scale", 1.0),
+                         "items_per_s": round(rate, 1),
+                         **{k: float(v) for k, v in extras.items()}})
+                if bar is not None:
+                    bar.set_postfix(loss=f"{value:.4f}", items_s=f"{rate:.0f}")
+            if bar is not None:
+                bar.update(1)
+            if ctx.checkpoint_every and step % ctx.checkpoint_every == 0:
+                save(ep)
+        if bar is not None:
+            bar.close()
+        epoch_loss = all_reduce_mean(sums / max(count, 1), dist_info).item()
+        seconds = time.perf_counter() - t0
+        save(ep + 1)
+        ctx.log({"stage": spec.stage, "event": "epoch_end", "epoch": ep, "step": step, "loss": epoch_loss,
+                 "seconds": round(seconds, 2), "items_per_s": round(count * gb / max(seconds, 1e-9), 1)})
+    return {"loss": epoch_loss, "steps": step}
+
+
+def _progress(ctx, stage, ep, epochs, steps, start):
+    if not (ctx.dist.is_main and ctx.progress):
+        return None
+    from tqdm import tqdm
+    return tqdm(total=steps, initial=start, desc=f"{stage} {ep + 1}/{epochs}", leave=False,
+                mininterval=1.0, dynamic_ncols=True)

@@ -1,0 +1,226 @@
+"""The three stages a recipe chains: pretrain (the method's pretext objective), finetune (paper
+section 3.4, repeated `evaluate.repeats` times on different finetune draws) and evaluate
+(metrics, report, plots). Modality-agnostic: data and patches come through the plugin registry."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Subset
+
+import modalities
+from part.atomic import atomic_write_json
+from part.backbone import build_encoder
+from part.checkpoint import load_checkpoint, save_checkpoint
+from part.classifier import PatchClassifier
+from part.config import recipe_to_dict
+from part.engine import RunContext, TrainSpec, train
+from part.errors import DataError
+from part.methods import build_method, method_pretrains
+from part.metrics import classification_metrics, per_group_metrics
+from part.report import aggregate_repeats, plot_hypnogram, write_report
+
+
+class Pipeline:
+    """A recipe bound to a run directory: builds data, modality and models on demand."""
+
+    def __init__(self, recipe, ctx: RunContext):
+        self.recipe, self.ctx = recipe, ctx
+        self._bundles = {}
+        self.state_path = ctx.run_dir / "state.json"
+
+    # --- bookkeeping of finished stages -------------------------------------------------
+    def done(self) -> list:
+        return json.loads(self.state_path.read_text())["done"] if self.state_path.exists() else []
+
+    def mark_done(self, what: str) -> None:
+        if self.ctx.dist.is_main and what not in self.done():
+            atomic_write_json(self.state_path, {"done": self.done() + [what]})
+
+    def ckpt(self, name: str) -> Path:
+        return self.ctx.run_dir / "checkpoints" / name
+
+    # --- builders --------------------------------------------------------------------------
+    def bundle(self, repeat: int = 0):
+        if repeat not in self._bundles:
+            r = self.recipe
+            self._bundles[repeat] = modalities.load_data(r.modality.name, r.data, r.run.seed, repeat)
+        return self._bundles[repeat]
+
+    def modality(self, bundle):
+        opts = {k: v for k, v in recipe_to_dict(self.recipe.modality).items() if k != "name" and v is not None}
+        return modalities.get_modality(self.recipe.modality.name, **{**bundle.input_info, **opts})
+
+    def encoder(self):
+        m = self.recipe.model
+        return build_encoder(m.size, m.dim, m.depth, m.heads, m.mlp_ratio, m.drop_path)
+
+    def classifier(self, bundle, repeat_weights: Path | None):
+        modality, encoder = self.modality(bundle), self.encoder()
+        tokenizer = modality.tokenizer(encoder.dim)
+        clf = PatchClassifier(modality, tokenizer, encoder, len(bundle.class_names),
+                              self.recipe.model.pos_embed_mask_ratio)
+        if repeat_weights is not None:
+            clf.load_state_dict(load_checkpoint(repeat_weights)["model"])
+        return clf
+
+
+def _inputs(batch):
+    return batch[0] if isinstance(batch, (list, tuple)) else batch
+
+
+def pretrain(p: Pipeline) -> None:
+    r, ctx = p.recipe, p.ctx
+    if not method_pretrains(r.method.name):
+        ctx.say(f"[pretrain] method '{r.method.name}' has no pretraining; skipped")
+        return p.mark_done("pretrain")
+    bundle = p.bundle(0)
+    modality, encoder = p.modality(bundle), p.encoder()
+    method = build_method(r.method.name, modality, encoder, modality.tokenizer(encoder.dim), r.method)
+
+    def loss_fn(model, batch, device):
+        out = model(_inputs(batch).to(device, non_blocking=True))
+        return out["loss"], {k: v for k, v in out.items() if k != "loss"}
+
+    def anneal(model, step, total):  # methods with schedules (e.g. DropPos smoothing) read this
+        if hasattr(model, "progress"):
+            model.progress = step / max(1, total)
+    ctx.say(f"[pretrain] {r.method.name} on {bundle.description}")
+    train(TrainSpec("pretrain", method, loss_fn, bundle.pretrain, r.pretrain, encoder.depth, on_step=anneal), ctx)
+    if ctx.dist.is_main:
+        save_checkpoint(p.ckpt("pretrain.pt"), {"tokenizer": method.tokenizer.state_dict(),
+                                                "encoder": encoder.state_dict(), "method": r.method.name})
+    p.mark_done("pretrain")
+
+
+def _labels_of(dataset) -> np.ndarray:
+    """Labels of a dataset without loading its inputs (datasets expose `targets` or `labels`)."""
+    if isinstance(dataset, Subset):
+        return _labels_of(dataset.dataset)[np.asarray(dataset.indices)]
+    for attr in ("targets", "labels"):
+        if hasattr(dataset, attr):
+            return np.asarray(getattr(dataset, attr))
+    raise DataError(f"{type(dataset).__name__} exposes no `targets`/`labels`; class balancing needs them")
+
+
+def _class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
+    counts = np.bincount(labels[labels >= 0], minlength=n_classes).astype(np.float64)
+    w = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / n_classes, 0.0)
+    return torch.tensor(w, dtype=torch.float32)
+
+
+def finetune(p: Pipeline, repeat: int) -> None:
+    r, ctx = p.recipe, p.ctx
+    bundle = p.bundle(repeat)
+    clf = p.classifier(bundle, None)
+    if method_pretrains(r.method.name):
+        weights = p.ckpt("pretrain.pt")
+        if not weights.exists():
+            raise DataError(f"finetuning a '{r.method.name}' run needs its pretrained weights '{weights}', "
+                            f"which do not exist; add 'pretrain' to run.stages, or use method.name=supervised "
+                            f"for a from-scratch baseline")
+        state = load_checkpoint(weights)
+        clf.tokenizer.load_state_dict(state["tokenizer"])
+        clf.encoder.load_state_dict(state["encoder"], strict=False)  # the position embedding is new
+    n_classes, cfg = len(bundle.class_names), r.finetune
+    class_w, sample_w = None, None
+    if r.data.class_balance != "none":
+        labels = _labels_of(bundle.finetune)
+        w = _class_weights(labels, n_classes)
+        if r.data.class_balance == "weighted_loss":
+            class_w = w
+        else:
+            sample_w = w[torch.as_tensor(labels.clip(min=0), dtype=torch.long)] * torch.as_tensor(labels >= 0)
+
+    def loss_fn(model, batch, device):
+        x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+        logits = model(x)
+        loss = F.cross_entropy(logits.float(), y, weight=None if class_w is None else class_w.to(device),
+                               label_smoothing=cfg.label_smoothing, ignore_index=-1)
+        acc = (logits.argmax(-1) == y).float().mean()
+        return loss, {"accuracy": acc.detach()}
+    ctx.say(f"[finetune] repeat {repeat}: {bundle.description}")
+    train(TrainSpec("finetune", clf, loss_fn, bundle.finetune, cfg, clf.encoder.depth, sample_weights=sample_w,
+                    extra_state={"repeat": repeat}), ctx)
+    if ctx.dist.is_main:
+        out = {"model": clf.state_dict(), "repeat": repeat, "seed": r.run.seed + repeat}
+        save_checkpoint(p.ckpt(_finetuned_name(repeat)), out)
+        if repeat == 0:
+            save_checkpoint(p.ckpt("best.pt"), out)
+    p.mark_done(f"finetune:{repeat}")
+
+
+def _finetuned_name(repeat: int) -> str:
+    return "finetuned.pt" if repeat == 0 else f"finetuned_r{repeat}.pt"
+
+
+@torch.no_grad()
+def predict(model, dataset, batch_size: int, ctx: RunContext):
+    """(y_true, y_pred, probs) over a dataset in its order."""
+    model.to(ctx.device).eval()
+    ys, preds, probs = [], [], []
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=ctx.num_workers)
+    for x, y in loader:
+        with torch.autocast(ctx.device.type, dtype=ctx.amp_dtype or torch.float32, enabled=ctx.amp_dtype is not None):
+            logits = model(x.to(ctx.device)).float()
+        ys.append(y.numpy())
+        probs.append(logits.softmax(-1).cpu().numpy())
+        preds.append(probs[-1].argmax(-1))
+    return np.concatenate(ys), np.concatenate(preds), np.concatenate(probs)
+
+
+def evaluate(p: Pipeline) -> dict:
+    r, ctx = p.recipe, p.ctx
+    if not ctx.dist.is_main:
+        return {}
+    report_dir = ctx.run_dir / "report"
+    results, seeds = [], []
+    for k in range(r.evaluate.repeats):
+        bundle = p.bundle(k)
+        weights = p.ckpt(_finetuned_name(k))
+        if not weights.exists():
+            raise DataError(f"evaluation needs the finetuned weights '{weights}'; add 'finetune' to run.stages")
+        y, pred, prob = predict(p.classifier(bundle, weights), bundle.test, r.evaluate.batch_size, ctx)
+        labels = list(range(len(bundle.class_names)))
+        m = classification_metrics(y, pred, labels, prob, bundle.class_names)
+        groups = np.asarray(bundle.test_groups) if bundle.test_groups is not None else None
+        if groups is not None:
+            m["per_subject"] = per_group_metrics(y, pred, groups, labels)
+        report_dir.mkdir(parents=True, exist_ok=True)
+        arrays = {"y_true": y, "y_pred": pred, "probs": prob}
+        if groups is not None:
+            arrays["groups"] = groups.astype(str)
+        _save_npz(report_dir / f"predictions_r{k}.npz", arrays)
+        results.append(m)
+        seeds.append(r.run.seed + k)
+    metrics = dict(results[0])
+    if r.evaluate.repeats > 1:
+        metrics["repeats"] = aggregate_repeats(results, seeds)
+    bundle = p.bundle(0)
+    context = {"recipe": r.run.name, "method": r.method.name, "data": bundle.description,
+               "pretrain_epochs": r.pretrain.epochs if "pretrain" in r.run.stages and method_pretrains(r.method.name) else 0,
+               "finetune_epochs": r.finetune.epochs, "repeats": r.evaluate.repeats, "seed": r.run.seed}
+    write_report(report_dir, metrics, bundle.class_names, f"{r.run.name}: {r.method.name}", context, bundle.reference)
+    if bundle.test_groups is not None:
+        _hypnograms(report_dir, bundle, results, r.evaluate.hypnograms)
+    ctx.say(f"[evaluate] " + ", ".join(f"{k} {metrics[k]:.4f}" for k in ("kappa", "accuracy", "macro_f1")
+                                        if isinstance(metrics.get(k), float)) + f"; report in {report_dir}")
+    p.mark_done("evaluate")
+    return metrics
+
+
+def _save_npz(path: Path, arrays: dict) -> None:
+    from part.atomic import atomic_write
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def _hypnograms(report_dir: Path, bundle, results, count: int) -> None:
+    data = np.load(report_dir / "predictions_r0.npz")
+    groups = data["groups"]
+    for g in list(dict.fromkeys(groups.tolist()))[:count]:
+        sel = groups == g
+        plot_hypnogram(report_dir / f"hypnogram_{g}.png", data["y_true"][sel], data["y_pred"][sel],
+                       bundle.class_names, f"{g}: true vs predicted (repeat 0)")
