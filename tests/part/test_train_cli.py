@@ -1,0 +1,129 @@
+"""End-to-end tests of `python -m part.train`: stage chaining, run directory contents, resume
+after kill -9, refusal of another recipe's run directory, exit codes, and DDP parity (gloo)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RECIPE = ROOT / "recipes" / "digits_demo.yaml"
+TINY = ["model.dim=32", "model.depth=2", "model.heads=4", "run.log_every=1", "run.device=cpu",
+        "data.limit_test=100"]
+
+
+def tiny(overrides):
+    """Tiny sizes; PART's pair count only where the method is PART."""
+    return TINY + ([] if "method.name=supervised" in overrides else ["method.num_pairs=32"])
+
+
+def train(out, *overrides, check=True, timeout=300):
+    cmd = [sys.executable, "-m", "part.train", str(RECIPE), f"run.output_dir={out}", *tiny(overrides), *overrides]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+    if check:
+        assert res.returncode == 0, res.stderr[-3000:]
+    return res
+
+
+def losses(run_dir, stage):
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r["loss"]) for r in rows if r["stage"] == stage and r.get("event") != "epoch_end"]
+
+
+def test_stages_chain_and_write_the_run_directory(tmp_path):
+    train(tmp_path, "pretrain.epochs=1", "finetune.epochs=2", "data.limit_train=256", "pretrain.batch_size=64",
+          "finetune.batch_size=64")
+    run = tmp_path / "digits_demo"
+    for f in ["config.yaml", "metrics.jsonl", "checkpoints/last.pt", "checkpoints/best.pt",
+              "checkpoints/pretrain.pt", "report/report.json", "report/report.md", "report/confusion.png"]:
+        assert (run / f).is_file(), f
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {"stage", "epoch", "step", "loss", "lr", "items_per_s"} <= set(rows[0])
+    assert [r["stage"] for r in rows].index("finetune") > [r["stage"] for r in rows].index("pretrain")
+    report = json.loads((run / "report" / "report.json").read_text())
+    for key in ("kappa", "accuracy", "macro_f1", "balanced_accuracy", "per_class_f1", "confusion", "top5"):
+        assert key in report
+    assert sum(map(sum, report["confusion"])) == 100
+    # finished stages are not rerun: a second call trains nothing and logs nothing new
+    before = (run / "metrics.jsonl").read_text()
+    res = train(tmp_path, "pretrain.epochs=1", "finetune.epochs=2", "data.limit_train=256",
+                "pretrain.batch_size=64", "finetune.batch_size=64")
+    assert (run / "metrics.jsonl").read_text() == before
+    assert "already finished" in res.stdout
+
+
+def test_kill_9_then_resume_equals_uninterrupted(tmp_path):
+    args = ["pretrain.epochs=3", "data.limit_train=320", "pretrain.batch_size=32", "run.checkpoint_every=3",
+            "run.stages=[pretrain]", "model.depth=4", "model.dim=64"]
+    train(tmp_path / "a", *args)
+    reference = losses(tmp_path / "a" / "digits_demo", "pretrain")
+    assert len(reference) == 30
+    run = tmp_path / "b" / "digits_demo"
+    cmd = [sys.executable, "-m", "part.train", str(RECIPE), f"run.output_dir={tmp_path / 'b'}", *tiny(args), *args]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (run / "metrics.jsonl").exists() and len(losses(run, "pretrain")) >= 14:
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = len(losses(run, "pretrain"))
+    assert 14 <= killed_at < 30, "the run must be killed in the middle of training"
+    train(tmp_path / "b", *args)
+    resumed = losses(run, "pretrain")
+    assert [s for s, _ in resumed] == list(range(1, 31))
+    for (s1, l1), (s2, l2) in zip(reference, resumed):
+        assert l1 == pytest.approx(l2, rel=1e-6, abs=1e-7), (s1, l1, l2)
+
+
+def test_refuses_another_recipes_run_directory(tmp_path):
+    train(tmp_path, "pretrain.epochs=1", "run.stages=[pretrain]", "data.limit_train=64", "pretrain.batch_size=64")
+    cfg = (tmp_path / "digits_demo" / "config.yaml").read_text()
+    res = train(tmp_path, "pretrain.epochs=2", "run.stages=[pretrain]", "data.limit_train=64",
+                "pretrain.batch_size=64", check=False)
+    assert res.returncode == 2
+    assert "different recipe" in res.stderr and "pretrain.epochs" in res.stderr
+    assert (tmp_path / "digits_demo" / "config.yaml").read_text() == cfg
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["pretrain.epoch=3"], "did you mean 'pretrain.epochs'"),
+    (["pretrain.epochs=-1"], "pretrain.epochs"),
+    (["method.name=nope"], "valid"),
+    (["data.name=cifar100", "data.root=/nonexistent/cifar"], "data_prep/cifar.py"),
+])
+def test_bad_input_exit_code_2(tmp_path, args, needle):
+    res = train(tmp_path, *args, check=False)
+    assert res.returncode == 2, res.stderr
+    assert needle in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_missing_recipe_file(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "part.train", str(tmp_path / "nope.yaml")], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "nope.yaml" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_ddp_two_gloo_processes_equal_one_process(tmp_path):
+    args = ["run.stages=[finetune]", "method.name=supervised", "finetune.epochs=1", "data.limit_train=256",
+            "finetune.batch_size=64", "finetune.warmup_epochs=0"]
+    train(tmp_path / "one", *args)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+           "-m", "part.train", str(RECIPE), f"run.output_dir={tmp_path / 'two'}", *tiny(args), *args]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "global batch 64 = 2 x 32" in res.stdout
+    one = losses(tmp_path / "one" / "digits_demo", "finetune")
+    two = losses(tmp_path / "two" / "digits_demo", "finetune")
+    assert len(one) == len(two) == 4
+    for (s1, l1), (s2, l2) in zip(one, two):
+        assert s1 == s2 and l1 == pytest.approx(l2, rel=1e-4, abs=1e-5)
