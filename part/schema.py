@@ -51,6 +51,7 @@ class DataConfig:
 
     name: str = "digits"
     root: Optional[str] = None
+    image_size: Optional[int] = field(default=None, metadata={"min": 1})  # images: resize/crop to; None native
     pretrain_augment: str = "none"
     finetune_augment: str = "none"
     class_balance: Literal["none", "weighted_loss", "balanced_sampler"] = "none"

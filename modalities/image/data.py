@@ -30,7 +30,7 @@ def load_data(data_cfg, seed: int = 0, repeat: int = 0) -> DataBundle:
     the evaluation transform for test. repeat k > 0 draws another limit_train subset.
     """
     probe = build_image_dataset(data_cfg.name, data_cfg.root, "test")
-    size, mean, std = probe.image_size, probe.mean, probe.std
+    size, mean, std = data_cfg.image_size or probe.image_size, probe.mean, probe.std
 
     def split(name, augment, train):
         return build_image_dataset(data_cfg.name, data_cfg.root, name,
@@ -38,9 +38,10 @@ def load_data(data_cfg, seed: int = 0, repeat: int = 0) -> DataBundle:
     pretrain = limit(split("train", data_cfg.pretrain_augment, True), data_cfg.limit_train, seed)
     finetune = limit(split("train", data_cfg.finetune_augment, True), data_cfg.limit_train, seed + repeat)
     test = limit(split("test", "none", False), data_cfg.limit_test, seed)
+    channels = probe.num_channels
     return DataBundle(
         pretrain=pretrain, finetune=finetune, test=test, class_names=list(probe.classes),
-        input_info={"image_size": size, "channels": probe.num_channels},
+        input_info={"image_size": size, "channels": channels},
         reference=PAPER_REFERENCE.get(data_cfg.name),
         description=f"{data_cfg.name}: {len(finetune)} train / {len(test)} test images, "
-                    f"{len(probe.classes)} classes, {size}x{size}x{probe.num_channels}")
+                    f"{len(probe.classes)} classes, {size}x{size}x{channels}")
