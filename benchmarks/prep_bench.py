@@ -146,7 +146,8 @@ def main() -> int:
     try:
         start = time.perf_counter()
         header = write_full_record(work / "raw", args.n_samples)
-        print(f"wrote {header.with_suffix('.mat')} ({header.with_suffix('.mat').stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - start:.1f} s")
+        mat = header.with_suffix(".mat")
+        print(f"wrote {mat} ({mat.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - start:.1f} s")
         runs: dict[str, list[dict]] = {"ours": [], "mne": []}
         for _ in range(args.repeats):  # interleaved, so that machine load hits both alike
             for mode in runs:
@@ -155,15 +156,23 @@ def main() -> int:
     finally:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
-    summary = {mode: {"median_s": statistics.median(r["seconds"] for r in rs), "min_s": min(r["seconds"] for r in rs),
-                      "peak_rss_mb": max(r["peak_rss_mb"] for r in rs), "imports_peak_mb": max(r["imports_peak_mb"] for r in rs),
-                      "n_windows": rs[0]["n_windows"]} for mode, rs in runs.items()}
+    summary = {
+        mode: {
+            "median_s": statistics.median(r["seconds"] for r in rs),
+            "min_s": min(r["seconds"] for r in rs),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in rs),
+            "imports_peak_mb": max(r["imports_peak_mb"] for r in rs),
+            "n_windows": rs[0]["n_windows"],
+        }
+        for mode, rs in runs.items()
+    }
     speedup = summary["mne"]["median_s"] / summary["ours"]["median_s"]
     report = {"record": f"{N_SIGNALS} x {args.n_samples} int16 at {FS} Hz", "repeats": args.repeats, "summary": summary,
               "speedup_vs_mne": speedup, "our_stages_s": stages["stages"], "runs": runs}
     print(f"\n{'path':<6} {'median s':>9} {'min s':>7} {'peak RSS MB':>12} {'after imports MB':>17} {'windows':>8}")
     for mode, s in summary.items():
-        print(f"{mode:<6} {s['median_s']:9.2f} {s['min_s']:7.2f} {s['peak_rss_mb']:12.0f} {s['imports_peak_mb']:17.0f} {s['n_windows']:8d}")
+        row = f"{s['median_s']:9.2f} {s['min_s']:7.2f} {s['peak_rss_mb']:12.0f} {s['imports_peak_mb']:17.0f}"
+        print(f"{mode:<6} {row} {s['n_windows']:8d}")
     print("our stages (s): " + ", ".join(f"{k} {v:.2f}" for k, v in stages["stages"].items()))
     print(f"speed-up vs MNE: {speedup:.1f}x (target >= 3x: {'met' if speedup >= 3 else 'NOT met'}); "
           f"our peak memory {summary['ours']['peak_rss_mb']:.0f} MB (target <= 500 MB: "

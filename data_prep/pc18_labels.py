@@ -66,14 +66,21 @@ def read_stage_notes(annotation_path: Path, fs: float) -> StageNotes:
     samples = np.asarray(ann.sample, dtype=np.int64)
     notes = np.asarray(ann.aux_note if ann.aux_note is not None else [""] * len(samples), dtype=object)
     if ann.fs is not None and float(ann.fs) != float(fs):
-        raise RecordError(f"{record}: {path.name} has time resolution {ann.fs} Hz; the header says {fs} Hz; expected the same rate")
+        raise RecordError(
+            f"{record}: {path.name} has time resolution {ann.fs} Hz; the header says {fs} Hz; "
+            "expected the same rate"
+        )
     if samples.size and (samples[0] < 0 or np.any(np.diff(samples) < 0)):
-        raise RecordError(f"{record}: {path.name} has negative or unsorted annotation samples; expected a valid WFDB annotation file: download it again")
+        raise RecordError(
+            f"{record}: {path.name} has negative or unsorted annotation samples; expected a valid "
+            "WFDB annotation file: download it again"
+        )
     is_stage = np.isin(notes, list(STAGE_NOTES))
     if not is_stage.any():
         raise RecordError(
             f"{record}: {path.name} holds no sleep-stage note ({', '.join(STAGE_NOTES)}) among "
-            f"{len(samples)} annotations; expected PC18 stage notes, or remove the file to prepare the record unlabelled"
+            f"{len(samples)} annotations; expected PC18 stage notes, or remove the file to prepare "
+            "the record unlabelled"
         )
     onsets = samples[is_stage]
     stages = np.array([STAGE_NOTES[s] for s in notes[is_stage]], dtype=np.int8)

@@ -13,7 +13,8 @@ Output (the contract read by the EEG dataset; all JSON keys below are stable, fo
                                        "requested": {"n_test", "n_finetune"}, "warnings"}.
 
 ``manifest.json`` keys: ``format_version`` (1), ``status`` ("complete" or "in_progress"),
-``synthetic`` (bool: records written by ``--synthetic``), ``params`` and ``params_hash`` (what
+``synthetic`` (bool: ``--synthetic`` was used or a record's header says synthetic),
+``params`` and ``params_hash`` (what
 decides whether a record is up to date), ``sampling_rate`` (100), ``window_s`` (30),
 ``window_samples`` (3000), ``channels``, ``dtype``, ``label_names`` (["W","N1","N2","N3","REM"]),
 ``label_codes`` ({name: int, "unlabelled": -1}), ``filter`` (design and edges),
@@ -22,15 +23,13 @@ decides whether a record is up to date), ``sampling_rate`` (100), ``window_s`` (
 ``records[<record>]``: ``n_windows``, ``labelled_windows``, ``label_counts`` ({"W": n, ...,
 "unlabelled": n}), ``first_window_start_s`` (start of window 0 in the record, s),
 ``duration_s``, ``input_fs``, ``n_samples``, ``has_annotations``, ``origin`` ("training",
-"test", "synthetic" (header comment says so) or "unknown"), ``flat_windows`` (windows with at least one flat channel),
-``flat_channel_windows``, ``subject`` (= the record name: one PC18 record is one subject),
-``age`` and ``sex`` (from ``--metadata``, else null), ``params_hash``, ``signal``, ``labels``.
+"test", "synthetic" (a header comment says so) or "unknown"), ``flat_windows`` (windows with at
+least one flat channel), ``flat_channel_windows``, ``subject`` (= the record name: one PC18
+record is one subject), ``age`` and ``sex`` (from ``--metadata``, else null), ``params_hash``, ``signal``, ``labels``.
 ``failed[<record>]``: one-line reason. Read only the records listed in ``records``.
 
-Splits: labelled records (at least one labelled window) are shuffled with ``seed``; ``test`` takes
-``n_test`` of them and ``finetune`` the next ``n_finetune``; ``pretrain`` is every prepared record
-not in ``test`` (labelled or not). On small data the sizes clamp (finetune at most half the
-labelled records) with a warning.
+Splits: see ``data_prep/pc18_splits.py`` (test / finetune from labelled records, pretrain =
+every record not in test; sizes clamp with a warning on small data).
 
 Resume: each record is written to temp files and renamed; its ``.info.json`` is written last and
 marks it done. A rerun skips records whose marker has the same ``params_hash`` and redoes the
@@ -40,7 +39,6 @@ parameters is refused unless ``overwrite``, which redoes every record.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import sys
@@ -53,7 +51,17 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from data_prep.pc18_labels import LABEL_NAMES, STAGE_NOTES, UNLABELLED, label_counts, read_stage_notes, window_labels
-from data_prep.pc18_signal import EEG_CHANNELS, TARGET_FS, FilterSpec, RecordError, filter_and_resample, normalise_windows, read_eeg, read_header
+from data_prep.pc18_signal import (
+    EEG_CHANNELS,
+    TARGET_FS,
+    FilterSpec,
+    RecordError,
+    filter_and_resample,
+    normalise_windows,
+    read_eeg,
+    read_header,
+)
+from data_prep.pc18_splits import SplitSettings, make_splits, read_metadata
 from part.atomic import atomic_write, atomic_write_json
 from part.errors import DataError
 
@@ -77,7 +85,9 @@ class PrepConfig:
         if self.dtype not in ("float16", "float32"):
             raise DataError(f"dtype {self.dtype!r} is not supported; expected float16 or float32")
         if not self.channels or len(set(self.channels)) != len(self.channels):
-            raise DataError(f"channels {list(self.channels)} must be a non-empty list of distinct signal names")
+            raise DataError(
+                f"channels {list(self.channels)} must be a non-empty list of distinct signal names"
+            )
 
     def params(self) -> dict:
         return {
@@ -93,13 +103,6 @@ class PrepConfig:
     def params_hash(self) -> str:
         text = json.dumps(self.params(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class SplitSettings:
-    n_test: int = 200
-    n_finetune: int = 10
-    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -137,14 +140,24 @@ def find_records(src: Path) -> tuple[list[RecordSource], dict[str, str]]:
     sources, duplicates = [], {}
     for name, headers in sorted(by_name.items()):
         if len(headers) > 1:
-            duplicates[name] = f"{name}: found {len(headers)} headers {[str(h) for h in headers]}; expected one: remove the copies"
+            where = [str(h) for h in headers]
+            duplicates[name] = f"{name}: found {len(headers)} headers {where}; expected one: remove the copies"
             continue
         header = headers[0]
         annotation = header.with_suffix(".arousal")
-        parts = set(header.relative_to(src).parts[:-1])
-        origin = "training" if "training" in parts or name.startswith("tr") else "test" if "test" in parts or name.startswith("te") else "unknown"
-        sources.append(RecordSource(name, header, annotation if annotation.is_file() else None, origin))
+        annotation = annotation if annotation.is_file() else None
+        sources.append(RecordSource(name, header, annotation, _origin(header, src)))
     return sources, duplicates
+
+
+def _origin(header: Path, src: Path) -> str:
+    """"training" or "test" from the folder (PhysioNet layout) or the name prefix, else "unknown"."""
+    folders, name = set(header.relative_to(src).parts[:-1]), header.stem
+    if "training" in folders or name.startswith("tr"):
+        return "training"
+    if "test" in folders or name.startswith("te"):
+        return "test"
+    return "unknown"
 
 
 def record_files(records_dir: Path, name: str) -> dict[str, Path]:
@@ -169,17 +182,23 @@ def prepare_record(source: RecordSource, records_dir: Path, config: PrepConfig) 
     notes = read_stage_notes(source.annotation, fs) if source.annotation else None
     grid = window_labels(notes, n_samples, fs, config.target_fs, config.window_s)
     if grid.n_windows < 1:
-        raise RecordError(f"{source.name}: {source.header.name} gives {n_samples} samples at {fs} Hz, shorter than one {config.window_s} s window")
+        raise RecordError(
+            f"{source.name}: {source.header.name} gives {n_samples} samples at {fs} Hz, shorter "
+            f"than one {config.window_s} s window"
+        )
     recording = read_eeg(source.header, config.channels)
     signal = filter_and_resample(recording, config.filter, config.target_fs)
     del recording
-    normed = normalise_windows(signal, grid.first_start, grid.n_windows, grid.window_len, config.dtype, config.eps, config.flat_std_uv)
+    normed = normalise_windows(
+        signal, grid.first_start, grid.n_windows, grid.window_len, config.dtype, config.eps, config.flat_std_uv
+    )
     del signal
     files = record_files(records_dir, source.name)
     files["info"].unlink(missing_ok=True)  # the record is not done until the marker is back
     _save_npy(files["signal"], normed.windows)
     _save_npy(files["labels"], grid.labels)
     counts = label_counts(grid.labels)
+    synthetic = any("synthetic" in comment.lower() for comment in header.comments)
     info = {
         "n_windows": grid.n_windows,
         "labelled_windows": grid.n_windows - counts["unlabelled"],
@@ -189,7 +208,7 @@ def prepare_record(source: RecordSource, records_dir: Path, config: PrepConfig) 
         "input_fs": fs,
         "n_samples": n_samples,
         "has_annotations": notes is not None,
-        "origin": "synthetic" if any("synthetic" in c.lower() for c in header.comments) else source.origin,
+        "origin": "synthetic" if synthetic else source.origin,
         "flat_windows": int(normed.flat.any(axis=1).sum()),
         "flat_channel_windows": int(normed.flat.sum()),
         "params_hash": config.params_hash(),
@@ -229,9 +248,10 @@ def _job(source: RecordSource, records_dir: Path, config: PrepConfig) -> tuple[s
 
 def _run_jobs(todo: list[RecordSource], records_dir: Path, config: PrepConfig, workers: int, progress: bool):
     """Yield ``_job`` results, in-process for one worker, else in a process pool."""
-    bar = tqdm(total=len(todo), desc="PC18 records", unit="rec", disable=not progress or not todo, file=sys.stderr)
+    show = progress and bool(todo)
+    bar = tqdm(total=len(todo), desc="PC18 records", unit="rec", disable=not show, file=sys.stderr)
     try:
-        if workers <= 1:
+        if workers <= 1 or len(todo) <= 1:
             for source in todo:
                 yield _job(source, records_dir, config)
                 bar.update()
@@ -243,55 +263,11 @@ def _run_jobs(todo: list[RecordSource], records_dir: Path, config: PrepConfig, w
                     yield future.result()
                 except BrokenProcessPool:
                     name = futures[future]
-                    yield name, None, f"{name}: its worker process died (killed or out of memory); rerun to retry, with fewer --workers"
+                    reason = "its worker process died (killed or out of memory); rerun to retry, with fewer --workers"
+                    yield name, None, f"{name}: {reason}"
                 bar.update()
     finally:
         bar.close()
-
-
-def read_metadata(path: Path) -> dict[str, dict]:
-    """``{record: {"age": int | None, "sex": str | None}}`` from a CSV with columns Record, Age,
-    Sex (the layout of ``sleep_records.csv``; one row per file, the first row of a record wins)."""
-    path = Path(path)
-    try:
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"cannot read metadata CSV {path}: {exc}; expected a CSV with columns Record, Age, Sex") from None
-    missing = {"Record", "Age", "Sex"} - set(rows[0] if rows else {})
-    if missing:
-        raise DataError(f"metadata CSV {path} lacks columns {sorted(missing)}; expected columns Record, Age, Sex (as in sleep_records.csv)")
-    out: dict[str, dict] = {}
-    for row in rows:
-        age = row["Age"].strip()
-        out.setdefault(row["Record"].strip(), {"age": int(float(age)) if age.replace(".", "", 1).isdigit() else None, "sex": row["Sex"].strip() or None})
-    return out
-
-
-def make_splits(records: dict[str, dict], settings: SplitSettings) -> tuple[dict, list[str]]:
-    """Subject splits of the prepared ``records`` (name -> info); returns (splits, warnings)."""
-    names = sorted(records)
-    labelled = [n for n in names if records[n]["labelled_windows"] > 0]
-    shuffled = [labelled[i] for i in np.random.default_rng(settings.seed).permutation(len(labelled))]
-    n_finetune, n_test, warnings = settings.n_finetune, settings.n_test, []
-    if len(labelled) < n_test + n_finetune:
-        n_finetune = min(n_finetune, -(-len(labelled) // 2))
-        n_test = min(n_test, len(labelled) - n_finetune)
-        warnings.append(
-            f"only {len(labelled)} labelled records for --n-test {settings.n_test} + --n-finetune "
-            f"{settings.n_finetune}: using test {n_test}, finetune {n_finetune}"
-        )
-    test = sorted(shuffled[:n_test])
-    splits = {
-        "seed": settings.seed,
-        "test": test,
-        "finetune": sorted(shuffled[n_test : n_test + n_finetune]),
-        "pretrain": [n for n in names if n not in set(test)],
-        "subjects": {n: n for n in names},
-        "requested": {"n_test": settings.n_test, "n_finetune": settings.n_finetune},
-        "warnings": warnings,
-    }
-    return splits, warnings
 
 
 def _check_existing_output(out: Path, config: PrepConfig, overwrite: bool) -> bool:
@@ -306,10 +282,14 @@ def _check_existing_output(out: Path, config: PrepConfig, overwrite: bool) -> bo
     except (OSError, ValueError, KeyError, TypeError) as exc:
         if overwrite:
             return False
-        raise DataError(f"cannot read the existing {path} ({exc}); use --overwrite to replace that output, or another --out") from None
+        raise DataError(
+            f"cannot read the existing {path} ({exc}); use --overwrite to replace that output, or "
+            "another --out"
+        ) from None
     new_params = config.params()
     if old_hash != config.params_hash() and not overwrite:
-        changed = {k: [old_params.get(k), new_params.get(k)] for k in sorted(set(old_params) | set(new_params)) if old_params.get(k) != new_params.get(k)}
+        keys = sorted(set(old_params) | set(new_params))
+        changed = {k: [old_params.get(k), new_params.get(k)] for k in keys if old_params.get(k) != new_params.get(k)}
         raise DataError(
             f"{out} holds records prepared with other parameters (hash {old_hash}, this run "
             f"{config.params_hash()}; changed [old, new]: {json.dumps(changed)}); use --overwrite "
@@ -320,11 +300,16 @@ def _check_existing_output(out: Path, config: PrepConfig, overwrite: bool) -> bo
 
 def _with_metadata(infos: dict[str, dict], meta: dict[str, dict]) -> dict[str, dict]:
     """Record infos sorted by name, with subject (= record), age and sex added."""
-    return {n: {**infos[n], "subject": n, "age": meta.get(n, {}).get("age"), "sex": meta.get(n, {}).get("sex")} for n in sorted(infos)}
+    empty = {"age": None, "sex": None}
+    return {n: {**infos[n], "subject": n, **meta.get(n, empty)} for n in sorted(infos)}
 
 
-def _manifest(src: Path, config: PrepConfig, records: dict, failed: dict, status: str, synthetic: bool, metadata: Path | None) -> dict:
+def _manifest(
+    src: Path, config: PrepConfig, records: dict, failed: dict, status: str, synthetic: bool, metadata: Path | None
+) -> dict:
+    """The content of ``manifest.json`` (keys in the module docstring)."""
     counts = {k: sum(r["label_counts"][k] for r in records.values()) for k in (*LABEL_NAMES, "unlabelled")}
+    windows = sum(r["n_windows"] for r in records.values())
     return {
         "format_version": FORMAT_VERSION,
         "dataset": DATASET,
@@ -341,7 +326,8 @@ def _manifest(src: Path, config: PrepConfig, records: dict, failed: dict, status
         "label_codes": {**{n: i for i, n in enumerate(LABEL_NAMES)}, "unlabelled": UNLABELLED},
         "stage_notes": STAGE_NOTES,
         "filter": config.filter.describe(),
-        "resampling": f"scipy.signal.resample_poly to {config.target_fs} Hz (rational up/down, Kaiser-windowed anti-aliasing FIR)",
+        "resampling": f"scipy.signal.resample_poly to {config.target_fs} Hz (polyphase, rational up/down; "
+        "its anti-aliasing FIR is the band-pass low-pass in 'filter')",
         "normalisation": {
             "method": "per window and channel: (x - mean) / (std + eps), uV before",
             "eps": config.eps,
@@ -350,7 +336,7 @@ def _manifest(src: Path, config: PrepConfig, records: dict, failed: dict, status
         "source": str(src),
         "metadata": str(metadata) if metadata else None,
         "files": {"signal": "records/{record}.npy", "labels": "records/{record}.labels.npy"},
-        "totals": {"records": len(records), "failed": len(failed), "windows": sum(r["n_windows"] for r in records.values()), "label_counts": counts},
+        "totals": {"records": len(records), "failed": len(failed), "windows": windows, "label_counts": counts},
         "records": records,
         "failed": failed,
     }
@@ -375,20 +361,30 @@ def prepare_dataset(
     """
     src, out = Path(src), Path(out)
     if not src.is_dir():
-        raise DataError(f"--src {src} is not a directory; expected a directory of PC18 records (.hea, .mat, .arousal)")
+        raise DataError(
+            f"--src {src} is not a directory; expected a directory of PC18 records (.hea, .mat, "
+            ".arousal)"
+        )
     meta = read_metadata(metadata) if metadata else {}
     sources, failed = find_records(src)
     if not sources and not failed:
-        raise DataError(f"no WFDB header (*.hea) under --src {src}; expected PC18 records, flat or in training/<rec>/ and test/<rec>/")
+        raise DataError(
+            f"no WFDB header (*.hea) under --src {src}; expected PC18 records, flat or in "
+            "training/<rec>/ and test/<rec>/"
+        )
     synthetic = _check_existing_output(out, config, overwrite) or synthetic
     records_dir = out / "records"
-    records_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        records_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create {records_dir} ({exc}); choose a writable --out") from None
     for stale in records_dir.glob(".*.tmp"):  # temp files of a run that was cut off
         stale.unlink(missing_ok=True)
     done = {} if overwrite else {s.name: load_done(records_dir, s.name, config.params_hash()) for s in sources}
     infos = {name: info for name, info in done.items() if info is not None}
     skipped, prepared = sorted(infos), []
-    atomic_write_json(out / "manifest.json", _manifest(src, config, _with_metadata(infos, meta), {}, "in_progress", synthetic, metadata))
+    started = _manifest(src, config, _with_metadata(infos, meta), {}, "in_progress", synthetic, metadata)
+    atomic_write_json(out / "manifest.json", started)
 
     todo = [s for s in sources if s.name not in infos]
     for name, info, reason in _run_jobs(todo, records_dir, config, workers, progress):

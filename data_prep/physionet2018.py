@@ -35,23 +35,26 @@ DEFAULT_BASE_URL = "https://physionet.org/files/challenge-2018/1.0.0/"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="physionet2018.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--src", type=Path, required=True, help="directory of raw PC18 records (read; written by --download/--synthetic)")
-    p.add_argument("--out", type=Path, required=True, help="output directory of the prepared dataset")
-    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="records prepared in parallel (processes; about 0.4 GB each)")
-    p.add_argument("--dtype", choices=("float16", "float32"), default="float16", help="storage type of the windows")
-    p.add_argument("--channels", nargs="+", default=list(EEG_CHANNELS), metavar="NAME", help="signal names to keep, in this order")
-    p.add_argument("--n-test", type=int, default=200, help="labelled subjects held out for testing")
-    p.add_argument("--n-finetune", type=int, default=10, help="labelled subjects for finetuning")
-    p.add_argument("--seed", type=int, default=0, help="seed of the subject splits")
-    p.add_argument("--metadata", type=Path, help="CSV with columns Record, Age, Sex (e.g. sleep_records.csv)")
-    p.add_argument("--overwrite", action="store_true", help="redo every record, replacing an output prepared with other parameters")
-    p.add_argument("--download", action="store_true", help="first download records from PhysioNet into --src/<split>/")
-    p.add_argument("--split", choices=("training", "test"), help="which PC18 split --download fetches")
-    p.add_argument("--limit", type=int, help="download at most this many records")
-    p.add_argument("--base-url", default=DEFAULT_BASE_URL, help="PhysioNet file server base URL")
-    p.add_argument("--synthetic", type=int, metavar="N", help="first write N synthetic demo records into --src (must hold no records)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p = argparse.ArgumentParser(
+        prog="physionet2018.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add = p.add_argument
+    add("--src", type=Path, required=True, help="directory of raw PC18 records (--download/--synthetic write it)")
+    add("--out", type=Path, required=True, help="output directory of the prepared dataset")
+    add("--workers", type=int, default=min(4, os.cpu_count() or 1), help="records prepared in parallel (processes)")
+    add("--dtype", choices=("float16", "float32"), default="float16", help="storage type of the windows")
+    add("--channels", nargs="+", default=list(EEG_CHANNELS), metavar="NAME", help="signal names to keep, in order")
+    add("--n-test", type=int, default=200, help="labelled subjects held out for testing")
+    add("--n-finetune", type=int, default=10, help="labelled subjects for finetuning")
+    add("--seed", type=int, default=0, help="seed of the subject splits (and of --synthetic)")
+    add("--metadata", type=Path, help="CSV with columns Record, Age, Sex (e.g. sleep_records.csv)")
+    add("--overwrite", action="store_true", help="redo every record; replaces an output of other parameters")
+    add("--download", action="store_true", help="first download records from PhysioNet into --src/<split>/")
+    add("--split", choices=("training", "test"), help="which PC18 split --download fetches")
+    add("--limit", type=int, help="download at most this many records")
+    add("--base-url", default=DEFAULT_BASE_URL, help="PhysioNet file server base URL")
+    add("--synthetic", type=int, metavar="N", help="first write N synthetic demo records into an empty --src")
+    add("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
@@ -75,9 +78,12 @@ def _fetch(args: argparse.Namespace) -> None:
         try:
             from data_prep.pc18_download import download_records
         except ModuleNotFoundError as exc:
-            raise UserInputError(f"--download is not available here ({exc}); get the records by hand into --src") from None
+            raise UserInputError(
+                f"--download is not available here ({exc}); get the records by hand into --src"
+            ) from None
 
-        paths = download_records(args.src, args.split, args.limit, args.base_url, args.workers, progress=not args.no_progress)
+        progress = not args.no_progress
+        paths = download_records(args.src, args.split, args.limit, args.base_url, args.workers, progress=progress)
         print(f"downloaded {len(paths)} {args.split} records into {args.src / args.split}", file=sys.stderr)
     if args.synthetic is not None:
         try:
@@ -99,11 +105,15 @@ def _summary(result: RunResult, out: Path) -> str:
         f"prepared {len(m['records'])} records into {out} ({len(result.prepared)} now, "
         f"{len(result.skipped)} already done): {m['totals']['windows']} windows, label counts "
         f"{m['totals']['label_counts']}",
-        f"splits (seed {s['seed']}): test {len(s['test'])}, finetune {len(s['finetune'])}, pretrain {len(s['pretrain'])}",
+        f"splits (seed {s['seed']}): test {len(s['test'])}, finetune {len(s['finetune'])}, "
+        f"pretrain {len(s['pretrain'])}",
         *(f"warning: {w}" for w in result.warnings),
     ]
     if result.failed:
-        lines.append(f"FAILED {len(result.failed)} records (listed under 'failed' in {out / 'manifest.json'}; the others are prepared):")
+        lines.append(
+            f"FAILED {len(result.failed)} records (listed under 'failed' in "
+            f"{out / 'manifest.json'}; the others are prepared):"
+        )
         lines += [f"  {reason}" for reason in result.failed.values()]
     return "\n".join(lines)
 
@@ -127,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     except UserInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # e.g. a full disk or a read-only --out while writing the manifest
+        print(f"error: {exc}; finished records are kept, rerun the same command to resume", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: finished records are kept; rerun the same command to resume", file=sys.stderr)

@@ -6,13 +6,13 @@ from modalities.eeg.data import load_data
 OPTIONS = EEGOptions
 
 
-def build(channels: int = 6, window_samples: int = 3000, **options) -> EEGModality:
-    """EEGModality from recipe options; channels / window_samples come from the data
-    (`DataBundle.input_info`) unless the recipe sets them (a recipe value wins)."""
+def build(channels=None, window_samples=None, **options) -> EEGModality:
+    """EEGModality from keyword options (the recipe's `modality` section merged over the data's
+    `DataBundle.input_info`; a value set in the recipe wins). channels / window_samples left at
+    None fall back to PhysioNet 2018's 6 channels x 3000 samples (30 s at 100 Hz)."""
     options.pop("name", None)
-    channels = options.pop("channels", None) or channels
-    window_samples = options.pop("window_samples", None) or window_samples
-    return EEGModality(channels, window_samples, **options)
+    return EEGModality(6 if channels is None else channels,
+                       3000 if window_samples is None else window_samples, **options)
 
 
 __all__ = ["EEGModality", "EEGOptions", "OPTIONS", "build", "load_data"]

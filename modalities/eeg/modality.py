@@ -97,6 +97,13 @@ def sample_geometry(batch: int, length: int, patch_samples: int, num_patches: in
     return torch.stack([start, size], -1)
 
 
+def _positions(geometry: torch.Tensor, patch_samples: int) -> torch.Tensor:
+    """Sample coordinates (B, N, P) of the P values of each window (see extract_windows)."""
+    start, size = geometry[..., :1].float(), geometry[..., 1:2].float()
+    k = torch.arange(patch_samples, device=geometry.device, dtype=torch.float32) + 0.5
+    return start + k * (size / patch_samples) - 0.5
+
+
 @torch.no_grad()
 def extract_windows(x: torch.Tensor, geometry: torch.Tensor, patch_samples: int) -> torch.Tensor:
     """Resample every window to P values by linear interpolation: one gather + one lerp.
@@ -106,13 +113,12 @@ def extract_windows(x: torch.Tensor, geometry: torch.Tensor, patch_samples: int)
     time s + (k + 0.5) * len / P, i.e. at sample coordinate s + (k + 0.5) * len / P - 0.5 (sample i
     sits at coordinate i). With len = P and an integer s this is exactly s + k, so the window
     returns x[..., s : s + P] unchanged. Coordinates beyond the ends clamp to the first/last sample.
-    Downsampling (len > P) interpolates without an anti-aliasing filter.
+    Downsampling (len > P) interpolates without an anti-aliasing filter. Any lengths; for windows
+    that all have length P, :func:`extract_fixed_windows` gives the same values faster.
     """
     B, C, T = x.shape
     N, P = geometry.shape[1], patch_samples
-    start, size = geometry[..., :1].float(), geometry[..., 1:].float()         # (B, N, 1)
-    k = torch.arange(P, device=x.device, dtype=torch.float32) + 0.5
-    pos = start + k * (size / P) - 0.5                                         # (B, N, P)
+    pos = _positions(geometry, P)                                              # (B, N, P)
     lo = pos.floor()
     frac = (pos - lo).to(x.dtype)
     lo = lo.long()
@@ -121,6 +127,26 @@ def extract_windows(x: torch.Tensor, geometry: torch.Tensor, patch_samples: int)
     both = torch.gather(x, 2, idx).view(B, C, 2, N, P)
     out = torch.lerp(both[:, :, 0], both[:, :, 1], frac.unsqueeze(1))          # (B, C, N, P)
     return out.transpose(1, 2).reshape(B, N, C * P)
+
+
+@torch.no_grad()
+def extract_fixed_windows(x: torch.Tensor, start: torch.Tensor, patch_samples: int) -> torch.Tensor:
+    """Windows of exactly P samples at continuous starts: the same values as
+    :func:`extract_windows` with length P (up to float32 rounding of the positions), faster.
+
+    x (B, C, T) with T > P; start (B, N) in samples, in [0, T - P] -> patches (B, N, C * P). All P
+    values of a window share one interpolation weight frac = s - floor(s), so one gather of the
+    P + 1 samples x[floor(s) : floor(s) + P + 1] (a strided view, no copy before the gather) and
+    one lerp of its two shifted halves give the patch, already in (C, P) order. An integer start
+    returns x[..., s : s + P] exactly (weight 0, or weight 1 at the last start T - P).
+    """
+    B, C, T = x.shape
+    P = patch_samples
+    lo = start.float().floor().clamp(0, T - P - 1)
+    frac = (start.float() - lo).clamp(0, 1).to(x.dtype)[..., None, None]      # (B, N, 1, 1)
+    rows = torch.arange(B, device=x.device).unsqueeze(1)
+    win = x.unfold(2, P + 1, 1)[rows, :, lo.long()]                            # (B, N, C, P + 1)
+    return torch.lerp(win[..., :P], win[..., 1:], frac).reshape(B, start.shape[1], C * P)
 
 
 def relative_targets(ref: torch.Tensor, tgt: torch.Tensor, with_scale: bool = False,
@@ -214,12 +240,21 @@ class EEGModality(Modality):
                 f"sample_rate={self.sample_rate:g} Hz)")
 
     def _check(self, x: torch.Tensor) -> None:
-        check_input(x, 3, self.channels, "EEG batch (B, C, T)")
+        """Rank, channels, length, dtype, finiteness (one cheap reduction: a sum is finite
+        unless some value is NaN/Inf, or in the rare case of overflow, then checked in full)."""
+        what = "EEG batch (B, C, T)"
+        if not isinstance(x, torch.Tensor) or x.dim() != 3:
+            check_input(x, 3, self.channels, what)  # raises its message for the wrong type/rank
+        if x.shape[1] != self.channels:
+            raise ValueError(f"{what}: expected {self.channels} channels in dim 1, got shape "
+                             f"{tuple(x.shape)}; set modality.channels to match the data")
         if x.shape[2] != self.window_samples:
             raise ValueError(f"EEG batch: expected windows of {self.window_samples} samples (dim 2), "
                              f"got shape {tuple(x.shape)}; set modality.window_samples to match the data")
         if not x.is_floating_point():
             raise ValueError(f"EEG batch: expected a float tensor, got {x.dtype}")
+        if not torch.isfinite(x.sum()) and not torch.isfinite(x).all():
+            raise ValueError(f"{what}: input holds NaN or Inf values; clean the data first")
 
     def sample(self, x: torch.Tensor, generator: Optional[torch.Generator] = None):
         """x (B, C, T) -> (patches (B, N, C * P), geometry (B, N, 2) start, length in samples)."""
@@ -229,6 +264,8 @@ class EEGModality(Modality):
         geom = sample_geometry(x.shape[0], self.window_samples, self.patch_samples,
                                self.num_patches, self.strategy, self.scale_range, x.device,
                                generator)
+        if self.scale_range is None and self.window_samples > self.patch_samples:
+            return extract_fixed_windows(x, geom[..., 0], self.patch_samples), geom
         return extract_windows(x, geom, self.patch_samples), geom
 
     def grid(self, x: torch.Tensor):

@@ -72,7 +72,8 @@ def test_read_stage_notes_keeps_stages_and_drops_events():
 def _write_annotations(tmp_path: Path, samples: list[int], notes: list[str], fs: int = 200) -> Path:
     import wfdb
 
-    wfdb.wrann("rec", "arousal", np.array(samples), symbol=['"'] * len(samples), aux_note=notes, fs=fs, write_dir=str(tmp_path))
+    symbols = ['"'] * len(samples)
+    wfdb.wrann("rec", "arousal", np.array(samples), symbol=symbols, aux_note=notes, fs=fs, write_dir=str(tmp_path))
     return tmp_path / "rec.arousal"
 
 

@@ -49,19 +49,24 @@ def raw(tmp_path_factory) -> Path:
     write_record(root / "training" / "tr03-0005", "tr03-0005", minutes=10, seed=0)
     write_record(root, "tr03-0006", minutes=12, seed=1)
     write_record(root / "test" / "te03-0001", "te03-0001", minutes=5, seed=2, annotations=False)
-    (root / "meta.csv").write_text("Subject,Record,Record type,Split,Age,Sex\n5,tr03-0005,PSG,training,59,male\n5,tr03-0005,Header,training,59,male\n")
+    rows = ["Subject,Record,Record type,Split,Age,Sex", "5,tr03-0005,PSG,training,59,male",
+            "5,tr03-0005,Header,training,59,male"]
+    (root / "meta.csv").write_text("\n".join(rows) + "\n")
     return root
 
 
 def test_output_contract_labels_windows_and_splits(raw, tmp_path):
     out = tmp_path / "prep"
-    assert _run("--src", raw, "--out", out, "--workers", 1, "--n-test", 1, "--n-finetune", 1, "--metadata", raw / "meta.csv") == 0
+    args = ["--workers", 1, "--n-test", 1, "--n-finetune", 1, "--metadata", raw / "meta.csv"]
+    assert _run("--src", raw, "--out", out, *args) == 0
     m = _manifest(out)
     assert m["format_version"] == 1 and m["status"] == "complete" and m["failed"] == {}
     assert m["sampling_rate"] == 100 and m["window_s"] == 30 and m["channels"] == list(EEG_CHANNELS)
     assert m["filter"]["edges_hz"] == [0.1, 30.0] and len(m["params_hash"]) == 16 and m["synthetic"] is False
     assert sorted(m["records"]) == ["te03-0001", "tr03-0005", "tr03-0006"]
-    for name, header in [("tr03-0005", raw / "training/tr03-0005/tr03-0005.hea"), ("tr03-0006", raw / "tr03-0006.hea"), ("te03-0001", raw / "test/te03-0001/te03-0001.hea")]:
+    headers = {"tr03-0005": "training/tr03-0005/", "tr03-0006": "", "te03-0001": "test/te03-0001/"}
+    for name, folder in headers.items():
+        header = raw / f"{folder}{name}.hea"
         info = m["records"][name]
         x = np.load(out / info["signal"])
         y = np.load(out / info["labels"])
@@ -119,8 +124,13 @@ def test_bad_records_fail_with_reasons_and_nothing_prepared_is_touched(tmp_path,
     capsys.readouterr()
     assert _run("--src", raw, "--out", out, "--workers", 2) == 1
     m = _manifest(out)
-    expected = {"tr03-0101": "truncated", "tr03-0102": "no signal named ['C4-M1']", "tr03-0103": "cannot read annotation file tr03-0103.arousal",
-                "tr03-0104": "invalid samples", "tr03-0105": "format code 212"}
+    expected = {
+        "tr03-0101": "truncated",
+        "tr03-0102": "no signal named ['C4-M1']",
+        "tr03-0103": "cannot read annotation file tr03-0103.arousal",
+        "tr03-0104": "invalid samples",
+        "tr03-0105": "format code 212",
+    }
     assert sorted(m["failed"]) == sorted(expected)
     for name, words in expected.items():
         assert words in m["failed"][name] and name in m["failed"][name] and "\n" not in m["failed"][name]
@@ -137,7 +147,8 @@ def test_killed_run_resumes_and_removes_temp_files(tmp_path):
     for i, name in enumerate(names):
         write_record(raw, name, minutes=45, seed=i)
     cmd = [sys.executable, str(SCRIPT), "--src", str(raw), "--out", str(out), "--workers", "2", "--no-progress"]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, start_new_session=True, **quiet)
     deadline = time.monotonic() + 120
     while not list((out / "records").glob("*.info.json")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
@@ -174,15 +185,18 @@ def test_other_parameters_refuse_unless_overwrite(tmp_path, capsys):
     assert _mtimes(out, "tr03-0005") == before and _manifest(out)["dtype"] == "float16"
     assert _run("--src", raw, "--out", out, "--workers", 1, "--dtype", "float32", "--overwrite") == 0
     assert np.load(out / "records" / "tr03-0005.npy").dtype == np.float32 and _manifest(out)["dtype"] == "float32"
-    assert _run("--src", raw, "--out", out, "--workers", 1, "--dtype", "float32", "--channels", "O1-M2", "C4-M1", "--overwrite") == 0
+    two_channels = ["--channels", "O1-M2", "C4-M1"]
+    assert _run("--src", raw, "--out", out, "--workers", 1, "--dtype", "float32", *two_channels, "--overwrite") == 0
     assert np.load(out / "records" / "tr03-0005.npy").shape[1:] == (2, 3000)
 
 
 def test_script_runs_as_a_file_and_reports_bad_arguments(tmp_path):
-    result = subprocess.run([sys.executable, str(SCRIPT), "--src", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")],
-                            capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    cmd = [sys.executable, str(SCRIPT), "--src", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert result.returncode == 2 and "is not a directory" in result.stderr and "Traceback" not in result.stderr
-    for args in (["--download"], ["--download", "--split", "training", "--synthetic", "2"], ["--limit", "3"], ["--workers", "0"]):
+    bad = (["--download"], ["--download", "--split", "training", "--synthetic", "2"], ["--limit", "3"],
+           ["--workers", "0"])
+    for args in bad:
         with pytest.raises(SystemExit) as info:
             main(["--src", str(tmp_path), "--out", str(tmp_path / "o"), *args])
         assert info.value.code == 2
@@ -214,7 +228,8 @@ def test_download_fetches_into_src_then_prepares(tmp_path):
     files["/SHA256SUMS.txt"] = "".join(f"{hashlib.sha256(b).hexdigest()}  {p[1:]}\n" for p, b in files.items()).encode()
     raw, out = tmp_path / "raw", tmp_path / "prep"
     with loopback.LoopbackServer(files) as server:
-        code = _run("--src", raw, "--out", out, "--download", "--split", "training", "--limit", 1, "--base-url", server.url, "--workers", 1)
+        download = ["--download", "--split", "training", "--limit", 1, "--base-url", server.url]
+        code = _run("--src", raw, "--out", out, *download, "--workers", 1)
     assert code == 0
     assert (raw / "training" / "tr03-0005" / "tr03-0005.mat").read_bytes() == files["/training/tr03-0005/tr03-0005.mat"]
     assert not (raw / "training" / "tr03-0006").exists()

@@ -1,0 +1,90 @@
+"""Subject splits and subject metadata of a prepared PC18 dataset.
+
+In PC18 one record is one subject, so subject ids are record names. Labelled records (at least one
+labelled window) are shuffled with ``seed``: ``test`` takes ``n_test`` of them, ``finetune`` the
+next ``n_finetune``; ``pretrain`` is every prepared record not in ``test``, labelled or not
+(finetune records included). When there are fewer labelled records than ``n_test + n_finetune``
+the sizes clamp (finetune at most half of them, test the rest) with a warning.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from part.errors import DataError
+
+METADATA_COLUMNS = ("Record", "Age", "Sex")
+
+
+@dataclass(frozen=True)
+class SplitSettings:
+    n_test: int = 200
+    n_finetune: int = 10
+    seed: int = 0
+
+
+def make_splits(records: dict[str, dict], settings: SplitSettings) -> tuple[dict, list[str]]:
+    """Splits of the prepared ``records`` ({name: info with ``labelled_windows``}).
+
+    Returns ``(splits, warnings)``; ``splits`` is the content of ``splits.json``:
+    ``{"seed", "test", "finetune", "pretrain", "subjects", "requested", "warnings"}``.
+    """
+    names = sorted(records)
+    labelled = [n for n in names if records[n]["labelled_windows"] > 0]
+    order = np.random.default_rng(settings.seed).permutation(len(labelled))
+    shuffled = [labelled[i] for i in order]
+    n_finetune, n_test, warnings = settings.n_finetune, settings.n_test, []
+    if len(labelled) < n_test + n_finetune:
+        n_finetune = min(n_finetune, -(-len(labelled) // 2))
+        n_test = min(n_test, len(labelled) - n_finetune)
+        warnings.append(
+            f"only {len(labelled)} labelled records for --n-test {settings.n_test} + --n-finetune "
+            f"{settings.n_finetune}: using test {n_test}, finetune {n_finetune}"
+        )
+    test = set(shuffled[:n_test])
+    splits = {
+        "seed": settings.seed,
+        "test": sorted(test),
+        "finetune": sorted(shuffled[n_test : n_test + n_finetune]),
+        "pretrain": [n for n in names if n not in test],
+        "subjects": {n: n for n in names},
+        "requested": {"n_test": settings.n_test, "n_finetune": settings.n_finetune},
+        "warnings": warnings,
+    }
+    return splits, warnings
+
+
+def _age(text: str) -> int | None:
+    try:
+        return int(float(text))
+    except ValueError:
+        return None
+
+
+def read_metadata(path: Path) -> dict[str, dict]:
+    """``{record: {"age": int | None, "sex": str | None}}`` from a CSV with columns Record, Age,
+    Sex (the layout of ``sleep_records.csv``: one row per file; a record's first row wins)."""
+    path = Path(path)
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(
+            f"cannot read metadata CSV {path}: {exc}; expected a CSV with columns "
+            f"{', '.join(METADATA_COLUMNS)}"
+        ) from None
+    missing = sorted(set(METADATA_COLUMNS) - set(rows[0] if rows else {}))
+    if missing:
+        raise DataError(
+            f"metadata CSV {path} lacks columns {missing}; expected columns "
+            f"{', '.join(METADATA_COLUMNS)} (as in sleep_records.csv)"
+        )
+    out: dict[str, dict] = {}
+    for row in rows:
+        meta = {"age": _age(row["Age"].strip()), "sex": row["Sex"].strip() or None}
+        out.setdefault(row["Record"].strip(), meta)
+    return out
