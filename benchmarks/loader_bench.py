@@ -23,6 +23,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from modalities import get_modality  # noqa: E402
 from modalities.eeg.dataset import PreparedEEG  # noqa: E402
 
 C, L = 6, 3000
@@ -76,6 +78,24 @@ def time_loader(dataset: Dataset, batch: int, workers: int, n_batches: int, seed
     return n / elapsed
 
 
+def time_loader_and_sampler(dataset: Dataset, batch: int, n_batches: int, device: str) -> float:
+    """Windows/s of loading + moving to `device` + PART's 40 random 1-s windows per 30-s window."""
+    modality = get_modality("eeg", channels=C, window_samples=L)
+    loader = DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True,
+                        generator=torch.Generator().manual_seed(0))
+    it = iter(loader)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    modality.sample(next(it)[0].to(device))
+    sync()
+    t0, n = time.perf_counter(), 0
+    for _ in range(n_batches):
+        x = next(it)[0].to(device, non_blocking=True)
+        modality.sample(x)
+        n += x.shape[0]
+    sync()
+    return n / (time.perf_counter() - t0)
+
+
 class PerItem(Dataset):
     """The same dataset without ``__getitems__``: one ``__getitem__`` per window (for comparison)."""
 
@@ -96,7 +116,12 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--batches", type=int, default=40)
     ap.add_argument("--dir", type=Path, default=None, help="where to write the temp data (default: system temp)")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                    help="device the sampler runs on (as in training)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--step", action="store_true", help="also time a PART-1D step against the reference")
     args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="part-loader-bench-", dir=args.dir))
     try:
         t0 = time.perf_counter()
@@ -111,6 +136,11 @@ def main(argv=None) -> int:
             rate = time_loader(dataset, args.batch, workers, args.batches)
             print(f"{label:28s} batch {args.batch} shuffled, workers {workers}: {rate:10,.0f} windows/s"
                   f"{'  (target >= 10,000)' if dataset is ds else ''}")
+        rate = time_loader_and_sampler(ds, args.batch, min(args.batches, 20), args.device)
+        print(f"{'loader + PART sampler':28s} batch {args.batch} shuffled, sampler on {args.device}: {rate:10,.0f} windows/s")
+        if args.step:
+            from step_bench import main as step_main
+            step_main(["--kind", "part1d", "--device", args.device, "--threads", str(args.threads)])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

@@ -1,0 +1,165 @@
+"""DropPos: reconstructing dropped positions (Wang et al., "DropPos: Pre-Training Vision
+Transformers by Reconstructing Dropped Positions", NeurIPS 2023), a grid baseline of the paper.
+
+Grid patches (B, N, F) -> tokenizer -> drop a random `mask_ratio` of the patches (only the
+K = floor(N (1 - mask_ratio)) visible ones are encoded) -> each visible token gets its grid
+position embedding, except a random `position_mask_ratio` of them, whose embedding is replaced by
+one learnable [MASK] position token -> encoder -> light decoder without position embedding ->
+N logits per visible token -> cross-entropy against the token's true grid index, over the visible
+tokens whose position was dropped only (as DropPos' code weights the loss by its `mask_pos`).
+
+Position smoothing (DropPos' eq. for `label_smoothing_sigma`): the target of a patch at cell i is
+w_ij = exp(-|c_i - c_j|^2 / sigma^2) over the grid cells j (cell units, 2-D or 1-D), normalised to
+sum to 1; sigma is annealed linearly, sigma = smoothing_sigma * (1 - progress), where `progress`
+in [0, 1] is set by the training engine each step (`method.progress = step / total`; default 1.0
+= no smoothing, plain cross-entropy). `smoothing_sigma: 0` turns smoothing off.
+
+Defaults follow DropPos' released ViT-B script: mask_ratio 0.75, position_mask_ratio 0.75
+(the paper's EEG recipe sets 0.2, PART paper section 4), sigma 1 decayed to 0, a 2-block decoder.
+
+Deliberate differences:
+- DropPos' "attentive reconstruction" (weighting the loss by a [CLS]-patch similarity from a
+  second, full forward pass) is not implemented; the PART paper notes DropPos uses it;
+- the decoder is 256 wide by default (DropPos: 512), sized for the paper's small encoders;
+- sigma is annealed per step rather than per epoch, and each target row is normalised to sum to
+  1 (DropPos' code divides by column sums, which differs near the grid border);
+- the pretraining position embedding (fixed sin-cos as in DropPos' code, or `pos_embed: learnable`)
+  belongs to this method and is dropped after pretraining: the finetune stage adds the harness's
+  learnable, randomly initialised embedding as for every method (paper section 3.4).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from part.methods.common import (LightDecoder, check_fraction, grid_squared_distances, num_kept,
+                                 random_masking, require_no_position_embedding,
+                                 sincos_position_embedding)
+from part.pairs import gather_tokens
+
+PRETRAINS = True
+POSITION_EMBEDDING = True
+
+
+@dataclass
+class DropPosOptions:
+    """The recipe's `method` section for DropPos."""
+
+    name: str = "droppos"
+    mask_ratio: float = field(default=0.75, metadata={"range": (0.0, 1.0), "half_open": True})
+    position_mask_ratio: float = field(default=0.75, metadata={"range": (0.0, 1.0), "half_open": True})
+    smoothing_sigma: float = field(default=1.0, metadata={"min": 0.0})  # grid cells; 0: off
+    pos_embed: Literal["sincos", "learnable"] = "sincos"
+    decoder_dim: int = field(default=256, metadata={"min": 1})
+    decoder_depth: int = field(default=2, metadata={"min": 1})
+    decoder_heads: int = field(default=8, metadata={"min": 1})
+
+
+def smoothed_position_targets(labels: torch.Tensor, sq_dist: torch.Tensor, sigma: float) -> torch.Tensor:
+    """labels (B, K) grid indices, sq_dist (N, N) -> (B, K, N) target distributions: one-hot for
+    sigma <= 0, else exp(-d^2 / sigma^2) normalised over the N cells."""
+    if sigma <= 0:
+        return F.one_hot(labels, sq_dist.shape[0]).float()
+    weights = torch.exp(-sq_dist / sigma ** 2)
+    return (weights / weights.sum(dim=-1, keepdim=True))[labels]
+
+
+def position_loss(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor,
+                  sq_dist: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Soft cross-entropy of logits (B, K, N) against the (smoothed) targets of labels (B, K),
+    averaged over the tokens where weight (B, K) bool is True (positions dropped)."""
+    target = smoothed_position_targets(labels, sq_dist, sigma)
+    per_token = -(target * F.log_softmax(logits.float(), dim=-1)).sum(dim=-1)
+    w = weight.to(per_token.dtype)
+    return (per_token * w).sum() / w.sum()
+
+
+class DropPos(nn.Module):
+    """Pretext model: forward(x) -> {"loss", "position_accuracy", "sigma"}; `outputs(x)` gives the
+    tensors. Set `progress` (in [0, 1]) during training to anneal the smoothing."""
+
+    def __init__(self, modality, encoder, tokenizer, options: DropPosOptions):
+        super().__init__()
+        require_no_position_embedding(encoder, "droppos")
+        self.ratio = check_fraction(options.mask_ratio, "method.mask_ratio")
+        self.pos_ratio = check_fraction(options.position_mask_ratio, "method.position_mask_ratio")
+        if options.smoothing_sigma < 0:
+            raise ValueError(f"method.smoothing_sigma={options.smoothing_sigma} is out of range; "
+                             f"allowed: >= 0")
+        if options.pos_embed not in ("sincos", "learnable"):
+            raise ValueError(f"method.pos_embed={options.pos_embed!r}; valid: sincos, learnable")
+        n = modality.num_grid_patches
+        self._check_counts(n, options)
+        self.modality, self.encoder, self.tokenizer, self.options = modality, encoder, tokenizer, options
+        shape = tuple(modality.grid_shape)
+        if options.pos_embed == "sincos":
+            self.register_buffer("pos_embed", sincos_position_embedding(shape, encoder.dim), persistent=False)
+        else:
+            self.pos_embed = nn.Parameter(nn.init.trunc_normal_(torch.zeros(n, encoder.dim), std=0.02))
+        self.mask_pos_token = nn.Parameter(torch.zeros(1, 1, encoder.dim))
+        nn.init.normal_(self.mask_pos_token, std=0.02)
+        self.decoder = LightDecoder(encoder.dim, options.decoder_dim, options.decoder_depth,
+                                    options.decoder_heads, n)
+        self.register_buffer("sq_dist", grid_squared_distances(shape), persistent=False)
+        self.progress = 1.0
+
+    @staticmethod
+    def _check_counts(n: int, options: DropPosOptions) -> None:
+        kept = num_kept(n, options.mask_ratio)
+        if kept < 1:
+            raise ValueError(f"method.mask_ratio={options.mask_ratio} keeps none of the {n} grid "
+                             f"patches; allowed: in [0, {1 - 1 / n:.3f}]")
+        if num_kept(kept, options.position_mask_ratio) == kept:
+            raise ValueError(f"method.position_mask_ratio={options.position_mask_ratio} drops no "
+                             f"position of the {kept} visible patches, so DropPos has nothing to "
+                             f"predict; allowed: in (0, 1)")
+
+    @property
+    def progress(self) -> float:
+        return self._progress
+
+    @progress.setter
+    def progress(self, value: float) -> None:
+        if not 0.0 <= float(value) <= 1.0:
+            raise ValueError(f"DropPos progress must be in [0, 1] (step / total steps), got {value}")
+        self._progress = float(value)
+
+    @property
+    def sigma(self) -> float:
+        """The smoothing sigma now: smoothing_sigma * (1 - progress)."""
+        return self.options.smoothing_sigma * (1.0 - self._progress)
+
+    def outputs(self, x: torch.Tensor) -> dict:
+        """logits (B, K, N); labels (B, K): true grid index of each visible token; weight (B, K)
+        bool: position dropped (in the loss); pos (B, K, d): the position embedding each got."""
+        patches, _ = self.modality.grid(x)
+        B, n, _ = patches.shape
+        keep, _ = random_masking(B, n, self.ratio, patches.device)
+        tokens = gather_tokens(self.tokenizer(patches), keep)
+        k, d = tokens.shape[1], tokens.shape[2]
+        _, pos_dropped = random_masking(B, k, self.pos_ratio, patches.device)
+        pos = gather_tokens(self.pos_embed.to(tokens.dtype).expand(B, n, d), keep)
+        pos = torch.where(pos_dropped.unsqueeze(-1), self.mask_pos_token.to(tokens.dtype), pos)
+        logits = self.decoder(self.encoder(tokens + pos))[:, 1:]
+        return {"logits": logits, "labels": keep, "weight": pos_dropped, "pos": pos}
+
+    def forward(self, x: torch.Tensor) -> dict:
+        out, sigma = self.outputs(x), self.sigma
+        loss = position_loss(out["logits"], out["labels"], out["weight"], self.sq_dist, sigma)
+        with torch.no_grad():
+            weight = out["weight"].float()
+            hits = (out["logits"].argmax(-1) == out["labels"]).float()
+            accuracy = (hits * weight).sum() / weight.sum()
+        return {"loss": loss, "position_accuracy": accuracy,
+                "sigma": torch.tensor(sigma, device=loss.device)}
+
+
+OPTIONS = DropPosOptions
+
+
+def build(modality, encoder, tokenizer, options: DropPosOptions) -> DropPos:
+    return DropPos(modality, encoder, tokenizer, options)
