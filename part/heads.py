@@ -32,12 +32,20 @@ class CrossAttentionHead(nn.Module):
     - pair projection and query projection are folded into two d x d maps applied per token,
       gathered and summed per pair;
     - value projection, output projection and the final linear are folded per head into
-      (d -> target_dim) maps applied per token, so attention mixes target_dim-wide values.
+      (d -> target_dim) maps applied per token, so attention mixes target_dim-wide values;
+    - attention itself: "logits" (CPU default) adds two per-token logit rows (N x N per head)
+      gathered per pair, never forming a (#pairs x N x d/h) product; "fused" (CUDA default)
+      gathers the per-pair queries and calls one fused scaled_dot_product_attention kernel
+      (values zero-padded to the head width), never materialising the (#pairs x N) weights.
     `forward_reference` computes the same thing literally (tested equal in float64).
     """
 
-    def __init__(self, dim: int, target_dim: int, num_heads: int = 8, qkv_bias: bool = True):
+    def __init__(self, dim: int, target_dim: int, num_heads: int = 8, qkv_bias: bool = True,
+                 attention: str = "auto"):
         super().__init__()
+        if attention not in ("auto", "fused", "logits"):
+            raise ValueError(f"attention={attention!r}; valid: auto, fused, logits")
+        self.attention = attention
         if dim % num_heads:
             raise ValueError(f"head dim {dim} must be divisible by head num_heads={num_heads}")
         self.dim, self.num_heads, self.target_dim = dim, num_heads, target_dim
@@ -62,22 +70,17 @@ class CrossAttentionHead(nn.Module):
         bkv = self._bias(self.kv, 2 * d, z)
         k = F.linear(z, wk, bkv[:d]).view(B, N, h, dh).transpose(1, 2)     # (B, h, N, dh)
         heads = lambda t: t.view(B, N, h, dh).transpose(1, 2)
-        # Attention logits of a pair are a sum of two per-token logit rows (N x N per head),
-        # gathered per pair: no (#pairs x N x dh) product is ever formed.
-        scale = dh ** -0.5
-        s_ref = (heads(q_ref) * scale) @ k.transpose(-1, -2)                # (B, h, N, N)
-        s_tgt = (heads(q_tgt) * scale) @ k.transpose(-1, -2)
-        M = ref.shape[1]
-        pick = lambda s, i: torch.gather(s, 2, i[:, None, :, None].expand(B, h, M, N))
-        att = (pick(s_ref, ref) + pick(s_tgt, tgt)).softmax(-1)             # (B, h, M, N)
+        q_ref, q_tgt = heads(q_ref), heads(q_tgt)
         # Output maps folded: out(proj(.)) = C @ (.) + c, C (T, d) split per head (h, T, dh).
         C = self.out.weight @ self.proj.weight
         c = self.out.weight @ self.proj.bias + self.out.bias
         C_h = C.view(T, h, dh).transpose(0, 1)                              # (h, T, dh)
         v_fold = torch.einsum("htk,hkd->htd", C_h, wv.view(h, dh, d))       # (h, T, d)
         v_bias = torch.einsum("htk,hk->ht", C_h, bkv[d:].view(h, dh))       # (h, T)
-        v = torch.einsum("bnd,htd->bhnt", z, v_fold) + v_bias[None, :, None, :]
-        return (att.to(v.dtype) @ v).sum(1) + c                             # (B, M, T)
+        v = torch.einsum("bnd,htd->bhnt", z, v_fold) + v_bias[None, :, None, :]  # (B, h, N, T)
+        mode = self.attention if self.attention != "auto" else ("fused" if z.is_cuda else "logits")
+        attend = _attend_fused if mode == "fused" else _attend_logits
+        return attend(q_ref, q_tgt, k, v, ref, tgt).sum(1) + c             # (B, M, T)
 
     def forward_reference(self, z, ref, tgt):
         """Literal (unfactored) computation of the same head, for tests."""
@@ -89,6 +92,28 @@ class CrossAttentionHead(nn.Module):
         att = (split(query) @ split(k).transpose(-1, -2) / dh ** 0.5).softmax(-1)
         o = (att @ split(v)).transpose(1, 2).reshape(B, -1, d)
         return self.out(self.proj(o))
+
+
+def _attend_logits(q_ref, q_tgt, k, v, ref, tgt):
+    """softmax((q_ref[ref] + q_tgt[tgt]) k^T / sqrt(dh)) v via per-token logits: (B, h, M, T)."""
+    B, h, N, dh = k.shape
+    M = ref.shape[1]
+    scale = dh ** -0.5
+    s_ref = (q_ref * scale) @ k.transpose(-1, -2)                            # (B, h, N, N)
+    s_tgt = (q_tgt * scale) @ k.transpose(-1, -2)
+    pick = lambda s, i: torch.gather(s, 2, i[:, None, :, None].expand(B, h, M, N))
+    att = (pick(s_ref, ref) + pick(s_tgt, tgt)).softmax(-1)                  # (B, h, M, N)
+    return att.to(v.dtype) @ v
+
+
+def _attend_fused(q_ref, q_tgt, k, v, ref, tgt):
+    """The same with per-pair queries and one fused attention kernel: (B, h, M, T)."""
+    B, h, N, dh = k.shape
+    M, T = ref.shape[1], v.shape[-1]
+    pick = lambda t, i: torch.gather(t, 2, i[:, None, :, None].expand(B, h, M, dh))
+    q = pick(q_ref, ref) + pick(q_tgt, tgt)                                  # (B, h, M, dh)
+    out = F.scaled_dot_product_attention(q, k, F.pad(v, (0, dh - T)) if dh > T else v)
+    return out[..., :T]
 
 
 class PairwiseMLPHead(nn.Module):

@@ -23,10 +23,11 @@ def test_head_output_shapes(name, target_dim):
     assert all(p.grad is not None for p in head.parameters())
 
 
-def test_factored_cross_attention_equals_literal_float64():
+@pytest.mark.parametrize("attention", ["logits", "fused"])
+def test_factored_cross_attention_equals_literal_float64(attention):
     torch.manual_seed(0)
     z, ref, tgt = _inputs(dtype=torch.float64)
-    head = CrossAttentionHead(16, 4, num_heads=4).double()
+    head = CrossAttentionHead(16, 4, num_heads=4, attention=attention).double()
     for p in head.parameters():  # non-trivial biases too
         torch.nn.init.normal_(p, std=0.3)
     fast, slow = head(z, ref, tgt), head.forward_reference(z, ref, tgt)
