@@ -81,8 +81,9 @@ def time_loader(dataset: Dataset, batch: int, workers: int, n_batches: int, seed
 def time_loader_and_sampler(dataset: Dataset, batch: int, n_batches: int, device: str) -> float:
     """Windows/s of loading + moving to `device` + PART's 40 random 1-s windows per 30-s window."""
     modality = get_modality("eeg", channels=C, window_samples=L)
-    loader = DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True,
-                        generator=torch.Generator().manual_seed(0))
+    sampler = RandomSampler(dataset, num_samples=batch * (n_batches + 1),
+                            generator=torch.Generator().manual_seed(0))
+    loader = DataLoader(dataset, batch_size=batch, sampler=sampler, drop_last=True)
     it = iter(loader)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     modality.sample(next(it)[0].to(device))

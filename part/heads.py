@@ -107,11 +107,18 @@ def _attend_logits(q_ref, q_tgt, k, v, ref, tgt):
 
 
 def _attend_fused(q_ref, q_tgt, k, v, ref, tgt):
-    """The same with per-pair queries and one fused attention kernel: (B, h, M, T)."""
+    """The same with per-pair queries and one fused attention kernel: (B, h, M, T).
+
+    The per-pair queries are built as one batched matmul with one-hot pair selectors
+    ((M x 2N) @ (2N x d) per item), whose backward is a matmul too, instead of a gather whose
+    backward scatters #pairs rows onto N with atomics (slow on GPUs when #pairs >> N)."""
     B, h, N, dh = k.shape
     M, T = ref.shape[1], v.shape[-1]
-    pick = lambda t, i: torch.gather(t, 2, i[:, None, :, None].expand(B, h, M, dh))
-    q = pick(q_ref, ref) + pick(q_tgt, tgt)                                  # (B, h, M, dh)
+    # under autocast the selector stays float32 and autocast casts the matmul (what inductor expects)
+    dtype = torch.float32 if torch.is_autocast_enabled(k.device.type) else q_ref.dtype
+    select = torch.zeros(B, 1, M, 2 * N, device=k.device, dtype=dtype)              # (B, 1, M, 2N)
+    select.scatter_(3, ref[:, None, :, None], 1.0).scatter_(3, (tgt + N)[:, None, :, None], 1.0)
+    q = torch.matmul(select, torch.cat([q_ref, q_tgt], 2))                          # (B, h, M, dh)
     out = F.scaled_dot_product_attention(q, k, F.pad(v, (0, dh - T)) if dh > T else v)
     return out[..., :T]
 

@@ -81,8 +81,12 @@ def check_input(x: torch.Tensor, rank: int, channels: int, what: str) -> None:
         raise ValueError(f"{what}: expected a torch.Tensor, got {type(x).__name__}")
     if x.dim() != rank:
         raise ValueError(f"{what}: expected a tensor of rank {rank}, got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"{what}: expected a float tensor, got {x.dtype}")
     if x.shape[1] != channels:
         raise ValueError(f"{what}: expected {channels} channels in dim 1, got shape {tuple(x.shape)}; "
                          f"set the modality's `channels` option to match the data")
-    if not torch.isfinite(x).all():
+    # On CUDA the check would stall the host every step; there the engine's loss check catches
+    # non-finite inputs instead (a NaN input gives a NaN loss, reported with the step).
+    if not x.is_cuda and not torch.isfinite(x.sum()) and not torch.isfinite(x).all():
         raise ValueError(f"{what}: input holds NaN or Inf values; clean the data first")
