@@ -51,16 +51,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from data_prep.pc18_labels import LABEL_NAMES, STAGE_NOTES, UNLABELLED, label_counts, read_stage_notes, window_labels
-from data_prep.pc18_signal import (
-    EEG_CHANNELS,
-    TARGET_FS,
-    FilterSpec,
-    RecordError,
-    filter_and_resample,
-    normalise_windows,
-    read_eeg,
-    read_header,
-)
+from data_prep.pc18_signal import (EEG_CHANNELS, TARGET_FS, FilterSpec, RecordError, filter_and_resample,
+                                   normalise_windows, read_eeg, read_header)
 from data_prep.pc18_splits import SplitSettings, make_splits, read_metadata
 from part.atomic import atomic_write, atomic_write_json
 from part.errors import DataError

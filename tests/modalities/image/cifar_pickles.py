@@ -27,6 +27,7 @@ def _dump(obj, path: Path) -> None:
 def write_cifar(root: Path, dataset: str = "cifar100", n_train: int = 20, n_test: int = 10,
                 seed: int = 0) -> Path:
     """Write ``root/<official folder>``; returns that folder. Labels are ``index % n_classes``."""
+    assert dataset in FOLDER, f"unknown dataset {dataset!r}; valid: {sorted(FOLDER)}"
     rng = np.random.default_rng(seed)
     folder = Path(root) / FOLDER[dataset]
     folder.mkdir(parents=True, exist_ok=True)
