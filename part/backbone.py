@@ -55,7 +55,7 @@ class ViTEncoder(nn.Module):
             Block(dim, num_heads, mlp_ratio, qkv_bias=qkv_bias, drop_path=r, norm_layer=norm) for r in rates)
         self.norm = norm(dim)
         nn.init.normal_(self.cls_token, std=1e-6)
-        self.apply(_init_weights)
+        self.apply(init_weights)
         if num_positions:
             self.add_position_embedding(num_positions)
 
@@ -87,7 +87,7 @@ class ViTEncoder(nn.Module):
         return self.norm(x)
 
 
-def _init_weights(m: nn.Module) -> None:
+def init_weights(m: nn.Module) -> None:
     if isinstance(m, nn.Linear):
         trunc_normal_(m.weight, std=0.02)
         if m.bias is not None:

@@ -30,7 +30,7 @@ from part.atomic import atomic_write_json, atomic_write_text
 from part.errors import ConfigError, DataError, UserInputError
 from part.methods import method_pretrains, method_uses_position_embedding
 from part.metrics import STD_NOTE
-from part.report import _fmt, _pm, _save_png, _table, to_jsonable
+from part.report import fmt_value, fmt_mean_std, save_png, markdown_table, to_jsonable
 
 SPLIT_KEYS = ("data.name", "data.root", "data.limit_test")
 BUDGET_KEYS = ("finetune.epochs", "finetune.batch_size", "data.limit_train")
@@ -205,22 +205,22 @@ def render_markdown(rows: Sequence[dict], reference: Mapping | None) -> str:
               "macro-F1", *paper]
     body = [(Path(r["run"]).name, r["method_label"], r["pretrain_epochs"], r["finetune_epochs"],
              {True: "yes", False: "no", None: "n/a (no pretraining)"}[r["pretrain_position_embedding"]],
-             *(_pm(r[k]["mean"], r[k]["std"]) for k in METRICS), *([_fmt(r["paper"])] if paper else []))
+             *(fmt_mean_std(r[k]["mean"], r[k]["std"]) for k in METRICS), *([fmt_value(r["paper"])] if paper else []))
             for r in rows]
     n_rep = sorted({r["kappa"]["n"] for r in rows if r["kappa"]["n"]})
     lines = ["# Method comparison", "",
              "Same test split and finetuning budget for every run (checked). kappa, accuracy and "
              f"macro-F1 are mean ± std over finetune repeats where a run has repeats "
              f"(repeats per run: {', '.join(map(str, n_rep)) or 'n/a'}; {STD_NOTE}).", ""]
-    lines += _table(header, body)
+    lines += markdown_table(header, body)
     if reference:
-        source = _fmt(reference.get("source", "the PART paper"))
+        source = fmt_value(reference.get("source", "the PART paper"))
         lines += [f"The last column is quoted from the paper ({source}); it was not produced "
                   "by these runs and used the paper's own data, budget and hardware.", ""]
     classes = _class_names(rows)
     if classes:
         lines += ["## Per-class F1", ""]
-        lines += _table(["class", *(Path(r["run"]).name for r in rows)],
+        lines += markdown_table(["class", *(Path(r["run"]).name for r in rows)],
                         [(c, *(r["per_class_f1"].get(c) for r in rows)) for c in classes])
     return "\n".join(lines)
 
@@ -245,7 +245,7 @@ def plot_comparison(path: Path, rows: Sequence[dict], reference: Mapping | None)
     ax.set_ylabel("score")
     ax.set_title("Method comparison (same test split and finetune budget)")
     ax.legend(fontsize=8)
-    return _save_png(fig, path)
+    return save_png(fig, path)
 
 
 def compare(run_dirs: Sequence[str | Path], out_dir: str | Path | None = None) -> dict:

@@ -214,8 +214,11 @@ def train(spec: TrainSpec, ctx: RunContext) -> dict:
         epoch_loss = all_reduce_mean(sums / max(count, 1), dist_info).item()
         seconds = time.perf_counter() - t0
         save(ep + 1)
+        rate = count * gb / max(seconds, 1e-9)
         ctx.log({"stage": spec.stage, "event": "epoch_end", "epoch": ep, "step": step, "loss": epoch_loss,
-                 "seconds": round(seconds, 2), "items_per_s": round(count * gb / max(seconds, 1e-9), 1)})
+                 "seconds": round(seconds, 2), "items_per_s": round(rate, 1)})
+        ctx.say(f"[{spec.stage}] epoch {ep + 1}/{cfg.epochs} loss {epoch_loss:.4f} ({seconds:.1f} s, "
+                f"{rate:.0f} items/s, step {step}/{total})")
     return {"loss": epoch_loss, "steps": step}
 
 

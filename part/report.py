@@ -65,7 +65,7 @@ def aggregate_repeats(list_of_metrics: Sequence[Mapping], seeds: Sequence[int]) 
 
 # ----------------------------------------------------------------------------- markdown
 
-def _fmt(value: Any, digits: int = 3) -> str:
+def fmt_value(value: Any, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
     if isinstance(value, float):
@@ -73,13 +73,13 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value).replace("|", "\\|")
 
 
-def _pm(mean: Any, std: Any) -> str:
-    return _fmt(mean) if std is None else f"{_fmt(mean)} ± {_fmt(std)}"
+def fmt_mean_std(mean: Any, std: Any) -> str:
+    return fmt_value(mean) if std is None else f"{fmt_value(mean)} ± {fmt_value(std)}"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(map(_fmt, header)) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(map(_fmt, row)) + " |" for row in rows]
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(map(fmt_value, header)) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(map(fmt_value, row)) + " |" for row in rows]
     return lines + [""]
 
 
@@ -92,7 +92,7 @@ def _summary_section(report: Mapping) -> list[str]:
         excluded = report.get("n_unlabelled_excluded", 0)
         rows.append(("evaluated items", f"{report['n']}"
                      + (f" ({excluded} unlabelled excluded)" if excluded else "")))
-    return ["## Summary", ""] + _table(["metric", "value"], rows)
+    return ["## Summary", ""] + markdown_table(["metric", "value"], rows)
 
 
 def _class_section(report: Mapping, class_names: Sequence[str]) -> list[str]:
@@ -101,52 +101,52 @@ def _class_section(report: Mapping, class_names: Sequence[str]) -> list[str]:
         values = list((report.get(key) or {}).values())
         return values + [None] * (len(class_names) - len(values))
     rows = zip(class_names, column("per_class_f1"), column("per_class_recall"), column("support"))
-    lines = ["## Per-class F1", ""] + _table(["class", "F1", "recall (accuracy)", "support"],
+    lines = ["## Per-class F1", ""] + markdown_table(["class", "F1", "recall (accuracy)", "support"],
                                              list(rows))
     confusion = report["confusion"]
     lines += ["## Confusion matrix", "", "Counts; rows = true class, columns = predicted class.", ""]
-    return lines + _table(["true \\ predicted", *class_names],
+    return lines + markdown_table(["true \\ predicted", *class_names],
                           [(name, *row) for name, row in zip(class_names, confusion)])
 
 
 def _subject_section(per_subject: Mapping) -> list[str]:
     lines = ["## Per subject", "",
              f"{per_subject.get('n_groups', len(per_subject['groups']))} subjects. "
-             f"Kappa mean ± std: {_pm(per_subject.get('kappa_mean'), per_subject.get('kappa_std'))}; "
+             f"Kappa mean ± std: {fmt_mean_std(per_subject.get('kappa_mean'), per_subject.get('kappa_std'))}; "
              f"accuracy mean ± std: "
-             f"{_pm(per_subject.get('accuracy_mean'), per_subject.get('accuracy_std'))} "
+             f"{fmt_mean_std(per_subject.get('accuracy_mean'), per_subject.get('accuracy_std'))} "
              f"({per_subject.get('std', STD_NOTE)}).", ""]
     if per_subject.get("note"):
         lines += [per_subject["note"], ""]
     rows = [(gid, m.get("n"), m.get("kappa"), m.get("accuracy"))
             for gid, m in per_subject["groups"].items()]
-    return lines + _table(["subject", "n", "kappa", "accuracy"], rows)
+    return lines + markdown_table(["subject", "n", "kappa", "accuracy"], rows)
 
 
 def _repeats_section(repeats: Mapping) -> list[str]:
     rows = [(r["repeat"], r["seed"], *(r.get(k) for k in _REPEATED_METRICS))
             for r in repeats["repeats"]]
-    rows.append(("mean ± std", "", *(_pm(repeats.get(f"{k}_mean"), repeats.get(f"{k}_std"))
+    rows.append(("mean ± std", "", *(fmt_mean_std(repeats.get(f"{k}_mean"), repeats.get(f"{k}_std"))
                                      for k in _REPEATED_METRICS)))
     intro = (f"{repeats['n_repeats']} finetunes, each on another draw of the labelled data "
              f"(seed per row); {repeats.get('std', STD_NOTE)}.")
-    return ["## Repeats", "", intro, ""] + _table(
+    return ["## Repeats", "", intro, ""] + markdown_table(
         ["repeat", "seed", "kappa", "accuracy", "macro F1"], rows)
 
 
 def _reference_section(reference: Mapping) -> list[str]:
     lines = [f"## {REFERENCE_HEADING}", ""]
-    lines += [f"- {key}: {_fmt(text)}" for key, text in reference.items() if key != "values"]
+    lines += [f"- {key}: {fmt_value(text)}" for key, text in reference.items() if key != "values"]
     lines += ["", "These numbers are quoted from the paper for context; they were not produced by "
               "this run and used the paper's own data, budget and hardware.", ""]
-    return lines + _table(["", "value"], list(reference["values"].items()))
+    return lines + markdown_table(["", "value"], list(reference["values"].items()))
 
 
 def render_markdown(report: Mapping, class_names: Sequence[str]) -> str:
     """The Markdown report for the JSON-ready ``report`` dict."""
     lines = [f"# {report.get('title', 'Evaluation report')}", ""]
     for key, value in (report.get("context") or {}).items():
-        lines.append(f"- **{key}**: {_fmt(value)}")
+        lines.append(f"- **{key}**: {fmt_value(value)}")
     if report.get("context"):
         lines.append("")
     lines += _summary_section(report) + _class_section(report, class_names)
@@ -162,7 +162,7 @@ def render_markdown(report: Mapping, class_names: Sequence[str]) -> str:
 
 # ----------------------------------------------------------------------------- plots
 
-def _save_png(fig: Figure, path: str | Path) -> Path:
+def save_png(fig: Figure, path: str | Path) -> Path:
     return atomic_write(path, lambda fileobj: fig.savefig(fileobj, format="png", dpi=120))
 
 
@@ -186,7 +186,7 @@ def plot_confusion(path: str | Path, confusion: Any, class_names: Sequence[str],
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(f"{title}\n(row-normalised; counts in brackets)")
-    return _save_png(fig, path)
+    return save_png(fig, path)
 
 
 def plot_hypnogram(path: str | Path, y_true: Any, y_pred: Any, class_names: Sequence[str],
@@ -217,7 +217,7 @@ def plot_hypnogram(path: str | Path, y_true: Any, y_pred: Any, class_names: Sequ
         axes[0].legend(loc="upper right", fontsize=8)
     axes[1].set_xlabel("time (hours)" if epoch_seconds else "window")
     axes[0].set_title(title)
-    return _save_png(fig, path)
+    return save_png(fig, path)
 
 
 # ----------------------------------------------------------------------------- the report

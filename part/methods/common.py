@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from timm.models.vision_transformer import Block
 
-from part.backbone import _init_weights
+from part.backbone import init_weights
 
 
 # ----------------------------------------------------------------------------- option checks
@@ -120,7 +120,7 @@ class LightDecoder(nn.Module):
                                     for _ in range(depth))
         self.norm = norm(dim)
         self.pred = nn.Linear(dim, out_dim)
-        self.apply(_init_weights)
+        self.apply(init_weights)
 
     def head(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, L, dim) -> (B, L, out_dim) through the blocks, the norm and the prediction."""
