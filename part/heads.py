@@ -94,31 +94,40 @@ class CrossAttentionHead(nn.Module):
         return self.out(self.proj(o))
 
 
-def _attend_logits(q_ref, q_tgt, k, v, ref, tgt):
-    """softmax((q_ref[ref] + q_tgt[tgt]) k^T / sqrt(dh)) v via per-token logits: (B, h, M, T)."""
-    B, h, N, dh = k.shape
+def pair_rows(x_ref: torch.Tensor, x_tgt: torch.Tensor, ref: torch.Tensor, tgt: torch.Tensor,
+              one_hot: Optional[bool] = None) -> torch.Tensor:
+    """x_ref[ref] + x_tgt[tgt] along the token axis: (B, h, N, D) x 2, (B, M) -> (B, h, M, D).
+
+    On CUDA one batched matmul with one-hot selectors ((M x 2N) @ (2N x D)), whose backward is a
+    matmul too; elsewhere two gathers (their backward scatters M rows onto N, cheap on CPUs but
+    slow with GPU atomics when M >> N). `one_hot` forces either way (None: by device)."""
+    B, h, N, D = x_ref.shape
     M = ref.shape[1]
-    scale = dh ** -0.5
+    if not (x_ref.is_cuda if one_hot is None else one_hot):
+        pick = lambda x, i: torch.gather(x, 2, i[:, None, :, None].expand(B, h, M, D))
+        return pick(x_ref, ref) + pick(x_tgt, tgt)
+    # under autocast the selector stays float32 and autocast casts the matmul (what inductor expects)
+    dtype = torch.float32 if torch.is_autocast_enabled(x_ref.device.type) else x_ref.dtype
+    select = torch.zeros(B, 1, M, 2 * N, device=x_ref.device, dtype=dtype)
+    select.scatter_(3, ref[:, None, :, None], 1.0).scatter_(3, (tgt + N)[:, None, :, None], 1.0)
+    return torch.matmul(select, torch.cat([x_ref, x_tgt], 2))
+
+
+def _attend_logits(q_ref, q_tgt, k, v, ref, tgt):
+    """softmax((q_ref[ref] + q_tgt[tgt]) k^T / sqrt(dh)) v from per-token logit rows: the logits of
+    a pair are the sum of two rows of the (N x N) per-token logits. Returns (B, h, M, T)."""
+    scale = k.shape[-1] ** -0.5
     s_ref = (q_ref * scale) @ k.transpose(-1, -2)                            # (B, h, N, N)
     s_tgt = (q_tgt * scale) @ k.transpose(-1, -2)
-    pick = lambda s, i: torch.gather(s, 2, i[:, None, :, None].expand(B, h, M, N))
-    att = (pick(s_ref, ref) + pick(s_tgt, tgt)).softmax(-1)                  # (B, h, M, N)
+    att = pair_rows(s_ref, s_tgt, ref, tgt).softmax(-1)                      # (B, h, M, N)
     return att.to(v.dtype) @ v
 
 
 def _attend_fused(q_ref, q_tgt, k, v, ref, tgt):
-    """The same with per-pair queries and one fused attention kernel: (B, h, M, T).
-
-    The per-pair queries are built as one batched matmul with one-hot pair selectors
-    ((M x 2N) @ (2N x d) per item), whose backward is a matmul too, instead of a gather whose
-    backward scatters #pairs rows onto N with atomics (slow on GPUs when #pairs >> N)."""
-    B, h, N, dh = k.shape
-    M, T = ref.shape[1], v.shape[-1]
-    # under autocast the selector stays float32 and autocast casts the matmul (what inductor expects)
-    dtype = torch.float32 if torch.is_autocast_enabled(k.device.type) else q_ref.dtype
-    select = torch.zeros(B, 1, M, 2 * N, device=k.device, dtype=dtype)              # (B, 1, M, 2N)
-    select.scatter_(3, ref[:, None, :, None], 1.0).scatter_(3, (tgt + N)[:, None, :, None], 1.0)
-    q = torch.matmul(select, torch.cat([q_ref, q_tgt], 2))                          # (B, h, M, dh)
+    """The same with per-pair queries and one fused attention kernel (values zero-padded to the
+    head width): never materialises the (M x N) weights. Returns (B, h, M, T)."""
+    dh, T = k.shape[-1], v.shape[-1]
+    q = pair_rows(q_ref, q_tgt, ref, tgt)                                    # (B, h, M, dh)
     out = F.scaled_dot_product_attention(q, k, F.pad(v, (0, dh - T)) if dh > T else v)
     return out[..., :T]
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from part.heads import CrossAttentionHead, MLPHead, PairwiseMLPHead, build_head
+from part.heads import CrossAttentionHead, MLPHead, PairwiseMLPHead, build_head, pair_rows
 from part.pairs import gather_tokens, sample_pairs
 
 
@@ -80,3 +80,16 @@ def test_mlp_head_reads_the_right_pair():
 def test_unknown_head_lists_valid():
     with pytest.raises(ValueError, match="cross_attention, pairwise_mlp, mlp"):
         build_head("transformer", 16, 2, 7)
+
+
+def test_pair_rows_one_hot_matmul_equals_gather():
+    g = torch.Generator().manual_seed(5)
+    a, b = torch.randn(2, 3, 6, 5, generator=g, dtype=torch.float64, requires_grad=True), \
+        torch.randn(2, 3, 6, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    ref, tgt = sample_pairs(2, 6, 40, generator=g)
+    fast, slow = pair_rows(a, b, ref, tgt, one_hot=True), pair_rows(a, b, ref, tgt, one_hot=False)
+    assert torch.allclose(fast, slow)
+    assert torch.equal(slow[1, 2, 7], a[1, 2, ref[1, 7]] + b[1, 2, tgt[1, 7]])
+    ga = torch.autograd.grad(fast.sum(), (a, b))
+    gb = torch.autograd.grad(pair_rows(a, b, ref, tgt, one_hot=False).sum(), (a, b))
+    assert all(torch.allclose(x, y) for x, y in zip(ga, gb))
