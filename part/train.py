@@ -79,20 +79,28 @@ def run(recipe) -> dict:
             f"precision {'bf16' if amp else 'fp32'} | stages {', '.join(recipe.run.stages)}")
     pipe, metrics = Pipeline(recipe, ctx), {}
     for stage in recipe.run.stages:
-        if stage == "pretrain" and "pretrain" not in pipe.done():
-            pretrain(pipe)
+        done = pipe.done()
+        if stage == "pretrain":
+            _skip_or(ctx, "pretrain" in done, "[pretrain]", lambda: pretrain(pipe))
         elif stage == "finetune":
             for k in range(recipe.evaluate.repeats):
-                if f"finetune:{k}" not in pipe.done():
+                def run_finetune(k=k):
                     seed_everything(recipe.run.seed + k + 1000 * dist_info.rank)
                     finetune(pipe, k)
+                _skip_or(ctx, f"finetune:{k}" in done, f"[finetune] repeat {k}", run_finetune)
         elif stage == "evaluate":
-            metrics = evaluate(pipe)
-        else:
-            ctx.say(f"[{stage}] already finished; skipped")
+            _skip_or(ctx, "evaluate" in done, "[evaluate]", lambda: metrics.update(evaluate(pipe)))
         barrier(dist_info)
     shutdown(dist_info)
     return metrics
+
+
+def _skip_or(ctx: RunContext, finished: bool, what: str, work) -> None:
+    """Run `work` unless that stage is already finished in this run directory."""
+    if finished:
+        ctx.say(f"{what} already finished; skipped (a new run.name redoes it)")
+    else:
+        work()
 
 
 def _tensorboard(run_dir: Path, is_main: bool):
