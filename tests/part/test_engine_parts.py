@@ -1,0 +1,92 @@
+"""Unit tests of the engine's pieces: deterministic sharded sampling with resume offsets, the
+AdamW parameter groups (weight decay, layer-wise lr decay), the warmup + cosine schedule and the
+finetuning classifier."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from modalities import get_modality
+from part.backbone import ViTEncoder
+from part.classifier import PatchClassifier
+from part.engine import EpochSampler
+from part.optim import cosine_lr, param_groups
+
+
+def test_epoch_sampler_same_order_for_same_seed_epoch_and_shards_cover_global_batches():
+    one = EpochSampler(103, 10, seed=3)
+    one.set_epoch(2)
+    order = list(one)
+    assert len(order) == 100 and len(set(order)) == 100  # whole global batches, no repeats
+    again = EpochSampler(103, 10, seed=3)
+    again.set_epoch(2)
+    assert list(again) == order
+    other = EpochSampler(103, 10, seed=3)
+    other.set_epoch(3)
+    assert list(other) != order
+    r0, r1 = EpochSampler(103, 10, 3, rank=0, world=2), EpochSampler(103, 10, 3, rank=1, world=2)
+    for s in (r0, r1):
+        s.set_epoch(2)
+    a, b = list(r0), list(r1)
+    for step in range(10):  # each global batch of the single-process order is split across ranks
+        assert sorted(a[step * 5:(step + 1) * 5] + b[step * 5:(step + 1) * 5]) == sorted(order[step * 10:(step + 1) * 10])
+
+
+def test_epoch_sampler_resume_skips_done_batches():
+    s = EpochSampler(50, 8, seed=0)
+    s.set_epoch(1)
+    full = list(s)
+    s.set_epoch(1, start_batch=4)
+    assert list(s) == full[32:] and len(s) == len(full) - 32
+
+
+def test_epoch_sampler_weights_draw_with_replacement():
+    w = torch.tensor([0.0, 1.0, 0.0, 1.0])
+    s = EpochSampler(4000, 100, seed=0, weights=w)
+    drawn = torch.tensor(list(s))
+    assert set(drawn.tolist()) == {1, 3}
+
+
+def test_cosine_schedule_with_warmup():
+    assert cosine_lr(0, 100, 10, 1.0, 0.0) == pytest.approx(0.1)
+    assert cosine_lr(9, 100, 10, 1.0, 0.0) == pytest.approx(1.0)
+    assert cosine_lr(10, 100, 10, 1.0, 0.0) == pytest.approx(1.0)
+    assert cosine_lr(55, 100, 10, 1.0, 0.0) == pytest.approx(0.5)
+    assert cosine_lr(100, 100, 10, 1.0, 0.1) == pytest.approx(0.1)
+
+
+def test_param_groups_decay_and_layer_scales():
+    model = nn.Module()
+    model.tokenizer = nn.Linear(4, 8)
+    model.encoder = ViTEncoder(8, 3, 2)
+    model.encoder.add_position_embedding(4)
+    model.head = nn.Linear(8, 2)
+    groups = param_groups(model, 0.05, layer_decay=0.5, depth=3)
+    by_param = {id(p): g for g in groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    assert by_param[id(named["encoder.blocks.0.attn.qkv.weight"])]["weight_decay"] == 0.05
+    assert by_param[id(named["encoder.blocks.0.attn.qkv.bias"])]["weight_decay"] == 0.0
+    assert by_param[id(named["encoder.pos_embed"])]["weight_decay"] == 0.0
+    assert by_param[id(named["encoder.cls_token"])]["weight_decay"] == 0.0
+    assert by_param[id(named["head.weight"])]["lr_scale"] == 1.0
+    assert by_param[id(named["encoder.blocks.2.mlp.fc1.weight"])]["lr_scale"] == pytest.approx(0.5)
+    assert by_param[id(named["encoder.blocks.0.mlp.fc1.weight"])]["lr_scale"] == pytest.approx(0.125)
+    assert by_param[id(named["tokenizer.weight"])]["lr_scale"] == pytest.approx(0.0625)
+    assert sum(len(g["params"]) for g in groups) == len(named)
+    flat = param_groups(model, 0.05)
+    assert all(g["lr_scale"] == 1.0 for g in flat)
+
+
+def test_classifier_uses_grid_position_embedding_and_drops_only_in_training():
+    torch.manual_seed(0)
+    m = get_modality("image", image_size=8, channels=1, patch_size=2)
+    enc = ViTEncoder(16, 1, 2)
+    clf = PatchClassifier(m, m.tokenizer(16), enc, num_classes=3, pos_drop_ratio=0.5)
+    assert enc.pos_embed.shape == (1, 17, 16)
+    x = torch.rand(4, 1, 8, 8)
+    clf.eval()
+    out1, out2 = clf(x), clf(x)
+    assert out1.shape == (4, 3) and torch.equal(out1, out2)  # no randomness at evaluation
+    clf.train()
+    assert not torch.allclose(clf(x), clf(x))  # random position-embedding drop in training
