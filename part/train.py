@@ -39,8 +39,9 @@ def resolve_device(name: str) -> torch.device:
 def check_run_dir(recipe, run_dir: Path) -> None:
     """Refuse a run directory that holds another recipe's run (or any run, with resume=never)."""
     config = run_dir / "config.yaml"
-    if not config.exists():
-        return
+    started = (run_dir / "metrics.jsonl").exists() or any((run_dir / "checkpoints").glob("*.pt"))
+    if not config.exists() or not started:
+        return  # nothing trained there yet (e.g. an earlier attempt stopped on bad data)
     if recipe.run.resume == "never":
         raise ConfigError(f"run directory '{run_dir}' already holds a run and run.resume=never; choose "
                           f"another run.name or run.output_dir, or delete that directory")

@@ -28,8 +28,8 @@ from modalities.eeg.dataset import PreparedEEG, check_disjoint, draw_finetune_re
 
 DATASETS = ("pc18",)
 CLASS_NAMES = ["W", "N1", "N2", "N3", "REM"]
-PREPARE_COMMAND = ("python data_prep/physionet2018.py --src RAW --out {root}  (or, for synthetic demo "
-                   "data: python data_prep/physionet2018.py --synthetic N --src DEMO_RAW --out {root})")
+PREPARE_COMMAND = ("`python data_prep/physionet2018.py --src RAW --out {root}` (or, for synthetic demo "
+                   "data, `python data_prep/physionet2018.py --synthetic N --src DEMO_RAW --out {root}`)")
 # The paper's numbers, shown in reports labelled as the paper's (Cohen's kappa).
 PAPER_REFERENCE = {
     "metric": "kappa",
@@ -96,11 +96,11 @@ def limit_indices(n: int, limit: Optional[int], seed: int) -> Optional[np.ndarra
 def _root(data_cfg) -> Path:
     if getattr(data_cfg, "root", None) in (None, ""):
         raise DataError("data.root is not set: the EEG modality reads a prepared PhysioNet 2018 directory. "
-                        f"Prepare one with `{PREPARE_COMMAND.format(root='PREP')}` and set data.root=PREP")
+                        f"Prepare one with {PREPARE_COMMAND.format(root='PREP')} and set data.root=PREP")
     root = Path(data_cfg.root).expanduser()
     if not (root / "manifest.json").is_file():
         what = "does not exist" if not root.exists() else "holds no manifest.json (it is not prepared)"
-        raise DataError(f"data.root={root} {what}. Prepare it with `{PREPARE_COMMAND.format(root=root)}`; "
+        raise DataError(f"data.root={root} {what}. Prepare it with {PREPARE_COMMAND.format(root=root)}; "
                         "a run killed mid-preparation resumes when the same command is rerun")
     return root
 

@@ -127,3 +127,11 @@ def test_ddp_two_gloo_processes_equal_one_process(tmp_path):
     assert len(one) == len(two) == 4
     for (s1, l1), (s2, l2) in zip(one, two):
         assert s1 == s2 and l1 == pytest.approx(l2, rel=1e-4, abs=1e-5)
+
+
+def test_a_run_that_failed_before_training_does_not_block_its_directory(tmp_path):
+    bad = train(tmp_path, "modality.patch_size=16", check=False)
+    assert bad.returncode == 2 and "modality.patch_size=16" in bad.stderr
+    assert (tmp_path / "digits_demo" / "config.yaml").exists()
+    train(tmp_path, "run.stages=[pretrain]", "pretrain.epochs=1", "data.limit_train=64", "pretrain.batch_size=64")
+    assert (tmp_path / "digits_demo" / "checkpoints" / "pretrain.pt").exists()
