@@ -135,3 +135,32 @@ def test_a_run_that_failed_before_training_does_not_block_its_directory(tmp_path
     assert (tmp_path / "digits_demo" / "config.yaml").exists()
     train(tmp_path, "run.stages=[pretrain]", "pretrain.epochs=1", "data.limit_train=64", "pretrain.batch_size=64")
     assert (tmp_path / "digits_demo" / "checkpoints" / "pretrain.pt").exists()
+
+
+def test_export_loads_into_timm(tmp_path):
+    import timm
+    import torch
+    train(tmp_path, "run.stages=[pretrain,finetune]", "pretrain.epochs=1", "finetune.epochs=1",
+          "data.limit_train=64", "pretrain.batch_size=64", "finetune.batch_size=64")
+    run = tmp_path / "digits_demo"
+    for source in ("pretrain", "finetuned"):
+        res = subprocess.run([sys.executable, "-m", "part.export", str(run), "--from", source], cwd=ROOT,
+                             capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+        sd = torch.load(run / f"timm_{source}.pth")
+        model = timm.create_model("vit_tiny_patch16_224", img_size=8, patch_size=2, in_chans=1, embed_dim=32,
+                                  depth=2, num_heads=4, num_classes=10 if source == "finetuned" else 0)
+        missing, unexpected = model.load_state_dict(sd, strict=False)
+        assert not unexpected
+        assert set(missing) <= {"pos_embed"} if source == "pretrain" else not missing
+    # the finetuned classifier and the timm model compute the same logits
+    from modalities import get_modality
+    from part.backbone import ViTEncoder
+    from part.classifier import PatchClassifier
+    m = get_modality("image", image_size=8, channels=1, patch_size=2)
+    ours = PatchClassifier(m, m.tokenizer(32), ViTEncoder(32, 2, 4), 10).eval()
+    ours.load_state_dict(torch.load(run / "checkpoints" / "finetuned.pt")["model"])
+    x = torch.rand(3, 1, 8, 8)
+    torch.testing.assert_close(model.eval()(x), ours(x), atol=1e-5, rtol=1e-4)
+    res = subprocess.run([sys.executable, "-m", "part.export", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 2 and "not a run directory" in res.stderr

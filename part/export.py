@@ -1,0 +1,67 @@
+"""`python -m part.export RUN_DIR [--out FILE] [--from pretrain|finetuned]`: a run's encoder as a
+timm `VisionTransformer` state dict (images), ready for `timm.create_model(...)` +
+`load_state_dict(..., strict=False)` or a ViTDet backbone.
+
+Keys follow timm: `cls_token`, `pos_embed` (finetuned weights only: PART pretrains without one),
+`patch_embed.proj.weight` (the linear tokenizer reshaped to (dim, C, P, P)), `blocks.*`, `norm.*`,
+and `head.*` for a finetuned classifier. 1-D (EEG) runs export the same keys with the tokenizer
+kept as `patch_embed.proj.weight` of shape (dim, C * L).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from part.atomic import atomic_write
+from part.checkpoint import load_checkpoint
+from part.config import load_recipe
+from part.errors import DataError, UserInputError
+
+
+def timm_weights(run_dir: Path, source: str = "pretrain") -> dict:
+    """State dict with timm key names from `checkpoints/pretrain.pt` or `checkpoints/finetuned.pt`."""
+    from part.train import RESOLVERS
+    recipe = load_recipe(run_dir / "config.yaml", (), RESOLVERS)
+    name = {"pretrain": "pretrain.pt", "finetuned": "finetuned.pt"}[source]
+    state = load_checkpoint(run_dir / "checkpoints" / name)
+    if source == "pretrain":
+        tokenizer = {k: v for k, v in state["tokenizer"].items()}
+        sd = dict(state["encoder"])
+    else:
+        model = state["model"]
+        tokenizer = {k[len("tokenizer."):]: v for k, v in model.items() if k.startswith("tokenizer.")}
+        sd = {k[len("encoder."):]: v for k, v in model.items() if k.startswith("encoder.")}
+        sd.update({k: v for k, v in model.items() if k.startswith("head.")})
+    weight = tokenizer["weight"]
+    if recipe.modality.name == "image":
+        P = recipe.modality.patch_size
+        weight = weight.reshape(weight.shape[0], -1, P, P)
+    sd["patch_embed.proj.weight"], sd["patch_embed.proj.bias"] = weight, tokenizer["bias"]
+    return sd
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m part.export", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run_dir", type=Path)
+    ap.add_argument("--from", dest="source", choices=["pretrain", "finetuned"], default="pretrain")
+    ap.add_argument("--out", type=Path, default=None, help="default: RUN_DIR/timm_<from>.pth")
+    a = ap.parse_args(argv)
+    try:
+        if not (a.run_dir / "config.yaml").exists():
+            raise DataError(f"'{a.run_dir}' is not a run directory (no config.yaml); pass <output_dir>/<name>")
+        sd = timm_weights(a.run_dir, a.source)
+    except UserInputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = a.out or a.run_dir / f"timm_{a.source}.pth"
+    atomic_write(out, lambda f: torch.save(sd, f))
+    print(f"wrote {out} ({len(sd)} tensors, timm VisionTransformer key names)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
