@@ -55,7 +55,7 @@ def main(argv=None) -> int:
         run_dirs.append(a.runs / load_recipe(ROOT / "recipes" / recipe, (), train.RESOLVERS).run.name)
     print("\n=== comparison (SYNTHETIC data; the paper's numbers are for real PC18 recordings) ===")
     code = compare.main([str(d) for d in run_dirs] + ["--out", str(a.runs)])
-    print(f"\nreports: " + ", ".join(str(d / "report" / "report.md") for d in run_dirs))
+    print("\nreports: " + ", ".join(str(d / "report" / "report.md") for d in run_dirs))
     return code
 
 

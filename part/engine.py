@@ -73,7 +73,6 @@ class RunContext:
     recipe_hash: str = ""
     tb_writer: object = None
     progress: bool = True
-    notes: list = field(default_factory=list)
 
     def log(self, record: dict) -> None:
         """Append one JSON object to metrics.jsonl (rank 0 only) and to TensorBoard if available."""
@@ -95,9 +94,9 @@ def truncate_metrics(ctx: RunContext, stage: str, step: int) -> None:
     path = ctx.run_dir / "metrics.jsonl"
     if not ctx.dist.is_main or not path.exists():
         return
-    keep = [line for line in path.read_text().splitlines()
-            if line.strip() and not (json.loads(line).get("stage") == stage and json.loads(line).get("step", 0) > step)]
-    atomic_write_text(path, "".join(line + "\n" for line in keep))
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    keep = [r for r in rows if not (r.get("stage") == stage and r.get("step", 0) > step)]
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
 
 
 @dataclass

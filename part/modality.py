@@ -12,6 +12,7 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -36,6 +37,14 @@ class DataBundle:
     test_groups: Optional[list] = None
     reference: Optional[dict] = None
     description: str = ""
+
+
+def subset_indices(n: int, limit: Optional[int], seed: int):
+    """A seeded random subset of `limit` of `n` item indices, sorted (so per-subject order is
+    kept), as an int64 array; None when `limit` is None or >= n (keep everything)."""
+    if limit is None or limit >= n:
+        return None
+    return np.sort(np.random.default_rng(seed).permutation(n)[:limit])
 
 
 class Modality(abc.ABC):

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 
 import modalities
-from part.atomic import atomic_write_json
+from part.atomic import atomic_write, atomic_write_json
 from part.backbone import build_encoder
 from part.checkpoint import load_checkpoint, save_checkpoint
 from part.classifier import PatchClassifier
@@ -177,7 +177,7 @@ def evaluate(p: Pipeline) -> dict:
     if not ctx.dist.is_main:
         return {}
     report_dir = ctx.run_dir / "report"
-    results, seeds = [], []
+    results, seeds, first_predictions = [], [], None
     for k in range(r.evaluate.repeats):
         bundle = p.bundle(k)
         weights = p.ckpt(_finetuned_name(k))
@@ -193,7 +193,9 @@ def evaluate(p: Pipeline) -> dict:
         arrays = {"y_true": y, "y_pred": pred, "probs": prob}
         if groups is not None:
             arrays["groups"] = groups.astype(str)
-        _save_npz(report_dir / f"predictions_r{k}.npz", arrays)
+        atomic_write(report_dir / f"predictions_r{k}.npz", lambda f: np.savez(f, **arrays))
+        if k == 0:
+            first_predictions = arrays
         results.append(m)
         seeds.append(r.run.seed + k)
     metrics = dict(results[0])
@@ -204,23 +206,18 @@ def evaluate(p: Pipeline) -> dict:
                "pretrain_epochs": r.pretrain.epochs if "pretrain" in r.run.stages and method_pretrains(r.method.name) else 0,
                "finetune_epochs": r.finetune.epochs, "repeats": r.evaluate.repeats, "seed": r.run.seed}
     write_report(report_dir, metrics, bundle.class_names, f"{r.run.name}: {r.method.name}", context, bundle.reference)
-    if bundle.test_groups is not None:
-        _hypnograms(report_dir, bundle, results, r.evaluate.hypnograms)
-    ctx.say(f"[evaluate] " + ", ".join(f"{k} {metrics[k]:.4f}" for k in ("kappa", "accuracy", "macro_f1")
+    if first_predictions is not None and "groups" in first_predictions:
+        _hypnograms(report_dir, bundle.class_names, first_predictions, r.evaluate.hypnograms)
+    ctx.say("[evaluate] " + ", ".join(f"{k} {metrics[k]:.4f}" for k in ("kappa", "accuracy", "macro_f1")
                                         if isinstance(metrics.get(k), float)) + f"; report in {report_dir}")
     p.mark_done("evaluate")
     return metrics
 
 
-def _save_npz(path: Path, arrays: dict) -> None:
-    from part.atomic import atomic_write
-    atomic_write(path, lambda f: np.savez(f, **arrays))
-
-
-def _hypnograms(report_dir: Path, bundle, results, count: int) -> None:
-    data = np.load(report_dir / "predictions_r0.npz")
-    groups = data["groups"]
+def _hypnograms(report_dir: Path, class_names, predictions: dict, count: int) -> None:
+    """hypnogram_<subject>.png (true vs predicted, repeat 0) for the first `count` test subjects."""
+    groups = predictions["groups"]
     for g in list(dict.fromkeys(groups.tolist()))[:count]:
         sel = groups == g
-        plot_hypnogram(report_dir / f"hypnogram_{g}.png", data["y_true"][sel], data["y_pred"][sel],
-                       bundle.class_names, f"{g}: true vs predicted (repeat 0)")
+        plot_hypnogram(report_dir / f"hypnogram_{g}.png", predictions["y_true"][sel], predictions["y_pred"][sel],
+                       class_names, f"{g}: true vs predicted (repeat 0)")

@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from part.errors import ConfigError, DataError
-from part.modality import DataBundle
+from part.modality import DataBundle, subset_indices
 from modalities.eeg.dataset import PreparedEEG, check_disjoint, draw_finetune_records, load_manifest, load_splits
 
 DATASETS = ("pc18",)
@@ -86,13 +86,6 @@ class EEGWindows(Dataset):
         return list(zip(x.unbind(0), labels.tolist()))
 
 
-def limit_indices(n: int, limit: Optional[int], seed: int) -> Optional[np.ndarray]:
-    """A seeded random subset of ``limit`` of ``n`` items, sorted (None: keep all)."""
-    if limit is None or limit >= n:
-        return None
-    return np.sort(np.random.default_rng(seed).permutation(n)[:limit])
-
-
 def _root(data_cfg) -> Path:
     if getattr(data_cfg, "root", None) in (None, ""):
         raise DataError("data.root is not set: the EEG modality reads a prepared PhysioNet 2018 directory. "
@@ -143,9 +136,9 @@ def load_data(data_cfg, seed: int = 0, repeat: int = 0) -> DataBundle:
     pre_base = PreparedEEG(root, splits["pretrain"], labelled_only=False)
     ft_base = PreparedEEG(root, finetune_records, labelled_only=True)
     test_base = PreparedEEG(root, splits["test"], labelled_only=True)
-    pretrain = EEGWindows(pre_base, limit_indices(len(pre_base), data_cfg.limit_train, seed), subjects)
-    finetune = EEGWindows(ft_base, limit_indices(len(ft_base), data_cfg.limit_train, seed + repeat), subjects)
-    test = EEGWindows(test_base, limit_indices(len(test_base), data_cfg.limit_test, seed), subjects)
+    pretrain = EEGWindows(pre_base, subset_indices(len(pre_base), data_cfg.limit_train, seed), subjects)
+    finetune = EEGWindows(ft_base, subset_indices(len(ft_base), data_cfg.limit_train, seed + repeat), subjects)
+    test = EEGWindows(test_base, subset_indices(len(test_base), data_cfg.limit_test, seed), subjects)
 
     channels = len(manifest.get("channels") or []) or test.window_shape[0]
     window_samples = int(manifest.get("window_samples") or test.window_shape[1])

@@ -1,10 +1,9 @@
 """The image plugin's datasets for a recipe: pretrain / finetune / test splits and their transforms."""
 from __future__ import annotations
 
-import numpy as np
 from torch.utils.data import Subset
 
-from part.modality import DataBundle
+from part.modality import DataBundle, subset_indices
 from modalities.image.datasets import build_image_dataset
 from modalities.image.transforms import build_transform
 
@@ -17,10 +16,8 @@ PAPER_REFERENCE = {
 
 def limit(dataset, n, seed: int):
     """A seeded random subset of n items (the whole dataset when n is None or >= its size)."""
-    if n is None or n >= len(dataset):
-        return dataset
-    idx = np.random.default_rng(seed).permutation(len(dataset))[:n]
-    return Subset(dataset, np.sort(idx).tolist())
+    idx = subset_indices(len(dataset), n, seed)
+    return dataset if idx is None else Subset(dataset, idx.tolist())
 
 
 def load_data(data_cfg, seed: int = 0, repeat: int = 0) -> DataBundle:

@@ -4,7 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
-import torch
 from torch import nn
 
 from part.modality import Modality, check_input

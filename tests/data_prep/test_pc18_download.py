@@ -21,9 +21,10 @@ from loopback_http import LoopbackServer  # noqa: E402
 from data_prep.pc18_download import download_records  # noqa: E402
 from part.errors import DataError  # noqa: E402
 
-PC18 = Path("/work/shared/data/pc18")
-if not PC18.is_dir():
-    PC18 = HERE.parents[2] / "shared" / "data" / "pc18"
+from conftest import SHARED_DATA, requires_shared  # noqa: E402
+
+PC18 = SHARED_DATA / "pc18"
+needs_real = requires_shared("pc18/tr03-0005.hea", "pc18/tr03-0005.arousal", "pc18/sleep_records.csv")
 RECS = ["tr03-0005", "tr03-0029", "tr04-0001"]
 
 
@@ -34,7 +35,7 @@ def _files(split: str = "training", recs=RECS) -> dict[str, bytes]:
         exts = [".hea", ".mat"] + ([".arousal"] if split == "training" else [])
         for ext in exts:
             out[f"/{split}/{rec}/{rec}{ext}"] = f"{rec}{ext} #{i}".encode() * 5000
-    if split == "training" and "tr03-0005" in recs:
+    if split == "training" and "tr03-0005" in recs and (PC18 / "tr03-0005.hea").is_file():
         for ext in (".hea", ".arousal"):
             out[f"/training/tr03-0005/tr03-0005{ext}"] = (PC18 / f"tr03-0005{ext}").read_bytes()
     return out
@@ -78,6 +79,7 @@ def test_test_split_from_top_level_records_without_arousal(tmp_path):
     assert sorted(f.name for f in out[0].iterdir()) == ["te03-0024.hea", "te03-0024.mat"]
 
 
+@needs_real
 def test_official_sha1_metadata_verifies_real_files(tmp_path):
     files = _files(recs=["tr03-0005"])
     official = [r for r in csv.DictReader(open(PC18 / "sleep_records.csv"))
@@ -98,6 +100,7 @@ def test_official_sha1_metadata_verifies_real_files(tmp_path):
     assert (out[0] / "tr03-0005.hea").read_bytes() == (PC18 / "tr03-0005.hea").read_bytes()
 
 
+@needs_real
 def test_official_sha1_rejects_a_tampered_header(tmp_path):
     files = _files(recs=["tr03-0005"])
     files["/training/tr03-0005/tr03-0005.hea"] += b"# tampered\r\n"

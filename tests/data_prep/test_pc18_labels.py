@@ -17,11 +17,10 @@ from data_prep.pc18_labels import (
 )
 from data_prep.pc18_signal import RecordError, read_header
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "pc18"
-needs_shared = pytest.mark.skipif(
-    not (SHARED / "tr03-0005.arousal").is_file(),
-    reason=f"real PC18 annotation files not found in {SHARED} (CI puts shared/ beside the clone)",
-)
+from conftest import SHARED_DATA, requires_shared
+
+SHARED = SHARED_DATA / "pc18"
+needs_shared = requires_shared("pc18/tr03-0005.arousal", "pc18/tr03-0029.arousal")
 # sample counts at 200 Hz: tr03-0005 from its real header; tr03-0029 from the data README
 LENGTHS = {"tr03-0005": None, "tr03-0029": 4_770_000}
 CLASSES = ("wake", "nonrem1", "nonrem2", "nonrem3", "rem", "undefined")

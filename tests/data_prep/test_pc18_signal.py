@@ -27,11 +27,10 @@ from data_prep.pc18_signal import (
     resampled_length,
 )
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "pc18"
-needs_shared = pytest.mark.skipif(
-    not (SHARED / "tr03-0005.hea").is_file(),
-    reason=f"real PC18 header/annotations not found in {SHARED} (CI puts shared/ beside the clone)",
-)
+from conftest import SHARED_DATA, requires_shared
+
+SHARED = SHARED_DATA / "pc18"
+needs_shared = requires_shared("pc18/tr03-0005.hea", "pc18/tr03-0005.arousal")
 FS = 200
 
 

@@ -15,7 +15,10 @@ import wfdb
 from data_prep.pc18_synthetic import (EPOCH, EVENT_KINDS, FS, HEADER_COMMENT, N1, N2, N3, R, STAGE_NOTES, W,
                                       _hypnogram, write_synthetic_records)
 
-REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "pc18"  # ../shared/data/pc18
+from conftest import SHARED_DATA, requires_shared
+
+REAL = SHARED_DATA / "pc18"
+needs_real = requires_shared("pc18/tr03-0005.hea", "pc18/tr03-0005.arousal", "pc18/tr03-0029.arousal")
 STAGES = set(STAGE_NOTES)
 
 
@@ -46,6 +49,7 @@ def test_small_records_are_fast(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{n}{e}" for n in names for e in (".hea", ".mat", ".arousal"))
 
 
+@needs_real
 def test_header_matches_the_real_2018_layout(records):
     src, names, _ = records
     real = wfdb.rdheader(str(REAL / "tr03-0005"))
@@ -76,6 +80,7 @@ def test_mat_is_matlab_v4_int16_that_wfdb_reads(records):
     assert 0.6 < ecg.max() < 2.0  # R peaks around 1 mV
 
 
+@needs_real
 def test_annotations_are_encoded_like_the_real_file(records):
     src, names, _ = records
     real = wfdb.rdann(str(REAL / "tr03-0005"), "arousal")

@@ -23,7 +23,7 @@ from data_prep.pc18_signal import EEG_CHANNELS, filter_and_resample, normalise_w
 from data_prep.physionet2018 import main
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_pc18_signal import SHARED, needs_shared, write_record  # noqa: E402
+from test_pc18_signal import needs_shared, write_record  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "data_prep" / "physionet2018.py"

@@ -1,7 +1,6 @@
 """Unit tests of the engine's pieces: deterministic sharded sampling with resume offsets, the
 AdamW parameter groups (weight decay, layer-wise lr decay), the warmup + cosine schedule and the
 finetuning classifier."""
-import math
 
 import pytest
 import torch

@@ -8,9 +8,10 @@ import pytest
 
 from part.config import load_recipe
 from part.train import RESOLVERS
+from conftest import SHARED_DATA, requires_shared
 
 ROOT = Path(__file__).resolve().parents[2]
-SUBSET = ROOT.parent / "shared" / "data" / "cifar10_subset"
+SUBSET = SHARED_DATA / "cifar10_subset"
 
 
 @pytest.mark.parametrize("recipe", sorted((ROOT / "recipes").glob("*.yaml")), ids=lambda p: p.name)
@@ -29,7 +30,7 @@ def test_paper_numbers_in_cifar_recipe():
     assert (b.model.size, b.modality.patch_size, b.method.num_pairs, b.pretrain.batch_size) == ("base", 16, 4802, 1024)
 
 
-@pytest.mark.skipif(not SUBSET.is_dir(), reason=f"real CIFAR-10 JPEG subset not found at {SUBSET}")
+@requires_shared("cifar10_subset/train")
 def test_imagefolder_run_on_real_jpegs(tmp_path):
     cmd = [sys.executable, "-m", "part.train", str(ROOT / "recipes" / "digits_demo.yaml"),
            f"run.output_dir={tmp_path}", "run.device=cpu", "data.name=imagefolder", f"data.root={SUBSET}",

@@ -21,9 +21,10 @@ from modalities.image.datasets import build_image_dataset  # noqa: E402
 from modalities.image.transforms import build_transform  # noqa: E402
 from part.errors import DataError  # noqa: E402
 
-SUBSET = Path(__file__).resolve().parents[4] / "shared" / "data" / "cifar10_subset"
-if not SUBSET.is_dir():
-    SUBSET = Path("/work/shared/data/cifar10_subset")
+from conftest import SHARED_DATA, requires_shared  # noqa: E402
+
+SUBSET = SHARED_DATA / "cifar10_subset"
+needs_subset = requires_shared("cifar10_subset/train", "cifar10_subset/test")
 
 
 # ---------------------------------------------------------------- CIFAR
@@ -92,6 +93,7 @@ def test_missing_batch_file_named(tmp_path):
 
 # ---------------------------------------------------------------- ImageFolder
 
+@needs_subset
 def test_imagefolder_on_real_cifar10_subset():
     train = build_image_dataset("imagefolder", SUBSET, "train")
     test = build_image_dataset("imagefolder", SUBSET, "test")
@@ -119,6 +121,7 @@ def _small_tree(tmp_path: Path, n: int = 2) -> Path:
     return root
 
 
+@needs_subset
 def test_unreadable_and_truncated_jpeg_named(tmp_path):
     root = _small_tree(tmp_path)
     bad = root / "train" / "cat" / "0001.jpg"
@@ -134,6 +137,7 @@ def test_unreadable_and_truncated_jpeg_named(tmp_path):
         ds[ds.files.index(cut)]
 
 
+@needs_subset
 def test_empty_class_folder_named(tmp_path):
     root = _small_tree(tmp_path)
     for f in (root / "test" / "dog").iterdir():
@@ -144,6 +148,7 @@ def test_empty_class_folder_named(tmp_path):
     assert str(root / "test" / "dog") in str(err.value)
 
 
+@needs_subset
 def test_class_sets_must_match(tmp_path):
     root = _small_tree(tmp_path)
     shutil.copytree(root / "train" / "cat", root / "train" / "bird")

@@ -4,7 +4,6 @@ Per method and modality: forward/backward with shapes; pretext targets on hand-b
 (MP3/DropPos: the position labels are the true grid indices; MAE: the loss covers exactly the
 masked patches); option errors; the loss decreases on real CIFAR-10 images and synthetic signals.
 """
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ import torch
 from torch import nn
 
 import modalities
+from conftest import SHARED_DATA
 from modalities import get_modality
 from part.backbone import ViTEncoder
 from part.errors import ConfigError
@@ -22,7 +22,7 @@ from part.methods.droppos import position_loss, smoothed_position_targets
 from part.methods.mae import masked_patch_mse
 from part.modality import Modality
 
-CIFAR = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "cifar10_subset"
+CIFAR = SHARED_DATA / "cifar10_subset"
 DIM = 32
 TINY_DECODER = {"decoder_dim": 16, "decoder_depth": 1, "decoder_heads": 2}
 BASELINES = ("mae", "mp3", "droppos")
