@@ -21,7 +21,7 @@ test: $(STAMP)
 # Synthetic PC18 records -> preparation -> PART, PART-grid, MAE and supervised (same finetune
 # budget) -> comparison table. Rerunning resumes / skips what is done.
 demo: $(STAMP)
-	$(BIN)/python -m part.demo --data $(DEMO_DATA) --runs $(DEMO_RUNS)
+	$(BIN)/python -m modalities.eeg.demo --data $(DEMO_DATA) --runs $(DEMO_RUNS)
 
 # The image path on scikit-learn's digits (embedded data, ~3 min on 2 CPU cores).
 demo-images: $(STAMP)

@@ -17,7 +17,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from step_bench import build_ours  # noqa: E402
-from part.pairs import sample_pairs  # noqa: E402
+from part.core.pairs import sample_pairs  # noqa: E402
 
 
 def timed(fn, device, n=20, warm=5):

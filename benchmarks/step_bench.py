@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from modalities import get_modality  # noqa: E402
-from part.backbone import build_encoder  # noqa: E402
-from part.methods import build_method, method_options  # noqa: E402
+from part.core.backbone import build_encoder  # noqa: E402
+from part.core.methods import build_method, method_options  # noqa: E402
 
 
 def load_reference(path: Path):

@@ -16,15 +16,15 @@ from pathlib import Path
 import torch
 
 from part.atomic import atomic_write
-from part.checkpoint import load_checkpoint
+from part.training.checkpoint import load_checkpoint
 from part.config import load_recipe
 from part.errors import DataError, UserInputError
+from part.registry import modality_spec
 
 
 def timm_weights(run_dir: Path, source: str = "pretrain") -> dict:
     """State dict with timm key names from `checkpoints/pretrain.pt` or `checkpoints/finetuned.pt`."""
-    from part.train import RESOLVERS
-    recipe = load_recipe(run_dir / "config.yaml", (), RESOLVERS)
+    recipe = load_recipe(run_dir / "config.yaml", ())
     name = {"pretrain": "pretrain.pt", "finetuned": "finetuned.pt"}[source]
     state = load_checkpoint(run_dir / "checkpoints" / name)
     if source == "pretrain":
@@ -35,10 +35,7 @@ def timm_weights(run_dir: Path, source: str = "pretrain") -> dict:
         tokenizer = {k[len("tokenizer."):]: v for k, v in model.items() if k.startswith("tokenizer.")}
         sd = {k[len("encoder."):]: v for k, v in model.items() if k.startswith("encoder.")}
         sd.update({k: v for k, v in model.items() if k.startswith("head.")})
-    weight = tokenizer["weight"]
-    if recipe.modality.name == "image":
-        P = recipe.modality.patch_size
-        weight = weight.reshape(weight.shape[0], -1, P, P)
+    weight = modality_spec(recipe.modality.name).cls.timm_patch_embed(recipe.modality, tokenizer["weight"])
     sd["patch_embed.proj.weight"], sd["patch_embed.proj.bias"] = weight, tokenizer["bias"]
     return sd
 

@@ -1,18 +1,8 @@
-"""EEG / 1-D time-series modality plugin: sampling and targets in `modality.py`, datasets
-(prepared PhysioNet 2018 windows, `data.name: pc18`) in `data.py` and `dataset.py`."""
+"""EEG / 1-D time-series modality plugin. Importing it registers the modality ``eeg``
+(``modality.py``) and the dataset ``pc18`` (prepared sleep recordings, ``data.py`` and
+``dataset.py``) with its sleep-staging report hook (``report.py``). Found by the core through the
+``part.modalities`` entry point."""
 from modalities.eeg.modality import EEGModality, EEGOptions
-from modalities.eeg.data import load_data
+from modalities.eeg.data import SleepDataOptions, load_data
 
-OPTIONS = EEGOptions
-
-
-def build(channels=None, window_samples=None, **options) -> EEGModality:
-    """EEGModality from keyword options (the recipe's `modality` section merged over the data's
-    `DataBundle.input_info`; a value set in the recipe wins). channels / window_samples left at
-    None fall back to PhysioNet 2018's 6 channels x 3000 samples (30 s at 100 Hz)."""
-    options.pop("name", None)
-    return EEGModality(6 if channels is None else channels,
-                       3000 if window_samples is None else window_samples, **options)
-
-
-__all__ = ["EEGModality", "EEGOptions", "OPTIONS", "build", "load_data"]
+__all__ = ["EEGModality", "EEGOptions", "SleepDataOptions", "load_data"]

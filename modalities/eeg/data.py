@@ -16,17 +16,20 @@ lazily from memory-mapped files (``modalities/eeg/dataset.py``).
 from __future__ import annotations
 
 from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from part.errors import ConfigError, DataError
-from part.modality import DataBundle, subset_indices
+from part.config.schema import DataConfig
+from part.core.modality import DataBundle, subset_indices
+from part.errors import DataError
+from part.registry import register_dataset
+from modalities.eeg.report import sleep_report_hook
 from modalities.eeg.dataset import PreparedEEG, check_disjoint, draw_finetune_records, load_manifest, load_splits
 
-DATASETS = ("pc18",)
 CLASS_NAMES = ["W", "N1", "N2", "N3", "REM"]
 PREPARE_COMMAND = ("`python data_prep/physionet2018.py --src RAW --out {root}` (or, for synthetic demo "
                    "data, `python data_prep/physionet2018.py --synthetic N --src DEMO_RAW --out {root}`)")
@@ -37,6 +40,16 @@ PAPER_REFERENCE = {
                "part_grid": 0.500},
     "source": "PART paper, Table 3/4 (PhysioNet 2018, 10 finetune subjects, 200 test subjects)",
 }
+
+
+@dataclass
+class SleepDataOptions(DataConfig):
+    """The recipe's ``data`` section for prepared sleep recordings (``data.name: pc18``):
+    ``root`` the prepared directory; ``hypnograms``: hypnogram plots of that many test
+    subjects in the report."""
+
+    name: str = "pc18"
+    hypnograms: int = field(default=3, metadata={"min": 0, "volatile": True})
 
 
 class EEGWindows(Dataset):
@@ -108,7 +121,8 @@ def _is_synthetic(manifest: dict) -> bool:
         info.get("origin") == "synthetic" or name.startswith("syn") for name, info in recs.items())
 
 
-def load_data(data_cfg, seed: int = 0, repeat: int = 0) -> DataBundle:
+@register_dataset("eeg", "pc18", options=SleepDataOptions)
+def load_data(data_cfg: SleepDataOptions, seed: int = 0, repeat: int = 0) -> DataBundle:
     """The recipe's ``data`` section -> DataBundle of pretrain / finetune / test ``EEGWindows``.
 
     ``repeat`` k > 0 finetunes on the k-th alternative draw of as many labelled non-test subjects
@@ -116,9 +130,6 @@ def load_data(data_cfg, seed: int = 0, repeat: int = 0) -> DataBundle:
     allows). ``data.limit_train`` / ``data.limit_test``: seeded window subsets (pretrain with
     ``seed``, finetune with ``seed + repeat``, test with ``seed``), e.g. for quick tests.
     """
-    if data_cfg.name not in DATASETS:
-        raise ConfigError(f"data.name={data_cfg.name!r} is not a dataset of modality 'eeg'; "
-                          f"valid: {', '.join(DATASETS)}")
     if repeat < 0:
         raise ValueError(f"repeat must be >= 0, got {repeat}")
     root = _root(data_cfg)
@@ -164,4 +175,5 @@ def load_data(data_cfg, seed: int = 0, repeat: int = 0) -> DataBundle:
         input_info={"channels": int(channels), "window_samples": window_samples},
         test_groups=[str(s) for s in test.subjects],
         reference=dict(PAPER_REFERENCE, values=dict(PAPER_REFERENCE["values"])),
-        description=description)
+        description=description,
+        report_hook=sleep_report_hook(CLASS_NAMES, data_cfg.hypnograms))

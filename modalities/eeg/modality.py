@@ -25,13 +25,16 @@ from typing import Literal, Optional
 import torch
 from torch import nn
 
-from part.modality import Modality, check_input
+from part.config.options import Options, OptionsError
+from part.core.modality import Modality, check_input
+from part.registry import register_modality
 
 STRATEGIES = ("random", "grid", "stratified")
+PC18_CHANNELS, PC18_WINDOW_SAMPLES = 6, 3000  # used when neither the data nor the recipe says
 
 
 @dataclass
-class EEGOptions:
+class EEGOptions(Options):
     """The recipe's ``modality`` section for 1-D signals (lengths in samples, 100 Hz by default).
 
     channels / window_samples: None = from the data (PhysioNet 2018: 6 channels, 3000 samples =
@@ -42,15 +45,39 @@ class EEGOptions:
     works in samples).
     """
 
+    section = "modality"
+
     name: str = "eeg"
     channels: Optional[int] = field(default=None, metadata={"min": 1})
     window_samples: Optional[int] = field(default=None, metadata={"min": 1})
     patch_samples: int = field(default=100, metadata={"min": 1})
     num_patches: int = field(default=40, metadata={"min": 2})
     strategy: Literal["random", "grid", "stratified"] = "random"
-    scale_range: Optional[tuple[float, float]] = None
+    scale_range: Optional[tuple[float, float]] = field(default=None, metadata={"gt": 0})
     scale_target: Literal["ratio", "log"] = "ratio"
     sample_rate: float = field(default=100.0, metadata={"gt": 0})
+
+    def check(self):
+        if self.scale_range is not None and self.scale_range[0] > self.scale_range[1]:
+            yield "scale_range", f"= {list(self.scale_range)} must satisfy lo <= hi"
+        if self.window_samples is not None:
+            yield from self.check_window(self.window_samples)
+
+    def check_window(self, window_samples: int):
+        """Rules that need the window length T (from here or from the data): P <= T,
+        P * scale_range[1] <= T, and T // P >= 2 grid windows for grid / stratified."""
+        T, P = window_samples, self.patch_samples
+        if P > T:
+            yield "patch_samples", (f"= {P} must be in [1, window_samples={T}]: a patch cannot be "
+                                    f"longer than the window; lower modality.patch_samples")
+        elif self.strategy != "random" and T // P < 2:
+            yield "patch_samples", (f"= {P}: window_samples // patch_samples ({T} // {P}) must be "
+                                    f">= 2 with strategy {self.strategy!r} (pairs need two "
+                                    f"windows); lower modality.patch_samples")
+        if self.scale_range is not None and P * self.scale_range[1] > T:
+            yield "scale_range", (f"= {list(self.scale_range)} must satisfy patch_samples * "
+                                  f"{self.scale_range[1]} <= window_samples ({P} * "
+                                  f"{self.scale_range[1]} > {T})")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -181,6 +208,7 @@ def nearest_grid_index(geometry: torch.Tensor, length: int, patch_samples: int) 
 # The plugin
 # ---------------------------------------------------------------------------------------------
 
+@register_modality("eeg", options=EEGOptions)
 class EEGModality(Modality):
     """1-D signals x (B, C, T) float. Geometry (B, N, 2) = (start, length) in samples.
 
@@ -192,44 +220,22 @@ class EEGModality(Modality):
     name = "eeg"
     geometry_dim = 2
 
-    def __init__(self, channels: int = 6, window_samples: int = 3000, patch_samples: int = 100,
-                 num_patches: int = 40, strategy: str = "random", scale_range=None,
-                 scale_target: str = "ratio", sample_rate: float = 100.0):
-        for key, value in (("channels", channels), ("window_samples", window_samples),
-                           ("patch_samples", patch_samples), ("num_patches", num_patches)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"modality.{key}={value!r} must be a positive integer")
-        T, P = int(window_samples), int(patch_samples)
-        if P > T:
-            raise ValueError(f"modality.patch_samples={P} must be in [1, window_samples={T}]: a "
-                             f"patch cannot be longer than the window; lower modality.patch_samples")
-        if strategy not in STRATEGIES:
-            raise ValueError(f"modality.strategy={strategy!r}; valid: {', '.join(STRATEGIES)}")
-        if scale_target not in ("ratio", "log"):
-            raise ValueError(f"modality.scale_target={scale_target!r}; valid: ratio, log")
-        if not (isinstance(sample_rate, (int, float)) and math.isfinite(sample_rate) and sample_rate > 0):
-            raise ValueError(f"modality.sample_rate={sample_rate!r} must be a positive number (Hz)")
-        self.channels, self.window_samples, self.patch_samples = int(channels), T, P
+    def __init__(self, options: Optional[EEGOptions] = None, channels: Optional[int] = None,
+                 window_samples: Optional[int] = None):
+        o = self.options = options if options is not None else EEGOptions()
+        C = o.channels or channels or PC18_CHANNELS
+        T = o.window_samples or window_samples or PC18_WINDOW_SAMPLES
+        problems = [(f"modality.{k}", m) for k, m in o.check_window(T)]
+        if problems:
+            raise OptionsError(f"modality options for windows of {T} samples", problems)
+        P = o.patch_samples
+        self.channels, self.window_samples, self.patch_samples = int(C), int(T), P
         self.grid_shape = (T // P,)
         self.num_grid_patches = T // P
-        self.num_patches = int(num_patches) if strategy == "random" else self.num_grid_patches
-        if self.num_patches < 2:
-            what = ("modality.num_patches" if strategy == "random"
-                    else f"window_samples // patch_samples ({T} // {P}) with strategy {strategy!r}")
-            raise ValueError(f"{what} = {self.num_patches} must be >= 2 (pairs need two windows); "
-                             f"raise modality.num_patches or lower modality.patch_samples")
-        self.scale_range = None
-        if scale_range is not None:
-            try:
-                lo, hi = (float(v) for v in scale_range)
-            except (TypeError, ValueError):
-                raise ValueError(f"modality.scale_range={scale_range!r} must be two numbers [lo, hi]") from None
-            if not (0 < lo <= hi and P * hi <= T):
-                raise ValueError(f"modality.scale_range={[lo, hi]} must satisfy 0 < lo <= hi and "
-                                 f"patch_samples * hi <= window_samples ({P} * {hi} > {T}?)")
-            self.scale_range = (lo, hi)
-        self.strategy, self.scale_target = strategy, scale_target
-        self.sample_rate = float(sample_rate)
+        self.num_patches = o.num_patches if o.strategy == "random" else self.num_grid_patches
+        self.scale_range = tuple(o.scale_range) if o.scale_range is not None else None
+        self.strategy, self.scale_target = o.strategy, o.scale_target
+        self.sample_rate = float(o.sample_rate)
         self.target_dim = 2 if self.scale_range else 1
         self.patch_dim = self.channels * P
 
@@ -280,7 +286,3 @@ class EEGModality(Modality):
     def grid_index(self, geometry: torch.Tensor) -> torch.Tensor:
         """(B, N) long: the grid cell holding each window's centre."""
         return nearest_grid_index(geometry, self.window_samples, self.patch_samples)
-
-    def seconds(self, samples):
-        """Samples -> seconds at ``sample_rate`` (for reports)."""
-        return samples / self.sample_rate

@@ -6,65 +6,90 @@ from typing import Literal, Optional
 
 from torch import nn
 
-from part.modality import Modality, check_input
+from part.config.options import Options, OptionsError
+from part.core.modality import Modality, check_input
+from part.errors import ConfigError
+from part.registry import register_modality
 from modalities.image import sampling
 
 
 @dataclass
-class ImageOptions:
-    """The recipe's `modality` section for images (sizes in pixels)."""
+class ImageOptions(Options):
+    """The recipe's `modality` section for images (sizes in pixels).
+
+    patch_size: P, the side of a token's patch. num_patches: N boxes per image for
+    ``strategy="random"`` (None: (H/P) * (W/P); grid and stratified use the grid). patch_extent:
+    D, the side of a sampled box (None: P). scale_range: e.g. [0.5, 2.0] for w, h log-uniform in
+    P * range (targets then (dx, dy, dw, dh)). image_size / channels: None = from the data.
+    """
+
+    section = "modality"
 
     name: str = "image"
     patch_size: int = field(default=4, metadata={"min": 1})
-    num_patches: Optional[int] = field(default=None, metadata={"min": 2})  # None: (H/P) * (W/P)
+    num_patches: Optional[int] = field(default=None, metadata={"min": 2})
     strategy: Literal["random", "grid", "stratified"] = "random"
-    patch_extent: Optional[float] = field(default=None, metadata={"min": 1})  # D; None: P
-    scale_range: Optional[tuple[float, float]] = None  # e.g. [0.5, 2.0]: w, h log-uniform in P*range
+    patch_extent: Optional[float] = field(default=None, metadata={"gt": 0})
+    scale_range: Optional[tuple[float, float]] = field(default=None, metadata={"gt": 0})
     scale_target: Literal["ratio", "log"] = "ratio"
-    image_size: Optional[int] = field(default=None, metadata={"min": 1})  # None: from the data
-    channels: Optional[int] = field(default=None, metadata={"min": 1})  # None: from the data
+    image_size: Optional[int] = field(default=None, metadata={"min": 1})
+    channels: Optional[int] = field(default=None, metadata={"min": 1})
+
+    def check(self):
+        if self.scale_range is not None and self.scale_range[0] > self.scale_range[1]:
+            yield "scale_range", f"= {list(self.scale_range)} must satisfy lo <= hi"
+        if self.image_size is not None:
+            yield from self.check_size(self.image_size)
+
+    def check_size(self, image_size: int):
+        """Rules that need the image side S (from here or from the data): P <= S, D <= S,
+        P * scale_range[1] <= S, and a grid of at least 2 patches."""
+        P = self.patch_size
+        if P > image_size:
+            yield "patch_size", f"= {P} must be <= the image size {image_size}"
+        elif (image_size // P) ** 2 < 2 and (self.strategy != "random" or self.num_patches is None):
+            yield "patch_size", (f"= {P} leaves fewer than 2 grid patches in a {image_size}x"
+                                 f"{image_size} image (pairs need two); lower it")
+        if self.patch_extent is not None and self.patch_extent > image_size:
+            yield "patch_extent", f"= {self.patch_extent} must be <= the image size {image_size}"
+        if self.scale_range is not None and P * self.scale_range[1] > image_size:
+            yield "scale_range", (f"= {list(self.scale_range)}: patch_size * {self.scale_range[1]}"
+                                  f" must be <= the image size {image_size}")
 
 
+@register_modality("image", options=ImageOptions)
 class ImageModality(Modality):
-    """2-D images (B, C, H, W). Geometry (B, N, 4) = cx, cy, w, h in pixels."""
+    """2-D images (B, C, H, W). Geometry (B, N, 4) = cx, cy, w, h in pixels.
+
+    ``ImageModality(options, image_size=..., channels=...)``: the data's size and channels,
+    unless the options set them (the options win).
+    """
 
     name = "image"
     geometry_dim = 4
 
-    def __init__(self, image_size: int, channels: int, patch_size: int = 4, num_patches=None,
-                 strategy: str = "random", patch_extent=None, scale_range=None,
-                 scale_target: str = "ratio"):
-        self.height = self.width = int(image_size)
-        self.channels, self.patch_size = int(channels), int(patch_size)
-        P = self.patch_size
-        if not 1 <= P <= image_size:
-            raise ValueError(f"modality.patch_size={P} must be in [1, image size {image_size}]")
-        rows, cols = sampling.grid_shape(self.height, self.width, P)
+    def __init__(self, options: Optional[ImageOptions] = None, image_size: Optional[int] = None,
+                 channels: Optional[int] = None):
+        o = self.options = options if options is not None else ImageOptions()
+        size, channels = o.image_size or image_size, o.channels or channels
+        if size is None or channels is None:
+            raise ConfigError("the image modality needs the image size and channels: from the "
+                              "data, or set modality.image_size and modality.channels")
+        problems = [(f"modality.{k}", m) for k, m in o.check_size(size)]
+        if problems:
+            raise OptionsError(f"modality options for {size}x{size} images", problems)
+        self.height = self.width = int(size)
+        self.channels, self.patch_size = int(channels), o.patch_size
+        rows, cols = sampling.grid_shape(self.height, self.width, self.patch_size)
         self.grid_shape = (rows, cols)
         self.num_grid_patches = rows * cols
-        self.num_patches = int(num_patches or self.num_grid_patches)
-        if strategy != "random":
-            self.num_patches = self.num_grid_patches
-        if self.num_patches < 2:
-            raise ValueError(f"modality.num_patches={self.num_patches} must be >= 2 (pairs need two "
-                             f"patches); lower modality.patch_size or raise the image size")
-        if strategy not in sampling.STRATEGIES:
-            raise ValueError(f"modality.strategy={strategy!r}; valid: {', '.join(sampling.STRATEGIES)}")
-        self.strategy, self.extent = strategy, patch_extent
-        self.scale_range = tuple(scale_range) if scale_range is not None else None
-        if self.scale_range is not None:
-            lo, hi = self.scale_range
-            if not 0 < lo <= hi or P * hi > image_size:
-                raise ValueError(f"modality.scale_range={list(self.scale_range)} must satisfy "
-                                 f"0 < lo <= hi and patch_size*hi <= image size {image_size}")
-        if patch_extent is not None and not 0 < patch_extent <= image_size:
-            raise ValueError(f"modality.patch_extent={patch_extent} must be in (0, {image_size}]")
-        if scale_target not in ("ratio", "log"):
-            raise ValueError(f"modality.scale_target={scale_target!r}; valid: ratio, log")
-        self.scale_target = scale_target
+        random = o.strategy == "random" and o.num_patches is not None
+        self.num_patches = o.num_patches if random else self.num_grid_patches
+        self.strategy, self.extent = o.strategy, o.patch_extent
+        self.scale_range = tuple(o.scale_range) if o.scale_range is not None else None
+        self.scale_target = o.scale_target
         self.target_dim = 4 if self.scale_range else 2
-        self.patch_dim = self.channels * P * P
-
+        self.patch_dim = self.channels * self.patch_size ** 2
     def _check(self, x):
         check_input(x, 4, self.channels, "image batch (B, C, H, W)")
         if tuple(x.shape[2:]) != (self.height, self.width):
@@ -98,8 +123,9 @@ class ImageModality(Modality):
     def grid_index(self, geometry):
         return sampling.nearest_grid_index(geometry, self.height, self.width, self.patch_size)
 
-    def timm_patch_embed(self, tokenizer: nn.Linear):
-        """The tokenizer as timm's Conv2d patch embedding: weight (dim, C, P, P), bias (dim,)."""
-        P = self.patch_size
-        return tokenizer.weight.reshape(-1, self.channels, P, P), tokenizer.bias
-
+    @classmethod
+    def timm_patch_embed(cls, options: ImageOptions, weight):
+        """The Linear tokenizer weight (dim, C*P*P) as timm's Conv2d patch embedding
+        (dim, C, P, P), for `python -m part.export` (no data needed)."""
+        P = options.patch_size
+        return weight.reshape(weight.shape[0], -1, P, P)

@@ -2,7 +2,7 @@ import pytest
 import timm
 import torch
 
-from part.backbone import SIZES, ViTEncoder, build_encoder, random_position_drop, resolve_size, timm_state_dict
+from part.core.backbone import SIZES, ViTEncoder, build_encoder, random_position_drop, resolve_size, timm_state_dict
 
 
 def test_named_sizes():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from part.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from part.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from part.errors import DataError
 
 

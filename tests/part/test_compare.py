@@ -8,14 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-import modalities
-import part.methods
-from part.compare import compare, main, paper_value
+from part.evaluation.compare import compare, main, paper_value
 from part.config import recipe_from_dict
 from part.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
-RESOLVERS = {"modality": modalities.modality_options, "method": part.methods.method_options}
 REFERENCE = {"metric": "kappa", "source": "PART paper, Table 3",
              "values": {"supervised": 0.531, "mp3": 0.553, "droppos": 0.582, "mae": 0.595,
                         "part": 0.616, "part_grid": 0.500}}
@@ -124,7 +121,7 @@ def test_missing_report_and_unknown_method(tmp_path, capsys):
     b = _run(tmp_path, "b", _config("nonsense"), _report(0.6, [0.5] * 5))
     assert main([str(b)]) == 2
     err = capsys.readouterr().err
-    assert "'nonsense'" in err and "valid: part, part_grid, mae, mp3, droppos, supervised" in err
+    assert "'nonsense'" in err and "registered: droppos, mae, mp3, part, part_grid, supervised" in err
 
 
 def test_cli_module_entry_point(tmp_path, two_runs):
@@ -144,12 +141,12 @@ def test_paper_value_matching():
 # ----------------------------------------------------------------------------- recipe rules
 
 def _recipe(method):
-    return recipe_from_dict({"method": method}, RESOLVERS)
+    return recipe_from_dict({"data": {"name": "digits"}, "modality": {"name": "image"}, "method": method})
 
 
 def test_unknown_method_lists_valid_names():
-    with pytest.raises(ConfigError, match="unknown method 'maee'.*valid: part, part_grid, mae, mp3, "
-                                          "droppos, supervised"):
+    with pytest.raises(ConfigError, match="unknown method 'maee' at 'method.name'; registered: droppos, mae, "
+                                          "mp3, part, part_grid, supervised"):
         _recipe({"name": "maee"})
 
 

@@ -9,33 +9,40 @@ import yaml
 from part.config import (load_recipe, recipe_differences, recipe_hash, recipe_to_dict,
                          save_resolved)
 from part.errors import ConfigError
-from part.schema import Recipe
+from part.config.options import Options
+from part.config.schema import DataConfig, Recipe
 
 
 # Small stand-ins for the real option dataclasses (written elsewhere), passed in as resolvers.
 @dataclass
-class FakePartOptions:
+class FakePartOptions(Options):
     name: str = "part"
     num_pairs: int = field(default=8, metadata={"min": 1})
     head: str = field(default="cross", metadata={"choices": ["cross", "pairwise_mlp"]})
 
 
 @dataclass
-class FakeMaeOptions:
+class FakeMaeOptions(Options):
     name: str = "mae"
     mask_ratio: float = field(default=0.75, metadata={"range": (0.0, 1.0), "half_open": True})
 
 
 @dataclass
-class FakeImageOptions:
+class FakeImageOptions(Options):
     name: str = "image"
     patch_size: int = 4
     scale_range: Optional[tuple[float, float]] = None
     channels_used: list[int] = field(default_factory=lambda: [0, 1, 2])
 
 
+@dataclass
+class FakeDataOptions(DataConfig):
+    name: str = "digits"
+
+
 METHODS = {"part": FakePartOptions, "mae": FakeMaeOptions}
 MODALITIES = {"image": FakeImageOptions}
+DATASETS = {"digits": FakeDataOptions}
 
 
 def _resolver(table):
@@ -47,7 +54,8 @@ def _resolver(table):
     return resolve
 
 
-RESOLVERS = {"method": _resolver(METHODS), "modality": _resolver(MODALITIES)}
+RESOLVERS = {"method": _resolver(METHODS), "modality": _resolver(MODALITIES),
+             "dataset": _resolver(DATASETS)}
 
 
 def write(path, text):
@@ -70,15 +78,24 @@ def error_of(path, *overrides) -> str:
 def base_recipe(tmp_path):
     return write(tmp_path / "base.yaml", """
 run: {name: base_run, seed: 1, stages: [pretrain, finetune, evaluate]}
+data: {name: digits}
+modality: {name: image}
 method: {name: part, num_pairs: 16, head: cross}
 pretrain: {epochs: 5, lr: 1.0e-3, betas: [0.9, 0.95]}
 finetune: {epochs: 2}
 """)
 
 
-def test_defaults_from_an_empty_recipe(tmp_path):
-    recipe = load(write(tmp_path / "empty.yaml", ""))
-    assert recipe == Recipe(modality=FakeImageOptions(), method=FakePartOptions())
+def test_an_empty_recipe_names_the_missing_sections(tmp_path):
+    message = error_of(write(tmp_path / "empty.yaml", ""))
+    assert "'data.name' is missing; valid: digits" in message
+    assert "'modality.name' is missing; valid: image" in message
+
+
+def test_defaults_from_a_recipe_naming_only_data_and_modality(tmp_path):
+    recipe = load(write(tmp_path / "minimal.yaml", "data: {name: digits}\nmodality: {name: image}\n"))
+    assert recipe == Recipe(data=FakeDataOptions(), modality=FakeImageOptions(),
+                            method=FakePartOptions())
     assert recipe.run.stages == ["pretrain", "finetune", "evaluate"]
     assert recipe.pretrain.betas == (0.9, 0.999)
 

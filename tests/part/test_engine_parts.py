@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from modalities import get_modality
-from part.backbone import ViTEncoder
-from part.classifier import PatchClassifier
-from part.engine import EpochSampler
-from part.optim import cosine_lr, param_groups
+from part.registry import get_modality
+from part.core.backbone import ViTEncoder
+from part.core.classifier import PatchClassifier
+from part.training.engine import EpochSampler
+from part.training.optim import cosine_lr, param_groups
 
 
 def test_epoch_sampler_same_order_for_same_seed_epoch_and_shards_cover_global_batches():

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from part.heads import CrossAttentionHead, MLPHead, PairwiseMLPHead, build_head, pair_rows
-from part.pairs import gather_tokens, sample_pairs
+from part.core.heads import CrossAttentionHead, MLPHead, PairwiseMLPHead, build_head, pair_rows
+from part.core.pairs import gather_tokens, sample_pairs
 
 
 def _inputs(B=3, N=7, d=16, M=11, dtype=torch.float32):

@@ -8,8 +8,9 @@ from sklearn.metrics import (balanced_accuracy_score, cohen_kappa_score, confusi
                              f1_score, top_k_accuracy_score)
 
 from part.errors import DataError
-from part.metrics import classification_metrics, mean_std, per_group_metrics
-from part.report import REFERENCE_HEADING, aggregate_repeats, plot_hypnogram, write_report
+from part.evaluation.metrics import classification_metrics, mean_std, per_group_metrics
+from part.evaluation.report import REFERENCE_HEADING, aggregate_repeats, write_report
+from modalities.eeg.report import plot_hypnogram
 
 STAGES = ["W", "N1", "N2", "N3", "REM"]
 LABELS = list(range(5))

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from part.pairs import gather_tokens, sample_pairs
+from part.core.pairs import gather_tokens, sample_pairs
 
 
 def test_pairs_shapes_range_and_per_item():

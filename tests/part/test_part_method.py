@@ -2,15 +2,15 @@ import numpy as np
 import pytest
 import torch
 
-from modalities import get_modality
-from part.backbone import ViTEncoder
-from part.methods import build_method, method_options
+from part.registry import get_modality
+from part.core.backbone import ViTEncoder
+from part.registry import build_method, get_method
 
 
 def _method(name="part", head="cross_attention", **mod):
     m = get_modality("image", image_size=8, channels=1, patch_size=2, **mod)
     enc = ViTEncoder(32, 2, 4)
-    opts = method_options(name)(num_pairs=64, head=head)
+    opts = get_method(name).options(num_pairs=64, head=head)
     return build_method(name, m, enc, m.tokenizer(32), opts), m
 
 

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from part.config import load_recipe
-from part.train import RESOLVERS
 from conftest import SHARED_DATA, requires_shared
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -16,17 +15,17 @@ SUBSET = SHARED_DATA / "cifar10_subset"
 
 @pytest.mark.parametrize("recipe", sorted((ROOT / "recipes").glob("*.yaml")), ids=lambda p: p.name)
 def test_recipe_validates(recipe):
-    r = load_recipe(recipe, (), RESOLVERS)
+    r = load_recipe(recipe, ())
     assert r.run.name and r.method.name and r.modality.name
 
 
 def test_paper_numbers_in_cifar_recipe():
-    r = load_recipe(ROOT / "recipes" / "cifar100_vits.yaml", (), RESOLVERS)
+    r = load_recipe(ROOT / "recipes" / "cifar100_vits.yaml", ())
     assert (r.model.size, r.modality.patch_size, r.method.num_pairs) == ("small", 4, 2048)
     assert (r.pretrain.epochs, r.finetune.epochs, r.finetune.lr) == (1000, 400, 5e-4)
-    s = load_recipe(ROOT / "recipes" / "cifar100_vits_scale.yaml", (), RESOLVERS)
+    s = load_recipe(ROOT / "recipes" / "cifar100_vits_scale.yaml", ())
     assert s.modality.scale_range == (0.5, 2.0) and s.pretrain.epochs == 1000  # inherited
-    b = load_recipe(ROOT / "recipes" / "imagenet_vitb.yaml", (), RESOLVERS)
+    b = load_recipe(ROOT / "recipes" / "imagenet_vitb.yaml", ())
     assert (b.model.size, b.modality.patch_size, b.method.num_pairs, b.pretrain.batch_size) == ("base", 16, 4802, 1024)
 
 

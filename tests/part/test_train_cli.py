@@ -131,7 +131,7 @@ def test_ddp_two_gloo_processes_equal_one_process(tmp_path):
 
 def test_a_run_that_failed_before_training_does_not_block_its_directory(tmp_path):
     bad = train(tmp_path, "modality.patch_size=16", check=False)
-    assert bad.returncode == 2 and "modality.patch_size=16" in bad.stderr
+    assert bad.returncode == 2 and "'modality.patch_size' = 16 must be <= the image size 8" in bad.stderr
     assert (tmp_path / "digits_demo" / "config.yaml").exists()
     train(tmp_path, "run.stages=[pretrain]", "pretrain.epochs=1", "data.limit_train=64", "pretrain.batch_size=64")
     assert (tmp_path / "digits_demo" / "checkpoints" / "pretrain.pt").exists()
@@ -154,9 +154,9 @@ def test_export_loads_into_timm(tmp_path):
         assert not unexpected
         assert set(missing) <= {"pos_embed"} if source == "pretrain" else not missing
     # the finetuned classifier and the timm model compute the same logits
-    from modalities import get_modality
-    from part.backbone import ViTEncoder
-    from part.classifier import PatchClassifier
+    from part.registry import get_modality
+    from part.core.backbone import ViTEncoder
+    from part.core.classifier import PatchClassifier
     m = get_modality("image", image_size=8, channels=1, patch_size=2)
     ours = PatchClassifier(m, m.tokenizer(32), ViTEncoder(32, 2, 4), 10).eval()
     ours.load_state_dict(torch.load(run / "checkpoints" / "finetuned.pt")["model"])

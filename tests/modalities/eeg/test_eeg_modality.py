@@ -8,10 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from modalities import get_modality, modality_options
+from part.registry import get_modality, modality_spec
 from modalities.eeg.modality import EEGModality, EEGOptions, extract_fixed_windows, extract_windows
-from part.backbone import ViTEncoder
-from part.methods import build_method, method_options
+from part.core.backbone import ViTEncoder
+
+
+def eeg(channels, window_samples, patch_samples=100, **options):
+    """EEGModality for data of `channels` x `window_samples` with the given options."""
+    return EEGModality(EEGOptions(patch_samples=patch_samples, **options), channels=channels,
+                       window_samples=window_samples)
+from part.registry import build_method, get_method
 
 C, T, P = 6, 3000, 100
 
@@ -22,7 +28,7 @@ def _gen(seed=0):
 
 def test_registry_defaults_are_the_papers_setup():
     m = get_modality("eeg")  # channels / window_samples default to the data's 6 x 3000
-    assert modality_options("eeg") is EEGOptions and EEGOptions().name == "eeg"
+    assert modality_spec("eeg").options is EEGOptions and EEGOptions().name == "eeg"
     assert (m.channels, m.window_samples, m.patch_samples, m.num_patches) == (6, 3000, 100, 40)
     assert m.grid_shape == (30,) and m.num_grid_patches == 30
     assert (m.patch_dim, m.target_dim, m.geometry_dim, m.sample_rate) == (600, 1, 2, 100.0)
@@ -32,7 +38,7 @@ def test_registry_defaults_are_the_papers_setup():
 
 
 def test_sample_shapes_bounds_and_continuous_starts():
-    m = EEGModality(C, T, P, num_patches=40)
+    m = eeg(C, T, P, num_patches=40)
     x = torch.randn(8, C, T)
     patches, geom = m.sample(x, _gen())
     assert patches.shape == (8, 40, C * P) and geom.shape == (8, 40, 2)
@@ -75,17 +81,17 @@ def test_half_sample_start_interpolates_a_ramp(path):
 
 def test_both_extractors_agree_and_sample_uses_them():
     x = torch.randn(4, C, T)
-    m = EEGModality(C, T, P, num_patches=40)
+    m = eeg(C, T, P, num_patches=40)
     patches, geom = m.sample(x, _gen(5))
     torch.testing.assert_close(patches, extract_windows(x, geom, P), rtol=0, atol=2e-3)
     torch.testing.assert_close(patches, extract_fixed_windows(x, geom[..., 0], P))
-    small = EEGModality(C, P, P, num_patches=3)  # window = one patch: every start is 0
+    small = eeg(C, P, P, num_patches=3)  # window = one patch: every start is 0
     p, g = small.sample(x[..., :P])
     assert torch.all(g[..., 0] == 0) and torch.equal(p, x[:, None, :, :P].expand(4, 3, C, P).reshape(4, 3, -1))
 
 
 def test_grid_is_a_reshape():
-    m = EEGModality(C, T, P)
+    m = eeg(C, T, P)
     x = torch.randn(2, C, T)
     patches, geom = m.grid(x)
     assert patches.shape == (2, 30, C * P)
@@ -101,9 +107,9 @@ def test_grid_is_a_reshape():
 
 def test_grid_strategy_and_stratified():
     x = torch.randn(2, C, T)
-    grid = EEGModality(C, T, P, strategy="grid")
+    grid = eeg(C, T, P, strategy="grid")
     assert grid.num_patches == 30 and torch.equal(grid.sample(x)[0], grid.grid(x)[0])
-    strat = EEGModality(C, T, P, strategy="stratified")
+    strat = eeg(C, T, P, strategy="stratified")
     _, geom = strat.sample(x, _gen(1))
     assert geom.shape == (2, 30, 2)
     assert torch.all(geom[..., 0] >= 0) and torch.all(geom[..., 0] + geom[..., 1] <= T)
@@ -111,7 +117,7 @@ def test_grid_strategy_and_stratified():
 
 
 def test_targets_hand_computed_and_swap_negates():
-    m = EEGModality(C, T, P)
+    m = eeg(C, T, P)
     ref = torch.tensor([[0., 100.], [250.5, 100.], [1000., 100.]])
     tgt = torch.tensor([[100., 100.], [0., 100.], [1000., 100.]])
     dt = m.targets(ref, tgt)
@@ -125,7 +131,7 @@ def test_targets_hand_computed_and_swap_negates():
 
 @pytest.mark.parametrize("scale_target", ["ratio", "log"])
 def test_scale_variant(scale_target):
-    m = EEGModality(C, T, P, num_patches=12, scale_range=(0.5, 2.0), scale_target=scale_target)
+    m = eeg(C, T, P, num_patches=12, scale_range=(0.5, 2.0), scale_target=scale_target)
     assert m.target_dim == 2
     x = torch.randn(4, C, T)
     patches, geom = m.sample(x, _gen(3))
@@ -152,28 +158,28 @@ def test_scale_variant(scale_target):
 
 
 def test_bad_options_name_the_key():
-    with pytest.raises(ValueError, match=r"modality\.patch_samples=4000.*\[1, window_samples=3000\]"):
-        EEGModality(C, T, patch_samples=4000)
+    with pytest.raises(ValueError, match=r"'modality\.patch_samples' = 4000 must be in \[1, window_samples=3000\]"):
+        eeg(C, T, patch_samples=4000)
     with pytest.raises(ValueError, match=r"modality\.num_patches"):
-        EEGModality(C, T, P, num_patches=1)
+        eeg(C, T, P, num_patches=1)
     with pytest.raises(ValueError, match=r"patch_samples.*>= 2"):
-        EEGModality(C, 150, P, strategy="grid")
-    with pytest.raises(ValueError, match=r"modality\.strategy='nope'; valid: random, grid, stratified"):
-        EEGModality(C, T, P, strategy="nope")
+        eeg(C, 150, P, strategy="grid")
+    with pytest.raises(ValueError, match=r"'modality\.strategy' = 'nope' is out of range; allowed: one of 'random', 'grid', 'stratified'"):
+        eeg(C, T, P, strategy="nope")
     with pytest.raises(ValueError, match=r"modality\.scale_range"):
-        EEGModality(C, T, P, scale_range=(2.0, 0.5))
+        eeg(C, T, P, scale_range=(2.0, 0.5))
     with pytest.raises(ValueError, match=r"modality\.scale_range"):
-        EEGModality(C, T, 1000, scale_range=(0.5, 4.0))
+        eeg(C, T, 1000, scale_range=(0.5, 4.0))
     with pytest.raises(ValueError, match=r"modality\.scale_target"):
-        EEGModality(C, T, P, scale_target="diff")
+        eeg(C, T, P, scale_target="diff")
     with pytest.raises(ValueError, match=r"modality\.channels"):
-        EEGModality(0, T, P)
+        EEGOptions(channels=0)
     with pytest.raises(ValueError, match=r"modality\.sample_rate"):
-        EEGModality(C, T, P, sample_rate=0)
+        eeg(C, T, P, sample_rate=0)
 
 
 def test_bad_input_raises_clear_errors():
-    m = EEGModality(C, T, P)
+    m = eeg(C, T, P)
     with pytest.raises(ValueError, match="rank 3"):
         m.sample(torch.randn(C, T))
     with pytest.raises(ValueError, match="channels"):
@@ -205,14 +211,14 @@ def eeg_like(n: int, seed: int = 0, channels: int = 2, length: int = 400) -> tor
 
 def _part(modality, heads="cross_attention"):
     enc = ViTEncoder(32, 2, 4)
-    opts = method_options("part")(num_pairs=64, head=heads)
+    opts = get_method("part").options(num_pairs=64, head=heads)
     return build_method("part", modality, enc, modality.tokenizer(32), opts)
 
 
 @pytest.mark.parametrize("scale", [None, (0.5, 2.0)])
 def test_part_forward_backward_shapes(scale):
     torch.manual_seed(0)
-    m = EEGModality(2, 400, 20, num_patches=10, scale_range=scale)
+    m = eeg(2, 400, 20, num_patches=10, scale_range=scale)
     model = _part(m)
     x = eeg_like(3)
     patches, geom = m.sample(x)
@@ -227,7 +233,7 @@ def test_part_loss_decreases_on_eeg_like_signals():
     """40 AdamW steps of PART (dt targets) on EEG-like windows lower the loss clearly."""
     torch.manual_seed(0)
     torch.set_num_threads(2)
-    m = EEGModality(2, 400, 20, num_patches=16)
+    m = eeg(2, 400, 20, num_patches=16)
     model = _part(m)
     data = eeg_like(512, seed=1)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3)

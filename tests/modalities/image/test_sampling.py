@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from modalities import get_modality
+from part.registry import get_modality
 from modalities.image.sampling import extract_patches, grid_boxes, relative_targets, sample_boxes
 
 

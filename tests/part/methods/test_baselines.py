@@ -10,17 +10,15 @@ import pytest
 import torch
 from torch import nn
 
-import modalities
 from conftest import SHARED_DATA
-from modalities import get_modality
-from part.backbone import ViTEncoder
+from part.registry import get_modality
+from part.core.backbone import ViTEncoder
 from part.errors import ConfigError
-from part.methods import (build_method, method_options, method_pretrains,
-                          method_uses_position_embedding)
-from part.methods.common import num_kept, sincos_position_embedding
-from part.methods.droppos import position_loss, smoothed_position_targets
-from part.methods.mae import masked_patch_mse
-from part.modality import Modality
+from part.registry import build_method, get_method
+from part.core.methods.common import num_kept, sincos_position_embedding
+from part.core.methods.droppos import position_loss, smoothed_position_targets
+from part.core.methods.mae import masked_patch_mse
+from part.core.modality import Modality
 
 CIFAR = SHARED_DATA / "cifar10_subset"
 DIM = 32
@@ -65,8 +63,6 @@ class Windows1D(Modality):
 
 
 def _eeg():
-    if not hasattr(modalities._module("eeg"), "build"):
-        pytest.skip("the EEG plugin (modalities/eeg) has no `build` yet")
     return get_modality("eeg", channels=2, window_samples=240, patch_samples=8)  # 30 windows
 
 
@@ -87,7 +83,7 @@ def _input(modality, batch=3):
 
 def _build(name, modality, dim=DIM, **options):
     defaults = {} if name == "mp3" else dict(TINY_DECODER)
-    opts = method_options(name)(**{**defaults, **options})
+    opts = get_method(name).options(**{**defaults, **options})
     enc = ViTEncoder(dim, 2, 4)
     return build_method(name, modality, enc, modality.tokenizer(dim), opts)
 
@@ -143,18 +139,18 @@ def test_encoder_keeps_no_pretraining_position_embedding(name):
     with pytest.raises(ValueError, match="without a position embedding"):
         modality = MODALITIES["image"]()
         enc = ViTEncoder(DIM, 1, 4, num_positions=modality.num_grid_patches)
-        build_method(name, modality, enc, modality.tokenizer(DIM), method_options(name)())
+        build_method(name, modality, enc, modality.tokenizer(DIM), get_method(name).options())
 
 
 def test_registry_flags_and_supervised_stub():
-    assert [method_uses_position_embedding(n) for n in BASELINES] == [True, False, True]
-    assert all(method_pretrains(n) for n in BASELINES) and not method_pretrains("supervised")
+    assert [get_method(n).position_embedding for n in BASELINES] == [True, False, True]
+    assert all(get_method(n).pretrains for n in BASELINES) and not get_method("supervised").pretrains
     from dataclasses import fields
-    assert [f.name for f in fields(method_options("supervised"))] == ["name"]
+    assert [f.name for f in fields(get_method("supervised").options)] == ["name"]
     modality = MODALITIES["image"]()
     with pytest.raises(ConfigError, match="run.stages"):
         build_method("supervised", modality, ViTEncoder(DIM, 1, 4), modality.tokenizer(DIM),
-                     method_options("supervised")())
+                     get_method("supervised").options())
 
 
 # ----------------------------------------------------------------------------- MAE targets
@@ -321,7 +317,7 @@ def test_droppos_learnable_position_embedding_option():
     ("droppos", "mask_ratio", 1.0), ("droppos", "position_mask_ratio", 1.0),
 ])
 def test_ratio_outside_unit_interval_is_rejected(name, key, value):
-    with pytest.raises(ValueError, match=rf"method\.{key}={value} is out of range; allowed: in \[0, 1\)"):
+    with pytest.raises(ValueError, match=rf"'method\.{key}' = {value} is out of range; allowed: in \[0\.0, 1\.0\)"):
         _build(name, MODALITIES["image"](), **{key: value})
 
 
@@ -333,11 +329,11 @@ def test_degenerate_counts_and_decoder_options_are_rejected():
         _build("mp3", image, mask_ratio=0.99)
     with pytest.raises(ValueError, match="method.position_mask_ratio=0.0 drops no position"):
         _build("droppos", image, position_mask_ratio=0.0)
-    with pytest.raises(ValueError, match="method.decoder_dim=18 must be divisible by method.decoder_heads=4"):
+    with pytest.raises(ValueError, match="'method.decoder_dim' = 18 must be divisible by decoder_heads=4"):
         _build("mae", image, decoder_dim=18, decoder_heads=4)
     with pytest.raises(ValueError, match="method.decoder_dim=18 must be divisible by 4"):
         _build("mae", image, decoder_dim=18, decoder_heads=2)
-    with pytest.raises(ValueError, match="method.smoothing_sigma=-1"):
+    with pytest.raises(ValueError, match="'method.smoothing_sigma' = -1.0 is out of range; allowed: >= 0"):
         _build("droppos", image, smoothing_sigma=-1.0)
     assert _build("mp3", image, mask_ratio=0.0)(_input(image))["loss"] > 0  # no masking is valid
 

@@ -13,24 +13,10 @@ import torch
 from torch import nn
 from timm.models.vision_transformer import Block
 
-from part.backbone import init_weights
+from part.core.backbone import init_weights
 
 
-# ----------------------------------------------------------------------------- option checks
-
-def check_fraction(value: float, key: str) -> float:
-    """Raise a ValueError naming `key` unless 0 <= value < 1 (e.g. `method.mask_ratio`)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{key}={value!r} is out of range; allowed: in [0, 1)")
-    return float(value)
-
-
-def check_positive(value: int, key: str) -> int:
-    """Raise a ValueError naming `key` unless value is an integer >= 1 (e.g. `method.decoder_depth`)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{key}={value!r} is out of range; allowed: an integer >= 1")
-    return value
-
+# ----------------------------------------------------------------------------- counts
 
 def num_kept(num: int, ratio: float) -> int:
     """Items kept when a fraction `ratio` of `num` is masked: floor(num * (1 - ratio)) as in MAE."""
@@ -108,11 +94,6 @@ class LightDecoder(nn.Module):
     def __init__(self, in_dim: int, dim: int, depth: int, heads: int, out_dim: int,
                  mlp_ratio: float = 4.0):
         super().__init__()
-        for key, value in (("method.decoder_dim", dim), ("method.decoder_depth", depth),
-                           ("method.decoder_heads", heads)):
-            check_positive(value, key)
-        if dim % heads:
-            raise ValueError(f"method.decoder_dim={dim} must be divisible by method.decoder_heads={heads}")
         norm = partial(nn.LayerNorm, eps=1e-6)
         self.dim = dim
         self.embed = nn.Linear(in_dim, dim)

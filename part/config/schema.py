@@ -1,20 +1,14 @@
-"""The recipe schema: typed dataclasses for every section of a YAML recipe.
+"""The recipe schema: typed options dataclasses for every section of a YAML recipe.
 
 Section and key names are a contract (docs, recipes and checks use them). The defaults here are
-code defaults only; the numbers of an experiment live in its recipe under ``recipes/``.
+code defaults only; the numbers of an experiment live in its recipe under ``recipes/``. Each
+section checks its own values when built (``part.config.options``): the rules are the fields'
+``metadata`` (``min``, ``max``, ``gt``, ``range``/``bounds``, ``choices``, ``unique``).
 
-Validation rules are stated in each field's ``metadata`` and enforced by ``part.config``:
-
-- ``min`` / ``max``: inclusive bounds; ``gt``: strictly greater than.
-- ``range`` = (lo, hi) with ``bounds`` one of ``"[]"`` (default), ``"[)"``, ``"(]"``, ``"()"``;
-  ``half_open=True`` is shorthand for ``"[)"``.
-- ``choices``: allowed values (for lists and tuples: allowed values of each element).
-- ``unique``: a list must not repeat an element.
-- ``dispatch``: the section's options dataclass depends on its ``name`` and is looked up by the
-  resolver of that name (``"modality"``, ``"method"``); ``default_name`` is used when the recipe
-  gives no name.
-
-Bounds and choices apply element-wise to lists and tuples, and are skipped for ``None``.
+Three sections are *dispatched*: their options dataclass is the one registered for their
+``name`` (``metadata={"dispatch": ...}``): ``data`` (a dataset, whose options extend
+``DataConfig``), ``modality`` and ``method`` (``part.registry``). ``volatile=True`` in a field's
+metadata marks a key that does not change what a run computes (left out of ``recipe_hash``).
 """
 
 from __future__ import annotations
@@ -22,46 +16,53 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
+from part.config.options import Options
+
 STAGES = ("pretrain", "finetune", "evaluate")
 MODEL_SIZES = ("tiny", "small", "base", "eeg", "custom")
+VOLATILE = {"volatile": True}
 
 
 @dataclass
-class RunConfig:
+class RunConfig(Options):
     """Where a run lives and how it executes; the run directory is ``<output_dir>/<name>``."""
 
-    name: str = "run"
-    output_dir: str = "runs"
+    section = "run"
+
+    name: str = field(default="run", metadata=VOLATILE)
+    output_dir: str = field(default="runs", metadata=VOLATILE)
     seed: int = field(default=0, metadata={"min": 0})
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata=VOLATILE)
     precision: Literal["auto", "fp32", "bf16"] = "auto"
-    resume: Literal["auto", "never"] = "auto"
-    compile: bool = False
+    resume: Literal["auto", "never"] = field(default="auto", metadata=VOLATILE)
+    compile: bool = field(default=False, metadata=VOLATILE)
     stages: list[str] = field(
-        default_factory=lambda: list(STAGES), metadata={"choices": STAGES, "unique": True}
+        default_factory=lambda: list(STAGES),
+        metadata={"choices": STAGES, "unique": True, "volatile": True}
     )
-    log_every: int = field(default=10, metadata={"min": 1})
-    checkpoint_every: int = field(default=0, metadata={"min": 0})  # 0: only at epoch ends
-    num_workers: int = field(default=0, metadata={"min": 0})
+    log_every: int = field(default=10, metadata={"min": 1, "volatile": True})
+    checkpoint_every: int = field(default=0, metadata={"min": 0, "volatile": True})  # 0: epoch ends
+    num_workers: int = field(default=0, metadata={"min": 0, "volatile": True})
 
 
 @dataclass
-class DataConfig:
-    """Which dataset, where it is, and how it is augmented and balanced."""
+class DataConfig(Options):
+    """The keys every dataset has; a dataset's options (``register_dataset``) extend these."""
 
-    name: str = "digits"
+    section = "data"
+
+    name: str = ""
     root: Optional[str] = None
-    image_size: Optional[int] = field(default=None, metadata={"min": 1})  # images: resize/crop to; None native
-    pretrain_augment: str = "none"
-    finetune_augment: str = "none"
     class_balance: Literal["none", "weighted_loss", "balanced_sampler"] = "none"
     limit_train: Optional[int] = field(default=None, metadata={"min": 1})
     limit_test: Optional[int] = field(default=None, metadata={"min": 1})
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(Options):
     """The transformer encoder; ``size`` picks a preset, ``custom`` takes dim/depth/heads."""
+
+    section = "model"
 
     size: str = field(default="tiny", metadata={"choices": MODEL_SIZES})
     dim: Optional[int] = field(default=None, metadata={"min": 1})
@@ -75,7 +76,7 @@ class ModelConfig:
 
 
 @dataclass
-class OptimConfig:
+class OptimConfig(Options):
     """One training stage (``pretrain`` or ``finetune``): epochs, batch, AdamW and schedule.
 
     With ``base_batch_size`` set, the learning rate is scaled linearly:
@@ -100,24 +101,39 @@ class OptimConfig:
 
 
 @dataclass
-class EvaluateConfig:
-    """Held-out evaluation: batch size, finetune repeats (mean +/- std) and hypnogram plots."""
+class EvaluateConfig(Options):
+    """Held-out evaluation: batch size and finetune repeats (mean +/- std)."""
 
-    batch_size: int = field(default=256, metadata={"min": 1})
+    section = "evaluate"
+
+    batch_size: int = field(default=256, metadata={"min": 1, "volatile": True})
     repeats: int = field(default=1, metadata={"min": 1})
-    hypnograms: int = field(default=3, metadata={"min": 0})
 
 
 @dataclass
-class Recipe:
-    """A whole experiment. ``modality`` and ``method`` hold the options dataclass that their
-    resolver returns for their ``name`` (each options dataclass has a ``name`` field)."""
+class Recipe(Options):
+    """A whole experiment. ``data``, ``modality`` and ``method`` hold the options dataclass
+    registered for their ``name`` (each has a ``name`` field)."""
 
     run: RunConfig = field(default_factory=RunConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    modality: Any = field(default=None, metadata={"dispatch": "modality", "default_name": "image"})
+    data: Any = field(default=None, metadata={"dispatch": "dataset"})
+    modality: Any = field(default=None, metadata={"dispatch": "modality"})
     model: ModelConfig = field(default_factory=ModelConfig)
     method: Any = field(default=None, metadata={"dispatch": "method", "default_name": "part"})
     pretrain: OptimConfig = field(default_factory=OptimConfig)
     finetune: OptimConfig = field(default_factory=OptimConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+
+    def check(self):
+        from part.registry import dataset_spec  # late: the registry is needed only here
+        if self.data is None or self.modality is None:
+            return
+        try:
+            owner = dataset_spec(self.data.name).modality
+        except KeyError:
+            return  # reported by the data section itself
+        if owner != self.modality.name:
+            yield "modality.name", (f"= {self.modality.name!r} does not fit data.name="
+                                    f"{self.data.name!r}, a dataset of modality {owner!r}; set "
+                                    f"modality.name={owner} or pick a dataset of "
+                                    f"{self.modality.name!r}")

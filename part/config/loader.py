@@ -1,6 +1,6 @@
 """Recipe loading: YAML files -> inheritance -> command-line overrides -> validated dataclasses.
 
-A recipe is a YAML mapping of sections (see ``part.schema``). Loading does, in order:
+A recipe is a YAML mapping of sections (see ``part.config.schema``). Loading does, in order:
 
 1. read the file (missing, unreadable, not YAML or not a mapping -> ``ConfigError`` naming it);
 2. resolve ``base: other.yaml`` (or a list of files), relative to the recipe's directory,
@@ -32,19 +32,28 @@ import yaml
 
 from part.atomic import atomic_write_text
 from part.errors import ConfigError
-from part.recipe_validation import (Resolver, default_schema, dispatch_paths, join_path,
+from part.config.validation import (Resolver, default_schema, dispatch_paths, join_path,
                                     recipe_from_dict, show_value)
 
 __all__ = ["load_recipe", "recipe_from_dict", "recipe_to_dict", "save_resolved", "recipe_hash",
-           "recipe_differences", "VOLATILE_KEYS"]
+           "recipe_differences", "VOLATILE_KEYS", "volatile_keys"]
 
-# Keys that do not change what a run computes; ``recipe_hash`` leaves them out by default, so a
-# run can be resumed with another device, more workers or a different log interval.
-VOLATILE_KEYS = (
-    "run.name", "run.output_dir", "run.device", "run.resume", "run.compile", "run.stages",
-    "run.log_every", "run.checkpoint_every", "run.num_workers",
-    "evaluate.batch_size", "evaluate.hypnograms",
-)
+def volatile_keys(recipe: Any) -> list[str]:
+    """Dotted keys that do not change what a run computes (``metadata["volatile"]``), found by
+    walking a recipe's dataclasses (plugins' sections included); ``recipe_hash`` leaves them out,
+    so a run can be resumed with another device, more workers or a different log interval."""
+    keys = []
+    for f in dataclasses.fields(recipe):
+        value = getattr(recipe, f.name, None)
+        if f.metadata.get("volatile"):
+            keys.append(f.name)
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            keys.extend(f"{f.name}.{k}" for k in volatile_keys(value))
+    return keys
+
+
+# The core sections' volatile keys: what ``recipe_hash`` leaves out of a plain dict.
+VOLATILE_KEYS = tuple(volatile_keys(default_schema()()))
 
 
 # ----------------------------------------------------------------------------- files and merging
@@ -224,20 +233,29 @@ def _selected(recipe: Any, keys: Iterable[str] | None, exclude: Iterable[str]) -
             if (keys is None or under(k, keys)) and not under(k, exclude)}
 
 
+def _volatile(recipe: Any) -> list[str]:
+    if dataclasses.is_dataclass(recipe) and not isinstance(recipe, type):
+        return sorted(set(VOLATILE_KEYS) | set(volatile_keys(recipe)))
+    return list(VOLATILE_KEYS)
+
+
 def recipe_hash(recipe_dict: Any, keys: Iterable[str] | None = None,
-                exclude: Iterable[str] = VOLATILE_KEYS) -> str:
+                exclude: Iterable[str] | None = None) -> str:
     """A short stable hash of a recipe (dict or dataclass) for "same recipe?" checks.
 
     ``keys``: dotted prefixes to include (None: everything); ``exclude``: dotted prefixes left
-    out (by default ``VOLATILE_KEYS``, the keys that do not change what a run computes).
+    out (by default the volatile keys: ``volatile_keys`` of a dataclass recipe, else
+    ``VOLATILE_KEYS``).
     """
+    exclude = _volatile(recipe_dict) if exclude is None else exclude
     blob = json.dumps(_selected(recipe_dict, keys, exclude), sort_keys=True, default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
 def recipe_differences(old: Any, new: Any, keys: Iterable[str] | None = None,
-                       exclude: Iterable[str] = VOLATILE_KEYS) -> list[str]:
+                       exclude: Iterable[str] | None = None) -> list[str]:
     """``'key: old -> new'`` for each leaf that differs, for error messages about a run dir."""
+    exclude = sorted(set(_volatile(old)) | set(_volatile(new))) if exclude is None else exclude
     a, b = _selected(old, keys, exclude), _selected(new, keys, exclude)
     missing = object()
     return [f"{k}: {show_value(a.get(k)) if k in a else '(absent)'} -> "

@@ -13,13 +13,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from part.heads import build_head
-from part.pairs import gather_tokens, sample_pairs
+from part.config.options import Options
+from part.core.heads import build_head
+from part.core.pairs import gather_tokens, sample_pairs
+from part.registry import register_method
 
 
 @dataclass
-class PARTOptions:
+class PARTOptions(Options):
     """The recipe's `method` section for PART."""
+
+    section = "method"
 
     name: str = "part"
     num_pairs: int = field(default=2048, metadata={"min": 1})
@@ -28,7 +32,12 @@ class PARTOptions:
     head_hidden: Optional[int] = field(default=None, metadata={"min": 1})  # pairwise_mlp only
     exclude_self_pairs: bool = False
 
+    def check(self):
+        if self.head_hidden is not None and self.head != "pairwise_mlp":
+            yield "head_hidden", f"applies to head 'pairwise_mlp' only, not {self.head!r}"
 
+
+@register_method("part", options=PARTOptions)
 class PART(nn.Module):
     """Pretext model: forward(x) -> {"loss", "l2_error"}; `on_grid` gives the PART-grid ablation."""
 
@@ -37,8 +46,6 @@ class PART(nn.Module):
         self.modality, self.encoder, self.tokenizer = modality, encoder, tokenizer
         self.options, self.on_grid = options, on_grid
         n = modality.num_grid_patches if on_grid else modality.num_patches
-        if options.head_hidden is not None and options.head != "pairwise_mlp":
-            raise ValueError(f"method.head_hidden applies to head 'pairwise_mlp' only, not {options.head!r}")
         self.head = build_head(options.head, encoder.dim, modality.target_dim, n,
                                options.head_heads or encoder.num_heads, options.head_hidden)
 
@@ -53,10 +60,3 @@ class PART(nn.Module):
         with torch.no_grad():
             l2 = (pred[..., :2] - target[..., :2]).norm(dim=-1).mean()
         return {"loss": loss, "l2_error": l2}
-
-
-OPTIONS = PARTOptions
-
-
-def build(modality, encoder, tokenizer, options: PARTOptions) -> PART:
-    return PART(modality, encoder, tokenizer, options)

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from timm.layers import trunc_normal_
 
-from part.backbone import random_position_drop
+from part.core.backbone import random_position_drop
 
 
 class PatchClassifier(nn.Module):

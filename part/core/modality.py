@@ -4,13 +4,13 @@ A modality says (1) how to cut patches (`sample` off-grid, `grid` on the fixed g
 patch becomes a token (`tokenizer`) and (3) what the relative transform between two patches is
 (`targets`). Core code (backbone, heads, methods, engine) only ever talks to this interface and
 never imports a concrete modality; concrete ones live in `modalities/` and are found by name
-through `modalities.get_modality`.
+through the registry (`part.registry`), which plugins fill.
 """
 from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -27,6 +27,9 @@ class DataBundle:
     channels). class_names: label index -> name. test_groups: per test item its group (subject)
     id, items of one group in chronological order, or None. reference: the paper's numbers for
     this task, shown in reports labelled as the paper's (e.g. {"metric": "kappa", "values": {...}}).
+    report_hook: optional ``hook(report_dir, predictions)`` the evaluation calls after writing the
+    report, with ``predictions`` = {y_true, y_pred, probs[, groups]} of repeat 0: a plugin's
+    task-specific outputs (e.g. hypnograms for sleep staging).
     """
 
     pretrain: Any
@@ -37,6 +40,7 @@ class DataBundle:
     test_groups: Optional[list] = None
     reference: Optional[dict] = None
     description: str = ""
+    report_hook: Optional[Callable] = None
 
 
 def subset_indices(n: int, limit: Optional[int], seed: int):
@@ -81,6 +85,12 @@ class Modality(abc.ABC):
     def grid_index(self, geometry: torch.Tensor) -> torch.Tensor:
         """Nearest grid cell index (B, N) long for each patch (used by position-based methods)."""
         raise NotImplementedError(f"modality {self.name!r} has no grid index")
+
+    @classmethod
+    def timm_patch_embed(cls, options, weight: torch.Tensor) -> torch.Tensor:
+        """The tokenizer's Linear weight (dim, F) in the shape of timm's patch embedding, for
+        ``python -m part.export`` (from the options alone, no data). Default: unchanged."""
+        return weight
 
 
 

@@ -1,10 +1,9 @@
 """Recipe validation: a merged recipe mapping -> the schema's typed dataclasses.
 
-``recipe_from_dict`` walks the schema (``part.schema``), converts each value to its field's type
-(int, float, bool, str, Optional, list, tuple, Literal, nested dataclasses), checks the range rules
-in each field's ``metadata`` (``min``, ``max``, ``gt``, ``range`` + ``bounds``/``half_open``,
-``choices``, ``unique``) and resolves dispatched sections (``metadata={"dispatch": "method"}``)
-through ``resolvers[section](name)``. Every problem is collected and reported in one
+``recipe_from_dict`` walks the schema (``part.config.schema``), converts each value to its field's type
+(int, float, bool, str, Optional, list, tuple, Literal, nested dataclasses), builds each
+section's options dataclass (which checks its own rules, ``part.config.options``) and resolves
+dispatched sections (``metadata={"dispatch": "method"}``) through ``resolvers[section](name)``. Every problem is collected and reported in one
 ``ConfigError``: the full dotted key, the value, what is allowed, "did you mean" for unknown keys,
 and the file or override that set the key. ``part.config`` reads the files that feed it.
 """
@@ -16,11 +15,9 @@ import difflib
 import functools
 import math
 import types
-from collections import Counter
 from typing import Any, Callable, Literal, Mapping, Union, get_args, get_origin, get_type_hints
 
-import yaml
-
+from part.config.options import OptionsError, show_value
 from part.errors import ConfigError
 
 Resolver = Callable[[str], type]
@@ -38,16 +35,6 @@ class _Invalid(Exception):
 def join_path(prefix: str, key: Any) -> str:
     """``prefix.key`` (just ``key`` at the top level)."""
     return f"{prefix}.{key}" if prefix else str(key)
-
-
-def show_value(value: Any) -> str:
-    """A value as the user would write it in YAML (strings quoted)."""
-    if isinstance(value, str):
-        return repr(value)
-    try:
-        return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
-    except yaml.YAMLError:
-        return repr(value)
 
 
 # ----------------------------------------------------------------------------- schema walking
@@ -90,41 +77,6 @@ def dispatch_paths(cls: type, prefix: str = "") -> dict[str, str | None]:
         elif (sub := _dataclass_of(_hints(cls)[f.name])) is not None:
             found.update(dispatch_paths(sub, join_path(prefix, f.name)))
     return found
-
-
-def _describe_allowed(meta: Mapping) -> str:
-    rules = []
-    if "choices" in meta:
-        rules.append("one of " + ", ".join(show_value(c) for c in meta["choices"]))
-    if "min" in meta:
-        rules.append(f">= {meta['min']}")
-    if "gt" in meta:
-        rules.append(f"> {meta['gt']}")
-    if "max" in meta:
-        rules.append(f"<= {meta['max']}")
-    if "range" in meta:
-        lo, hi = meta["range"]
-        bounds = "[)" if meta.get("half_open") else meta.get("bounds", "[]")
-        rules.append(f"in {bounds[0]}{lo}, {hi}{bounds[1]}")
-    return " and ".join(rules)
-
-
-def _violates(meta: Mapping, item: Any) -> bool:
-    if "choices" in meta and item not in meta["choices"]:
-        return True
-    if not isinstance(item, (int, float)) or isinstance(item, bool):
-        return False
-    if ("min" in meta and item < meta["min"]) or ("max" in meta and item > meta["max"]):
-        return True
-    if "gt" in meta and not item > meta["gt"]:
-        return True
-    if "range" in meta:
-        lo, hi = meta["range"]
-        bounds = "[)" if meta.get("half_open") else meta.get("bounds", "[]")
-        above = item >= lo if bounds[0] == "[" else item > lo
-        below = item <= hi if bounds[1] == "]" else item < hi
-        return not (above and below)
-    return False
 
 
 def _describe_type(tp: Any) -> str:
@@ -193,8 +145,16 @@ class _Builder:
             if "dispatch" in f.metadata:
                 kwargs[name] = self.dispatched(f.metadata, data.get(name), path)
             elif name in data:
-                kwargs[name] = self.field(f, _hints(cls)[name], data[name], path)
-        return cls(**kwargs) if len(self.errors) == n_errors else None
+                kwargs[name] = self.field(_hints(cls)[name], data[name], path)
+        if len(self.errors) != n_errors:
+            return None
+        try:
+            return cls(**kwargs)
+        except OptionsError as exc:  # the options' own rules (ranges, choices, between fields)
+            for key, message in exc.problems:
+                path = join_path(prefix, key)
+                self.error(path, f"'{path}' {message}")
+            return None
 
     def dispatched(self, meta: Mapping, data: Any, path: str) -> Any:
         section = meta["dispatch"]
@@ -204,6 +164,14 @@ class _Builder:
                              f"got {show_value(data)}")
             return None
         name = data.get("name", meta.get("default_name"))
+        if name is None and section in self.resolvers:
+            try:
+                self.resolvers[section]("")
+            except KeyError as exc:
+                text = str(exc.args[0]) if exc.args else "no list of valid names given"
+                listed = text.partition("; ")[2] or text
+                self.error(join_path(path, "name"), f"'{path}.name' is missing; {listed}")
+                return None
         if not isinstance(name, str):
             self.error(join_path(path, "name"),
                        f"'{path}.name' must name a {section}, got {show_value(name)}")
@@ -213,32 +181,20 @@ class _Builder:
         try:
             options_cls = self.resolvers[section](name)
         except KeyError as exc:
-            detail = exc.args[0] if exc.args else "no list of valid names given"
+            text = str(exc.args[0]) if exc.args else "no list of valid names given"
+            detail = text.partition("; ")[2] or text
             self.error(join_path(path, "name"),
                        f"unknown {section} '{name}' at '{path}.name'; {detail}")
             return None
         return self.build(options_cls, {**data, "name": name}, path)
 
-    def field(self, f: dataclasses.Field, tp: Any, value: Any, path: str) -> Any:
+    def field(self, tp: Any, value: Any, path: str) -> Any:
         try:
             value = self.convert(tp, value, path)
         except _Invalid as exc:
             where, shown = (exc.path, exc.value) if exc.path else (path, value)
             self.error(where, f"'{where}' = {show_value(shown)} {exc.problem}: {exc.message}")
             return None
-        meta = f.metadata
-        if value is not None:
-            items = list(enumerate(value)) if isinstance(value, (list, tuple)) else [(None, value)]
-            for index, item in items:
-                if _violates(meta, item):
-                    where = path if index is None else f"{path}[{index}]"
-                    self.error(where, f"'{where}' = {show_value(item)} is out of range; "
-                                      f"allowed: {_describe_allowed(meta)}")
-            if meta.get("unique") and isinstance(value, list):
-                repeated = [v for v, n in Counter(value).items() if n > 1]
-                if repeated:
-                    self.error(path, f"'{path}' = {show_value(value)} repeats "
-                                     f"{show_value(repeated)}; each entry may appear once")
         return value
 
     def convert(self, tp: Any, value: Any, path: str) -> Any:
@@ -316,8 +272,8 @@ def _convert_scalar(tp: type, value: Any, raw: str | None, expected: str) -> Any
 
 
 def default_schema() -> type:
-    """``part.schema.Recipe`` (imported late so that this module stays schema-agnostic)."""
-    from part.schema import Recipe
+    """``part.config.schema.Recipe`` (imported late so that this module stays schema-agnostic)."""
+    from part.config.schema import Recipe
     return Recipe
 
 
@@ -327,7 +283,10 @@ def recipe_from_dict(data: Mapping, resolvers: Mapping[str, Resolver] | None = N
                      raw_overrides: Mapping[str, str] | None = None) -> Any:
     """Validate a merged recipe mapping into the schema's dataclasses (``ConfigError`` if bad)."""
     schema = schema or default_schema()
-    builder = _Builder(resolvers or {}, origins or {}, raw_overrides or {}, schema)
+    if resolvers is None:
+        from part.registry import resolvers as registered  # the plugins' options dataclasses
+        resolvers = registered()
+    builder = _Builder(resolvers, origins or {}, raw_overrides or {}, schema)
     recipe = builder.build(schema, data)
     if builder.errors:
         count = len(builder.errors)

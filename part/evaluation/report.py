@@ -1,6 +1,6 @@
-"""Evaluation reports: ``report.json``, ``report.md``, ``confusion.png`` and hypnogram plots.
+"""Evaluation reports: ``report.json``, ``report.md`` and ``confusion.png``.
 
-``write_report`` takes the dict of ``part.metrics.classification_metrics`` (optionally with
+``write_report`` takes the dict of ``part.evaluation.metrics.classification_metrics`` (optionally with
 ``per_subject`` from ``per_group_metrics`` and ``repeats`` from ``aggregate_repeats``) and writes
 all files atomically. Undefined numbers (NaN) are written as JSON ``null`` and shown as "n/a".
 Plots use matplotlib's object-oriented API with the Agg canvas (no global backend change, no
@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from part.atomic import atomic_write, atomic_write_json, atomic_write_text
-from part.metrics import STD_NOTE, mean_std
+from part.evaluation.metrics import STD_NOTE, mean_std
 
 REQUIRED_KEYS = ("kappa", "accuracy", "macro_f1", "balanced_accuracy", "per_class_f1", "confusion")
 REFERENCE_HEADING = "Paper's reference numbers (from the PART paper, not ours)"
@@ -189,37 +189,6 @@ def plot_confusion(path: str | Path, confusion: Any, class_names: Sequence[str],
     return save_png(fig, path)
 
 
-def plot_hypnogram(path: str | Path, y_true: Any, y_pred: Any, class_names: Sequence[str],
-                   title: str, epoch_seconds: float | None = 30.0) -> Path:
-    """True (top) and predicted (bottom) stage sequences of one recording.
-
-    Classes are drawn top to bottom in ``class_names`` order (label ``i`` is ``class_names[i]``);
-    unlabelled windows (``y_true == -1``) are shaded grey in both panels and the true trace is
-    broken there. The x axis is in hours with ``epoch_seconds`` set, else in windows.
-    """
-    y_true, y_pred = np.asarray(y_true).reshape(-1), np.asarray(y_pred).reshape(-1)
-    if y_true.shape != y_pred.shape:
-        raise ValueError(f"plot_hypnogram: {y_true.size} true labels but {y_pred.size} predictions.")
-    scale = epoch_seconds / 3600.0 if epoch_seconds else 1.0
-    edges = np.arange(y_true.size + 1) * scale
-    unlabelled = np.append(y_true == -1, y_true[-1:] == -1)
-    fig = Figure(figsize=(11, 4.5), layout="constrained")
-    axes = fig.subplots(2, 1, sharex=True, sharey=True)
-    for ax, labels, name in zip(axes, (y_true, y_pred), ("true", "predicted")):
-        trace = np.where(labels < 0, np.nan, labels.astype(float))
-        ax.step(edges, np.append(trace, trace[-1:]), where="post", linewidth=1.0)
-        ax.fill_between(edges, 0, 1, where=unlabelled, step="post", color="0.85",
-                        transform=ax.get_xaxis_transform(), label="unlabelled")
-        ax.set_yticks(np.arange(len(class_names)), class_names)
-        ax.set_ylim(len(class_names) - 0.5, -0.5)
-        ax.set_ylabel(name)
-    if unlabelled.any():
-        axes[0].legend(loc="upper right", fontsize=8)
-    axes[1].set_xlabel("time (hours)" if epoch_seconds else "window")
-    axes[0].set_title(title)
-    return save_png(fig, path)
-
-
 # ----------------------------------------------------------------------------- the report
 
 def write_report(out_dir: str | Path, metrics: Mapping, class_names: Sequence[str], title: str,
@@ -236,7 +205,7 @@ def write_report(out_dir: str | Path, metrics: Mapping, class_names: Sequence[st
     missing = [key for key in REQUIRED_KEYS if key not in metrics]
     if missing:
         raise ValueError(f"write_report: metrics lack {missing}; pass the dict returned by "
-                         f"part.metrics.classification_metrics.")
+                         f"part.evaluation.metrics.classification_metrics.")
     out_dir = Path(out_dir)
     report = {"title": title, **metrics, "class_names": list(class_names),
               "context": dict(context or {})}

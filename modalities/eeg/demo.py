@@ -19,7 +19,7 @@ from part.config import load_recipe
 
 RECIPES = ("eeg_sleep_demo.yaml", "eeg_sleep_demo_part_grid.yaml", "eeg_sleep_demo_mae.yaml",
            "eeg_sleep_demo_supervised.yaml")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def prepare(data: Path, records: int, n_test: int, n_finetune: int) -> None:
@@ -35,7 +35,7 @@ def prepare(data: Path, records: int, n_test: int, n_finetune: int) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m part.demo", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m modalities.eeg.demo", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=Path("demo_data"))
     ap.add_argument("--runs", type=Path, default=Path("demo_runs"))
@@ -52,7 +52,7 @@ def main(argv=None) -> int:
                            f"run.output_dir={a.runs}"])
         if code != 0:
             return code
-        run_dirs.append(a.runs / load_recipe(ROOT / "recipes" / recipe, (), train.RESOLVERS).run.name)
+        run_dirs.append(a.runs / load_recipe(ROOT / "recipes" / recipe, ()).run.name)
     print("\n=== comparison (SYNTHETIC data; the paper's numbers are for real PC18 recordings) ===")
     code = compare.main([str(d) for d in run_dirs] + ["--out", str(a.runs)])
     print("\nreports: " + ", ".join(str(d / "report" / "report.md") for d in run_dirs))

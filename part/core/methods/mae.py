@@ -25,17 +25,19 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from part.methods.common import (LightDecoder, check_fraction, num_kept, random_masking,
+from part.config.options import Options
+from part.core.methods.common import (LightDecoder, num_kept, random_masking,
                                  require_no_position_embedding, sincos_position_embedding)
-from part.pairs import gather_tokens
+from part.core.pairs import gather_tokens
+from part.registry import register_method
 
-PRETRAINS = True
-POSITION_EMBEDDING = True  # fixed sin-cos, encoder and decoder
 
 
 @dataclass
-class MAEOptions:
+class MAEOptions(Options):
     """The recipe's `method` section for MAE."""
+
+    section = "method"
 
     name: str = "mae"
     mask_ratio: float = field(default=0.75, metadata={"range": (0.0, 1.0), "half_open": True})
@@ -43,6 +45,11 @@ class MAEOptions:
     decoder_depth: int = field(default=4, metadata={"min": 1})
     decoder_heads: int = field(default=8, metadata={"min": 1})
     norm_pix_loss: bool = True
+
+    def check(self):
+        if self.decoder_dim % self.decoder_heads:
+            yield "decoder_dim", (f"= {self.decoder_dim} must be divisible by "
+                                  f"decoder_heads={self.decoder_heads}")
 
 
 def normalize_patches(patches: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -59,13 +66,14 @@ def masked_patch_mse(pred: torch.Tensor, target: torch.Tensor, masked: torch.Ten
     return (per_patch * weight).sum() / weight.sum()
 
 
+@register_method("mae", options=MAEOptions, position_embedding=True)
 class MAE(nn.Module):
     """Pretext model: forward(x) -> {"loss"}; `outputs(x)` gives the tensors the loss is built from."""
 
     def __init__(self, modality, encoder, tokenizer, options: MAEOptions):
         super().__init__()
         require_no_position_embedding(encoder, "mae")
-        self.ratio = check_fraction(options.mask_ratio, "method.mask_ratio")
+        self.ratio = options.mask_ratio
         n = modality.num_grid_patches
         kept = num_kept(n, self.ratio)
         if kept < 1 or kept == n:
@@ -107,9 +115,3 @@ class MAE(nn.Module):
         out = self.outputs(x)
         return {"loss": masked_patch_mse(out["pred"], out["target"], out["masked"])}
 
-
-OPTIONS = MAEOptions
-
-
-def build(modality, encoder, tokenizer, options: MAEOptions) -> MAE:
-    return MAE(modality, encoder, tokenizer, options)

@@ -26,15 +26,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from part.methods.common import check_fraction, num_kept, random_masking, require_no_position_embedding
+from part.config.options import Options
+from part.core.methods.common import num_kept, random_masking, require_no_position_embedding
+from part.registry import register_method
 
-PRETRAINS = True
-POSITION_EMBEDDING = False
 
 
 @dataclass
-class MP3Options:
+class MP3Options(Options):
     """The recipe's `method` section for MP3."""
+
+    section = "method"
 
     name: str = "mp3"
     mask_ratio: float = field(default=0.75, metadata={"range": (0.0, 1.0), "half_open": True})
@@ -53,13 +55,14 @@ def encode_with_context(encoder: nn.Module, tokens: torch.Tensor, masked: torch.
     return encoder.norm(x)
 
 
+@register_method("mp3", options=MP3Options, position_embedding=False)
 class MP3(nn.Module):
     """Pretext model: forward(x) -> {"loss", "position_accuracy"}; `outputs(x)` gives the tensors."""
 
     def __init__(self, modality, encoder, tokenizer, options: MP3Options):
         super().__init__()
         require_no_position_embedding(encoder, "mp3")
-        self.ratio = check_fraction(options.mask_ratio, "method.mask_ratio")
+        self.ratio = options.mask_ratio
         n = modality.num_grid_patches
         if num_kept(n, self.ratio) < 1:
             raise ValueError(f"method.mask_ratio={options.mask_ratio} leaves no context patch of the "
@@ -86,9 +89,3 @@ class MP3(nn.Module):
             accuracy = (logits.argmax(-1) == labels).float().mean()
         return {"loss": loss, "position_accuracy": accuracy}
 
-
-OPTIONS = MP3Options
-
-
-def build(modality, encoder, tokenizer, options: MP3Options) -> MP3:
-    return MP3(modality, encoder, tokenizer, options)

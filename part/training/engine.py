@@ -21,9 +21,9 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 
 from part.atomic import atomic_write_text
-from part.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from part.distributed import DistInfo, all_gather_objects, all_reduce_mean
-from part.optim import cosine_lr, param_groups, set_lr
+from part.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from part.training.distributed import DistInfo, all_gather_objects, all_reduce_mean
+from part.training.optim import cosine_lr, param_groups, set_lr
 
 
 class EpochSampler(Sampler):
@@ -107,7 +107,7 @@ class TrainSpec:
     model: nn.Module
     loss_fn: Callable  # (model, batch) -> (loss, extras dict of scalar tensors)
     dataset: object
-    optim: object  # part.schema.OptimConfig
+    optim: object  # part.config.schema.OptimConfig
     depth: int = 0  # encoder depth, for layer-wise lr decay
     sample_weights: Optional[torch.Tensor] = None
     checkpoint: str = "last.pt"

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from part.methods.part import PART, PARTOptions
+from part.core.methods.part import PART, PARTOptions
+from part.registry import register_method
 
 
 @dataclass
@@ -15,8 +16,6 @@ class PARTGridOptions(PARTOptions):
     name: str = "part_grid"
 
 
-OPTIONS = PARTGridOptions
-
-
+@register_method("part_grid", options=PARTGridOptions)
 def build(modality, encoder, tokenizer, options: PARTGridOptions) -> PART:
     return PART(modality, encoder, tokenizer, options, on_grid=True)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from part.pairs import gather_tokens
+from part.core.pairs import gather_tokens
 
 
 def _split_pair_linear(linear: nn.Linear, dim: int):

@@ -1,6 +1,7 @@
 """The three stages a recipe chains: pretrain (the method's pretext objective), finetune (paper
 section 3.4, repeated `evaluate.repeats` times on different finetune draws) and evaluate
-(metrics, report, plots). Modality-agnostic: data and patches come through the plugin registry."""
+(metrics, report, plots, and the dataset's report hook). Modality-agnostic: data, modality and
+method come from the registry (`part.registry`), filled by plugins."""
 from __future__ import annotations
 
 import json
@@ -11,17 +12,15 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 
-import modalities
 from part.atomic import atomic_write, atomic_write_json
-from part.backbone import build_encoder
-from part.checkpoint import load_checkpoint, save_checkpoint
-from part.classifier import PatchClassifier
-from part.config import recipe_to_dict
-from part.engine import RunContext, TrainSpec, train
+from part.core.backbone import build_encoder
+from part.training.checkpoint import load_checkpoint, save_checkpoint
+from part.core.classifier import PatchClassifier
+from part.training.engine import RunContext, TrainSpec, train
 from part.errors import DataError
-from part.methods import build_method, method_pretrains
-from part.metrics import classification_metrics, per_group_metrics
-from part.report import aggregate_repeats, plot_hypnogram, write_report
+from part.evaluation.metrics import classification_metrics, per_group_metrics
+from part.evaluation.report import aggregate_repeats, write_report
+from part.registry import dataset_spec, method_spec, modality_spec
 
 
 class Pipeline:
@@ -47,12 +46,13 @@ class Pipeline:
     def bundle(self, repeat: int = 0):
         if repeat not in self._bundles:
             r = self.recipe
-            self._bundles[repeat] = modalities.load_data(r.modality.name, r.data, r.run.seed, repeat)
+            self._bundles[repeat] = dataset_spec(r.data.name).load(r.data, r.run.seed, repeat)
         return self._bundles[repeat]
 
     def modality(self, bundle):
-        opts = {k: v for k, v in recipe_to_dict(self.recipe.modality).items() if k != "name" and v is not None}
-        return modalities.get_modality(self.recipe.modality.name, **{**bundle.input_info, **opts})
+        """The recipe's modality for this data (the recipe's options win over the data's info)."""
+        options = self.recipe.modality
+        return modality_spec(options.name).cls(options, **bundle.input_info)
 
     def encoder(self):
         m = self.recipe.model
@@ -74,12 +74,13 @@ def _inputs(batch):
 
 def pretrain(p: Pipeline) -> None:
     r, ctx = p.recipe, p.ctx
-    if not method_pretrains(r.method.name):
+    spec = method_spec(r.method.name)
+    if not spec.pretrains:
         ctx.say(f"[pretrain] method '{r.method.name}' has no pretraining; skipped")
         return p.mark_done("pretrain")
     bundle = p.bundle(0)
     modality, encoder = p.modality(bundle), p.encoder()
-    method = build_method(r.method.name, modality, encoder, modality.tokenizer(encoder.dim), r.method)
+    method = spec.build(modality, encoder, modality.tokenizer(encoder.dim), r.method)
 
     def loss_fn(model, batch, device):
         out = model(_inputs(batch).to(device, non_blocking=True))
@@ -116,7 +117,7 @@ def finetune(p: Pipeline, repeat: int) -> None:
     r, ctx = p.recipe, p.ctx
     bundle = p.bundle(repeat)
     clf = p.classifier(bundle, None)
-    if method_pretrains(r.method.name):
+    if method_spec(r.method.name).pretrains:
         weights = p.ckpt("pretrain.pt")
         if not weights.exists():
             raise DataError(f"finetuning a '{r.method.name}' run needs its pretrained weights '{weights}', "
@@ -203,21 +204,12 @@ def evaluate(p: Pipeline) -> dict:
         metrics["repeats"] = aggregate_repeats(results, seeds)
     bundle = p.bundle(0)
     context = {"recipe": r.run.name, "method": r.method.name, "data": bundle.description,
-               "pretrain_epochs": r.pretrain.epochs if "pretrain" in r.run.stages and method_pretrains(r.method.name) else 0,
+               "pretrain_epochs": r.pretrain.epochs if "pretrain" in r.run.stages and method_spec(r.method.name).pretrains else 0,
                "finetune_epochs": r.finetune.epochs, "repeats": r.evaluate.repeats, "seed": r.run.seed}
     write_report(report_dir, metrics, bundle.class_names, f"{r.run.name}: {r.method.name}", context, bundle.reference)
-    if first_predictions is not None and "groups" in first_predictions:
-        _hypnograms(report_dir, bundle.class_names, first_predictions, r.evaluate.hypnograms)
+    if bundle.report_hook is not None and first_predictions is not None:
+        bundle.report_hook(report_dir, first_predictions)
     ctx.say("[evaluate] " + ", ".join(f"{k} {metrics[k]:.4f}" for k in ("kappa", "accuracy", "macro_f1")
                                         if isinstance(metrics.get(k), float)) + f"; report in {report_dir}")
     p.mark_done("evaluate")
     return metrics
-
-
-def _hypnograms(report_dir: Path, class_names, predictions: dict, count: int) -> None:
-    """hypnogram_<subject>.png (true vs predicted, repeat 0) for the first `count` test subjects."""
-    groups = predictions["groups"]
-    for g in list(dict.fromkeys(groups.tolist()))[:count]:
-        sel = groups == g
-        plot_hypnogram(report_dir / f"hypnogram_{g}.png", predictions["y_true"][sel], predictions["y_pred"][sel],
-                       class_names, f"{g}: true vs predicted (repeat 0)")

@@ -36,18 +36,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from part.methods.common import (LightDecoder, check_fraction, grid_squared_distances, num_kept,
+from part.config.options import Options
+from part.core.methods.common import (LightDecoder, grid_squared_distances, num_kept,
                                  random_masking, require_no_position_embedding,
                                  sincos_position_embedding)
-from part.pairs import gather_tokens
+from part.core.pairs import gather_tokens
+from part.registry import register_method
 
-PRETRAINS = True
-POSITION_EMBEDDING = True
 
 
 @dataclass
-class DropPosOptions:
+class DropPosOptions(Options):
     """The recipe's `method` section for DropPos."""
+
+    section = "method"
 
     name: str = "droppos"
     mask_ratio: float = field(default=0.75, metadata={"range": (0.0, 1.0), "half_open": True})
@@ -58,6 +60,11 @@ class DropPosOptions:
     decoder_depth: int = field(default=2, metadata={"min": 1})
     decoder_heads: int = field(default=8, metadata={"min": 1})
 
+
+    def check(self):
+        if self.decoder_dim % self.decoder_heads:
+            yield "decoder_dim", (f"= {self.decoder_dim} must be divisible by "
+                                  f"decoder_heads={self.decoder_heads}")
 
 def smoothed_position_targets(labels: torch.Tensor, sq_dist: torch.Tensor, sigma: float) -> torch.Tensor:
     """labels (B, K) grid indices, sq_dist (N, N) -> (B, K, N) target distributions: one-hot for
@@ -78,6 +85,7 @@ def position_loss(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tens
     return (per_token * w).sum() / w.sum()
 
 
+@register_method("droppos", options=DropPosOptions, position_embedding=True)
 class DropPos(nn.Module):
     """Pretext model: forward(x) -> {"loss", "position_accuracy", "sigma"}; `outputs(x)` gives the
     tensors. Set `progress` (in [0, 1]) during training to anneal the smoothing."""
@@ -85,13 +93,8 @@ class DropPos(nn.Module):
     def __init__(self, modality, encoder, tokenizer, options: DropPosOptions):
         super().__init__()
         require_no_position_embedding(encoder, "droppos")
-        self.ratio = check_fraction(options.mask_ratio, "method.mask_ratio")
-        self.pos_ratio = check_fraction(options.position_mask_ratio, "method.position_mask_ratio")
-        if options.smoothing_sigma < 0:
-            raise ValueError(f"method.smoothing_sigma={options.smoothing_sigma} is out of range; "
-                             f"allowed: >= 0")
-        if options.pos_embed not in ("sincos", "learnable"):
-            raise ValueError(f"method.pos_embed={options.pos_embed!r}; valid: sincos, learnable")
+        self.ratio = options.mask_ratio
+        self.pos_ratio = options.position_mask_ratio
         n = modality.num_grid_patches
         self._check_counts(n, options)
         self.modality, self.encoder, self.tokenizer, self.options = modality, encoder, tokenizer, options
@@ -157,9 +160,3 @@ class DropPos(nn.Module):
         return {"loss": loss, "position_accuracy": accuracy,
                 "sigma": torch.tensor(sigma, device=loss.device)}
 
-
-OPTIONS = DropPosOptions
-
-
-def build(modality, encoder, tokenizer, options: DropPosOptions) -> DropPos:
-    return DropPos(modality, encoder, tokenizer, options)

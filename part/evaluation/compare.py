@@ -1,0 +1,289 @@
+"""Compare finished runs side by side: ``python -m part.compare RUN_DIR [RUN_DIR ...] [--out DIR]``.
+
+Reads each run's ``config.yaml`` (the resolved recipe) and ``report/report.json`` and writes
+``comparison.md``, ``comparison.json`` and ``comparison.png`` (grouped bars) into ``--out``
+(default: the runs' common parent folder). One row per run: method, pretraining and finetuning
+epochs, whether pretraining used position embeddings, Cohen's kappa, accuracy and macro-F1
+(mean ± std over finetune repeats where the run has them), per-class F1, and the paper's number
+for that method, labelled as the paper's.
+
+A comparison is only meaningful on the same test data with the same finetuning budget, so runs
+that differ in ``data.name``, ``data.root``, ``data.limit_test`` (or report ``test_split_hash``),
+``finetune.epochs``, ``finetune.batch_size`` or ``data.limit_train`` are refused (exit code 2)
+with both runs and the differing value named.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import yaml
+from matplotlib.figure import Figure
+
+from part.atomic import atomic_write_json, atomic_write_text
+from part.errors import ConfigError, DataError, UserInputError
+from part.registry import method_spec
+from part.evaluation.metrics import STD_NOTE
+from part.evaluation.report import fmt_value, fmt_mean_std, save_png, markdown_table, to_jsonable
+
+SPLIT_KEYS = ("data.name", "data.root", "data.limit_test")
+BUDGET_KEYS = ("finetune.epochs", "finetune.batch_size", "data.limit_train")
+METRICS = ("kappa", "accuracy", "macro_f1")
+METRIC_LABELS = {"kappa": "kappa", "accuracy": "accuracy", "macro_f1": "macro-F1"}
+_MISSING = object()
+
+
+# ----------------------------------------------------------------------------- reading runs
+
+def _read(path: Path, run: Path, what: str, fix: str) -> Any:
+    if not path.is_file():
+        raise DataError(f"run '{run}' has no {what} ('{path}' does not exist); {fix}")
+    try:
+        text = path.read_text(encoding="utf-8")
+        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+        raise DataError(f"cannot read {what} '{path}' of run '{run}': {' '.join(str(exc).split())}; "
+                        f"{fix}") from exc
+
+
+def load_run(run_dir: str | Path) -> dict:
+    """{"dir", "config", "report"} of one run directory (DataError naming what is missing)."""
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise DataError(f"run directory '{run}' does not exist; pass the folder that "
+                        f"python -m part.train wrote (it holds config.yaml and report/)")
+    config = _read(run / "config.yaml", run, "resolved recipe config.yaml",
+                   "is this a run directory written by python -m part.train?")
+    report = _read(run / "report" / "report.json", run, "evaluation report report/report.json",
+                   f"run its evaluate stage first: python -m part.train {run / 'config.yaml'} "
+                   f"run.stages=[evaluate]")
+    for name, value in (("config.yaml", config), ("report/report.json", report)):
+        if not isinstance(value, Mapping):
+            raise DataError(f"'{run / name}' of run '{run}' is not a mapping; was it written by "
+                            f"python -m part.train?")
+    return {"dir": run, "config": config, "report": report}
+
+
+def lookup(tree: Mapping, dotted: str, default: Any = None) -> Any:
+    """tree["a"]["b"] for "a.b", or `default` where a level is absent."""
+    node: Any = tree
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+# ----------------------------------------------------------------------------- comparability
+
+def _difference(a: dict, b: dict, keys: Sequence[str]) -> tuple[str, Any, Any] | None:
+    for key in keys:
+        va, vb = lookup(a["config"], key, _MISSING), lookup(b["config"], key, _MISSING)
+        if va != vb:
+            return key, va, vb
+    return None
+
+
+def _show(value: Any) -> str:
+    return "(absent)" if value is _MISSING else repr(value)
+
+
+def check_comparable(runs: Sequence[dict]) -> None:
+    """Raise DataError unless all runs share the test split and the finetune budget of the first."""
+    first = runs[0]
+    for other in runs[1:]:
+        checks = [("test splits", _difference(first, other, SPLIT_KEYS)),
+                  ("finetune budgets", _difference(first, other, BUDGET_KEYS))]
+        ha, hb = first["report"].get("test_split_hash"), other["report"].get("test_split_hash")
+        if ha is not None and hb is not None and ha != hb:
+            checks.insert(1, ("test splits", ("report.json test_split_hash", ha, hb)))
+        for what, diff in checks:
+            if diff:
+                key, va, vb = diff
+                raise DataError(
+                    f"cannot compare runs '{first['dir']}' and '{other['dir']}': they have different "
+                    f"{what} ({key} is {_show(va)} in '{first['dir']}' but {_show(vb)} in "
+                    f"'{other['dir']}'). A comparison needs the same test data and the same "
+                    f"finetuning budget for every method; rerun one of them with {key} matching.")
+
+
+# ----------------------------------------------------------------------------- rows
+
+def _metric(report: Mapping, key: str) -> dict:
+    """{"mean", "std", "n"}: over repeats where the report has them, else the single value."""
+    repeats = report.get("repeats")
+    if isinstance(repeats, Mapping):
+        if isinstance(repeats.get(key), Mapping):  # {"kappa": {"mean", "std"}}
+            stats = repeats[key]
+            return {"mean": stats.get("mean"), "std": stats.get("std"), "n": repeats.get("n_repeats")}
+        if f"{key}_mean" in repeats:  # part.evaluation.report.aggregate_repeats layout
+            return {"mean": repeats[f"{key}_mean"], "std": repeats.get(f"{key}_std"),
+                    "n": repeats.get("n_repeats")}
+    return {"mean": report.get(key), "std": None, "n": 1}
+
+
+def _norm(label: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", str(label).lower())
+
+
+def paper_value(method: str, reference: Mapping | None) -> Any:
+    """The paper's number for `method` from a paper_reference {"values": {label: value}}: the label
+    equal to the method name ignoring case and punctuation ("PART-grid" = "part_grid"), else the
+    label whose first word is the method name ("Supervised w/ Pos Embed" = "supervised")."""
+    values = (reference or {}).get("values") or {}
+    for label, value in values.items():
+        if _norm(label) == _norm(method):
+            return value
+    for label, value in values.items():
+        words = str(label).split()
+        if words and _norm(words[0]) == _norm(method):
+            return value
+    return None
+
+
+def _method_label(config: Mapping) -> str:
+    name = lookup(config, "method.name", "part")
+    head = lookup(config, "method.head")
+    return f"{name} ({head} head)" if head not in (None, "cross_attention") else name
+
+
+def build_row(run: dict, reference: Mapping | None) -> dict:
+    """One table row (JSON-ready) for a loaded run."""
+    config, report = run["config"], run["report"]
+    name = lookup(config, "method.name", "part")
+    try:
+        spec = method_spec(name)
+        pretrains, uses_pe = spec.pretrains, spec.position_embedding
+    except KeyError as exc:
+        raise ConfigError(f"run '{run['dir']}': config.yaml has method.name {name!r}, which this "
+                          f"toolkit does not know ({exc.args[0]})") from exc
+    stages = lookup(config, "run.stages") or []
+    pt_epochs = lookup(config, "pretrain.epochs", 0) if pretrains and "pretrain" in stages else 0
+    return {
+        "run": str(run["dir"]), "run_name": lookup(config, "run.name"), "method": name,
+        "method_label": _method_label(config), "pretrain_epochs": pt_epochs,
+        "finetune_epochs": lookup(config, "finetune.epochs"),
+        "pretrain_position_embedding": uses_pe if pt_epochs else None,
+        **{key: _metric(report, key) for key in METRICS},
+        "per_class_f1": dict(report.get("per_class_f1") or {}),
+        "paper": paper_value(name, reference),
+    }
+
+
+def _merged_reference(runs: Sequence[dict]) -> dict | None:
+    """The runs' paper references merged (the first run that names a label wins)."""
+    refs = [r["report"].get("paper_reference") for r in runs]
+    refs = [r for r in refs if isinstance(r, Mapping) and isinstance(r.get("values"), Mapping)]
+    if not refs:
+        return None
+    merged = {k: v for k, v in refs[0].items() if k != "values"}
+    merged["values"] = {}
+    for ref in reversed(refs):
+        merged["values"].update(ref["values"])
+    return merged
+
+
+# ----------------------------------------------------------------------------- outputs
+
+def _class_names(rows: Sequence[dict]) -> list:
+    names: list = []
+    for row in rows:
+        names += [c for c in row["per_class_f1"] if c not in names]
+    return names
+
+
+def render_markdown(rows: Sequence[dict], reference: Mapping | None) -> str:
+    metric = (reference or {}).get("metric", "value")
+    paper = [f"paper's {metric} (not ours)"] if reference else []
+    header = ["run", "method", "PT epochs", "FT epochs", "pos. embed in PT", "kappa", "accuracy",
+              "macro-F1", *paper]
+    body = [(Path(r["run"]).name, r["method_label"], r["pretrain_epochs"], r["finetune_epochs"],
+             {True: "yes", False: "no", None: "n/a (no pretraining)"}[r["pretrain_position_embedding"]],
+             *(fmt_mean_std(r[k]["mean"], r[k]["std"]) for k in METRICS), *([fmt_value(r["paper"])] if paper else []))
+            for r in rows]
+    n_rep = sorted({r["kappa"]["n"] for r in rows if r["kappa"]["n"]})
+    lines = ["# Method comparison", "",
+             "Same test split and finetuning budget for every run (checked). kappa, accuracy and "
+             f"macro-F1 are mean ± std over finetune repeats where a run has repeats "
+             f"(repeats per run: {', '.join(map(str, n_rep)) or 'n/a'}; {STD_NOTE}).", ""]
+    lines += markdown_table(header, body)
+    if reference:
+        source = fmt_value(reference.get("source", "the PART paper"))
+        lines += [f"The last column is quoted from the paper ({source}); it was not produced "
+                  "by these runs and used the paper's own data, budget and hardware.", ""]
+    classes = _class_names(rows)
+    if classes:
+        lines += ["## Per-class F1", ""]
+        lines += markdown_table(["class", *(Path(r["run"]).name for r in rows)],
+                        [(c, *(r["per_class_f1"].get(c) for r in rows)) for c in classes])
+    return "\n".join(lines)
+
+
+def plot_comparison(path: Path, rows: Sequence[dict], reference: Mapping | None) -> Path:
+    """Grouped bars (kappa, accuracy, macro-F1 per run, std as error bars) with the paper's
+    number for each method drawn as a marker over its metric's bar."""
+    fig = Figure(figsize=(max(6.0, 1.6 * len(rows) + 2), 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    x, width = np.arange(len(rows)), 0.8 / len(METRICS)
+    for i, key in enumerate(METRICS):
+        means = [np.nan if r[key]["mean"] is None else r[key]["mean"] for r in rows]
+        stds = [np.nan if r[key]["std"] is None else r[key]["std"] for r in rows]
+        ax.bar(x + (i - 1) * width, means, width, yerr=stds, capsize=3, label=METRIC_LABELS[key])
+    metric = (reference or {}).get("metric")
+    if metric in METRICS:
+        offset = (METRICS.index(metric) - 1) * width
+        paper = [np.nan if r["paper"] is None else r["paper"] for r in rows]
+        ax.scatter(x + offset, paper, marker="D", color="black", zorder=3,
+                   label=f"paper's {metric} (not ours)")
+    ax.set_xticks(x, [f"{Path(r['run']).name}\n{r['method_label']}" for r in rows], fontsize=8)
+    ax.set_ylabel("score")
+    ax.set_title("Method comparison (same test split and finetune budget)")
+    ax.legend(fontsize=8)
+    return save_png(fig, path)
+
+
+def compare(run_dirs: Sequence[str | Path], out_dir: str | Path | None = None) -> dict:
+    """Load, check and write the comparison; returns {"markdown", "json", "png"} paths."""
+    if not run_dirs:
+        raise ConfigError("give at least one run directory to compare")
+    runs = [load_run(d) for d in run_dirs]
+    check_comparable(runs)
+    reference = _merged_reference(runs)
+    rows = [build_row(run, reference) for run in runs]
+    if out_dir is None:
+        out_dir = Path(os.path.commonpath([str(r["dir"].resolve().parent) for r in runs]))
+    out = Path(out_dir)
+    payload = to_jsonable({"runs": rows, "class_names": _class_names(rows),
+                           "paper_reference": reference, "std": STD_NOTE,
+                           "checked_equal": list(SPLIT_KEYS + BUDGET_KEYS)})
+    return {"json": atomic_write_json(out / "comparison.json", payload),
+            "markdown": atomic_write_text(out / "comparison.md", render_markdown(rows, reference)),
+            "png": plot_comparison(out / "comparison.png", rows, reference)}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m part.compare", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="+", metavar="RUN_DIR",
+                    help="run directories (python -m part.train output)")
+    ap.add_argument("--out", default=None, help="folder for comparison.{md,json,png} "
+                                                "(default: the runs' common parent folder)")
+    args = ap.parse_args(argv)
+    try:
+        paths = compare(args.runs, args.out)
+    except UserInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(paths["markdown"].read_text(encoding="utf-8"))
+    print(f"wrote {paths['markdown']}, {paths['json']} and {paths['png']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

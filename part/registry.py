@@ -1,0 +1,225 @@
+"""Registries of modalities, pretext methods and datasets, filled by plugins.
+
+A plugin registers itself with a decorator when its module is imported::
+
+    @register_modality("eeg", options=EEGOptions)
+    class EEGModality(Modality): ...
+
+    @register_method("part", options=PARTOptions)
+    class PART(nn.Module): ...                      # called as PART(modality, encoder, tokenizer, options)
+
+    @register_dataset("eeg", "pc18", options=SleepDataOptions)
+    def load_pc18(options, seed, repeat) -> DataBundle: ...
+
+The core never imports a plugin: it finds them through Python entry points, groups
+``part.modalities`` and ``part.methods`` (each entry point names a module to import; importing it
+registers what it defines). The built-in plugins declare theirs in this project's setup.cfg; a
+separate package adds a modality or method by declaring its own, with no edit here. Plugins are
+imported once, on the first lookup.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any, Callable, Optional
+
+from part.errors import ConfigError
+
+ENTRY_POINT_GROUPS = ("part.modalities", "part.methods")
+
+
+@dataclass(frozen=True)
+class ModalitySpec:
+    """A registered modality: ``cls(options, **data_info)`` builds it; ``options`` is its recipe
+    section's dataclass; ``source`` the module that registered it."""
+
+    name: str
+    cls: type
+    options: type
+    source: str
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A registered pretext method: ``build(modality, encoder, tokenizer, options) -> nn.Module``
+    whose forward(x) returns a dict with a scalar ``loss``. ``pretrains=False`` marks a method
+    without a pretraining stage (the supervised baseline; ``build`` is then None).
+    ``position_embedding``: whether its pretraining uses position embeddings (for tables)."""
+
+    name: str
+    build: Optional[Callable]
+    options: type
+    pretrains: bool
+    position_embedding: bool
+    source: str
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A registered data source of a modality: ``load(options, seed, repeat) -> DataBundle``;
+    ``options`` is the dataclass of the recipe's ``data`` section for it."""
+
+    name: str
+    modality: str
+    load: Callable
+    options: type
+    source: str
+
+
+_MODALITIES: dict[str, ModalitySpec] = {}
+_METHODS: dict[str, MethodSpec] = {}
+_DATASETS: dict[str, DatasetSpec] = {}
+_loaded = False
+
+
+def _source(obj: Any) -> str:
+    return getattr(obj, "__module__", None) or "<unknown module>"
+
+
+def _package(module: str) -> str:
+    """The distribution (pip package) that provides a module, for messages; else the module."""
+    try:
+        from importlib.metadata import packages_distributions
+        top = module.split(".")[0]
+        dists = packages_distributions().get(top)
+        if dists:
+            return f"package '{dists[0]}' (module {module})"
+    except Exception:  # metadata lookups must never hide the real error
+        pass
+    return f"module {module}"
+
+
+def _add(table: dict, kind: str, name: str, spec) -> None:
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"register_{kind}: the name must be a non-empty string, got {name!r}")
+    old = table.get(name)
+    if old is not None and old.source != spec.source:
+        raise ConfigError(f"two plugins register the {kind} {name!r}: {_package(old.source)} and "
+                          f"{_package(spec.source)}; uninstall one of them or rename its {kind}")
+    table[name] = spec
+
+
+def register_modality(name: str, *, options: type) -> Callable[[type], type]:
+    """Class decorator: register a ``part.core.modality.Modality`` subclass under ``name``."""
+    def decorate(cls: type) -> type:
+        _add(_MODALITIES, "modality", name, ModalitySpec(name, cls, options, _source(cls)))
+        return cls
+    return decorate
+
+
+def register_method(name: str, *, options: type, build: Optional[Callable] = None,
+                    pretrains: bool = True, position_embedding: bool = False):
+    """Register a pretext method. As a decorator on its builder (a class or a function taking
+    ``(modality, encoder, tokenizer, options)``), or called with ``build=`` (or ``build=None``
+    with ``pretrains=False`` for a method without pretraining)."""
+    def decorate(builder: Optional[Callable]):
+        source = _source(builder) if builder is not None else _source(options)
+        _add(_METHODS, "method", name,
+             MethodSpec(name, builder, options, pretrains, position_embedding, source))
+        return builder
+    if build is not None or not pretrains:
+        decorate(build)
+        return build
+    return decorate
+
+
+def register_dataset(modality: str, name: str, *, options: type) -> Callable:
+    """Function decorator: register ``load(options, seed, repeat) -> DataBundle`` as the data
+    source ``name`` (the recipe's ``data.name``) of ``modality``."""
+    def decorate(load: Callable) -> Callable:
+        _add(_DATASETS, "dataset", name, DatasetSpec(name, modality, load, options, _source(load)))
+        return load
+    return decorate
+
+
+# ----------------------------------------------------------------------------- discovery
+
+def load_plugins() -> None:
+    """Import every plugin declared under the entry-point groups (once). A plugin that fails to
+    import raises a ConfigError naming its package and the error."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for group in ENTRY_POINT_GROUPS:
+        for ep in sorted(entry_points(group=group), key=lambda e: e.name):
+            try:
+                ep.load()
+            except Exception as exc:
+                _loaded = False
+                dist = getattr(getattr(ep, "dist", None), "name", None)
+                where = f"package '{dist}'" if dist else f"module {ep.value}"
+                raise ConfigError(f"the PART plugin '{ep.name}' (entry point group '{group}', "
+                                  f"{ep.value}) from {where} failed to import: "
+                                  f"{type(exc).__name__}: {exc}. Fix or uninstall that "
+                                  f"package.") from exc
+
+
+def _lookup(table: dict, kind: str, name: str):
+    load_plugins()
+    if name not in table:
+        valid = ", ".join(sorted(table)) or "none registered"
+        raise KeyError(f"unknown {kind} {name!r}; registered: {valid} (plugins add more through "
+                       f"the 'part.modalities' / 'part.methods' entry points)")
+    return table[name]
+
+
+def modality_spec(name: str) -> ModalitySpec:
+    return _lookup(_MODALITIES, "modality", name)
+
+
+def method_spec(name: str) -> MethodSpec:
+    return _lookup(_METHODS, "method", name)
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    return _lookup(_DATASETS, "dataset", name)
+
+
+def available_modalities() -> list[str]:
+    load_plugins()
+    return sorted(_MODALITIES)
+
+
+def available_methods() -> list[str]:
+    load_plugins()
+    return sorted(_METHODS)
+
+
+def available_datasets(modality: Optional[str] = None) -> list[str]:
+    load_plugins()
+    return sorted(n for n, s in _DATASETS.items() if modality is None or s.modality == modality)
+
+
+def get_modality(name: str, options: Any = None, **kwargs):
+    """Build modality ``name``: from an options object, or from keyword options (fields of its
+    options dataclass; any other keyword is data information such as ``channels``)."""
+    spec = modality_spec(name)
+    if options is None:
+        fields = set(spec.options.__dataclass_fields__)
+        options = spec.options(**{k: v for k, v in kwargs.items() if k in fields and k != "name"})
+        kwargs = {k: v for k, v in kwargs.items() if k not in fields}
+    return spec.cls(options, **kwargs)
+
+
+def get_method(name: str) -> MethodSpec:
+    """The registered method ``name`` (its ``build``, ``options``, ``pretrains``)."""
+    return method_spec(name)
+
+
+def resolvers() -> dict[str, Callable[[str], type]]:
+    """Section -> (name -> options dataclass), for the recipe loader's dispatched sections."""
+    return {"modality": lambda n: modality_spec(n).options,
+            "method": lambda n: method_spec(n).options,
+            "dataset": lambda n: dataset_spec(n).options}
+
+
+def build_method(name: str, modality, encoder, tokenizer, options: Any = None):
+    """The pretext model of method ``name`` (options default to its options dataclass's)."""
+    spec = method_spec(name)
+    if spec.build is None:
+        raise ConfigError(f"method {name!r} has no pretraining stage, so there is no pretext model "
+                          f"to build; the finetune stage trains it from random initialisation. "
+                          f"Remove 'pretrain' from run.stages or pick a pretext method "
+                          f"({', '.join(n for n in available_methods() if _METHODS[n].pretrains)}).")
+    return spec.build(modality, encoder, tokenizer, options if options is not None else spec.options())
