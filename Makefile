@@ -16,6 +16,7 @@ $(STAMP): setup.cfg pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 # Synthetic PC18 records -> preparation -> PART, PART-grid, MAE and supervised (same finetune

@@ -25,9 +25,10 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from modalities import get_modality  # noqa: E402
-from modalities.eeg.dataset import PreparedEEG  # noqa: E402
+from data_prep.pc18_signal import EEG_CHANNELS  # noqa: E402
+from modalities.eeg.prepared import FORMAT_VERSION, PC18_WINDOW_SHAPE, PreparedEEG  # noqa: E402
 
-C, L = 6, 3000
+C, L = PC18_WINDOW_SHAPE
 
 
 def write_prepared(root: Path, n_records: int, n_windows: int, seed: int = 0) -> list[str]:
@@ -42,8 +43,8 @@ def write_prepared(root: Path, n_records: int, n_windows: int, seed: int = 0) ->
         np.save(root / "records" / f"{name}.labels.npy", labels)
         records[name] = {"n_windows": n_windows, "labelled_windows": int((labels >= 0).sum()), "subject": name}
         names.append(name)
-    manifest = {"format_version": 1, "status": "complete", "params_hash": "bench", "window_samples": L,
-                "channels": ["F3-M2", "F4-M1", "C3-M2", "C4-M1", "O1-M2", "O2-M1"], "dtype": "float16",
+    manifest = {"format_version": FORMAT_VERSION, "status": "complete", "params_hash": "bench", "window_samples": L,
+                "channels": list(EEG_CHANNELS), "dtype": "float16",
                 "records": records, "failed": {}}
     (root / "manifest.json").write_text(json.dumps(manifest))
     return names
@@ -138,7 +139,8 @@ def main(argv=None) -> int:
             print(f"{label:28s} batch {args.batch} shuffled, workers {workers}: {rate:10,.0f} windows/s"
                   f"{'  (target >= 10,000)' if dataset is ds else ''}")
         rate = time_loader_and_sampler(ds, args.batch, min(args.batches, 20), args.device)
-        print(f"{'loader + PART sampler':28s} batch {args.batch} shuffled, sampler on {args.device}: {rate:10,.0f} windows/s")
+        print(f"{'loader + PART sampler':28s} batch {args.batch} shuffled, sampler on {args.device}: "
+              f"{rate:10,.0f} windows/s")
         if args.step:
             from step_bench import main as step_main
             step_main(["--kind", "part1d", "--device", args.device, "--threads", str(args.threads)])

@@ -21,8 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from modalities import get_modality  # noqa: E402
+from modalities.eeg.prepared import PC18_WINDOW_SHAPE  # noqa: E402
 from part.core.backbone import build_encoder  # noqa: E402
-from part.core.methods import build_method, method_options  # noqa: E402
+from part.registry import build_method, get_method  # noqa: E402
 
 
 def load_reference(path: Path):
@@ -39,12 +40,13 @@ def build_ours(kind: str, batch: int, device: str, compile_model: bool = False):
         modality = get_modality("image", image_size=32, channels=3, patch_size=4, scale_range=[0.5, 2.0])
         encoder = build_encoder("small")
         x = torch.randn(batch, 3, 32, 32, device=device)
-        opts = method_options("part")(num_pairs=2048)
+        opts = get_method("part").options(num_pairs=2048)
     else:
-        modality = get_modality("eeg", channels=6, window_samples=3000, patch_samples=100, num_patches=40)
+        C, T = PC18_WINDOW_SHAPE
+        modality = get_modality("eeg", channels=C, window_samples=T, patch_samples=100, num_patches=40)
         encoder = build_encoder("eeg")
-        x = torch.randn(batch, 6, 3000, device=device)
-        opts = method_options("part")(num_pairs=512)
+        x = torch.randn(batch, C, T, device=device)
+        opts = get_method("part").options(num_pairs=512)
     model = build_method("part", modality, encoder, modality.tokenizer(encoder.dim), opts).to(device)
     fwd = torch.compile(model) if compile_model else model
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.startswith("cuda"))

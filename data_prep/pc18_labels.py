@@ -22,10 +22,10 @@ import numpy as np
 import wfdb
 
 from data_prep.pc18_signal import TARGET_FS, RecordError, resampled_length
+from modalities.eeg.prepared import CLASS_NAMES, UNLABELLED
 
+# PC18 stage note (aux_note of the .arousal files) -> stage code = label value (CLASS_NAMES index)
 STAGE_NOTES: dict[str, int] = {"W": 0, "N1": 1, "N2": 2, "N3": 3, "R": 4}
-LABEL_NAMES: tuple[str, ...] = ("W", "N1", "N2", "N3", "REM")  # index = label value
-UNLABELLED = -1
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ def window_labels(
 
 def label_counts(labels: np.ndarray) -> dict[str, int]:
     """Windows per stage name plus ``unlabelled``, e.g. ``{"W": 120, ..., "unlabelled": 12}``."""
-    counts = np.bincount(labels[labels >= 0].astype(np.int64), minlength=len(LABEL_NAMES))
-    out = {name: int(c) for name, c in zip(LABEL_NAMES, counts)}
+    counts = np.bincount(labels[labels >= 0].astype(np.int64), minlength=len(CLASS_NAMES))
+    out = {name: int(c) for name, c in zip(CLASS_NAMES, counts)}
     out["unlabelled"] = int(np.count_nonzero(labels == UNLABELLED))
     return out

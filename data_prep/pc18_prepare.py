@@ -1,6 +1,8 @@
 """Prepare a directory of PhysioNet/CinC 2018 records: per-record jobs, workers, resume, splits.
 
-Output (the contract read by the EEG dataset; all JSON keys below are stable, format_version 1)::
+Output (the contract read by the EEG dataset, ``modalities/eeg/prepared.py``, which holds the
+format's constants: FORMAT_VERSION, CLASS_NAMES, UNLABELLED; all JSON keys below are stable,
+format_version 1)::
 
     OUT/records/<record>.npy          float16 (default) or float32, (n_windows, C, L):
                                       C channels in manifest["channels"] order (6 EEG by
@@ -41,7 +43,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
 import sys
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
@@ -50,14 +56,14 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from data_prep.pc18_labels import LABEL_NAMES, STAGE_NOTES, UNLABELLED, label_counts, read_stage_notes, window_labels
+from data_prep.pc18_labels import STAGE_NOTES, label_counts, read_stage_notes, window_labels
 from data_prep.pc18_signal import (EEG_CHANNELS, TARGET_FS, FilterSpec, RecordError, filter_and_resample,
                                    normalise_windows, read_eeg, read_header)
 from data_prep.pc18_splits import SplitSettings, make_splits, read_metadata
 from part.atomic import atomic_write, atomic_write_json
 from part.errors import DataError
+from modalities.eeg.prepared import CLASS_NAMES, FORMAT_VERSION, UNLABELLED
 
-FORMAT_VERSION = 1
 DATASET = "PhysioNet/CinC Challenge 2018 (You Snooze You Win), v1.0.0"
 
 
@@ -238,6 +244,26 @@ def _job(source: RecordSource, records_dir: Path, config: PrepConfig) -> tuple[s
     return source.name, None, " ".join(reason.split())
 
 
+def exit_with_parent(parent_pid: int) -> None:
+    """Worker initializer: the worker dies with the process that started it (a parent killed
+    with SIGKILL cannot clean up its pool). Linux: the kernel sends SIGKILL on the parent's
+    death (prctl PR_SET_PDEATHSIG); elsewhere a daemon thread polls the parent PID. Records are
+    written atomically and the manifest only by the parent, so nothing is left half-written."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, signal.SIGKILL, 0, 0, 0) != 0:  # 1 = PR_SET_PDEATHSIG
+            raise OSError(ctypes.get_errno(), "prctl failed")
+    except (OSError, AttributeError):
+        def watch() -> None:
+            while os.getppid() == parent_pid:
+                time.sleep(1.0)
+            os._exit(1)
+        threading.Thread(target=watch, daemon=True).start()
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(1)
+
+
 def _run_jobs(todo: list[RecordSource], records_dir: Path, config: PrepConfig, workers: int, progress: bool):
     """Yield ``_job`` results, in-process for one worker, else in a process pool."""
     show = progress and bool(todo)
@@ -248,7 +274,8 @@ def _run_jobs(todo: list[RecordSource], records_dir: Path, config: PrepConfig, w
                 yield _job(source, records_dir, config)
                 bar.update()
             return
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with ProcessPoolExecutor(max_workers=workers, initializer=exit_with_parent,
+                                 initargs=(os.getpid(),)) as pool:
             futures = {pool.submit(_job, s, records_dir, config): s.name for s in todo}
             for future in as_completed(futures):
                 try:
@@ -300,7 +327,7 @@ def _manifest(
     src: Path, config: PrepConfig, records: dict, failed: dict, status: str, synthetic: bool, metadata: Path | None
 ) -> dict:
     """The content of ``manifest.json`` (keys in the module docstring)."""
-    counts = {k: sum(r["label_counts"][k] for r in records.values()) for k in (*LABEL_NAMES, "unlabelled")}
+    counts = {k: sum(r["label_counts"][k] for r in records.values()) for k in (*CLASS_NAMES, "unlabelled")}
     windows = sum(r["n_windows"] for r in records.values())
     return {
         "format_version": FORMAT_VERSION,
@@ -314,8 +341,8 @@ def _manifest(
         "window_samples": int(round(config.window_s * config.target_fs)),
         "channels": list(config.channels),
         "dtype": config.dtype,
-        "label_names": list(LABEL_NAMES),
-        "label_codes": {**{n: i for i, n in enumerate(LABEL_NAMES)}, "unlabelled": UNLABELLED},
+        "label_names": list(CLASS_NAMES),
+        "label_codes": {**{n: i for i, n in enumerate(CLASS_NAMES)}, "unlabelled": UNLABELLED},
         "stage_notes": STAGE_NOTES,
         "filter": config.filter.describe(),
         "resampling": f"scipy.signal.resample_poly to {config.target_fs} Hz (polyphase, rational up/down; "
@@ -334,12 +361,15 @@ def _manifest(
     }
 
 
+DEFAULT_SPLITS = SplitSettings()
+
+
 def prepare_dataset(
     src: Path,
     out: Path,
     config: PrepConfig = PrepConfig(),
     workers: int = 1,
-    splits: SplitSettings = SplitSettings(),
+    splits: SplitSettings = DEFAULT_SPLITS,
     metadata: Path | None = None,
     overwrite: bool = False,
     progress: bool = True,

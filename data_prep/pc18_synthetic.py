@@ -35,17 +35,19 @@ from pathlib import Path
 import numpy as np
 import scipy.fft
 import scipy.signal
+import wfdb
 from scipy.ndimage import gaussian_filter1d, uniform_filter1d
 
+from data_prep.pc18_labels import STAGE_NOTES
+from data_prep.pc18_signal import EEG_CHANNELS
 from part.atomic import atomic_write, atomic_write_text
 
 FS = 200  # Hz, as in the 2018 challenge
 EPOCH = 30 * FS  # samples per scoring epoch
-STAGE_NOTES = ("W", "N1", "N2", "N3", "R")  # index = stage code 0..4
-W, N1, N2, N3, R = range(5)
-EEG_NAMES = ("F3-M2", "F4-M1", "C3-M2", "C4-M1", "O1-M2", "O2-M1")
+W, N1, N2, N3, R = STAGE_NOTES.values()  # stage codes 0..4
+_NOTE_OF = tuple(STAGE_NOTES)  # stage code -> its note in the .arousal file
 # (name, header gain/units field, gain, baseline): copied from tr03-0005.hea
-SIGNALS = tuple((n, "1/uV", 1.0, 0) for n in EEG_NAMES) + (
+SIGNALS = tuple((n, "1/uV", 1.0, 0) for n in EEG_CHANNELS) + (
     ("E1-M2", "1/uV", 1.0, 0), ("Chin1-Chin2", "1/uV", 1.0, 0), ("ABD", "1/uV", 1.0, 0),
     ("CHEST", "1/uV", 1.0, 0), ("AIRFLOW", "1/uV", 1.0, 0),
     ("SaO2", "655.35(-32768)/%", 655.35, -32768), ("ECG", "1000/mV", 1000.0, 0),
@@ -254,7 +256,8 @@ def _other(stage, epochs, lead, events, eeg, sub: Subject, rng) -> np.ndarray:
     on_b = _onsets(epochs, lead, n, _RATE["blink"], FS, rng)
     blink = rng.uniform(100, 200, (on_b.size, 1)) * np.exp(-(((t - 0.3) / 0.08) ** 2))
     on_r = _onsets(epochs, lead, n, _RATE["rem"], FS, rng)
-    rem = rng.choice([-1, 1], (on_r.size, 1)) * rng.uniform(50, 150, (on_r.size, 1)) * (1 - np.exp(-t / 0.03)) * np.exp(-t / 0.4)
+    rem = (rng.choice([-1, 1], (on_r.size, 1)) * rng.uniform(50, 150, (on_r.size, 1))
+           * (1 - np.exp(-t / 0.03)) * np.exp(-t / 0.4))
     out[0] = 0.4 * eeg[0] + sem + _place(n, on_b, blink) + _place(n, on_r, rem)
     # Chin EMG: broadband noise, atonia in REM with twitches, bursts after arousals.
     emg_env = _envelope([(20, 10, 7, 6, 2.5)], stage)[0] * sub.emg
@@ -278,7 +281,9 @@ def _other(stage, epochs, lead, events, eeg, sub: Subject, rng) -> np.ndarray:
     rate = sub.resp_hz * (1 + 0.08 * _slow(rng, n, 20.0))
     phase = 2 * np.pi * np.cumsum(rate, dtype=np.float64) / FS
     depth = 1 + 0.12 * _slow(rng, n, 8.0)  # breath-to-breath amplitude variation
-    flow_gain, effort_gain, abd_sign = uniform_filter1d(np.stack([flow_gain, effort_gain, abd_sign]), 2 * FS, axis=1) * depth
+    flow_gain, effort_gain, abd_sign = (
+        uniform_filter1d(np.stack([flow_gain, effort_gain, abd_sign]), 2 * FS, axis=1) * depth
+    )
     out[2] = 400 * effort_gain * abd_sign * np.sin(phase - 0.3)
     out[3] = 300 * effort_gain * np.sin(phase)
     out[4] = 250 * flow_gain * np.cos(phase)
@@ -290,7 +295,8 @@ def _other(stage, epochs, lead, events, eeg, sub: Subject, rng) -> np.ndarray:
     hr = sub.hr_bpm * (1 + 0.05 * _slow(rng, n, 30.0)) + 2.0 * np.sin(phase)
     cphase = np.mod(np.cumsum(hr / 60.0, dtype=np.float64) / FS, 1.0).astype(np.float32)
     ecg = np.zeros(n, np.float32)
-    for mu, sd, a in ((0.16, 0.02, 0.12), (0.27, 0.008, -0.12), (0.30, 0.01, 1.0), (0.33, 0.008, -0.25), (0.55, 0.04, 0.3)):
+    for mu, sd, a in ((0.16, 0.02, 0.12), (0.27, 0.008, -0.12), (0.30, 0.01, 1.0),
+                      (0.33, 0.008, -0.25), (0.55, 0.04, 0.3)):
         ecg += a * np.exp(-0.5 * ((cphase - mu) / sd) ** 2)
     out[6] = ecg + 0.05 * _slow(rng, n, 3.0) + 0.01 * rng.standard_normal(n, np.float32)
     return out
@@ -324,8 +330,6 @@ def _header(rec: str, val_nt: np.ndarray, comments: list[str]) -> str:
 
 
 def _write_record(src: Path, rec: str, rng: np.random.Generator, minutes: float, seed: int) -> None:
-    import wfdb  # heavy import, only needed here
-
     sub = _subject(rng)
     n = int(round(minutes * 60 * FS))
     # Unscored lead-in of >= 1 epoch (wfdb.rdann drops a note at sample 0).
@@ -337,15 +341,15 @@ def _write_record(src: Path, rec: str, rng: np.random.Generator, minutes: float,
     val_nt = _digital(np.concatenate([eeg, _other(stage, epochs, lead, events, eeg, sub, rng)]))
     # Annotations: stage notes at each change (channel 0), event brackets (channel 1).
     change = np.flatnonzero(np.r_[True, epochs[1:] != epochs[:-1]])
-    notes = [(lead + int(i) * EPOCH, 0, STAGE_SUBTYPE[STAGE_NOTES[epochs[i]]], STAGE_NOTES[epochs[i]]) for i in change]
+    notes = [(lead + int(i) * EPOCH, 0, STAGE_SUBTYPE[_NOTE_OF[epochs[i]]], _NOTE_OF[epochs[i]]) for i in change]
     notes += [(s, 1, EVENT_SUBTYPE[k][0], f"({k}") for s, _, k in events]
     notes += [(e, 1, EVENT_SUBTYPE[k][1], f"{k})") for _, e, k in events]
     notes.sort(key=lambda x: x[0])
     sample, chan, subtype, aux = zip(*notes)
     _write_mat(src / f"{rec}.mat", val_nt)
     with tempfile.TemporaryDirectory(dir=src, prefix=".synthetic-") as tmp:
-        wfdb.wrann(rec, "arousal", np.array(sample), symbol=['"'] * len(aux), subtype=np.array(subtype), chan=np.array(chan),
-                   aux_note=list(aux), fs=FS, write_dir=tmp)
+        wfdb.wrann(rec, "arousal", np.array(sample), symbol=['"'] * len(aux), subtype=np.array(subtype),
+                   chan=np.array(chan), aux_note=list(aux), fs=FS, write_dir=tmp)
         os.replace(Path(tmp) / f"{rec}.arousal", src / f"{rec}.arousal")
     comments = [HEADER_COMMENT + " (not patient data)",
                 f"synthetic: seed={seed} minutes={minutes:.2f} alpha_hz={sub.alpha_hz:.2f} "
@@ -372,7 +376,8 @@ def write_synthetic_records(src: Path, n: int, seed: int = 0, minutes: tuple[flo
     """
     src = Path(src)
     if n < 1 or not (5 <= minutes[0] <= minutes[1]):
-        raise ValueError(f"write_synthetic_records: need n >= 1 and 5 <= minutes[0] <= minutes[1], got n={n}, minutes={minutes}")
+        raise ValueError(f"write_synthetic_records: need n >= 1 and 5 <= minutes[0] <= minutes[1], "
+                         f"got n={n}, minutes={minutes}")
     existing = sorted(src.rglob("*.hea")) if src.is_dir() else []
     if existing:
         raise FileExistsError(

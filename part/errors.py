@@ -21,3 +21,24 @@ class DataError(UserInputError):
 
 class ConfigError(UserInputError):
     """Bad recipe: the message names the file or key, the value, what is allowed and the fix."""
+
+
+class RunStopped(Exception):
+    """A run stopped on purpose and can be continued: the CLI prints ``message`` as one line and
+    exits with ``exit_code`` (1 non-finite loss, 130 SIGINT, 143 SIGTERM)."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def user_message(exc: BaseException) -> str:
+    """The one-line message of an error. An error raised in a DataLoader worker arrives wrapped
+    ("Caught DataError in DataLoader worker process 0. Original Traceback ..."): its own message
+    (the traceback's last line, less the exception's qualified name) is returned instead."""
+    text = str(exc)
+    if "Original Traceback" not in text:
+        return text
+    last = [line for line in text.splitlines() if line.strip()][-1]
+    prefix = f"{type(exc).__module__}.{type(exc).__qualname__}: "
+    return last.split(prefix, 1)[1] if prefix in last else last.split(": ", 1)[-1]

@@ -20,6 +20,7 @@ from part.training.checkpoint import load_checkpoint
 from part.config import load_recipe
 from part.errors import DataError, UserInputError
 from part.registry import modality_spec
+from part.training.rundir import check_writable
 
 
 def timm_weights(run_dir: Path, source: str = "pretrain") -> dict:
@@ -47,18 +48,22 @@ def main(argv=None) -> int:
     ap.add_argument("--from", dest="source", choices=["pretrain", "finetuned"], default="pretrain")
     ap.add_argument("--out", type=Path, default=None, help="default: RUN_DIR/timm_<from>.pth")
     a = ap.parse_args(argv)
+    out = a.out or a.run_dir / f"timm_{a.source}.pth"
     try:
         if not (a.run_dir / "config.yaml").exists():
             raise DataError(f"'{a.run_dir}' is not a run directory (no config.yaml); pass <output_dir>/<name>")
+        check_writable(out.parent, "--out")
         sd = timm_weights(a.run_dir, a.source)
+        atomic_write(out, lambda f: torch.save(sd, f))
     except UserInputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    out = a.out or a.run_dir / f"timm_{a.source}.pth"
-    atomic_write(out, lambda f: torch.save(sd, f))
+    except OSError as e:  # e.g. the disk filled up while writing: the old file is untouched
+        print(f"error: cannot write '{out}' ({e.strerror or e}); nothing was changed there",
+              file=sys.stderr)
+        return 2
     print(f"wrote {out} ({len(sd)} tensors, timm VisionTransformer key names)")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

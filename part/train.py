@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 
 from part.config import load_recipe
-from part.errors import ConfigError, UserInputError
+from part.errors import ConfigError, RunStopped, UserInputError, user_message
 from part.training.runner import run
 
 
@@ -57,14 +57,16 @@ def main(argv=None) -> int:
     try:
         recipe = load_recipe(find_recipe(a.recipe), a.overrides)
         run(recipe)
+    except RunStopped as e:
+        print(f"stopped: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted before training started; nothing to resume", file=sys.stderr)
+        return 130
     except UserInputError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {user_message(e)}", file=sys.stderr)
         return 2
-    except (ValueError, FloatingPointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2 if isinstance(e, ValueError) else 1
     return 0
-
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONUNBUFFERED", "1")

@@ -27,7 +27,7 @@ from part.config.schema import DataConfig
 from part.core.modality import DataBundle, subset_indices
 from part.errors import DataError
 from part.registry import register_dataset
-from modalities.image.transforms import TRANSFORMS, build_transform
+from modalities.image.transforms import TRANSFORMS, BatchMixup, build_transform
 
 SPLITS = ("train", "test")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -95,8 +95,9 @@ def _load_pickle(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
             obj = _SafeUnpickler(f, encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
-            IndexError, KeyError, UnicodeDecodeError, MemoryError) as e:
+    except OSError as e:
+        raise DataError(f"cannot read CIFAR file {path} ({e.strerror or e}). {hint}") from e
+    except Exception as e:  # any unpickling failure of damaged bytes (LookupError, OverflowError, ...)
         raise DataError(f"CIFAR file {path} is corrupt or truncated ({type(e).__name__}: {e}); "
                         f"expected an official python-pickle batch. {hint}") from e
     if not isinstance(obj, dict):
@@ -306,18 +307,32 @@ def limit(dataset, n, seed: int):
 class ImageDataOptions(DataConfig):
     """The recipe's ``data`` section for images: ``image_size`` resizes (None: native size);
     ``pretrain_augment`` / ``finetune_augment`` name the training transforms
-    (``modalities/image/transforms.py``)."""
+    (``modalities/image/transforms.py``). ``mixup`` / ``cutmix`` are the Beta alphas of DeiT's
+    batch Mixup / CutMix during finetuning (0: off; DeiT uses 0.8 and 1.0), applied by the
+    finetune stage through ``DataBundle.finetune_batch_transform`` (``BatchMixup``) with a
+    soft-target cross-entropy; they cannot be combined with ``class_balance: weighted_loss``."""
 
     image_size: Optional[int] = field(default=None, metadata={"min": 1})
     pretrain_augment: str = field(default="none", metadata={"choices": TRANSFORMS})
     finetune_augment: str = field(default="none", metadata={"choices": TRANSFORMS})
+    mixup: float = field(default=0.0, metadata={"min": 0.0})
+    cutmix: float = field(default=0.0, metadata={"min": 0.0})
+
+    def check(self):
+        yield from super().check()
+        if self.class_balance == "weighted_loss" and (self.mixup > 0 or self.cutmix > 0):
+            yield "class_balance", (
+                f"= 'weighted_loss' cannot be combined with data.mixup={self.mixup:g} / "
+                f"data.cutmix={self.cutmix:g}: class weights are undefined for mixed (soft) "
+                "targets; use data.class_balance: balanced_sampler, or set data.mixup and data.cutmix to 0")
 
 
 def load_data(data_cfg: ImageDataOptions, seed: int = 0, repeat: int = 0) -> DataBundle:
     """Train split for pretraining (labels unused) and finetuning, test split for evaluation.
 
     Transforms by name from the recipe: data.pretrain_augment, data.finetune_augment (training),
-    the evaluation transform for test. repeat k > 0 draws another limit_train subset.
+    the evaluation transform for test. repeat k > 0 draws another limit_train subset. With
+    data.mixup or data.cutmix > 0 the bundle's ``finetune_batch_transform`` is a ``BatchMixup``.
     """
     probe = build_image_dataset(data_cfg.name, data_cfg.root, "test")
     size, mean, std = data_cfg.image_size or probe.image_size, probe.mean, probe.std
@@ -329,10 +344,12 @@ def load_data(data_cfg: ImageDataOptions, seed: int = 0, repeat: int = 0) -> Dat
     finetune = limit(split("train", data_cfg.finetune_augment, True), data_cfg.limit_train, seed + repeat)
     test = limit(split("test", "none", False), data_cfg.limit_test, seed)
     channels = probe.num_channels
+    mix = (BatchMixup(data_cfg.mixup, data_cfg.cutmix, len(probe.classes))
+           if data_cfg.mixup > 0 or data_cfg.cutmix > 0 else None)
     return DataBundle(
         pretrain=pretrain, finetune=finetune, test=test, class_names=list(probe.classes),
         input_info={"image_size": size, "channels": channels},
-        reference=PAPER_REFERENCE.get(data_cfg.name),
+        reference=PAPER_REFERENCE.get(data_cfg.name), finetune_batch_transform=mix,
         description=f"{data_cfg.name}: {len(finetune)} train / {len(test)} test images, "
                     f"{len(probe.classes)} classes, {size}x{size}x{channels}")
 

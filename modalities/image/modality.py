@@ -1,4 +1,8 @@
-"""The image modality: off-grid boxes -> P x P patches -> tokens; targets (dx, dy[, dw, dh])."""
+"""The image modality: off-grid boxes -> P x P patches -> tokens; targets (dx, dy[, dw, dh]).
+
+Sampling and extraction are in ``sampling.py``; the box geometry (targets, grid index) is
+``part.core.geometry``'s, k = 2.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -7,6 +11,7 @@ from typing import Literal, Optional
 from torch import nn
 
 from part.config.options import Options, OptionsError
+from part.core.geometry import relative_targets, target_dim
 from part.core.modality import Modality, check_input
 from part.errors import ConfigError
 from part.registry import register_modality
@@ -61,6 +66,10 @@ class ImageOptions(Options):
 class ImageModality(Modality):
     """2-D images (B, C, H, W). Geometry (B, N, 4) = cx, cy, w, h in pixels.
 
+    Attributes: height / width (S), channels (C), patch_size (P), grid_shape ((rows, cols),
+    raster order), grid_cell ((P, P): cell size along x, y), num_grid_patches (rows * cols),
+    num_patches (N of ``sample``), patch_dim (C * P * P), target_dim (2, or 4 with scale_range).
+
     ``ImageModality(options, image_size=..., channels=...)``: the data's size and channels,
     unless the options set them (the options win).
     """
@@ -82,14 +91,16 @@ class ImageModality(Modality):
         self.channels, self.patch_size = int(channels), o.patch_size
         rows, cols = sampling.grid_shape(self.height, self.width, self.patch_size)
         self.grid_shape = (rows, cols)
+        self.grid_cell = (self.patch_size, self.patch_size)
         self.num_grid_patches = rows * cols
         random = o.strategy == "random" and o.num_patches is not None
         self.num_patches = o.num_patches if random else self.num_grid_patches
         self.strategy, self.extent = o.strategy, o.patch_extent
         self.scale_range = tuple(o.scale_range) if o.scale_range is not None else None
         self.scale_target = o.scale_target
-        self.target_dim = 4 if self.scale_range else 2
+        self.target_dim = target_dim(2, self.scale_range is not None)
         self.patch_dim = self.channels * self.patch_size ** 2
+
     def _check(self, x):
         check_input(x, 4, self.channels, "image batch (B, C, H, W)")
         if tuple(x.shape[2:]) != (self.height, self.width):
@@ -117,11 +128,8 @@ class ImageModality(Modality):
         return nn.Linear(self.patch_dim, dim)
 
     def targets(self, geom_ref, geom_tgt):
-        return sampling.relative_targets(geom_ref, geom_tgt, self.scale_range is not None,
-                                         self.scale_target)
-
-    def grid_index(self, geometry):
-        return sampling.nearest_grid_index(geometry, self.height, self.width, self.patch_size)
+        """(..., 4) x 2 -> (dx, dy) (..., 2), or (dx, dy, dw, dh) (..., 4) with scale_range."""
+        return relative_targets(geom_ref, geom_tgt, self.scale_range is not None, self.scale_target)
 
     @classmethod
     def timm_patch_embed(cls, options: ImageOptions, weight):

@@ -1,7 +1,9 @@
-"""Patch geometry and extraction for images: off-grid boxes, the fixed grid, bilinear crops.
+"""Patch sampling and extraction for images: off-grid boxes, the fixed grid, bilinear crops.
 
-Geometry is (B, N, 4) = cx, cy, w, h in pixels, with pixel i covering [i, i + 1) so the image
-spans [0, W] x [0, H]. Every function is one batched tensor operation on the input's device.
+Geometry is the 2-D boxes of ``part.core.geometry``: (B, N, 4) = cx, cy, w, h in pixels, with
+pixel i covering [i, i + 1) so the image spans [0, W] x [0, H] (relative targets and grid indices
+come from ``part.core.geometry``). Every function is one batched tensor operation on the input's
+device.
 """
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import math
 from typing import Optional, Sequence
 
 import torch
+
+from part.core import geometry
 
 STRATEGIES = ("random", "grid", "stratified")
 
@@ -34,13 +38,10 @@ def grid_shape(height: int, width: int, patch_size: int):
 
 
 def grid_boxes(batch: int, height: int, width: int, patch_size: int, device=None) -> torch.Tensor:
-    """The fixed grid in raster order: (B, rows*cols, 4) boxes of P x P pixels."""
+    """The fixed grid in raster order (rows-major, x fastest): (B, rows*cols, 4) float32 boxes
+    of P x P pixels, cell (r, c) centred at ((c + 0.5) P, (r + 0.5) P)."""
     rows, cols = grid_shape(height, width, patch_size)
-    cy, cx = torch.meshgrid((torch.arange(rows, device=device) + 0.5) * patch_size,
-                            (torch.arange(cols, device=device) + 0.5) * patch_size, indexing="ij")
-    size = torch.full_like(cx, float(patch_size))
-    box = torch.stack([cx, cy, size, size], -1).reshape(1, -1, 4).float()
-    return box.expand(batch, -1, -1).contiguous()
+    return geometry.grid_boxes((cols, rows), (patch_size, patch_size), batch, device)
 
 
 def sample_boxes(batch: int, height: int, width: int, patch_size: int, num_patches: int,
@@ -111,29 +112,3 @@ def extract_patches(images: torch.Tensor, boxes: torch.Tensor, patch_size: int) 
     bottom = torch.lerp(tap(row1, col0), tap(row1, col1), fx)
     out = torch.lerp(top, bottom, fy)                                          # (B, C, N, P, P)
     return out.transpose(1, 2).reshape(B, N, C * P * P)
-
-
-def relative_targets(ref: torch.Tensor, tgt: torch.Tensor, with_scale: bool = False,
-                     scale_target: str = "ratio") -> torch.Tensor:
-    """Paper eq. 1 (dx, dy) or eq. 5 (dx, dy, dw, dh) from boxes (..., 4) cx, cy, w, h.
-
-    dx = (x_t - x_r) / w_r, dy = (y_t - y_r) / h_r; dw = w_t / w_r, dh = h_t / h_r
-    (scale_target="ratio", the paper's) or log(w_t / w_r), log(h_t / h_r) ("log": antisymmetric).
-    """
-    d = (tgt[..., :2] - ref[..., :2]) / ref[..., 2:]
-    if not with_scale:
-        return d
-    ratio = tgt[..., 2:] / ref[..., 2:]
-    if scale_target == "log":
-        ratio = ratio.log()
-    elif scale_target != "ratio":
-        raise ValueError(f"unknown modality.scale_target {scale_target!r}; valid: ratio, log")
-    return torch.cat([d, ratio], -1)
-
-
-def nearest_grid_index(boxes: torch.Tensor, height: int, width: int, patch_size: int) -> torch.Tensor:
-    """Raster index (B, N) long of the grid cell holding each box centre."""
-    rows, cols = grid_shape(height, width, patch_size)
-    col = (boxes[..., 0] / patch_size).floor().long().clamp(0, cols - 1)
-    row = (boxes[..., 1] / patch_size).floor().long().clamp(0, rows - 1)
-    return row * cols + col

@@ -206,12 +206,14 @@ _RecipeDumper.add_representer(
                                                          flow_style=True))
 
 
-def save_resolved(recipe: Any, path: str | Path) -> Path:
-    """Write the fully resolved recipe as YAML, atomically; ``load_recipe`` reads it back equal."""
+def save_resolved(recipe: Any, path: str | Path, header_lines: Iterable[str] = ()) -> Path:
+    """Write the fully resolved recipe as YAML, atomically; ``load_recipe`` reads it back equal.
+    ``header_lines``: extra comment lines (each starting with '#') kept at the top."""
     body = yaml.dump(recipe_to_dict(recipe), Dumper=_RecipeDumper, sort_keys=False,
                      default_flow_style=False, allow_unicode=True)
     header = ("# Fully resolved recipe (every key, no 'base:'). Repeat this run with:\n"
-              "#   python -m part.train <this file>\n")
+              "#   python -m part.train <this file>\n"
+              + "".join(line.rstrip("\n") + "\n" for line in header_lines))
     return atomic_write_text(path, header + body)
 
 

@@ -34,15 +34,19 @@ class RunConfig(Options):
     seed: int = field(default=0, metadata={"min": 0})
     device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata=VOLATILE)
     precision: Literal["auto", "fp32", "bf16"] = "auto"
-    resume: Literal["auto", "never"] = field(default="auto", metadata=VOLATILE)
+    resume: Literal["auto", "never", "force"] = field(default="auto", metadata=VOLATILE)
     compile: bool = field(default=False, metadata=VOLATILE)
     stages: list[str] = field(
-        default_factory=lambda: list(STAGES),
-        metadata={"choices": STAGES, "unique": True, "volatile": True}
+        default_factory=lambda: list(STAGES), metadata={"choices": STAGES, "unique": True}
     )
     log_every: int = field(default=10, metadata={"min": 1, "volatile": True})
     checkpoint_every: int = field(default=0, metadata={"min": 0, "volatile": True})  # 0: epoch ends
     num_workers: int = field(default=0, metadata={"min": 0, "volatile": True})
+
+    def check(self):
+        if self.stages != sorted(self.stages, key=STAGES.index):
+            yield "stages", (f"= {self.stages} is out of order; stages run in the order "
+                             f"{', '.join(STAGES)} (leave out the ones not wanted)")
 
 
 @dataclass
@@ -85,9 +89,9 @@ class OptimConfig(Options):
 
     epochs: int = field(default=1, metadata={"min": 0})
     batch_size: int = field(default=64, metadata={"min": 1})
-    lr: float = field(default=5e-4, metadata={"gt": 0})
-    min_lr: float = field(default=1e-6, metadata={"min": 0})
-    weight_decay: float = field(default=0.05, metadata={"min": 0})
+    lr: float = field(default=5e-4, metadata={"gt": 0, "max": 10})
+    min_lr: float = field(default=1e-6, metadata={"min": 0, "max": 10})
+    weight_decay: float = field(default=0.05, metadata={"min": 0, "max": 10})
     warmup_epochs: float = field(default=0.0, metadata={"min": 0})
     grad_clip: Optional[float] = field(default=1.0, metadata={"gt": 0})  # None: no clipping
     layer_decay: Optional[float] = field(

@@ -3,7 +3,8 @@
 ``recipe_from_dict`` walks the schema (``part.config.schema``), converts each value to its field's type
 (int, float, bool, str, Optional, list, tuple, Literal, nested dataclasses), builds each
 section's options dataclass (which checks its own rules, ``part.config.options``) and resolves
-dispatched sections (``metadata={"dispatch": "method"}``) through ``resolvers[section](name)``. Every problem is collected and reported in one
+dispatched sections (``metadata={"dispatch": "method"}``) through ``resolvers[section](name)``.
+Every problem is collected and reported in one
 ``ConfigError``: the full dotted key, the value, what is allowed, "did you mean" for unknown keys,
 and the file or override that set the key. ``part.config`` reads the files that feed it.
 """

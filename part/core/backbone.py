@@ -100,8 +100,8 @@ def init_weights(m: nn.Module) -> None:
 def build_encoder(size: str = "tiny", dim=None, depth=None, heads=None, mlp_ratio: float = 4.0,
                   drop_path: float = 0.0) -> ViTEncoder:
     """Encoder from the recipe's `model` section (no position embedding: pretraining form)."""
-    d, l, h = resolve_size(size, dim, depth, heads)
-    return ViTEncoder(d, l, h, mlp_ratio=mlp_ratio, drop_path=drop_path)
+    d, n_layers, h = resolve_size(size, dim, depth, heads)
+    return ViTEncoder(d, n_layers, h, mlp_ratio=mlp_ratio, drop_path=drop_path)
 
 
 def random_position_drop(batch: int, num: int, ratio: float, device=None) -> Optional[torch.Tensor]:

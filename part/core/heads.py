@@ -69,7 +69,8 @@ class CrossAttentionHead(nn.Module):
         wk, wv = self.kv.weight[:d], self.kv.weight[d:]
         bkv = self._bias(self.kv, 2 * d, z)
         k = F.linear(z, wk, bkv[:d]).view(B, N, h, dh).transpose(1, 2)     # (B, h, N, dh)
-        heads = lambda t: t.view(B, N, h, dh).transpose(1, 2)
+        def heads(t):
+            return t.view(B, N, h, dh).transpose(1, 2)
         q_ref, q_tgt = heads(q_ref), heads(q_tgt)
         # Output maps folded: out(proj(.)) = C @ (.) + c, C (T, d) split per head (h, T, dh).
         C = self.out.weight @ self.proj.weight
@@ -88,7 +89,8 @@ class CrossAttentionHead(nn.Module):
         h, dh = self.num_heads, d // self.num_heads
         query = self.q(self.pair_proj(torch.cat([gather_tokens(z, ref), gather_tokens(z, tgt)], -1)))
         k, v = self.kv(z).chunk(2, -1)
-        split = lambda t: t.reshape(B, t.shape[1], h, dh).transpose(1, 2)
+        def split(t):
+            return t.reshape(B, t.shape[1], h, dh).transpose(1, 2)
         att = (split(query) @ split(k).transpose(-1, -2) / dh ** 0.5).softmax(-1)
         o = (att @ split(v)).transpose(1, 2).reshape(B, -1, d)
         return self.out(self.proj(o))
@@ -104,7 +106,8 @@ def pair_rows(x_ref: torch.Tensor, x_tgt: torch.Tensor, ref: torch.Tensor, tgt: 
     B, h, N, D = x_ref.shape
     M = ref.shape[1]
     if not (x_ref.is_cuda if one_hot is None else one_hot):
-        pick = lambda x, i: torch.gather(x, 2, i[:, None, :, None].expand(B, h, M, D))
+        def pick(x, i):
+            return torch.gather(x, 2, i[:, None, :, None].expand(B, h, M, D))
         return pick(x_ref, ref) + pick(x_tgt, tgt)
     # under autocast the selector stays float32 and autocast casts the matmul (what inductor expects)
     dtype = torch.float32 if torch.is_autocast_enabled(x_ref.device.type) else x_ref.dtype

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from part.core.geometry import nearest_grid_index
+
 
 @dataclass
 class DataBundle:
@@ -30,6 +32,13 @@ class DataBundle:
     report_hook: optional ``hook(report_dir, predictions)`` the evaluation calls after writing the
     report, with ``predictions`` = {y_true, y_pred, probs[, groups]} of repeat 0: a plugin's
     task-specific outputs (e.g. hypnograms for sleep staging).
+    finetune_batch_transform: optional ``(x, y) -> (x, y_soft)`` the finetune stage applies to
+    every training batch (on the training device) before the forward pass, e.g. Mixup/CutMix:
+    ``x`` the batch of inputs, ``y`` (B,) long labels (all >= 0), ``y_soft`` (B, classes) float
+    targets whose rows sum to 1, without label smoothing (the stage smooths them with
+    ``finetune.label_smoothing`` and uses a soft-target cross-entropy; class weights are refused).
+    It must accept any batch size (odd ones included) and draw randomness from the global
+    generators (NumPy, torch, ``random``), which checkpoints restore. None: hard labels.
     """
 
     pretrain: Any
@@ -41,6 +50,7 @@ class DataBundle:
     reference: Optional[dict] = None
     description: str = ""
     report_hook: Optional[Callable] = None
+    finetune_batch_transform: Optional[Callable] = None
 
 
 def subset_indices(n: int, limit: Optional[int], seed: int):
@@ -56,8 +66,11 @@ class Modality(abc.ABC):
 
     Subclasses set `target_dim` (size of the relative transform), `patch_dim` (F, values per
     patch), `num_patches` (N of `sample`), `num_grid_patches` (tokens of the fixed grid, for
-    position embeddings), `grid_shape` ((rows, cols) for 2-D, (n,) for 1-D; raster order) and
-    `geometry_dim` (G).
+    position embeddings), `grid_shape` ((rows, cols) for 2-D, (n,) for 1-D; raster order, the
+    slowest axis first), `grid_cell` (the grid's cell size per geometry axis, in the geometry's
+    order and units: (P, P) pixels for (x, y), (P,) samples for time) and `geometry_dim` (G).
+    The built-in modalities' geometry is the boxes of `part.core.geometry`, (..., 2k) =
+    (centres, sizes) with G = 2k, which is what the default `grid_index` reads.
     """
 
     name: str = "modality"
@@ -65,6 +78,7 @@ class Modality(abc.ABC):
     patch_dim: int
     num_grid_patches: int
     geometry_dim: int
+    grid_cell: Optional[tuple] = None
 
     @abc.abstractmethod
     def sample(self, x: torch.Tensor, generator: Optional[torch.Generator] = None):
@@ -83,15 +97,21 @@ class Modality(abc.ABC):
         """Relative transform from ref to tgt: (..., G) x 2 -> (..., target_dim)."""
 
     def grid_index(self, geometry: torch.Tensor) -> torch.Tensor:
-        """Nearest grid cell index (B, N) long for each patch (used by position-based methods)."""
-        raise NotImplementedError(f"modality {self.name!r} has no grid index")
+        """Raster index (...,) long of the grid cell holding each patch centre, clamped to the grid.
+
+        geometry (..., G) boxes. `grid_shape` is in raster order (slowest axis first, e.g. (rows,
+        cols)) while geometry axes run fastest first (x, y), hence the reversal; the index counts
+        cells in the order of `grid`'s patches.
+        """
+        if self.grid_cell is None:
+            raise NotImplementedError(f"modality {self.name!r} has no grid index (no grid_cell)")
+        return nearest_grid_index(geometry, tuple(reversed(self.grid_shape)), self.grid_cell)
 
     @classmethod
     def timm_patch_embed(cls, options, weight: torch.Tensor) -> torch.Tensor:
         """The tokenizer's Linear weight (dim, F) in the shape of timm's patch embedding, for
         ``python -m part.export`` (from the options alone, no data). Default: unchanged."""
         return weight
-
 
 
 def check_input(x: torch.Tensor, rank: int, channels: int, what: str) -> None:

@@ -5,11 +5,16 @@ checkpoints every `checkpoint_every` steps and at each epoch end, and exact resu
 Resume is exact on the CPU: the data order of an epoch depends only on (seed, epoch), a resumed
 epoch skips the batches already done without loading them, and the checkpoint restores model,
 optimizer, step and every RNG state (each rank's), so the loss curve continues step for step.
+
+Faults: a non-finite loss is detected at every step by a flag kept on the device (no host sync
+per step), read at log points, before every checkpoint write and at epoch ends; the run then
+stops (``RunStopped``, exit 1) and no checkpoint with non-finite weights is ever written.
+SIGTERM (``ctx.stop_signal``) is honoured at the next step boundary, all DDP ranks agreeing:
+a checkpoint is written there and the run stops with exit code 143, resumable exactly.
 """
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,10 +25,13 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 
-from part.atomic import atomic_write_text
+from part.errors import RunStopped
 from part.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from part.training.distributed import DistInfo, all_gather_objects, all_reduce_mean
+from part.training.distributed import DistInfo, all_gather_objects, all_reduce_max, all_reduce_mean
 from part.training.optim import cosine_lr, param_groups, set_lr
+from part.training.rundir import truncate_metrics
+
+SIGTERM_EXIT = 143
 
 
 class EpochSampler(Sampler):
@@ -73,6 +81,8 @@ class RunContext:
     recipe_hash: str = ""
     tb_writer: object = None
     progress: bool = True
+    position: dict = field(default_factory=dict)  # stage, epoch, step: for interrupt messages
+    stop_signal: Optional[str] = None  # set by the SIGTERM handler; honoured at a step boundary
 
     def log(self, record: dict) -> None:
         """Append one JSON object to metrics.jsonl (rank 0 only) and to TensorBoard if available."""
@@ -87,16 +97,6 @@ class RunContext:
     def say(self, message: str) -> None:
         if self.dist.is_main:
             print(message, flush=True)
-
-
-def truncate_metrics(ctx: RunContext, stage: str, step: int) -> None:
-    """Drop log lines of `stage` past `step` (written after the checkpoint a run resumes from)."""
-    path = ctx.run_dir / "metrics.jsonl"
-    if not ctx.dist.is_main or not path.exists():
-        return
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    keep = [r for r in rows if not (r.get("stage") == stage and r.get("step", 0) > step)]
-    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
 
 
 @dataclass
@@ -141,7 +141,8 @@ def train(spec: TrainSpec, ctx: RunContext) -> dict:
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay, cfg.layer_decay, spec.depth), lr=lr,
                             betas=tuple(cfg.betas), fused=ctx.device.type == "cuda")
     ctx.say(f"[{spec.stage}] {len(spec.dataset)} items, global batch {gb} = {dist_info.world_size} x "
-            f"{per_rank}, lr {lr:.3g}" + (f" (= {cfg.lr:g} x {gb}/{cfg.base_batch_size})" if cfg.base_batch_size else "")
+            f"{per_rank}, lr {lr:.3g}"
+            + (f" (= {cfg.lr:g} x {gb}/{cfg.base_batch_size})" if cfg.base_batch_size else "")
             + f", {cfg.epochs} epochs x {steps_per_epoch} steps, warmup {warmup} steps")
     ckpt_path = ctx.run_dir / "checkpoints" / spec.checkpoint
     epoch, step = 0, 0
@@ -152,13 +153,27 @@ def train(spec: TrainSpec, ctx: RunContext) -> dict:
             opt.load_state_dict(state["optimizer"])
             epoch, step = state["epoch"], state["step"]
             set_rng_state(state["rng"][min(dist_info.rank, len(state["rng"]) - 1)])
-            truncate_metrics(ctx, spec.stage, step)
+            if dist_info.is_main:
+                truncate_metrics(ctx.run_dir / "metrics.jsonl", spec.stage, step)
             ctx.say(f"[{spec.stage}] resumed from {ckpt_path} at epoch {epoch}, step {step}")
+            if epoch >= cfg.epochs:
+                ctx.say(f"[{spec.stage}] already at its last epoch ({cfg.epochs}); raise "
+                        f"{spec.stage}.epochs to train further")
     run_model = DistributedDataParallel(model) if dist_info.enabled else model
     if ctx.compile:
         run_model = torch.compile(run_model)
 
+    first_bad = torch.full((), -1, dtype=torch.long, device=ctx.device)  # first non-finite step
+
+    def check_finite() -> None:
+        """Raise RunStopped if any rank saw a non-finite loss since the start (one host sync)."""
+        bad = int(all_reduce_max(first_bad, dist_info).item())
+        if bad >= 0:
+            raise _nonfinite_stop(spec, ctx, ckpt_path, bad, steps_per_epoch,
+                                  cosine_lr(bad - 1, total, warmup, lr, cfg.min_lr))
+
     def save(ep: int) -> None:
+        check_finite()  # never write non-finite weights
         rngs = all_gather_objects(rng_state(), dist_info)
         if dist_info.is_main:
             save_checkpoint(ckpt_path, {"stage": spec.stage, "epoch": ep, "step": step, "model": model.state_dict(),
@@ -175,12 +190,15 @@ def train(spec: TrainSpec, ctx: RunContext) -> dict:
                             generator=torch.Generator().manual_seed(ctx.seed * 7919 + ep))
         bar = _progress(ctx, spec.stage, ep, cfg.epochs, steps_per_epoch, start)
         run_model.train()
-        sums, count, t0, tick = torch.zeros((), device=ctx.device), 0, time.perf_counter(), time.perf_counter()
+        sums, count, t0 = torch.zeros((), device=ctx.device), 0, time.perf_counter()
+        tick, logged_at = t0, step
         for batch in loader:
+            ctx.position.update(stage=spec.stage, epoch=ep + 1, step=step)
             if spec.on_step is not None:
                 spec.on_step(model, step, total)
             set_lr(opt, cosine_lr(step, total, warmup, lr, cfg.min_lr))
-            with torch.autocast(ctx.device.type, dtype=ctx.amp_dtype or torch.float32, enabled=ctx.amp_dtype is not None):
+            with torch.autocast(ctx.device.type, dtype=ctx.amp_dtype or torch.float32,
+                                enabled=ctx.amp_dtype is not None):
                 loss, extras = spec.loss_fn(run_model, batch, ctx.device)
             loss.backward()
             if cfg.grad_clip:
@@ -188,16 +206,16 @@ def train(spec: TrainSpec, ctx: RunContext) -> dict:
             opt.step()
             opt.zero_grad(set_to_none=True)
             step += 1
+            finite = torch.isfinite(loss.detach()) | (first_bad >= 0)
+            first_bad = torch.where(finite, first_bad, first_bad.new_full((), step))
             sums += loss.detach()
             count += 1
             if step % ctx.log_every == 0 or step == total:
+                check_finite()
                 value = all_reduce_mean(loss.detach().float(), dist_info).item()
-                if not math.isfinite(value):
-                    raise FloatingPointError(f"[{spec.stage}] loss is {value} at step {step}; lower "
-                                             f"{spec.stage}.lr or check the input data for NaN/Inf")
                 now = time.perf_counter()
-                rate = ctx.log_every * gb / max(now - tick, 1e-9)
-                tick = now
+                rate = (step - logged_at) * gb / max(now - tick, 1e-9)
+                tick, logged_at = now, step
                 ctx.log({"stage": spec.stage, "epoch": ep, "step": step, "loss": value,
                          "lr": opt.param_groups[0]["lr"] / opt.param_groups[0].get("lr_scale", 1.0),
                          "items_per_s": round(rate, 1),
@@ -208,6 +226,11 @@ def train(spec: TrainSpec, ctx: RunContext) -> dict:
                 bar.update(1)
             if ctx.checkpoint_every and step % ctx.checkpoint_every == 0:
                 save(ep)
+            if _stop_requested(ctx, dist_info):
+                save(ep)
+                raise RunStopped(f"[{spec.stage}] stopped by {ctx.stop_signal or 'SIGTERM'} at epoch "
+                                 f"{ep + 1} step {step}; checkpoint '{ckpt_path}' written. Rerun the "
+                                 f"same command to resume exactly there.", SIGTERM_EXIT)
         if bar is not None:
             bar.close()
         epoch_loss = all_reduce_mean(sums / max(count, 1), dist_info).item()
@@ -219,6 +242,29 @@ def train(spec: TrainSpec, ctx: RunContext) -> dict:
         ctx.say(f"[{spec.stage}] epoch {ep + 1}/{cfg.epochs} loss {epoch_loss:.4f} ({seconds:.1f} s, "
                 f"{rate:.0f} items/s, step {step}/{total})")
     return {"loss": epoch_loss, "steps": step}
+
+
+def _stop_requested(ctx: RunContext, dist_info: DistInfo) -> bool:
+    """Whether a stop signal arrived, agreed by every rank (one tiny all-reduce under DDP)."""
+    flag = ctx.stop_signal is not None
+    if not dist_info.enabled:
+        return flag
+    return bool(all_reduce_max(torch.tensor(int(flag), device=ctx.device), dist_info).item())
+
+
+def _nonfinite_stop(spec: TrainSpec, ctx: RunContext, ckpt: Path, bad_step: int,
+                    steps_per_epoch: int, lr: float) -> RunStopped:
+    kept = "no checkpoint of this stage was written yet"
+    if ckpt.exists():
+        state = load_checkpoint(ckpt)
+        if state.get("stage") == spec.stage and state.get("extra") == spec.extra_state:
+            kept = f"the last good checkpoint '{ckpt}' (step {state['step']}) is kept"
+    epoch = (bad_step - 1) // max(steps_per_epoch, 1) + 1
+    return RunStopped(
+        f"[{spec.stage}] the loss became non-finite (NaN or Inf) at epoch {epoch}, step {bad_step} "
+        f"(lr {lr:.3g}); training stopped and {kept}. Lower {spec.stage}.lr (or check the input "
+        f"data for NaN/Inf), then continue with the same command plus "
+        f"'{spec.stage}.lr=<lower> run.resume=force'.", 1)
 
 
 def _progress(ctx, stage, ep, epochs, steps, start):

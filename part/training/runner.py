@@ -2,18 +2,24 @@
 and the stages in order (``part.training.stages``). ``python -m part.train`` is its CLI."""
 from __future__ import annotations
 
+import contextlib
 import random
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from part.config import load_recipe, recipe_differences, recipe_hash, save_resolved
-from part.errors import ConfigError
+from part.config import recipe_hash
+from part.errors import ConfigError, DataError, RunStopped
+from part.registry import method_spec
 from part.training.distributed import barrier, init_distributed, shutdown
 from part.training.engine import RunContext
-from part.training.stages import Pipeline, evaluate, finetune, pretrain
+from part.training.rundir import (RunDirLock, check_run_dir, check_writable, unmark_finished,
+                                  write_config)
+from part.training.stages import Pipeline, evaluate, finetune, finetuned_name, pretrain
 
 
 def resolve_device(name: str) -> torch.device:
@@ -24,22 +30,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def check_run_dir(recipe, run_dir: Path) -> None:
-    """Refuse a run directory that holds another recipe's run (or any run, with resume=never)."""
-    config = run_dir / "config.yaml"
-    started = (run_dir / "metrics.jsonl").exists() or any((run_dir / "checkpoints").glob("*.pt"))
-    if not config.exists() or not started:
-        return  # nothing trained there yet (e.g. an earlier attempt stopped on bad data)
-    if recipe.run.resume == "never":
-        raise ConfigError(f"run directory '{run_dir}' already holds a run and run.resume=never; choose "
-                          f"another run.name or run.output_dir, or delete that directory")
-    old = load_recipe(config, ())
-    if recipe_hash(old) != recipe_hash(recipe):
-        diff = "; ".join(recipe_differences(old, recipe)[:6])
-        raise ConfigError(f"run directory '{run_dir}' holds a run of a different recipe ({diff}); nothing was "
-                          f"changed there. Choose another run.name, or delete the directory to start over")
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -47,26 +37,78 @@ def seed_everything(seed: int) -> None:
 
 
 def run(recipe) -> dict:
-    """Run a validated recipe; returns the evaluation metrics (empty if not evaluated)."""
+    """Run a validated recipe; returns the evaluation metrics (empty if not evaluated).
+
+    Order: output location writable -> data source and modality load -> stage inputs present ->
+    run-directory lock -> same-recipe check -> config.yaml -> stages. Nothing is created in the run
+    directory before the recipe and its data validate."""
     device = resolve_device(recipe.run.device)
     dist_info = init_distributed(device.type)
     if device.type == "cuda":
         device = torch.device("cuda", dist_info.local_rank)
     run_dir = Path(recipe.run.output_dir) / recipe.run.name
-    check_run_dir(recipe, run_dir)
     if dist_info.is_main:
-        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        save_resolved(recipe, run_dir / "config.yaml")
-    barrier(dist_info)
+        check_writable(run_dir.parent, "run.output_dir")
     precision = recipe.run.precision
     amp = torch.bfloat16 if precision == "bf16" or (precision == "auto" and device.type == "cuda") else None
     ctx = RunContext(run_dir, device, dist_info, amp, recipe.run.compile, recipe.run.num_workers,
                      recipe.run.log_every, recipe.run.checkpoint_every, recipe.run.seed, recipe_hash(recipe),
-                     _tensorboard(run_dir, dist_info.is_main), progress=sys.stderr.isatty())
+                     None, progress=sys.stderr.isatty())
+    pipe = Pipeline(recipe, ctx)
+    pipe.modality(pipe.bundle(0))  # data and modality validate before the run directory exists
+    if dist_info.is_main:
+        check_stage_inputs(recipe, pipe)
+    lock = RunDirLock(run_dir).acquire() if dist_info.is_main else None
+    try:
+        if dist_info.is_main:
+            _prepare_run_dir(recipe, pipe, run_dir)
+        barrier(dist_info)
+        ctx.tb_writer = _tensorboard(run_dir, dist_info.is_main)
+        with _signals(ctx):
+            return _run_stages(recipe, pipe, ctx)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _prepare_run_dir(recipe, pipe: Pipeline, run_dir: Path) -> None:
+    """Same-recipe check (force: record the changes and redo the stages they touch), then
+    config.yaml."""
+    changes = check_run_dir(recipe, run_dir)
+    if changes:
+        touched = {c.split(".")[0] for c in changes}
+        redo = tuple(s for s in ("pretrain", "finetune") if s in touched)
+        if redo or "evaluate" in touched:
+            redo += ("finetune", "evaluate") if "pretrain" in redo else ("evaluate",)
+        forgotten = unmark_finished(run_dir, redo)
+        print(f"run.resume=force: continuing '{run_dir}' with {'; '.join(changes)}"
+              + (f"; redoing {', '.join(forgotten)}" if forgotten else ""), flush=True)
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    write_config(recipe, run_dir, changes)
+
+
+def check_stage_inputs(recipe, pipe: Pipeline) -> None:
+    """Before any stage runs: each requested stage finds what the earlier ones leave behind."""
+    stages, done = recipe.run.stages, pipe.done()
+    if ("finetune" in stages and "pretrain" not in stages and "finetune:0" not in done
+            and method_spec(recipe.method.name).pretrains and not pipe.ckpt("pretrain.pt").exists()):
+        raise DataError(f"run.stages={stages} finetunes a '{recipe.method.name}' run but its "
+                        f"pretrained weights '{pipe.ckpt('pretrain.pt')}' do not exist; add "
+                        f"'pretrain' to run.stages, or use method.name=supervised")
+    if "evaluate" in stages and "finetune" not in stages:
+        missing = [k for k in range(recipe.evaluate.repeats)
+                   if not pipe.ckpt(finetuned_name(k)).exists()]
+        if missing:
+            raise DataError(f"run.stages={stages} evaluates finetuned weights that do not exist "
+                            f"('{pipe.ckpt(finetuned_name(missing[0]))}'); add 'finetune' to "
+                            f"run.stages")
+
+
+def _run_stages(recipe, pipe: Pipeline, ctx: RunContext) -> dict:
+    dist_info, metrics = ctx.dist, {}
     seed_everything(recipe.run.seed + dist_info.rank)
-    ctx.say(f"run directory: {run_dir} | device {device} x {dist_info.world_size} process(es) | "
-            f"precision {'bf16' if amp else 'fp32'} | stages {', '.join(recipe.run.stages)}")
-    pipe, metrics = Pipeline(recipe, ctx), {}
+    ctx.say(f"run directory: {ctx.run_dir} | device {ctx.device} x {dist_info.world_size} process(es) | "
+            f"precision {'bf16' if ctx.amp_dtype else 'fp32'} | stages {', '.join(recipe.run.stages)}")
     for stage in recipe.run.stages:
         done = pipe.done()
         if stage == "pretrain":
@@ -82,6 +124,30 @@ def run(recipe) -> dict:
         barrier(dist_info)
     shutdown(dist_info)
     return metrics
+
+
+@contextlib.contextmanager
+def _signals(ctx: RunContext):
+    """SIGTERM asks the training loop to checkpoint and stop at the next step boundary;
+    Ctrl-C (SIGINT) becomes one line naming where the run stopped (exit 130)."""
+    def on_sigterm(signum, frame):
+        ctx.stop_signal = "SIGTERM"
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if _main_thread() else None
+    try:
+        yield
+    except KeyboardInterrupt:
+        where = ctx.position
+        at = (f" in {where['stage']} at epoch {where['epoch']} step {where['step']}"
+              if where else "")
+        raise RunStopped(f"interrupted{at}; rerun the same command to resume from the last "
+                         f"checkpoint", 130) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 def _skip_or(ctx: RunContext, finished: bool, what: str, work) -> None:

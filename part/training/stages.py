@@ -4,7 +4,6 @@ section 3.4, repeated `evaluate.repeats` times on different finetune draws) and 
 method come from the registry (`part.registry`), filled by plugins."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -12,15 +11,16 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 
-from part.atomic import atomic_write, atomic_write_json
+from part.atomic import atomic_write
 from part.core.backbone import build_encoder
 from part.training.checkpoint import load_checkpoint, save_checkpoint
 from part.core.classifier import PatchClassifier
 from part.training.engine import RunContext, TrainSpec, train
-from part.errors import DataError
+from part.errors import ConfigError, DataError
 from part.evaluation.metrics import classification_metrics, per_group_metrics
 from part.evaluation.report import aggregate_repeats, write_report
 from part.registry import dataset_spec, method_spec, modality_spec
+from part.training.rundir import finished_stages, mark_finished
 
 
 class Pipeline:
@@ -29,15 +29,14 @@ class Pipeline:
     def __init__(self, recipe, ctx: RunContext):
         self.recipe, self.ctx = recipe, ctx
         self._bundles = {}
-        self.state_path = ctx.run_dir / "state.json"
 
     # --- bookkeeping of finished stages -------------------------------------------------
     def done(self) -> list:
-        return json.loads(self.state_path.read_text())["done"] if self.state_path.exists() else []
+        return finished_stages(self.ctx.run_dir)
 
     def mark_done(self, what: str) -> None:
-        if self.ctx.dist.is_main and what not in self.done():
-            atomic_write_json(self.state_path, {"done": self.done() + [what]})
+        if self.ctx.dist.is_main:
+            mark_finished(self.ctx.run_dir, what)
 
     def ckpt(self, name: str) -> Path:
         return self.ctx.run_dir / "checkpoints" / name
@@ -113,6 +112,50 @@ def _class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
     return torch.tensor(w, dtype=torch.float32)
 
 
+def soft_target_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of -sum_c targets_c * log_softmax(logits)_c (timm's
+    ``SoftTargetCrossEntropy``); logits (B, C), targets (B, C) float rows summing to 1."""
+    return torch.sum(-targets * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
+
+
+def finetune_loss(n_classes: int, label_smoothing: float = 0.0, class_weights=None,
+                  batch_transform=None):
+    """The finetune stage's ``loss_fn(model, batch, device) -> (loss, {"accuracy"})``.
+
+    Without ``batch_transform``: cross-entropy on the hard labels (optional class weights and
+    label smoothing; label -1 ignored). With one (``DataBundle.finetune_batch_transform``, e.g.
+    Mixup/CutMix): the batch becomes ``(x, y_soft)``, the soft targets are smoothed as timm's
+    Mixup does (``(1 - e) * y_soft + e / classes``) and the loss is the soft-target
+    cross-entropy; class weights are refused there (undefined for mixed targets). ``accuracy``
+    compares the logits' argmax with the label, or with the soft targets' argmax (the dominant
+    label of a mix).
+    """
+    if batch_transform is not None and class_weights is not None:
+        raise ConfigError("class weights (data.class_balance: weighted_loss) cannot be combined with "
+                          "the dataset's finetune batch transform (e.g. Mixup/CutMix, soft targets); "
+                          "use class_balance: balanced_sampler or turn the batch transform off")
+    eps = float(label_smoothing)
+
+    def loss_fn(model, batch, device):
+        x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+        if batch_transform is None:
+            logits = model(x)
+            loss = F.cross_entropy(logits.float(), y,
+                                   weight=None if class_weights is None else class_weights.to(device),
+                                   label_smoothing=eps, ignore_index=-1)
+            acc = (logits.argmax(-1) == y).float().mean()
+            return loss, {"accuracy": acc.detach()}
+        x, soft = batch_transform(x, y)
+        soft = soft.float()
+        if eps:
+            soft = soft * (1.0 - eps) + eps / n_classes
+        logits = model(x)
+        loss = soft_target_cross_entropy(logits, soft)
+        acc = (logits.argmax(-1) == soft.argmax(-1)).float().mean()
+        return loss, {"accuracy": acc.detach()}
+    return loss_fn
+
+
 def finetune(p: Pipeline, repeat: int) -> None:
     r, ctx = p.recipe, p.ctx
     bundle = p.bundle(repeat)
@@ -135,26 +178,22 @@ def finetune(p: Pipeline, repeat: int) -> None:
             class_w = w
         else:
             sample_w = w[torch.as_tensor(labels.clip(min=0), dtype=torch.long)] * torch.as_tensor(labels >= 0)
-
-    def loss_fn(model, batch, device):
-        x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
-        logits = model(x)
-        loss = F.cross_entropy(logits.float(), y, weight=None if class_w is None else class_w.to(device),
-                               label_smoothing=cfg.label_smoothing, ignore_index=-1)
-        acc = (logits.argmax(-1) == y).float().mean()
-        return loss, {"accuracy": acc.detach()}
+    loss_fn = finetune_loss(n_classes, cfg.label_smoothing, class_w, bundle.finetune_batch_transform)
     ctx.say(f"[finetune] repeat {repeat}: {bundle.description}")
+    if bundle.finetune_batch_transform is not None:
+        ctx.say(f"[finetune] training batches through {bundle.finetune_batch_transform!r}; "
+                "soft-target cross-entropy")
     train(TrainSpec("finetune", clf, loss_fn, bundle.finetune, cfg, clf.encoder.depth, sample_weights=sample_w,
                     extra_state={"repeat": repeat}), ctx)
     if ctx.dist.is_main:
         out = {"model": clf.state_dict(), "repeat": repeat, "seed": r.run.seed + repeat}
-        save_checkpoint(p.ckpt(_finetuned_name(repeat)), out)
+        save_checkpoint(p.ckpt(finetuned_name(repeat)), out)
         if repeat == 0:
             save_checkpoint(p.ckpt("best.pt"), out)
     p.mark_done(f"finetune:{repeat}")
 
 
-def _finetuned_name(repeat: int) -> str:
+def finetuned_name(repeat: int) -> str:
     return "finetuned.pt" if repeat == 0 else f"finetuned_r{repeat}.pt"
 
 
@@ -181,7 +220,7 @@ def evaluate(p: Pipeline) -> dict:
     results, seeds, first_predictions = [], [], None
     for k in range(r.evaluate.repeats):
         bundle = p.bundle(k)
-        weights = p.ckpt(_finetuned_name(k))
+        weights = p.ckpt(finetuned_name(k))
         if not weights.exists():
             raise DataError(f"evaluation needs the finetuned weights '{weights}'; add 'finetune' to run.stages")
         y, pred, prob = predict(p.classifier(bundle, weights), bundle.test, r.evaluate.batch_size, ctx)
@@ -204,7 +243,8 @@ def evaluate(p: Pipeline) -> dict:
         metrics["repeats"] = aggregate_repeats(results, seeds)
     bundle = p.bundle(0)
     context = {"recipe": r.run.name, "method": r.method.name, "data": bundle.description,
-               "pretrain_epochs": r.pretrain.epochs if "pretrain" in r.run.stages and method_spec(r.method.name).pretrains else 0,
+               "pretrain_epochs": (r.pretrain.epochs
+                                   if "pretrain" in r.run.stages and method_spec(r.method.name).pretrains else 0),
                "finetune_epochs": r.finetune.epochs, "repeats": r.evaluate.repeats, "seed": r.run.seed}
     write_report(report_dir, metrics, bundle.class_names, f"{r.run.name}: {r.method.name}", context, bundle.reference)
     if bundle.report_hook is not None and first_predictions is not None:

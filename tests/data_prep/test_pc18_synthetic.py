@@ -12,7 +12,9 @@ import scipy.io
 import scipy.signal
 import wfdb
 
-from data_prep.pc18_synthetic import (EPOCH, EVENT_KINDS, FS, HEADER_COMMENT, N1, N2, N3, R, STAGE_NOTES, W,
+from data_prep.pc18_labels import STAGE_NOTES
+from data_prep.pc18_signal import EEG_CHANNELS
+from data_prep.pc18_synthetic import (EPOCH, EVENT_KINDS, FS, HEADER_COMMENT, N1, N2, N3, R, SIGNALS, W,
                                       _hypnogram, write_synthetic_records)
 
 from conftest import SHARED_DATA, requires_shared
@@ -33,7 +35,7 @@ def records(tmp_path_factory):
 def _epoch_labels(src: Path, rec: str, n_samples: int) -> np.ndarray:
     """Per 30-s epoch (from sample 0) stage code, -1 before the first stage note."""
     ann = wfdb.rdann(str(src / rec), "arousal")
-    stage = [(s, STAGE_NOTES.index(a)) for s, a in zip(ann.sample, ann.aux_note) if a in STAGES]
+    stage = [(s, STAGE_NOTES[a]) for s, a in zip(ann.sample, ann.aux_note) if a in STAGES]
     labels = np.full(n_samples // EPOCH, -1)
     for (start, code), end in zip(stage, [s for s, _ in stage[1:]] + [n_samples]):
         labels[start // EPOCH: end // EPOCH] = code
@@ -46,7 +48,8 @@ def test_small_records_are_fast(tmp_path):
     elapsed = time.perf_counter() - t0
     assert names == ["syn00-0001", "syn00-0002"]
     assert elapsed < 2.0, f"2 records of 10-12 min took {elapsed:.2f} s"
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{n}{e}" for n in names for e in (".hea", ".mat", ".arousal"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        f"{n}{e}" for n in names for e in (".hea", ".mat", ".arousal"))
 
 
 @needs_real
@@ -56,11 +59,21 @@ def test_header_matches_the_real_2018_layout(records):
     raw = (src / f"{names[0]}.hea").read_bytes()
     assert raw.count(b"\r\n") == raw.count(b"\n") and raw.endswith(b"\r\n")  # CRLF like the real one
     hdr = wfdb.rdheader(str(src / names[0]))
-    for field in ("sig_name", "units", "adc_gain", "baseline", "fmt", "byte_offset", "adc_res", "adc_zero", "n_sig", "fs"):
+    for field in ("sig_name", "units", "adc_gain", "baseline", "fmt", "byte_offset", "adc_res", "adc_zero",
+                  "n_sig", "fs"):
         assert getattr(hdr, field) == getattr(real, field), field
     assert hdr.file_name == [f"{names[0]}.mat"] * 13
     assert any(HEADER_COMMENT in c for c in hdr.comments)
     assert 20 * 60 * FS <= hdr.sig_len <= 25 * 60 * FS
+
+
+def test_eeg_signals_and_stage_codes_are_the_pc18_constants(records):
+    src, names, _ = records
+    hdr = wfdb.rdheader(str(src / names[0]))
+    assert tuple(hdr.sig_name[:6]) == tuple(s[0] for s in SIGNALS[:6]) == EEG_CHANNELS
+    assert (W, N1, N2, N3, R) == tuple(STAGE_NOTES[n] for n in ("W", "N1", "N2", "N3", "R")) == (0, 1, 2, 3, 4)
+    notes = set(wfdb.rdann(str(src / names[0]), "arousal").aux_note)
+    assert set(STAGE_NOTES) <= notes  # every stage written with its PC18 note
 
 
 def test_mat_is_matlab_v4_int16_that_wfdb_reads(records):

@@ -173,6 +173,52 @@ def test_killed_run_resumes_and_removes_temp_files(tmp_path):
     assert {n: _mtimes(out, n) for n in names} == again
 
 
+def _children(pid: int) -> set[int]:
+    """PIDs whose parent is ``pid`` (from /proc)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc to find the workers")
+def test_workers_die_when_only_the_parent_is_killed(tmp_path):
+    raw, out = tmp_path / "raw", tmp_path / "prep"
+    names = [f"tr03-{i:04d}" for i in range(1, 7)]
+    for i, name in enumerate(names):
+        write_record(raw, name, minutes=45, seed=i)
+    cmd = [sys.executable, str(SCRIPT), "--src", str(raw), "--out", str(out), "--workers", "2", "--no-progress"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    workers: set[int] = set()
+    while len(workers) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        workers = {c for c in _children(proc.pid) if "python" in Path(f"/proc/{c}/cmdline").read_text(errors="replace")}
+        time.sleep(0.01)
+    assert len(workers) >= 2, "the pool did not start"
+    proc.send_signal(signal.SIGKILL)  # the parent only, as a scheduler or OOM killer might
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(w) for w in workers), "workers outlived their parent"
+    assert _run("--src", raw, "--out", out, "--workers", 2) == 0  # the rerun finishes the job
+    m = _manifest(out)
+    assert m["status"] == "complete" and sorted(m["records"]) == names and m["failed"] == {}
+
+
 def test_other_parameters_refuse_unless_overwrite(tmp_path, capsys):
     raw, out = tmp_path / "raw", tmp_path / "prep"
     write_record(raw, "tr03-0005", minutes=5)

@@ -55,7 +55,8 @@ def test_weights_load_into_timm(size, timm_name):
     ref = timm.create_model(timm_name, img_size=32, patch_size=4, num_classes=0, pretrained=False)
     ours = enc.state_dict()
     theirs = ref.state_dict()
-    block_keys = lambda sd: sorted(k for k in sd if k.startswith(("blocks.", "norm.")))
+    def block_keys(sd):
+        return sorted(k for k in sd if k.startswith(("blocks.", "norm.")))
     assert block_keys(ours) == block_keys(theirs)
     for k in ours:
         assert ours[k].shape == theirs[k].shape, k

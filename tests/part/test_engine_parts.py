@@ -29,7 +29,8 @@ def test_epoch_sampler_same_order_for_same_seed_epoch_and_shards_cover_global_ba
         s.set_epoch(2)
     a, b = list(r0), list(r1)
     for step in range(10):  # each global batch of the single-process order is split across ranks
-        assert sorted(a[step * 5:(step + 1) * 5] + b[step * 5:(step + 1) * 5]) == sorted(order[step * 10:(step + 1) * 10])
+        assert (sorted(a[step * 5:(step + 1) * 5] + b[step * 5:(step + 1) * 5])
+                == sorted(order[step * 10:(step + 1) * 10]))
 
 
 def test_epoch_sampler_resume_skips_done_batches():

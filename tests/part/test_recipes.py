@@ -7,13 +7,15 @@ from pathlib import Path
 import pytest
 
 from part.config import load_recipe
+from part.registry import get_method
 from conftest import SHARED_DATA, requires_shared
 
 ROOT = Path(__file__).resolve().parents[2]
 SUBSET = SHARED_DATA / "cifar10_subset"
+RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
 
 
-@pytest.mark.parametrize("recipe", sorted((ROOT / "recipes").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
 def test_recipe_validates(recipe):
     r = load_recipe(recipe, ())
     assert r.run.name and r.method.name and r.modality.name
@@ -27,6 +29,32 @@ def test_paper_numbers_in_cifar_recipe():
     assert s.modality.scale_range == (0.5, 2.0) and s.pretrain.epochs == 1000  # inherited
     b = load_recipe(ROOT / "recipes" / "imagenet_vitb.yaml", ())
     assert (b.model.size, b.modality.patch_size, b.method.num_pairs, b.pretrain.batch_size) == ("base", 16, 4802, 1024)
+
+
+def test_methods_without_pretraining_get_no_layer_decay():
+    """Layer decay is a finetuning device for pretrained encoders: a from-scratch baseline would
+    train its tokenizer / position embedding at lr x decay^(depth + 1)."""
+    scratch = [r for r in (load_recipe(p, ()) for p in RECIPES) if not get_method(r.method.name).pretrains]
+    assert {r.run.name for r in scratch} >= {"cifar100_vits_supervised", "eeg_sleep_supervised",
+                                             "eeg_sleep_demo_supervised"}
+    for r in scratch:
+        assert r.finetune.layer_decay is None, r.run.name
+    assert load_recipe(ROOT / "recipes" / "cifar100_vits.yaml", ()).finetune.layer_decay == 0.75
+
+
+def test_deit_recipes_use_mixup_cutmix_and_label_smoothing():
+    """Recipes finetuning with DeiT's augmentation use DeiT's Mixup 0.8, CutMix 1.0 and label
+    smoothing 0.1; the digits demo and the EEG recipes keep hard labels."""
+    deit = []
+    for path in RECIPES:
+        r = load_recipe(path, ())
+        if getattr(r.data, "finetune_augment", None) == "deit":
+            deit.append(path.name)
+            assert (r.data.mixup, r.data.cutmix, r.finetune.label_smoothing) == (0.8, 1.0, 0.1), path.name
+        else:
+            assert getattr(r.data, "mixup", 0.0) == 0.0 and getattr(r.data, "cutmix", 0.0) == 0.0, path.name
+    assert "cifar100_vits.yaml" in deit and "cifar100_vits_supervised.yaml" in deit
+    assert "imagenet_vitb.yaml" in deit and "digits_demo.yaml" not in deit
 
 
 @requires_shared("cifar10_subset/train")

@@ -132,7 +132,7 @@ def test_ddp_two_gloo_processes_equal_one_process(tmp_path):
 def test_a_run_that_failed_before_training_does_not_block_its_directory(tmp_path):
     bad = train(tmp_path, "modality.patch_size=16", check=False)
     assert bad.returncode == 2 and "'modality.patch_size' = 16 must be <= the image size 8" in bad.stderr
-    assert (tmp_path / "digits_demo" / "config.yaml").exists()
+    assert not (tmp_path / "digits_demo").exists()  # nothing is created before the data validate
     train(tmp_path, "run.stages=[pretrain]", "pretrain.epochs=1", "data.limit_train=64", "pretrain.batch_size=64")
     assert (tmp_path / "digits_demo" / "checkpoints" / "pretrain.pt").exists()
 
@@ -164,3 +164,9 @@ def test_export_loads_into_timm(tmp_path):
     torch.testing.assert_close(model.eval()(x), ours(x), atol=1e-5, rtol=1e-4)
     res = subprocess.run([sys.executable, "-m", "part.export", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 2 and "not a run directory" in res.stderr
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    res = subprocess.run([sys.executable, "-m", "part.export", str(run), "--out", str(blocker / "w.pth")],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 2 and "--out=" in res.stderr and "is not writable" in res.stderr
+    assert "Traceback" not in res.stderr

@@ -1,8 +1,10 @@
 """PART: pairwise relative translations (Ayoughi et al., paper section 3).
 
 Patches sampled off-grid by the modality -> tokenizer -> encoder with NO position embedding ->
-relative head on #pairs random ordered pairs -> MSE against the modality's relative transform
-(paper eq. 4). Modality-agnostic: it only calls the plugin interface.
+``PARTLoss`` (relative head on #pairs random ordered pairs -> MSE against the modality's relative
+transform, paper eq. 4). Modality-agnostic: it only calls the plugin interface. The head, the
+pairs and the loss are ``part.core.loss.PARTLoss``'s, the same module a user puts on their own
+encoder.
 """
 from __future__ import annotations
 
@@ -10,12 +12,10 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from part.config.options import Options
-from part.core.heads import build_head
-from part.core.pairs import gather_tokens, sample_pairs
+from part.core.loss import PARTLoss
 from part.registry import register_method
 
 
@@ -39,24 +39,30 @@ class PARTOptions(Options):
 
 @register_method("part", options=PARTOptions)
 class PART(nn.Module):
-    """Pretext model: forward(x) -> {"loss", "l2_error"}; `on_grid` gives the PART-grid ablation."""
+    """Pretext model: forward(x) -> {"loss", "l2_error"}; `on_grid` gives the PART-grid ablation.
+
+    ``criterion`` is the ``PARTLoss``; its only parameters are its relative head, registered
+    here as ``head`` (so checkpoints keep the keys ``head.*``).
+    """
 
     def __init__(self, modality, encoder, tokenizer, options: PARTOptions, on_grid: bool = False):
         super().__init__()
         self.modality, self.encoder, self.tokenizer = modality, encoder, tokenizer
         self.options, self.on_grid = options, on_grid
         n = modality.num_grid_patches if on_grid else modality.num_patches
-        self.head = build_head(options.head, encoder.dim, modality.target_dim, n,
-                               options.head_heads or encoder.num_heads, options.head_hidden)
+        criterion = PARTLoss(encoder.dim, modality.target_dim, options.num_pairs,
+                             head=options.head, num_heads=options.head_heads or encoder.num_heads,
+                             head_hidden=options.head_hidden,
+                             exclude_self_pairs=options.exclude_self_pairs, num_patches=n,
+                             target_fn=modality.targets)
+        self.head = criterion.head
+        object.__setattr__(self, "criterion", criterion)  # not a second owner of the head
 
     def forward(self, x: torch.Tensor) -> dict:
         patches, geom = self.modality.grid(x) if self.on_grid else self.modality.sample(x)
         z = self.encoder(self.tokenizer(patches))[:, 1:]
-        B, N, _ = z.shape
-        ref, tgt = sample_pairs(B, N, self.options.num_pairs, self.options.exclude_self_pairs, z.device)
-        pred = self.head(z, ref, tgt).float()
-        target = self.modality.targets(gather_tokens(geom, ref), gather_tokens(geom, tgt)).float()
-        loss = F.mse_loss(pred, target)
+        loss, details = self.criterion(z, geom, return_details=True)
         with torch.no_grad():
+            pred, target = details["pred"], details["target"]
             l2 = (pred[..., :2] - target[..., :2]).norm(dim=-1).mean()
         return {"loss": loss, "l2_error": l2}

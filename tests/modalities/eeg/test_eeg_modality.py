@@ -1,5 +1,6 @@
-"""EEG modality: 1-s windows at continuous start times, the 1-s grid, dt targets, bad input, and
-PART learning relative time offsets on EEG-like signals."""
+"""EEG modality: 1-s windows at continuous start times described by (centre, length), the 1-s
+grid, grid indices, dt targets, bad input, and PART learning relative time offsets on EEG-like
+signals."""
 from __future__ import annotations
 
 import math
@@ -8,16 +9,18 @@ import numpy as np
 import pytest
 import torch
 
-from part.registry import get_modality, modality_spec
-from modalities.eeg.modality import EEGModality, EEGOptions, extract_fixed_windows, extract_windows
 from part.core.backbone import ViTEncoder
+from part.registry import build_method, get_method, get_modality, modality_spec
+from modalities.eeg.modality import EEGModality, EEGOptions
+from modalities.eeg.prepared import PC18_WINDOW_SHAPE
+from modalities.eeg.sampling import extract_fixed_windows, extract_windows, sample_windows, window_geometry
 
 
 def eeg(channels, window_samples, patch_samples=100, **options):
     """EEGModality for data of `channels` x `window_samples` with the given options."""
     return EEGModality(EEGOptions(patch_samples=patch_samples, **options), channels=channels,
                        window_samples=window_samples)
-from part.registry import build_method, get_method
+
 
 C, T, P = 6, 3000, 100
 
@@ -27,67 +30,47 @@ def _gen(seed=0):
 
 
 def test_registry_defaults_are_the_papers_setup():
-    m = get_modality("eeg")  # channels / window_samples default to the data's 6 x 3000
+    m = get_modality("eeg")  # channels / window_samples default to the prepared data's 6 x 3000
+    assert PC18_WINDOW_SHAPE == (6, 3000)
     assert modality_spec("eeg").options is EEGOptions and EEGOptions().name == "eeg"
     assert (m.channels, m.window_samples, m.patch_samples, m.num_patches) == (6, 3000, 100, 40)
-    assert m.grid_shape == (30,) and m.num_grid_patches == 30
+    assert m.grid_shape == (30,) and m.grid_cell == (100,) and m.num_grid_patches == 30
     assert (m.patch_dim, m.target_dim, m.geometry_dim, m.sample_rate) == (600, 1, 2, 100.0)
     m2 = get_modality("eeg", channels=None, window_samples=None, patch_samples=50, num_patches=7)
     assert (m2.channels, m2.window_samples, m2.num_patches, m2.grid_shape) == (6, 3000, 7, (60,))
     assert get_modality("eeg", channels=2, window_samples=400).patch_dim == 200  # recipe wins
 
 
-def test_sample_shapes_bounds_and_continuous_starts():
+def test_sample_shapes_bounds_and_continuous_centres():
     m = eeg(C, T, P, num_patches=40)
     x = torch.randn(8, C, T)
     patches, geom = m.sample(x, _gen())
     assert patches.shape == (8, 40, C * P) and geom.shape == (8, 40, 2)
-    start, length = geom.unbind(-1)
-    assert torch.all(length == P) and torch.all(start >= 0) and torch.all(start + length <= T)
-    frac = start - start.floor()
-    assert (frac > 0.01).float().mean() > 0.9  # sub-sample starts, not snapped to samples
-    assert start.std() > 0.2 * T  # spread over the whole window
+    centre, length = geom.unbind(-1)
+    assert torch.all(length == P) and torch.all(centre - length / 2 >= 0) and torch.all(centre + length / 2 <= T)
+    frac = centre - centre.floor()
+    assert (frac > 0.01).float().mean() > 0.9  # sub-sample positions, not snapped to samples
+    assert centre.std() > 0.2 * T  # spread over the whole window
     p2, g2 = m.sample(x, _gen())
     assert torch.equal(g2, geom) and torch.equal(p2, patches)  # the generator decides
 
 
-EXTRACTORS = {"general": lambda x, geom: extract_windows(x, geom, P),
-              "fixed": lambda x, geom: extract_fixed_windows(x, geom[..., 0], P)}
-
-
-@pytest.mark.parametrize("path", EXTRACTORS)
-def test_integer_starts_return_exactly_the_samples(path):
-    x = torch.randn(3, C, T)
-    starts = torch.tensor([[0., 1., 2900.], [17., 1234., 2899.], [5., 5., 100.]])
-    geom = torch.stack([starts, torch.full_like(starts, P)], -1)
-    out = EXTRACTORS[path](x, geom).view(3, 3, C, P)
-    for b in range(3):
-        for n in range(3):
-            s = int(starts[b, n])
-            assert torch.equal(out[b, n], x[b, :, s:s + P])
-
-
-@pytest.mark.parametrize("path", EXTRACTORS)
-def test_half_sample_start_interpolates_a_ramp(path):
-    ramp = torch.arange(T, dtype=torch.float32)
-    x = torch.stack([ramp * (c + 1) + 7 * c for c in range(C)]).unsqueeze(0)  # (1, C, T)
-    geom = torch.tensor([[[10.5, P], [2899.25, P], [2900.0, P]]])
-    out = EXTRACTORS[path](x, geom).view(3, C, P)
-    k = torch.arange(P, dtype=torch.float32)
-    for n, s in enumerate((10.5, 2899.25, 2900.0)):
-        expected = torch.stack([(s + k) * (c + 1) + 7 * c for c in range(C)])
-        torch.testing.assert_close(out[n], expected, rtol=0, atol=1e-3)
-
-
-def test_both_extractors_agree_and_sample_uses_them():
+@pytest.mark.parametrize("scale", [None, (0.5, 2.0)])
+def test_sample_extracts_at_the_drawn_starts_and_returns_centres(scale):
+    """sample = sample_windows (starts) -> extraction from the starts -> centre geometry."""
     x = torch.randn(4, C, T)
-    m = eeg(C, T, P, num_patches=40)
+    m = eeg(C, T, P, num_patches=40, scale_range=scale)
     patches, geom = m.sample(x, _gen(5))
-    torch.testing.assert_close(patches, extract_windows(x, geom, P), rtol=0, atol=2e-3)
-    torch.testing.assert_close(patches, extract_fixed_windows(x, geom[..., 0], P))
+    start, size = sample_windows(4, T, P, 40, "random", scale, generator=_gen(5))
+    assert torch.equal(geom, window_geometry(start, size)) and torch.equal(geom[..., 0], start + size / 2)
+    fixed = extract_fixed_windows(x, start, P) if scale is None else extract_windows(x, start, size, P)
+    assert torch.equal(patches, fixed)
+    # the geometry describes the patches: the windows it spans give the same values
+    back = extract_windows(x, geom[..., 0] - geom[..., 1] / 2, geom[..., 1], P)
+    torch.testing.assert_close(patches, back, rtol=0, atol=2e-3)
     small = eeg(C, P, P, num_patches=3)  # window = one patch: every start is 0
     p, g = small.sample(x[..., :P])
-    assert torch.all(g[..., 0] == 0) and torch.equal(p, x[:, None, :, :P].expand(4, 3, C, P).reshape(4, 3, -1))
+    assert torch.all(g[..., 0] == P / 2) and torch.equal(p, x[:, None, :, :P].expand(4, 3, C, P).reshape(4, 3, -1))
 
 
 def test_grid_is_a_reshape():
@@ -96,13 +79,22 @@ def test_grid_is_a_reshape():
     patches, geom = m.grid(x)
     assert patches.shape == (2, 30, C * P)
     assert torch.equal(patches, x.view(2, C, 30, P).permute(0, 2, 1, 3).reshape(2, 30, C * P))
-    assert torch.equal(geom[0, :, 0], torch.arange(30.) * P) and torch.all(geom[..., 1] == P)
-    assert torch.equal(m.grid_index(geom), torch.arange(30).expand(2, 30))
+    assert torch.equal(geom[0, :, 0], (torch.arange(30.) + 0.5) * P) and torch.all(geom[..., 1] == P)
     # grid geometry through extract_windows gives the same patches (one convention)
-    assert torch.equal(extract_windows(x, geom, P), patches)
-    # a window whose centre lies in cell k maps to k; centres past the end clamp
-    g = torch.tensor([[[149.0, 100.0], [151.0, 100.0], [2950.0, 100.0]]])
-    assert m.grid_index(g).tolist() == [[1, 2, 29]]
+    assert torch.equal(extract_windows(x, geom[..., 0] - geom[..., 1] / 2, geom[..., 1], P), patches)
+
+
+def test_grid_index_is_the_cell_of_the_centre():
+    m = eeg(C, T, P)
+    assert m.grid_cell == (P,)
+    _, geom = m.grid(torch.randn(2, C, T))
+    assert torch.equal(m.grid_index(geom), torch.arange(30).expand(2, 30))
+    # a window whose centre lies in cell k maps to k; centres outside the signal clamp
+    g = torch.tensor([[[199.0, 100.0], [201.0, 100.0], [3000.0, 100.0], [-5.0, 20.0]]])
+    assert m.grid_index(g).tolist() == [[1, 2, 29, 0]]
+    _, geom = m.sample(torch.randn(2, C, T), _gen(4))
+    assert torch.equal(m.grid_index(geom), (geom[..., 0] / P).floor().long())
+    assert m.grid_index(geom).dtype == torch.long
 
 
 def test_grid_strategy_and_stratified():
@@ -112,17 +104,19 @@ def test_grid_strategy_and_stratified():
     strat = eeg(C, T, P, strategy="stratified")
     _, geom = strat.sample(x, _gen(1))
     assert geom.shape == (2, 30, 2)
-    assert torch.all(geom[..., 0] >= 0) and torch.all(geom[..., 0] + geom[..., 1] <= T)
-    assert torch.all((geom[..., 0] - torch.arange(30.) * P).abs() <= P / 2)
+    centre, length = geom.unbind(-1)
+    assert torch.all(centre - length / 2 >= 0) and torch.all(centre + length / 2 <= T)
+    assert torch.all((centre - (torch.arange(30.) + 0.5) * P).abs() <= P / 2)
+    assert torch.equal(strat.grid_index(geom), torch.arange(30).expand(2, 30))  # one per cell
 
 
 def test_targets_hand_computed_and_swap_negates():
     m = eeg(C, T, P)
-    ref = torch.tensor([[0., 100.], [250.5, 100.], [1000., 100.]])
-    tgt = torch.tensor([[100., 100.], [0., 100.], [1000., 100.]])
+    ref = torch.tensor([[50., 100.], [300.5, 100.], [1050., 100.], [100., 50.]])
+    tgt = torch.tensor([[150., 100.], [50., 100.], [1050., 100.], [300., 200.]])
     dt = m.targets(ref, tgt)
-    assert dt.shape == (3, 1)
-    torch.testing.assert_close(dt[:, 0], torch.tensor([1.0, -2.505, 0.0]))
+    assert dt.shape == (4, 1)
+    torch.testing.assert_close(dt[:, 0], torch.tensor([1.0, -2.505, 0.0, 4.0]))
     _, geom = m.sample(torch.randn(2, C, T), _gen(2))
     a, b = geom[:, :20], geom[:, 20:]
     torch.testing.assert_close(m.targets(a, b), -m.targets(b, a))  # equal lengths: antisymmetric
@@ -136,25 +130,23 @@ def test_scale_variant(scale_target):
     x = torch.randn(4, C, T)
     patches, geom = m.sample(x, _gen(3))
     assert patches.shape == (4, 12, C * P)  # every length resampled to P values
-    start, length = geom.unbind(-1)
+    centre, length = geom.unbind(-1)
     assert torch.all(length >= 50 - 1e-3) and torch.all(length <= 200 + 1e-3)
-    assert torch.all(start >= 0) and torch.all(start + length <= T + 1e-3)
+    assert torch.all(centre - length / 2 >= -1e-3) and torch.all(centre + length / 2 <= T + 1e-3)
     assert length.std() > 10
     a, b = geom[:, :6], geom[:, 6:]
     t = m.targets(a, b)
     assert t.shape == (4, 6, 2)
-    ca, cb = a[..., 0] + a[..., 1] / 2, b[..., 0] + b[..., 1] / 2  # centres
-    torch.testing.assert_close(t[..., 0], (cb - ca) / a[..., 1])
+    torch.testing.assert_close(t[..., 0], (b[..., 0] - a[..., 0]) / a[..., 1])
+    # the same dt as from the starts: (s_t - s_r + (len_t - len_r) / 2) / len_r
+    sa, sb = a[..., 0] - a[..., 1] / 2, b[..., 0] - b[..., 1] / 2
+    torch.testing.assert_close(t[..., 0], (sb - sa + (b[..., 1] - a[..., 1]) / 2) / a[..., 1])
     ratio = b[..., 1] / a[..., 1]
     if scale_target == "log":
         torch.testing.assert_close(t[..., 1], ratio.log())
         torch.testing.assert_close(t[..., 1], -m.targets(b, a)[..., 1])  # log: antisymmetric
     else:
         torch.testing.assert_close(t[..., 1], ratio)
-    # a window of 2P samples at an even start, resampled to P: means of sample pairs of a ramp
-    ramp = torch.arange(T, dtype=torch.float32).expand(1, C, T)
-    out = extract_windows(ramp, torch.tensor([[[10., 200.]]]), P).view(C, P)
-    torch.testing.assert_close(out[0], 10 + 2 * torch.arange(P, dtype=torch.float32) + 0.5)
 
 
 def test_bad_options_name_the_key():
@@ -164,7 +156,8 @@ def test_bad_options_name_the_key():
         eeg(C, T, P, num_patches=1)
     with pytest.raises(ValueError, match=r"patch_samples.*>= 2"):
         eeg(C, 150, P, strategy="grid")
-    with pytest.raises(ValueError, match=r"'modality\.strategy' = 'nope' is out of range; allowed: one of 'random', 'grid', 'stratified'"):
+    with pytest.raises(ValueError, match=r"'modality\.strategy' = 'nope' is out of range; "
+                                         r"allowed: one of 'random', 'grid', 'stratified'"):
         eeg(C, T, P, strategy="nope")
     with pytest.raises(ValueError, match=r"modality\.scale_range"):
         eeg(C, T, P, scale_range=(2.0, 0.5))

@@ -84,6 +84,29 @@ def test_corrupt_pickle_names_the_file(tmp_path, damage):
     assert "data_prep/cifar.py" in str(err.value)
 
 
+def test_every_byte_damage_is_data_or_the_corrupt_file_message(tmp_path):
+    """A few changed bytes anywhere in a batch (header, keys, pixel data) must either load or
+    raise the corrupt-file DataError: never LookupError, OverflowError or another escape."""
+    folder = write_cifar(tmp_path, "cifar100", n_train=6, n_test=2)
+    target = folder / "train"
+    blob = target.read_bytes()
+    rng = random.Random(0)
+    outcomes = {"loaded": 0, "refused": 0}
+    for _ in range(1500):
+        damaged = bytearray(blob)
+        for _ in range(rng.randint(1, 4)):
+            pos = rng.randrange(min(len(blob), 400)) if rng.random() < 0.8 else rng.randrange(len(blob))
+            damaged[pos] = rng.randrange(256)
+        target.write_bytes(bytes(damaged))
+        try:
+            build_image_dataset("cifar100", tmp_path, "train")
+            outcomes["loaded"] += 1
+        except DataError as err:
+            assert str(target) in str(err)
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 100 and outcomes["loaded"] > 0, outcomes
+
+
 def test_missing_batch_file_named(tmp_path):
     folder = write_cifar(tmp_path, "cifar10", n_train=2, n_test=2)
     (folder / "data_batch_3").unlink()

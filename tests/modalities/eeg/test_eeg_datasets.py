@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from data_prep.pc18_prepare import SplitSettings, make_splits
 from part.registry import dataset_spec, get_modality
 from part.errors import ConfigError, DataError
-from modalities.eeg.data import SleepDataOptions as DataConfig
+from modalities.eeg.datasets import SleepDataOptions as DataConfig
 from part.config import recipe_from_dict
 
 C, L = 6, 3000

@@ -11,7 +11,8 @@
 Test subjects are never in pretrain or finetune (checked here, a DataError otherwise). Items are
 ``(x float32 (C, L) = (6, 3000) (30 s at 100 Hz, z-scored per window and channel), label int)``
 with label 0 W, 1 N1, 2 N2, 3 N3, 4 REM, -1 unlabelled (pretraining only). Windows are read
-lazily from memory-mapped files (``modalities/eeg/dataset.py``).
+lazily from memory-mapped files (``modalities/eeg/prepared.py``, which also holds the format's
+constants).
 """
 from __future__ import annotations
 
@@ -28,11 +29,9 @@ from part.core.modality import DataBundle, subset_indices
 from part.errors import DataError
 from part.registry import register_dataset
 from modalities.eeg.report import sleep_report_hook
-from modalities.eeg.dataset import PreparedEEG, check_disjoint, draw_finetune_records, load_manifest, load_splits
+from modalities.eeg.prepared import (CLASS_NAMES, PREPARE_COMMAND, PreparedEEG, check_disjoint,
+                                     draw_finetune_records, load_manifest, load_splits)
 
-CLASS_NAMES = ["W", "N1", "N2", "N3", "REM"]
-PREPARE_COMMAND = ("`python data_prep/physionet2018.py --src RAW --out {root}` (or, for synthetic demo "
-                   "data, `python data_prep/physionet2018.py --synthetic N --src DEMO_RAW --out {root}`)")
 # The paper's numbers, shown in reports labelled as the paper's (Cohen's kappa).
 PAPER_REFERENCE = {
     "metric": "kappa",

@@ -12,7 +12,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from modalities.eeg.dataset import PreparedEEG, check_disjoint, draw_finetune_records, load_manifest, load_splits
+from modalities.eeg.prepared import (CLASS_NAMES, FORMAT_VERSION, PC18_WINDOW_SHAPE, UNLABELLED, PreparedEEG,
+                                     check_disjoint, draw_finetune_records, load_manifest, load_splits)
 from part.errors import DataError
 
 C, L = 6, 3000
@@ -26,7 +27,8 @@ def encode(rec_i: int, win: np.ndarray) -> np.ndarray:
     return x
 
 
-def write_prepared(root: Path, labels: dict[str, np.ndarray], test: list[str], finetune: list[str], dtype=np.float16) -> Path:
+def write_prepared(root: Path, labels: dict[str, np.ndarray], test: list[str], finetune: list[str],
+                   dtype=np.float16) -> Path:
     """A prepared directory: records/<rec>.npy + .labels.npy, manifest.json, splits.json."""
     (root / "records").mkdir(parents=True)
     records = {}
@@ -125,7 +127,8 @@ def test_dataloader_default_collate(prep):
         win = (x[:, 0, 0] % 100).long()
         names = [ds.records[k] for k in r.tolist()]
         assert [f"r{k}" if k < 8 else "u0" for k in rec_i.tolist()] == names
-        assert y.tolist() == [int(np.load(prep / "records" / f"{n}.labels.npy")[w]) for n, w in zip(names, win.tolist())]
+        assert y.tolist() == [int(np.load(prep / "records" / f"{n}.labels.npy")[w])
+                              for n, w in zip(names, win.tolist())]
         seen += list(zip(names, win.tolist()))
     assert len(seen) == len(set(seen)) == len(ds)
 
@@ -140,7 +143,8 @@ def test_pickles_without_the_signals_and_works_in_workers(prep):
 
 
 def test_float32_records(tmp_path):
-    root = write_prepared(tmp_path / "p32", {"a": [0, 1, -1], "b": [2, 3]}, test=["a"], finetune=["b"], dtype=np.float32)
+    root = write_prepared(tmp_path / "p32", {"a": [0, 1, -1], "b": [2, 3]}, test=["a"], finetune=["b"],
+                          dtype=np.float32)
     ds = PreparedEEG(root, ["a", "b"], labelled_only=True)
     assert ds.read_batch([0, 3])[0][:, 0, 0].tolist() == [0.0, 101.0]
 
@@ -229,9 +233,22 @@ def test_reads_what_the_preparation_writes(tmp_path):
     from data_prep.pc18_synthetic import write_synthetic_records
 
     write_synthetic_records(tmp_path / "raw", 3, seed=0, minutes=(10, 11))
-    prepare_dataset(tmp_path / "raw", tmp_path / "prep", splits=SplitSettings(n_test=1, n_finetune=1), progress=False, synthetic=True)
+    prepare_dataset(tmp_path / "raw", tmp_path / "prep", splits=SplitSettings(n_test=1, n_finetune=1),
+                    progress=False, synthetic=True)
     splits = load_splits(tmp_path / "prep")
     ds = PreparedEEG(tmp_path / "prep", splits["test"], labelled_only=True)
     x, y, _ = next(iter(DataLoader(ds, batch_size=8)))
     assert x.shape == (8, 6, 3000) and torch.isfinite(x).all() and (y >= 0).all()
     assert abs(float(x.mean())) < 0.1 and abs(float(x.std()) - 1) < 0.1  # z-scored windows
+    # the writer and the reader share the format's constants (declared once, in prepared.py)
+    manifest = load_manifest(tmp_path / "prep")
+    assert manifest["format_version"] == FORMAT_VERSION == 1
+    assert manifest["label_names"] == list(CLASS_NAMES) == ["W", "N1", "N2", "N3", "REM"]
+    assert manifest["label_codes"]["unlabelled"] == UNLABELLED == -1
+    assert ds.window_shape == PC18_WINDOW_SHAPE == (6, 3000)
+
+
+def test_labels_outside_the_classes_are_refused(prep):
+    np.save(prep / "records" / "r4.labels.npy", np.full(19, 5, np.int8))
+    with pytest.raises(DataError, match=r"r4\.labels\.npy: expected int8 \(n_windows,\) with values -1\.\.4"):
+        PreparedEEG(prep, ["r4"], labelled_only=False)

@@ -1,7 +1,8 @@
-"""Prepared PhysioNet/CinC 2018 windows, read lazily from memory-mapped ``.npy`` files.
+"""The prepared PhysioNet/CinC 2018 format: its constants, and its windows read lazily from
+memory-mapped ``.npy`` files.
 
 The directory is the one ``python data_prep/physionet2018.py --src RAW --out PREP`` writes
-(contract in ``data_prep/pc18_prepare.py`` and DESIGN.md)::
+(writer in ``data_prep/pc18_prepare.py``, which takes the format constants below from here)::
 
     PREP/manifest.json              format_version, status, channels, window_samples, records{...}
     PREP/splits.json                {"seed", "test", "finetune", "pretrain", "subjects", ...}
@@ -26,17 +27,19 @@ from torch.utils.data import Dataset
 
 from part.errors import DataError
 
+# The format contract, shared with the writer (data_prep/pc18_prepare.py).
 FORMAT_VERSION = 1
-PREPARE_HINT = (
-    "prepare it with `python data_prep/physionet2018.py --src RAW --out {root}` "
-    "(or `python data_prep/physionet2018.py --synthetic N --src DEMO_RAW --out {root}` for synthetic demo data)"
-)
+CLASS_NAMES = ("W", "N1", "N2", "N3", "REM")  # label value -> sleep stage
+UNLABELLED = -1  # label of a window without a (single) scored stage
+PC18_WINDOW_SHAPE = (6, 3000)  # (C, L) of the default preparation: 6 EEG channels, 30 s at 100 Hz
+PREPARE_COMMAND = ("`python data_prep/physionet2018.py --src RAW --out {root}` (or, for synthetic demo "
+                   "data, `python data_prep/physionet2018.py --synthetic N --src DEMO_RAW --out {root}`)")
 SPLIT_NAMES = ("test", "finetune", "pretrain")
 _FILES = {"signal": "records/{record}.npy", "labels": "records/{record}.labels.npy"}
 
 
 def _hint(root: Path) -> str:
-    return PREPARE_HINT.format(root=root)
+    return "prepare it with " + PREPARE_COMMAND.format(root=root)
 
 
 def _read_json(path: Path, root: Path) -> dict:
@@ -47,7 +50,8 @@ def _read_json(path: Path, root: Path) -> dict:
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise DataError(f"cannot read {path} ({exc}); re-run the preparation: {_hint(root)}") from None
     if not isinstance(obj, dict):
-        raise DataError(f"{path}: expected a JSON object, got {type(obj).__name__}; re-run the preparation: {_hint(root)}")
+        raise DataError(f"{path}: expected a JSON object, got {type(obj).__name__}; "
+                        f"re-run the preparation: {_hint(root)}")
     return obj
 
 
@@ -96,11 +100,13 @@ def open_record(root: Path, manifest: dict, record: str, where: str = "") -> tup
     arrays = []
     for path, mmap in ((sig_path, "r"), (lab_path, None)):
         if not path.is_file():
-            raise DataError(f"{path} is missing (record {record!r} is in {root / 'manifest.json'}); re-run the preparation: {_hint(root)}")
+            raise DataError(f"{path} is missing (record {record!r} is in {root / 'manifest.json'}); "
+                            f"re-run the preparation: {_hint(root)}")
         try:
             arrays.append(np.load(path, mmap_mode=mmap, allow_pickle=False))
         except (OSError, ValueError) as exc:
-            raise DataError(f"cannot read {path} ({exc}); the file is damaged: delete it and re-run the preparation: {_hint(root)}") from None
+            raise DataError(f"cannot read {path} ({exc}); the file is damaged: delete it and re-run the preparation: "
+                            f"{_hint(root)}") from None
     signal, labels = arrays
     n = manifest["records"][record]["n_windows"]
     shape = (len(manifest["channels"]) if "channels" in manifest else None, manifest.get("window_samples"))
@@ -111,10 +117,13 @@ def open_record(root: Path, manifest: dict, record: str, where: str = "") -> tup
     for path, arr in ((sig_path, signal), (lab_path, labels)):
         if arr.shape[0] != n:
             raise DataError(f"{path} holds {arr.shape[0]} windows but {root / 'manifest.json'} says n_windows={n} "
-                            f"for {record!r}; the file was changed or cut off: delete it and re-run the preparation: {_hint(root)}")
-    if labels.ndim != 1 or labels.dtype != np.int8 or (labels.size and (labels.min() < -1 or labels.max() > 4)):
-        raise DataError(f"{lab_path}: expected int8 (n_windows,) with values -1..4, got {labels.dtype} {labels.shape}; "
-                        f"delete it and re-run the preparation: {_hint(root)}")
+                            f"for {record!r}; the file was changed or cut off: delete it and re-run the preparation: "
+                            f"{_hint(root)}")
+    top = len(CLASS_NAMES) - 1
+    if (labels.ndim != 1 or labels.dtype != np.int8
+            or (labels.size and (labels.min() < UNLABELLED or labels.max() > top))):
+        raise DataError(f"{lab_path}: expected int8 (n_windows,) with values {UNLABELLED}..{top}, "
+                        f"got {labels.dtype} {labels.shape}; delete it and re-run the preparation: {_hint(root)}")
     return signal, labels
 
 
@@ -147,7 +156,8 @@ def load_splits(root: str | Path, expected_format_version: int = FORMAT_VERSION)
     for key in (*SPLIT_NAMES, "subjects"):
         expected = dict if key == "subjects" else list
         if not isinstance(splits.get(key), expected):
-            raise DataError(f"{path}: key {key!r} missing or not a {expected.__name__}; re-run the preparation: {_hint(root)}")
+            raise DataError(f"{path}: key {key!r} missing or not a {expected.__name__}; "
+                            f"re-run the preparation: {_hint(root)}")
     labelled = []
     for rec in sorted(set().union(*(splits[k] for k in SPLIT_NAMES))):
         if not isinstance(rec, str):
@@ -160,8 +170,8 @@ def load_splits(root: str | Path, expected_format_version: int = FORMAT_VERSION)
             raise DataError(f"{path}: split {key!r} lists a record twice; re-run the preparation: {_hint(root)}")
     check_disjoint(splits)
     if not set(splits["test"]) & set(labelled):
-        raise DataError(f"{path}: the test split ({len(splits['test'])} records) has no labelled window, so nothing can "
-                        "be evaluated; prepare records with .arousal annotations (training set), e.g. "
+        raise DataError(f"{path}: the test split ({len(splits['test'])} records) has no labelled window, so nothing "
+                        "can be evaluated; prepare records with .arousal annotations (training set), e.g. "
                         f"{_hint(root)}")
     return {**splits, "labelled": labelled}
 
@@ -186,7 +196,8 @@ def draw_finetune_records(splits: dict, n: int, seed: int, repeat: int = 0) -> l
     pool = sorted(by_subject)
     if n < 1 or n > len(pool):
         raise DataError(f"asked for {n} finetune subjects, but splits.json has {len(pool)} labelled subjects outside "
-                        f"the test split; lower the number of finetune subjects to at most {len(pool)} or prepare more records")
+                        f"the test split; lower the number of finetune subjects to at most {len(pool)} "
+                        "or prepare more records")
     first = frozenset(subj(r) for r in splits["finetune"])
     if repeat == 0 and len(first) == n:
         return sorted(splits["finetune"])
@@ -223,7 +234,8 @@ class PreparedEEG(Dataset):
     when the batch's windows are consecutive, else as one sorted fancy index.
     """
 
-    def __init__(self, root: str | Path, records: Sequence[str], labelled_only: bool, expected_format_version: int = FORMAT_VERSION):
+    def __init__(self, root: str | Path, records: Sequence[str], labelled_only: bool,
+                 expected_format_version: int = FORMAT_VERSION):
         self.root = Path(root)
         self._manifest = load_manifest(self.root, expected_format_version)
         self.synthetic = bool(self._manifest.get("synthetic", False))
@@ -231,7 +243,8 @@ class PreparedEEG(Dataset):
             raise TypeError(f"PreparedEEG: records must be a list of record names, got the string {records!r}")
         self.records = list(records)
         if not self.records:
-            raise DataError(f"PreparedEEG({self.root}): no records given; check the split in {self.root / 'splits.json'}")
+            raise DataError(f"PreparedEEG({self.root}): no records given; "
+                            f"check the split in {self.root / 'splits.json'}")
         signals, labels, windows = [], [], []
         for rec in self.records:
             sig, lab = open_record(self.root, self._manifest, rec)
@@ -241,7 +254,8 @@ class PreparedEEG(Dataset):
             windows.append(keep)
         shapes = {s.shape[1:] for s in signals}
         if len(shapes) != 1:
-            raise DataError(f"{self.root}: records have different window shapes {sorted(shapes)}; re-run the preparation: {_hint(self.root)}")
+            raise DataError(f"{self.root}: records have different window shapes {sorted(shapes)}; "
+                            f"re-run the preparation: {_hint(self.root)}")
         self.window_shape = shapes.pop()
         counts = np.array([w.size for w in windows], np.int64)
         self._offsets = np.concatenate([[0], np.cumsum(counts)])
@@ -250,8 +264,9 @@ class PreparedEEG(Dataset):
         self.record_of = np.repeat(np.arange(len(self.records), dtype=np.int32), counts)
         if self.labels.size == 0:
             what = "labelled windows" if labelled_only else "windows"
-            raise DataError(f"PreparedEEG({self.root}): records {self.records[:5]}{'...' if len(self.records) > 5 else ''} "
-                            f"hold no {what}; choose a split with labelled records or re-run the preparation: {_hint(self.root)}")
+            raise DataError(f"PreparedEEG({self.root}): records {self.records[:5]}"
+                            f"{'...' if len(self.records) > 5 else ''} hold no {what}; "
+                            f"choose a split with labelled records or re-run the preparation: {_hint(self.root)}")
         self._signals: list[np.ndarray] | None = signals
 
     def __len__(self) -> int:
@@ -264,7 +279,8 @@ class PreparedEEG(Dataset):
 
     def _arrays(self) -> list[np.ndarray]:
         if self._signals is None:
-            self._signals = [np.load(_record_paths(self.root, self._manifest, r)[0], mmap_mode="r") for r in self.records]
+            self._signals = [np.load(_record_paths(self.root, self._manifest, r)[0], mmap_mode="r")
+                             for r in self.records]
         return self._signals
 
     def locate(self, index: int | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -291,7 +307,8 @@ class PreparedEEG(Dataset):
         rec, win = self.locate(idx)
         arrays = self._arrays()
         # Gather in the stored dtype (float16 scatter = memcpy), convert once with torch (SIMD).
-        out = np.empty((idx.size, *self.window_shape), np.result_type(np.float16, *(arrays[r].dtype for r in np.unique(rec))))
+        out = np.empty((idx.size, *self.window_shape),
+                       np.result_type(np.float16, *(arrays[r].dtype for r in np.unique(rec))))
         order = np.lexsort((win, rec))
         bounds = np.flatnonzero(np.diff(rec[order])) + 1
         for group in np.split(order, bounds):

@@ -1,10 +1,9 @@
+"""Image sampling helpers: boxes inside the image, the fixed grid, bilinear crops."""
 import math
 
-import pytest
 import torch
 
-from part.registry import get_modality
-from modalities.image.sampling import extract_patches, grid_boxes, relative_targets, sample_boxes
+from modalities.image.sampling import extract_patches, grid_boxes, sample_boxes
 
 
 def test_random_boxes_inside_image_fixed_size():
@@ -62,73 +61,6 @@ def test_large_box_is_bilinear_downsample():
     torch.testing.assert_close(p[0], expect + 0.5 * 8, atol=1e-5, rtol=0)
 
 
-def test_grid_patches_equal_extracted_grid():
-    torch.manual_seed(0)
-    m = get_modality("image", image_size=12, channels=3, patch_size=4)
-    x = torch.randn(2, 3, 12, 12)
-    patches, boxes = m.grid(x)
-    assert torch.allclose(patches, extract_patches(x, boxes, 4), atol=1e-6)
-
-
-def test_targets_eq1_eq5_hand_computed():
-    ref = torch.tensor([10.0, 20.0, 4.0, 5.0])
-    tgt = torch.tensor([18.0, 15.0, 8.0, 2.5])
-    assert relative_targets(ref, tgt).tolist() == [2.0, -1.0]
-    assert relative_targets(ref, tgt, with_scale=True).tolist() == [2.0, -1.0, 2.0, 0.5]
-    lg = relative_targets(ref, tgt, with_scale=True, scale_target="log")
-    torch.testing.assert_close(lg, torch.tensor([2.0, -1.0, math.log(2), math.log(0.5)]))
-
-
-def test_swap_negates_for_equal_sizes_and_log_scale():
-    g = torch.Generator().manual_seed(0)
-    a = sample_boxes(4, 32, 32, 4, 10, generator=g)
-    b = sample_boxes(4, 32, 32, 4, 10, generator=g)
-    torch.testing.assert_close(relative_targets(a, b), -relative_targets(b, a))
-    a = sample_boxes(4, 32, 32, 4, 10, scale_range=(0.5, 2), generator=g)
-    b = sample_boxes(4, 32, 32, 4, 10, scale_range=(0.5, 2), generator=g)
-    fwd = relative_targets(a, b, True, "log")
-    bwd = relative_targets(b, a, True, "log")
-    torch.testing.assert_close(fwd[..., 2:], -bwd[..., 2:])
-
-
-def test_modality_sample_shapes_and_target_dim():
-    m = get_modality("image", image_size=32, channels=3, patch_size=4, scale_range=[0.5, 2.0])
-    assert m.num_patches == 64 and m.target_dim == 4 and m.patch_dim == 48
-    p, g = m.sample(torch.rand(5, 3, 32, 32))
-    assert p.shape == (5, 64, 48) and g.shape == (5, 64, 4)
-    assert m.tokenizer(96)(p).shape == (5, 64, 96)
-    assert get_modality("image", image_size=32, channels=3).target_dim == 2
-
-
-@pytest.mark.parametrize("opts,msg", [
-    (dict(patch_size=40), "modality.patch_size"),
-    (dict(patch_size=4, num_patches=1), "modality.num_patches"),
-    (dict(patch_size=16, scale_range=[0.5, 4.0]), "modality.scale_range"),
-    (dict(strategy="spiral"), "modality.strategy"),
-    (dict(scale_target="exp"), "modality.scale_target"),
-])
-def test_bad_options(opts, msg):
-    with pytest.raises(ValueError, match=msg):
-        get_modality("image", image_size=32, channels=3, **opts)
-
-
-@pytest.mark.parametrize("x,msg", [
-    (torch.rand(3, 32, 32), "rank 4"),
-    (torch.rand(2, 1, 32, 32), "3 channels"),
-    (torch.rand(2, 3, 16, 16), "32x32"),
-    (torch.full((2, 3, 32, 32), float("nan")), "NaN"),
-])
-def test_bad_input(x, msg):
-    m = get_modality("image", image_size=32, channels=3)
-    with pytest.raises(ValueError, match=msg):
-        m.sample(x)
-
-
-def test_unknown_modality():
-    with pytest.raises(KeyError, match="eeg, image"):
-        get_modality("audio")
-
-
 def test_matches_torch_grid_sample_on_random_boxes():
     import torch.nn.functional as F
     g = torch.Generator().manual_seed(3)
@@ -143,3 +75,14 @@ def test_matches_torch_grid_sample_on_random_boxes():
     ref = F.grid_sample(img, grid.view(B, N * P, P, 2), align_corners=False, padding_mode="border")
     ref = ref.view(B, 3, N, P, P).transpose(1, 2).reshape(B, N, -1)
     torch.testing.assert_close(extract_patches(img, boxes, P), ref, atol=1e-4, rtol=0)
+
+
+def test_grid_boxes_raster_order_rows_major_x_fastest():
+    """The grid from part.core.geometry equals the explicit (rows, cols) meshgrid, bit for bit."""
+    for batch, height, width, P in [(2, 8, 12, 4), (1, 32, 32, 4), (3, 33, 17, 5), (1, 224, 224, 16)]:
+        rows, cols = height // P, width // P
+        cy, cx = torch.meshgrid((torch.arange(rows) + 0.5) * P, (torch.arange(cols) + 0.5) * P, indexing="ij")
+        size = torch.full_like(cx, float(P))
+        expected = torch.stack([cx, cy, size, size], -1).reshape(1, -1, 4).float().expand(batch, -1, -1)
+        got = grid_boxes(batch, height, width, P)
+        assert got.dtype == torch.float32 and got.is_contiguous() and torch.equal(got, expected)

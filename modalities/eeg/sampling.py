@@ -1,0 +1,113 @@
+"""Window sampling and extraction for 1-D signals: off-grid windows, the fixed grid, resampling.
+
+Units: time is measured in *samples* (at 100 Hz, one sample = 10 ms). Sample ``i`` of a signal
+covers the interval [i, i + 1), so a signal of T samples spans [0, T] and a window starting at
+``s`` of length ``len`` covers [s, s + len). Windows are drawn and extracted by their starts;
+their geometry is the 1-D boxes of ``part.core.geometry``: (B, N, 2) = (centre, length) with
+centre = s + len / 2 (relative targets and grid indices come from ``part.core.geometry``).
+Every function is one batched tensor operation on the input's device: no loop over items or
+windows.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import torch
+
+from part.core import geometry
+
+STRATEGIES = ("random", "grid", "stratified")
+
+
+def grid_geometry(batch: int, length: int, patch_samples: int, device=None) -> torch.Tensor:
+    """The fixed grid of T // P windows [kP, (k + 1)P): (B, T // P, 2) float32 = (centre
+    (k + 0.5) * P, length P) in samples."""
+    return geometry.grid_boxes((length // patch_samples,), (patch_samples,), batch, device)
+
+
+def window_geometry(start: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
+    """Windows by start and length, each (B, N) in samples -> geometry (B, N, 2) = (centre
+    start + length / 2, length)."""
+    return torch.stack([start + size / 2, size], -1)
+
+
+def sample_windows(batch: int, length: int, patch_samples: int, num_patches: int,
+                   strategy: str = "random", scale_range: Optional[Sequence[float]] = None,
+                   device=None, generator: Optional[torch.Generator] = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Windows inside [0, T] as (start (B, N), length (B, N)) float32, in samples.
+
+    random: lengths P (or log-uniform in P * scale_range), starts uniform in [0, T - len]
+    (continuous). grid: the fixed grid, starts k * P (N = T // P). stratified: one window per
+    grid cell, its start jittered uniformly by +-P/2 around the cell's start k * P, clamped to
+    [0, T - len] (N = T // P). ``window_geometry`` turns the result into geometry.
+    """
+    P = patch_samples
+    if strategy in ("grid", "stratified"):
+        num_patches = length // P
+        cell_start = torch.arange(num_patches, device=device, dtype=torch.float32) * P
+    elif strategy != "random":
+        raise ValueError(f"modality.strategy={strategy!r}; valid: {', '.join(STRATEGIES)}")
+    shape = (batch, num_patches)
+    if strategy == "grid":
+        return cell_start.expand(shape).contiguous(), torch.full(shape, float(P), device=device)
+    if scale_range is None:
+        size = torch.full(shape, float(P), device=device)
+    else:
+        lo, hi = math.log(P * scale_range[0]), math.log(P * scale_range[1])
+        size = (torch.rand(shape, device=device, generator=generator) * (hi - lo) + lo).exp()
+        size = size.clamp(max=float(length))  # exp/log round-off must not leave the signal
+    u = torch.rand(shape, device=device, generator=generator)
+    if strategy == "random":
+        start = u * (length - size)
+    else:
+        start = (cell_start + (u - 0.5) * P).clamp(min=0).minimum(length - size)
+    return start, size
+
+
+@torch.no_grad()
+def extract_windows(x: torch.Tensor, start: torch.Tensor, size: torch.Tensor,
+                    patch_samples: int) -> torch.Tensor:
+    """Resample every window to P values by linear interpolation: one gather + one lerp.
+
+    x (B, C, T); start, size (B, N) in samples -> patches (B, N, C * P), flattened channel-major
+    (C, P). Value k of a window sits at the centre of its k-th sub-interval, time
+    s + (k + 0.5) * len / P, i.e. at sample coordinate s + (k + 0.5) * len / P - 0.5 (sample i
+    sits at coordinate i). With len = P and an integer s this is exactly s + k, so the window
+    returns x[..., s : s + P] unchanged. Coordinates beyond the ends clamp to the first/last
+    sample. Downsampling (len > P) interpolates without an anti-aliasing filter. Any lengths; for
+    windows that all have length P, :func:`extract_fixed_windows` gives the same values faster.
+    """
+    B, C, T = x.shape
+    N, P = start.shape[1], patch_samples
+    k = torch.arange(P, device=x.device, dtype=torch.float32) + 0.5
+    pos = start[..., None].float() + k * (size[..., None].float() / P) - 0.5   # (B, N, P)
+    lo = pos.floor()
+    frac = (pos - lo).to(x.dtype)
+    lo = lo.long()
+    taps = torch.stack([lo.clamp(0, T - 1), (lo + 1).clamp(0, T - 1)], 0)      # (2, B, N, P)
+    idx = taps.permute(1, 0, 2, 3).reshape(B, 1, 2 * N * P).expand(B, C, -1)
+    both = torch.gather(x, 2, idx).view(B, C, 2, N, P)
+    out = torch.lerp(both[:, :, 0], both[:, :, 1], frac.unsqueeze(1))          # (B, C, N, P)
+    return out.transpose(1, 2).reshape(B, N, C * P)
+
+
+@torch.no_grad()
+def extract_fixed_windows(x: torch.Tensor, start: torch.Tensor, patch_samples: int) -> torch.Tensor:
+    """Windows of exactly P samples at continuous starts: the same values as
+    :func:`extract_windows` with length P (up to float32 rounding of the positions), faster.
+
+    x (B, C, T) with T > P; start (B, N) in samples, in [0, T - P] -> patches (B, N, C * P). All P
+    values of a window share one interpolation weight frac = s - floor(s), so one gather of the
+    P + 1 samples x[floor(s) : floor(s) + P + 1] (a strided view, no copy before the gather) and
+    one lerp of its two shifted halves give the patch, already in (C, P) order. An integer start
+    returns x[..., s : s + P] exactly (weight 0, or weight 1 at the last start T - P).
+    """
+    B, C, T = x.shape
+    P = patch_samples
+    lo = start.float().floor().clamp(0, T - P - 1)
+    frac = (start.float() - lo).clamp(0, 1).to(x.dtype)[..., None, None]      # (B, N, 1, 1)
+    rows = torch.arange(B, device=x.device).unsqueeze(1)
+    win = x.unfold(2, P + 1, 1)[rows, :, lo.long()]                            # (B, N, C, P + 1)
+    return torch.lerp(win[..., :P], win[..., 1:], frac).reshape(B, start.shape[1], C * P)

@@ -1,0 +1,267 @@
+"""Faults a long run must survive (docs: README "Faults and resuming"): a second start on the same
+run directory, non-finite losses, torn bookkeeping files, SIGTERM / SIGINT, unwritable outputs,
+empty recipes, errors inside DataLoader workers, stages checked before anything runs."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from part.config.schema import OptimConfig
+from part.errors import DataError, RunStopped, user_message
+from part.training.checkpoint import load_checkpoint
+from part.training.distributed import DistInfo
+from part.training.engine import RunContext, TrainSpec, train
+from part.training.rundir import RunDirLock, finished_stages, read_metrics, truncate_metrics
+
+ROOT = Path(__file__).resolve().parents[2]
+RECIPE = ROOT / "recipes" / "digits_demo.yaml"
+TINY = ["model.dim=32", "model.depth=2", "model.heads=4", "run.log_every=1", "run.device=cpu",
+        "data.limit_test=100", "method.num_pairs=32"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def command(out, *overrides):
+    return [sys.executable, "-m", "part.train", str(RECIPE), f"run.output_dir={out}", *TINY, *overrides]
+
+
+def train_cli(out, *overrides, timeout=300):
+    return subprocess.run(command(out, *overrides), cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env=ENV)
+
+
+def start(out, *overrides):
+    return subprocess.Popen(command(out, *overrides), cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=ENV)
+
+
+def wait_for_steps(run, n, proc, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if len([r for r in read_metrics(run / "metrics.jsonl") if "event" not in r]) >= n:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"the run did not reach {n} steps: {proc.poll()}")
+
+
+def step_losses(run, stage="pretrain"):
+    return [(r["step"], r["loss"]) for r in read_metrics(run / "metrics.jsonl")
+            if r["stage"] == stage and "event" not in r]
+
+
+LONG = ["pretrain.epochs=3", "data.limit_train=320", "pretrain.batch_size=32", "run.stages=[pretrain]",
+        "model.depth=4", "model.dim=64"]
+
+
+# ----------------------------------------------------------------------------- 1. one run per directory
+
+def test_second_start_on_a_running_directory_fails_at_once(tmp_path):
+    run = tmp_path / "digits_demo"
+    first = start(tmp_path, *LONG[1:], "pretrain.epochs=100")  # far longer than this test
+    try:
+        wait_for_steps(run, 2, first)
+        t0 = time.time()
+        second = train_cli(tmp_path, *LONG[1:], "pretrain.epochs=100")
+        assert time.time() - t0 < 60
+        assert second.returncode == 2, second.stderr
+        assert f"run directory '{run}' is in use by another run (process {first.pid}" in second.stderr
+        assert "Traceback" not in second.stderr
+        assert first.poll() is None  # the first run goes on, untouched
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=120)
+    assert first.returncode == 143
+    steps = [s for s, _ in step_losses(run)]
+    assert steps == list(range(1, len(steps) + 1))  # written once, by the run holding the lock
+
+
+def test_lock_is_released_with_its_process(tmp_path):
+    with RunDirLock(tmp_path):
+        with pytest.raises(Exception, match=f"in use by another run \\(process {os.getpid()}"):
+            RunDirLock(tmp_path).acquire()
+    RunDirLock(tmp_path).acquire().release()  # free again once released (or its process died)
+
+
+# ----------------------------------------------------------------------------- 2. non-finite losses
+
+def _engine_run(tmp_path, loss_at, epochs=2, checkpoint_every=2, log_every=100):
+    """Train nn.Linear on 32 items (batch 4: 8 steps / epoch) with a loss that is NaN at the
+    steps in ``loss_at`` (1-based)."""
+    torch.manual_seed(0)
+    model = nn.Linear(3, 1)
+    data = TensorDataset(torch.randn(32, 3), torch.randn(32, 1))
+    calls = {"n": 0}
+
+    def loss_fn(m, batch, device):
+        calls["n"] += 1
+        loss = (m(batch[0]) - batch[1]).pow(2).mean()
+        return (loss * float("nan") if calls["n"] in loss_at else loss), {}
+    (tmp_path / "checkpoints").mkdir(exist_ok=True)
+    ctx = RunContext(tmp_path, torch.device("cpu"), DistInfo(), log_every=log_every,
+                     checkpoint_every=checkpoint_every, progress=False)
+    spec = TrainSpec("pretrain", model, loss_fn, data, OptimConfig(epochs=epochs, batch_size=4, lr=1e-2))
+    return train(spec, ctx), ctx
+
+
+def test_nan_at_a_non_logging_step_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    with pytest.raises(RunStopped) as info:
+        _engine_run(tmp_path, loss_at={5}, checkpoint_every=2, log_every=100)
+    message = str(info.value)
+    assert info.value.exit_code == 1
+    assert "non-finite (NaN or Inf) at epoch 1, step 5 (lr " in message
+    assert "pretrain.lr=<lower> run.resume=force" in message
+    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert state["step"] == 4 and "(step 4) is kept" in message  # the step-6 save was refused
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_nan_in_the_first_steps_writes_no_checkpoint(tmp_path):
+    with pytest.raises(RunStopped, match="no checkpoint of this stage was written yet"):
+        _engine_run(tmp_path, loss_at={1}, checkpoint_every=0)
+    assert not (tmp_path / "checkpoints" / "last.pt").exists()
+
+
+def test_lr_above_10_is_refused(tmp_path):
+    res = train_cli(tmp_path, "pretrain.lr=1e30")
+    assert res.returncode == 2 and "'pretrain.lr' = 1.0e+30 is out of range; allowed: > 0 and <= 10" in res.stderr
+
+
+def test_items_per_s_counts_the_steps_since_the_last_log(tmp_path, monkeypatch):
+    clock = iter(range(10_000))
+    monkeypatch.setattr("part.training.engine.time.perf_counter", lambda: float(next(clock)))
+    _engine_run(tmp_path, loss_at=set(), epochs=1, checkpoint_every=0, log_every=3)  # 8 steps
+    rows = [r for r in read_metrics(tmp_path / "metrics.jsonl") if "event" not in r]
+    assert [r["step"] for r in rows] == [3, 6, 8]
+    # one clock tick between logs: rate = steps since the last log x batch 4
+    assert [r["items_per_s"] for r in rows][1:] == [12.0, 8.0]
+
+
+# ----------------------------------------------------------------------------- force: continue with new settings
+
+def test_changed_optimisation_keys_need_force_and_are_recorded(tmp_path):
+    base = ["pretrain.epochs=1", "run.stages=[pretrain]", "data.limit_train=64", "pretrain.batch_size=32"]
+    assert train_cli(tmp_path, *base).returncode == 0
+    refused = train_cli(tmp_path, *base, "pretrain.epochs=2")
+    assert refused.returncode == 2 and "add run.resume=force" in refused.stderr
+    other_model = train_cli(tmp_path, *base, "model.depth=3", "run.resume=force")
+    assert other_model.returncode == 2 and "not with these" in other_model.stderr
+    forced = train_cli(tmp_path, *base, "pretrain.epochs=2", "run.resume=force")
+    assert forced.returncode == 0, forced.stderr
+    run = tmp_path / "digits_demo"
+    assert "# history: " in (run / "config.yaml").read_text()
+    assert "pretrain.epochs: 1 -> 2" in (run / "config.yaml").read_text()
+    assert [s for s, _ in step_losses(run)] == [1, 2, 3, 4]  # continued from step 2 to step 4
+
+
+# ----------------------------------------------------------------------------- 3. torn files
+
+def test_torn_last_metrics_line_is_dropped_on_resume(tmp_path, capsys):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"stage": "pretrain", "step": 1, "loss": 1.0}\n{"stage": "pretrain", "step": 2, "lo')
+    truncate_metrics(path, "pretrain", 5)
+    assert "dropped a torn last line" in capsys.readouterr().out
+    assert read_metrics(path) == [{"stage": "pretrain", "step": 1, "loss": 1.0}]
+    path.write_text('{"a": 1}\nnot json\n{"b": 2}\n')
+    with pytest.raises(DataError, match="line 2 is not JSON"):
+        read_metrics(path)
+
+
+def test_damaged_state_json_names_the_file(tmp_path):
+    (tmp_path / "state.json").write_text('{"done": ["pretr')
+    with pytest.raises(DataError, match=r"state\.json' is unreadable .*delete it and rerun"):
+        finished_stages(tmp_path)
+    base = ["pretrain.epochs=1", "run.stages=[pretrain]", "data.limit_train=64", "pretrain.batch_size=32"]
+    assert train_cli(tmp_path / "cli", *base).returncode == 0
+    (tmp_path / "cli" / "digits_demo" / "state.json").write_text("{")
+    res = train_cli(tmp_path / "cli", *base)
+    assert res.returncode == 2 and "state.json' is unreadable" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+# ----------------------------------------------------------------------------- 4. signals
+
+def test_sigterm_checkpoints_at_a_step_and_resumes_exactly(tmp_path):
+    assert train_cli(tmp_path / "a", *LONG).returncode == 0
+    reference = step_losses(tmp_path / "a" / "digits_demo")
+    run = tmp_path / "b" / "digits_demo"
+    proc = start(tmp_path / "b", *LONG)
+    wait_for_steps(run, 12, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    assert "stopped by SIGTERM at epoch" in err and "Traceback" not in err
+    stopped_at = load_checkpoint(run / "checkpoints" / "last.pt")["step"]
+    assert 12 <= stopped_at < 30 and stopped_at % 10 != 0  # a mid-epoch step, not an epoch end
+    assert train_cli(tmp_path / "b", *LONG).returncode == 0
+    resumed = step_losses(run)
+    assert [s for s, _ in resumed] == list(range(1, 31))
+    for (s, a), (_, b) in zip(reference, resumed):
+        assert a == pytest.approx(b, rel=1e-6, abs=1e-7), s
+
+
+def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
+    run = tmp_path / "digits_demo"
+    proc = start(tmp_path, *LONG)
+    wait_for_steps(run, 3, proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted in pretrain at epoch" in err and "rerun the same command to resume" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+# ----------------------------------------------------------------------------- 6-10. inputs checked first
+
+def test_unwritable_output_dir_is_one_line(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    res = train_cli(blocker / "runs")
+    assert res.returncode == 2 and "run.output_dir=" in res.stderr and "is not writable" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_empty_recipe_is_an_error(tmp_path):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    res = subprocess.run([sys.executable, "-m", "part.train", str(empty)], cwd=ROOT,
+                         capture_output=True, text=True, env=ENV)
+    assert res.returncode == 2 and "'data.name' is missing" in res.stderr
+
+
+def test_stages_out_of_order_and_unknown_data_create_nothing(tmp_path):
+    res = train_cli(tmp_path, "run.stages=[evaluate,pretrain]")
+    assert res.returncode == 2 and "'run.stages' = ['evaluate', 'pretrain'] is out of order" in res.stderr
+    res = train_cli(tmp_path, "data.name=nope")
+    assert res.returncode == 2 and "unknown dataset 'nope'" in res.stderr
+    res = train_cli(tmp_path, "run.stages=[evaluate]")
+    assert res.returncode == 2 and "evaluates finetuned weights that do not exist" in res.stderr
+    assert not (tmp_path / "digits_demo").exists()
+
+
+def test_dataloader_worker_error_is_our_message(tmp_path):
+    from PIL import Image
+    for split in ("train", "test"):
+        for cls in ("a", "b"):
+            folder = tmp_path / "images" / split / cls
+            folder.mkdir(parents=True)
+            for i in range(8):
+                Image.new("RGB", (8, 8), (i * 20, 0, 0)).save(folder / f"{i}.png")
+    (tmp_path / "images" / "train" / "a" / "9.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    res = train_cli(tmp_path / "runs", "data.name=imagefolder", f"data.root={tmp_path / 'images'}",
+                    "run.num_workers=2", "run.stages=[pretrain]", "pretrain.batch_size=17")
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "9.jpg" in res.stderr and "Caught" not in res.stderr and "Traceback" not in res.stderr
+
+
+def test_user_message_unwraps_worker_errors():
+    wrapped = DataError("Caught DataError in DataLoader worker process 0.\nOriginal Traceback (most "
+                        "recent call last):\n  File \"x.py\", line 1, in f\npart.errors.DataError: "
+                        "cannot read image /d/9.jpg (bad); delete it")
+    assert user_message(wrapped) == "cannot read image /d/9.jpg (bad); delete it"
+    assert user_message(DataError("plain")) == "plain"
