@@ -43,20 +43,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import signal
-import sys
-import threading
-import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
+from functools import partial
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from data_prep.pc18_labels import STAGE_NOTES, label_counts, read_stage_notes, window_labels
+from data_prep.workers import run_jobs
 from data_prep.pc18_signal import (EEG_CHANNELS, TARGET_FS, FilterSpec, RecordError, filter_and_resample,
                                    normalise_windows, read_eeg, read_header)
 from data_prep.pc18_splits import SplitSettings, make_splits, read_metadata
@@ -244,51 +238,6 @@ def _job(source: RecordSource, records_dir: Path, config: PrepConfig) -> tuple[s
     return source.name, None, " ".join(reason.split())
 
 
-def exit_with_parent(parent_pid: int) -> None:
-    """Worker initializer: the worker dies with the process that started it (a parent killed
-    with SIGKILL cannot clean up its pool). Linux: the kernel sends SIGKILL on the parent's
-    death (prctl PR_SET_PDEATHSIG); elsewhere a daemon thread polls the parent PID. Records are
-    written atomically and the manifest only by the parent, so nothing is left half-written."""
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(1, signal.SIGKILL, 0, 0, 0) != 0:  # 1 = PR_SET_PDEATHSIG
-            raise OSError(ctypes.get_errno(), "prctl failed")
-    except (OSError, AttributeError):
-        def watch() -> None:
-            while os.getppid() == parent_pid:
-                time.sleep(1.0)
-            os._exit(1)
-        threading.Thread(target=watch, daemon=True).start()
-    if os.getppid() != parent_pid:  # the parent died before the signal was armed
-        os._exit(1)
-
-
-def _run_jobs(todo: list[RecordSource], records_dir: Path, config: PrepConfig, workers: int, progress: bool):
-    """Yield ``_job`` results, in-process for one worker, else in a process pool."""
-    show = progress and bool(todo)
-    bar = tqdm(total=len(todo), desc="PC18 records", unit="rec", disable=not show, file=sys.stderr)
-    try:
-        if workers <= 1 or len(todo) <= 1:
-            for source in todo:
-                yield _job(source, records_dir, config)
-                bar.update()
-            return
-        with ProcessPoolExecutor(max_workers=workers, initializer=exit_with_parent,
-                                 initargs=(os.getpid(),)) as pool:
-            futures = {pool.submit(_job, s, records_dir, config): s.name for s in todo}
-            for future in as_completed(futures):
-                try:
-                    yield future.result()
-                except BrokenProcessPool:
-                    name = futures[future]
-                    reason = "its worker process died (killed or out of memory); rerun to retry, with fewer --workers"
-                    yield name, None, f"{name}: {reason}"
-                bar.update()
-    finally:
-        bar.close()
-
-
 def _check_existing_output(out: Path, config: PrepConfig, overwrite: bool) -> bool:
     """Refuse an output prepared with other parameters unless ``overwrite``; return the previous
     manifest's ``synthetic`` flag."""
@@ -409,7 +358,8 @@ def prepare_dataset(
     atomic_write_json(out / "manifest.json", started)
 
     todo = [s for s in sources if s.name not in infos]
-    for name, info, reason in _run_jobs(todo, records_dir, config, workers, progress):
+    job = partial(_job, records_dir=records_dir, config=config)
+    for name, info, reason in run_jobs(job, todo, workers, progress, "PC18 records"):
         if info is None:
             failed[name] = reason
         else:
