@@ -55,13 +55,11 @@ class EEGOptions(Options):
     patch_samples: int = field(default=100, metadata={"min": 1})
     num_patches: int = field(default=40, metadata={"min": 2})
     strategy: Literal["random", "grid", "stratified"] = "random"
-    scale_range: Optional[tuple[float, float]] = field(default=None, metadata={"gt": 0})
+    scale_range: Optional[tuple[float, float]] = field(default=None, metadata={"gt": 0, "ordered": True})
     scale_target: Literal["ratio", "log"] = "ratio"
     sample_rate: float = field(default=100.0, metadata={"gt": 0})
 
     def check(self):
-        if self.scale_range is not None and self.scale_range[0] > self.scale_range[1]:
-            yield "scale_range", f"= {list(self.scale_range)} must satisfy lo <= hi"
         if self.window_samples is not None:
             yield from self.check_window(self.window_samples)
 

@@ -35,14 +35,12 @@ class ImageOptions(Options):
     num_patches: Optional[int] = field(default=None, metadata={"min": 2})
     strategy: Literal["random", "grid", "stratified"] = "random"
     patch_extent: Optional[float] = field(default=None, metadata={"gt": 0})
-    scale_range: Optional[tuple[float, float]] = field(default=None, metadata={"gt": 0})
+    scale_range: Optional[tuple[float, float]] = field(default=None, metadata={"gt": 0, "ordered": True})
     scale_target: Literal["ratio", "log"] = "ratio"
     image_size: Optional[int] = field(default=None, metadata={"min": 1})
     channels: Optional[int] = field(default=None, metadata={"min": 1})
 
     def check(self):
-        if self.scale_range is not None and self.scale_range[0] > self.scale_range[1]:
-            yield "scale_range", f"= {list(self.scale_range)} must satisfy lo <= hi"
         if self.image_size is not None:
             yield from self.check_size(self.image_size)
 

@@ -6,7 +6,8 @@ a recipe or from Python, checks it:
 
 - the rules in each field's ``metadata``: ``min`` / ``max`` (inclusive), ``gt`` (strictly
   greater), ``range`` = (lo, hi) with ``bounds`` one of ``"[]"`` (default), ``"[)"``, ``"(]"``,
-  ``"()"`` (``half_open=True`` is ``"[)"``), ``choices``, ``unique`` (a list repeats nothing).
+  ``"()"`` (``half_open=True`` is ``"[)"``), ``choices``, ``unique`` (a list repeats nothing),
+  ``ordered`` (a list or tuple in increasing order, e.g. a [lo, hi] range).
   Bounds and choices apply element-wise to lists and tuples and are skipped for ``None``;
 - the cross-field rules of its ``check()`` method, which yields ``(field, message)`` problems.
 
@@ -83,6 +84,8 @@ def field_problems(name: str, meta: Mapping, value: Any) -> Iterator[tuple[str, 
         if violates(meta, item):
             key = name if index is None else f"{name}[{index}]"
             yield key, f"= {show_value(item)} is out of range; allowed: {describe_allowed(meta)}"
+    if meta.get("ordered") and isinstance(value, (list, tuple)) and list(value) != sorted(value):
+        yield name, f"= {show_value(list(value))} must be in increasing order (e.g. [lo, hi], lo <= hi)"
     if meta.get("unique") and isinstance(value, list):
         repeated = [v for v, n in Counter(value).items() if n > 1]
         if repeated:

@@ -248,3 +248,15 @@ def test_recipe_hash_and_differences(base_recipe):
     assert recipe_hash(recipe, keys=["finetune"]) == recipe_hash(other, keys=["finetune"])
     assert recipe_differences(recipe, other) == ["pretrain.epochs: 5 -> 6"]
     assert recipe_differences(recipe, same_work) == []
+
+
+def test_ordered_rule_refuses_a_reversed_range():
+    @dataclass
+    class RangeOptions(Options):
+        section = "modality"
+        scale_range: Optional[tuple[float, float]] = field(default=None, metadata={"ordered": True})
+
+    assert RangeOptions(scale_range=(0.5, 2.0)).scale_range == (0.5, 2.0)
+    assert RangeOptions().scale_range is None
+    with pytest.raises(ConfigError, match=r"'modality\.scale_range' = \[2\.0, 0\.5\] must be in increasing order"):
+        RangeOptions(scale_range=(2.0, 0.5))
