@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from modalities import get_modality  # noqa: E402
-from data_prep.pc18_signal import EEG_CHANNELS  # noqa: E402
+from modalities.eeg.wfdb_reader import EEG_CHANNELS  # noqa: E402
 from modalities.eeg.prepared import FORMAT_VERSION, PC18_WINDOW_SHAPE, PreparedEEG  # noqa: E402
 
 C, L = PC18_WINDOW_SHAPE

@@ -81,7 +81,7 @@ def child_mne(header: Path, out: Path) -> dict:
     import mne
     import wfdb
 
-    from data_prep.pc18_signal import EEG_CHANNELS
+    from modalities.eeg.wfdb_reader import EEG_CHANNELS
 
     imports_mb = _peak_mb()
     start = time.perf_counter()
@@ -100,7 +100,8 @@ def child_mne(header: Path, out: Path) -> dict:
 
 def child_stages(header: Path, out: Path) -> dict:
     from data_prep.pc18_labels import read_stage_notes, window_labels
-    from data_prep.pc18_signal import filter_and_resample, normalise_windows, read_eeg
+    from modalities.eeg.signal import filter_and_resample, normalise_windows
+    from modalities.eeg.wfdb_reader import read_eeg
 
     times, start = {}, time.perf_counter()
     rec = read_eeg(header)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import wfdb
 
-from data_prep.pc18_signal import TARGET_FS, RecordError, resampled_length
+from modalities.eeg.signal import TARGET_FS, RecordError, resampled_length
 from modalities.eeg.prepared import CLASS_NAMES, UNLABELLED
 
 # PC18 stage note (aux_note of the .arousal files) -> stage code = label value (CLASS_NAMES index)

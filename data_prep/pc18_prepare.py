@@ -51,8 +51,8 @@ import numpy as np
 
 from data_prep.pc18_labels import STAGE_NOTES, label_counts, read_stage_notes, window_labels
 from data_prep.workers import run_jobs
-from data_prep.pc18_signal import (EEG_CHANNELS, TARGET_FS, FilterSpec, RecordError, filter_and_resample,
-                                   normalise_windows, read_eeg, read_header)
+from modalities.eeg.signal import TARGET_FS, FilterSpec, RecordError, filter_and_resample, normalise_windows
+from modalities.eeg.wfdb_reader import EEG_CHANNELS, read_eeg, read_header
 from data_prep.pc18_splits import SplitSettings, make_splits, read_metadata
 from part.atomic import atomic_write, atomic_write_json
 from part.errors import DataError

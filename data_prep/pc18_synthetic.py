@@ -39,7 +39,7 @@ import wfdb
 from scipy.ndimage import gaussian_filter1d, uniform_filter1d
 
 from data_prep.pc18_labels import STAGE_NOTES
-from data_prep.pc18_signal import EEG_CHANNELS
+from modalities.eeg.wfdb_reader import EEG_CHANNELS
 from part.atomic import atomic_write, atomic_write_text
 
 FS = 200  # Hz, as in the 2018 challenge

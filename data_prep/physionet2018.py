@@ -28,7 +28,7 @@ except ImportError:  # run as `python data_prep/physionet2018.py` without the pa
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data_prep.pc18_prepare import PrepConfig, RunResult, SplitSettings, prepare_dataset
-from data_prep.pc18_signal import EEG_CHANNELS
+from modalities.eeg.wfdb_reader import EEG_CHANNELS
 from part.errors import UserInputError
 
 DEFAULT_BASE_URL = "https://physionet.org/files/challenge-2018/1.0.0/"

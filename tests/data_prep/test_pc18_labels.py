@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from data_prep.pc18_labels import StageNotes, label_counts, read_stage_notes, window_labels
-from data_prep.pc18_signal import RecordError, read_header
+from modalities.eeg.signal import RecordError
+from modalities.eeg.wfdb_reader import read_header
 from modalities.eeg.prepared import UNLABELLED
 
 from conftest import SHARED_DATA, requires_shared

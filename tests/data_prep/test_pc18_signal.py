@@ -1,4 +1,4 @@
-"""Reading, filtering, resampling and normalising PC18 EEG (data_prep/pc18_signal.py).
+"""Reading, filtering, resampling and normalising PC18 EEG (modalities/eeg/signal.py, wfdb_reader.py).
 
 Records are the REAL tr03-0005 header (shortened) and annotations from ../shared/data/pc18 next to
 a MATLAB v4 ``.mat`` this test writes with scipy (int16 ``val`` 13 x n, 24-byte preamble).
@@ -15,17 +15,9 @@ import pytest
 import scipy.io
 import scipy.signal
 
-from data_prep.pc18_signal import (
-    EEG_CHANNELS,
-    EegRecording,
-    FilterSpec,
-    RecordError,
-    filter_and_resample,
-    normalise_windows,
-    read_eeg,
-    resample_ratio,
-    resampled_length,
-)
+from modalities.eeg.signal import (EegRecording, FilterSpec, RecordError, filter_and_resample, normalise_windows,
+                                   resample_ratio, resampled_length)
+from modalities.eeg.wfdb_reader import EEG_CHANNELS, read_eeg
 
 from conftest import SHARED_DATA, requires_shared
 

@@ -13,7 +13,7 @@ import scipy.signal
 import wfdb
 
 from data_prep.pc18_labels import STAGE_NOTES
-from data_prep.pc18_signal import EEG_CHANNELS
+from modalities.eeg.wfdb_reader import EEG_CHANNELS
 from data_prep.pc18_synthetic import (EPOCH, EVENT_KINDS, FS, HEADER_COMMENT, N1, N2, N3, R, SIGNALS, W,
                                       _hypnogram, write_synthetic_records)
 

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from data_prep.pc18_labels import read_stage_notes, window_labels
-from data_prep.pc18_signal import EEG_CHANNELS, filter_and_resample, normalise_windows, read_eeg
+from modalities.eeg.signal import filter_and_resample, normalise_windows
+from modalities.eeg.wfdb_reader import EEG_CHANNELS, read_eeg
 from data_prep.physionet2018 import main
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
