@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from modalities import get_modality  # noqa: E402
 from modalities.eeg.wfdb_reader import EEG_CHANNELS  # noqa: E402
-from modalities.eeg.prepared import FORMAT_VERSION, PC18_WINDOW_SHAPE, PreparedEEG  # noqa: E402
+from modalities.eeg.datasets import PreparedEEG  # noqa: E402
+from modalities.eeg.prepared import FORMAT_VERSION, PC18_WINDOW_SHAPE  # noqa: E402
 
 C, L = PC18_WINDOW_SHAPE
 

@@ -1,19 +1,29 @@
-"""Benchmark: prepare one full-length PC18 record, our pipeline against the usual MNE path.
+"""Benchmark: prepare one full-length night, our pipeline against the usual MNE path, for the
+PC18 WFDB reader and for an EDF night read through MNE (Sleep-EDF layout).
 
-    python benchmarks/prep_bench.py [--workdir DIR] [--repeats 3] [--json OUT.json]
+    python benchmarks/prep_bench.py [--workdir DIR] [--repeats 3] [--hours 22] [--json OUT.json]
+        [--skip-pc18] [--skip-sleep-edf]
 
-Writes one record of the size of tr03-0005 (13 signals x 5,147,000 int16 samples at 200 Hz, the
-real header and annotations from ../shared/data/pc18 next to a MATLAB v4 .mat written here), then
-times, each in a fresh Python process (imports excluded from the time, included in the memory):
+PC18: one record of the size of tr03-0005 (13 signals x 5,147,000 int16 samples at 200 Hz, the
+real header and annotations from ../shared/data/pc18 next to a MATLAB v4 .mat written here).
+Sleep-EDF: one SYNTHETIC night of ``--hours`` (22 h by default, about the longest SC night) in
+the exact layout (``SC4001E0-PSG.edf``: 3 channels at 100 Hz + 4 at 1 Hz, 30-s data records,
+and its EDF+ hypnogram), written by ``data_prep.sleep_edf_synthetic.write_sleep_edf_night``.
+Each measurement runs in a fresh Python process (imports excluded from the time, included in
+the memory), the two paths alternating ``--repeats`` times:
 
-- ``ours``: ``data_prep.pc18_prepare.prepare_record`` (read 6 EEG channels, band-pass, resample to
-  100 Hz, label, window, z-score, write float16 .npy atomically);
-- ``mne``: ``wfdb.rdrecord`` of the 6 channels, ``mne.io.RawArray``, ``raw.filter(0.1, 30)``,
+- ``pc18_ours``: ``data_prep.prepare.prepare_record`` with the PC18 reader (fast WFDB read of
+  6 EEG channels, band-pass, resample to 100 Hz, label, window, z-score, write float16 .npy);
+- ``pc18_mne``: ``wfdb.rdrecord`` of the 6 channels, ``mne.io.RawArray``, ``raw.filter(0.1, 30)``,
   ``raw.resample(100)``, windowing and z-scoring in memory (no labels, no writing);
-- ``stages``: our stages one by one (time only).
+- ``sedf_ours``: ``prepare_record`` with the MNE-based reader of ``data_prep/psg_sources.py``
+  (EEG Fpz-Cz and Pz-Oz, hypnogram, no wake trimming: the whole night);
+- ``sedf_mne``: ``mne.io.read_raw_edf`` + ``pick`` of the 2 EEG channels + ``load_data``,
+  ``raw.filter(0.1, 30)``, ``raw.resample(100)``, windowing and z-scoring in memory;
+- ``*_stages``: our stages one by one (time only).
 
-Peak memory is the process's peak resident set (``VmHWM``). Targets (issue 4): ours at least
-3x faster than MNE, peak memory per worker at most 500 MB. Prints a table and the ratios.
+Peak memory is the process's peak resident set (``VmHWM``). Targets: the PC18 WFDB path at
+least 5x faster than MNE, peak memory per worker at most 500 MB. Prints tables and ratios.
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO / ".." / "shared" / "data" / "pc18"
 RECORD = "tr03-0005"
 N_SAMPLES, N_SIGNALS, FS = 5_147_000, 13, 200
+SLEEP_EDF_CHANNELS = ("EEG Fpz-Cz", "EEG Pz-Oz")
 
 
 def write_full_record(dest: Path, n_samples: int = N_SAMPLES, seed: int = 0) -> Path:
@@ -67,17 +78,28 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def child_ours(header: Path, out: Path) -> dict:
-    from data_prep.pc18_prepare import PrepConfig, RecordSource, prepare_record
+def child_pc18_ours(header: Path, out: Path) -> dict:
+    from data_prep.pc18_prepare import PrepConfig, pc18_source, prepare_record
 
     imports_mb = _peak_mb()
-    source = RecordSource(RECORD, header, header.with_suffix(".arousal"), "training")
+    source = pc18_source(RECORD, header, header.with_suffix(".arousal"), "training")
     start = time.perf_counter()
     info = prepare_record(source, out, PrepConfig())
     return {"seconds": time.perf_counter() - start, "imports_peak_mb": imports_mb, "n_windows": info["n_windows"]}
 
 
-def child_mne(header: Path, out: Path) -> dict:
+def _mne_windows(raw, n_channels: int) -> int:
+    """MNE's band-pass and resampling, then our windowing + z-score in memory; returns windows."""
+    raw.filter(0.1, 30.0, verbose=False)
+    raw.resample(100.0, verbose=False)
+    x = raw.get_data() * 1e6
+    n_windows = x.shape[1] // 3000
+    w = x[:, : n_windows * 3000].reshape(n_channels, n_windows, 3000).transpose(1, 0, 2)
+    z = ((w - w.mean(-1, keepdims=True)) / (w.std(-1, keepdims=True) + 1e-6)).astype(np.float16)
+    return int(z.shape[0])
+
+
+def child_pc18_mne(header: Path, out: Path) -> dict:
     import mne
     import wfdb
 
@@ -89,16 +111,11 @@ def child_mne(header: Path, out: Path) -> dict:
     info = mne.create_info(list(EEG_CHANNELS), record.fs, "eeg")
     raw = mne.io.RawArray(record.p_signal.T * 1e-6, info, verbose=False)
     del record
-    raw.filter(0.1, 30.0, verbose=False)
-    raw.resample(100.0, verbose=False)
-    x = raw.get_data() * 1e6
-    n_windows = x.shape[1] // 3000
-    w = x[:, : n_windows * 3000].reshape(len(EEG_CHANNELS), n_windows, 3000).transpose(1, 0, 2)
-    z = ((w - w.mean(-1, keepdims=True)) / (w.std(-1, keepdims=True) + 1e-6)).astype(np.float16)
-    return {"seconds": time.perf_counter() - start, "imports_peak_mb": imports_mb, "n_windows": int(z.shape[0])}
+    n_windows = _mne_windows(raw, len(EEG_CHANNELS))
+    return {"seconds": time.perf_counter() - start, "imports_peak_mb": imports_mb, "n_windows": n_windows}
 
 
-def child_stages(header: Path, out: Path) -> dict:
+def child_pc18_stages(header: Path, out: Path) -> dict:
     from data_prep.pc18_labels import read_stage_notes, window_labels
     from modalities.eeg.signal import filter_and_resample, normalise_windows
     from modalities.eeg.wfdb_reader import read_eeg
@@ -115,7 +132,53 @@ def child_stages(header: Path, out: Path) -> dict:
     return {"seconds": time.perf_counter() - start, "stages": times}
 
 
-CHILDREN = {"ours": child_ours, "mne": child_mne, "stages": child_stages}
+def _sedf_source(psg: Path):
+    from data_prep.prepare import PrepConfig, RecordSource
+    from data_prep.psg_sources import read_psg
+
+    hypnogram = next(psg.parent.glob(psg.name[:7] + "*-Hypnogram.edf"))
+    source = RecordSource(psg.name[:6], psg, hypnogram, "cassette", read_psg, psg.name[:5], {"root": psg.parent})
+    return source, PrepConfig(channels=SLEEP_EDF_CHANNELS)
+
+
+def child_sedf_ours(psg: Path, out: Path) -> dict:
+    from data_prep.prepare import prepare_record
+
+    imports_mb = _peak_mb()
+    source, config = _sedf_source(psg)
+    start = time.perf_counter()
+    info = prepare_record(source, out, config)
+    return {"seconds": time.perf_counter() - start, "imports_peak_mb": imports_mb, "n_windows": info["n_windows"]}
+
+
+def child_sedf_mne(psg: Path, out: Path) -> dict:
+    import mne
+
+    imports_mb = _peak_mb()
+    start = time.perf_counter()
+    raw = mne.io.read_raw_edf(psg, preload=False, verbose="error").pick(list(SLEEP_EDF_CHANNELS)).load_data()
+    n_windows = _mne_windows(raw, len(SLEEP_EDF_CHANNELS))
+    return {"seconds": time.perf_counter() - start, "imports_peak_mb": imports_mb, "n_windows": n_windows}
+
+
+def child_sedf_stages(psg: Path, out: Path) -> dict:
+    from data_prep.psg_sources import read_psg
+    from modalities.eeg.signal import filter_and_resample, normalise_windows
+
+    source, config = _sedf_source(psg)
+    start = time.perf_counter()
+    result = read_psg(source, config)  # hypnogram + the 2 EEG channels through MNE + grid
+    times = {"read_2_channels_and_hypnogram": time.perf_counter() - start}
+    signal = filter_and_resample(result.recording)
+    times["filter_and_resample"] = time.perf_counter() - start - sum(times.values())
+    grid = result.grid
+    normalise_windows(signal, grid.first_start, grid.n_windows, grid.window_len)
+    times["window_and_normalise"] = time.perf_counter() - start - sum(times.values())
+    return {"seconds": time.perf_counter() - start, "stages": times}
+
+
+CHILDREN = {"pc18_ours": child_pc18_ours, "pc18_mne": child_pc18_mne, "pc18_stages": child_pc18_stages,
+            "sedf_ours": child_sedf_ours, "sedf_mne": child_sedf_mne, "sedf_stages": child_sedf_stages}
 
 
 def measure(mode: str, header: Path, out: Path) -> dict:
@@ -125,38 +188,13 @@ def measure(mode: str, header: Path, out: Path) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--workdir", type=Path, help="where to write the 134 MB record (default: a temp dir, removed)")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--n-samples", type=int, default=N_SAMPLES, help="record length (default: tr03-0005's)")
-    p.add_argument("--json", type=Path, help="also write the results here")
-    p.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
-    p.add_argument("--header", type=Path, help=argparse.SUPPRESS)
-    p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
-    args = p.parse_args()
-    if args.child:
-        sys.path.insert(0, str(REPO))
-        result = CHILDREN[args.child](args.header, args.out)
-        print(json.dumps({**result, "peak_rss_mb": _peak_mb()}))
-        return 0
-    if not (SHARED / f"{RECORD}.hea").is_file():
-        print(f"error: the real {RECORD}.hea/.arousal are not in {SHARED}; the benchmark needs them", file=sys.stderr)
-        return 2
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="prep_bench_"))
-    try:
-        start = time.perf_counter()
-        header = write_full_record(work / "raw", args.n_samples)
-        mat = header.with_suffix(".mat")
-        print(f"wrote {mat} ({mat.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - start:.1f} s")
-        runs: dict[str, list[dict]] = {"ours": [], "mne": []}
-        for _ in range(args.repeats):  # interleaved, so that machine load hits both alike
-            for mode in runs:
-                runs[mode].append(measure(mode, header, work / "out"))
-        stages = measure("stages", header, work / "out")
-    finally:
-        if args.workdir is None:
-            shutil.rmtree(work, ignore_errors=True)
+def compare(kind: str, path: Path, out: Path, repeats: int) -> dict:
+    """Alternate ``<kind>_ours`` and ``<kind>_mne`` ``repeats`` times, then time our stages."""
+    runs: dict[str, list[dict]] = {"ours": [], "mne": []}
+    for _ in range(repeats):  # interleaved, so that machine load hits both alike
+        for mode in runs:
+            runs[mode].append(measure(f"{kind}_{mode}", path, out))
+    stages = measure(f"{kind}_stages", path, out)
     summary = {
         mode: {
             "median_s": statistics.median(r["seconds"] for r in rs),
@@ -168,17 +206,70 @@ def main() -> int:
         for mode, rs in runs.items()
     }
     speedup = summary["mne"]["median_s"] / summary["ours"]["median_s"]
-    report = {"record": f"{N_SIGNALS} x {args.n_samples} int16 at {FS} Hz", "repeats": args.repeats, "summary": summary,
-              "speedup_vs_mne": speedup, "our_stages_s": stages["stages"], "runs": runs}
-    print(f"\n{'path':<6} {'median s':>9} {'min s':>7} {'peak RSS MB':>12} {'after imports MB':>17} {'windows':>8}")
+    return {"summary": summary, "speedup_vs_mne": speedup, "our_stages_s": stages["stages"], "runs": runs}
+
+
+def print_report(title: str, report: dict, target: float | None) -> None:
+    summary, speedup = report["summary"], report["speedup_vs_mne"]
+    print(f"\n{title}")
+    print(f"{'path':<6} {'median s':>9} {'min s':>7} {'peak RSS MB':>12} {'after imports MB':>17} {'windows':>8}")
     for mode, s in summary.items():
         row = f"{s['median_s']:9.2f} {s['min_s']:7.2f} {s['peak_rss_mb']:12.0f} {s['imports_peak_mb']:17.0f}"
         print(f"{mode:<6} {row} {s['n_windows']:8d}")
-    print("our stages (s): " + ", ".join(f"{k} {v:.2f}" for k, v in stages["stages"].items()))
-    print(f"speed-up vs MNE: {speedup:.1f}x (target >= 3x: {'met' if speedup >= 3 else 'NOT met'}); "
-          f"our peak memory {summary['ours']['peak_rss_mb']:.0f} MB (target <= 500 MB: "
-          f"{'met' if summary['ours']['peak_rss_mb'] <= 500 else 'NOT met'}); "
-          f"memory ratio MNE/ours {summary['mne']['peak_rss_mb'] / summary['ours']['peak_rss_mb']:.1f}x")
+    print("our stages (s): " + ", ".join(f"{k} {v:.2f}" for k, v in report["our_stages_s"].items()))
+    goal = f" (target >= {target:g}x: {'met' if speedup >= target else 'NOT met'})" if target else ""
+    print(f"speed-up vs MNE: {speedup:.1f}x{goal}; our peak memory {summary['ours']['peak_rss_mb']:.0f} MB (target "
+          f"<= 500 MB: {'met' if summary['ours']['peak_rss_mb'] <= 500 else 'NOT met'}); memory ratio MNE/ours "
+          f"{summary['mne']['peak_rss_mb'] / summary['ours']['peak_rss_mb']:.1f}x")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--workdir", type=Path, help="where to write the records (default: a temp dir, removed)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--n-samples", type=int, default=N_SAMPLES, help="PC18 record length (default: tr03-0005's)")
+    p.add_argument("--hours", type=float, default=22.0, help="length of the Sleep-EDF night")
+    p.add_argument("--skip-pc18", action="store_true")
+    p.add_argument("--skip-sleep-edf", action="store_true")
+    p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
+    p.add_argument("--header", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        sys.path.insert(0, str(REPO))
+        result = CHILDREN[args.child](args.header, args.out)
+        print(json.dumps({**result, "peak_rss_mb": _peak_mb()}))
+        return 0
+    pc18 = not args.skip_pc18 and (SHARED / f"{RECORD}.hea").is_file()
+    if not args.skip_pc18 and not pc18:
+        print(f"note: the real {RECORD}.hea/.arousal are not in {SHARED}; skipping the PC18 comparison",
+              file=sys.stderr)
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="prep_bench_"))
+    report: dict = {"repeats": args.repeats}
+    try:
+        if pc18:
+            start = time.perf_counter()
+            header = write_full_record(work / "raw", args.n_samples)
+            mat = header.with_suffix(".mat")
+            print(f"wrote {mat} ({mat.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - start:.1f} s")
+            report["pc18"] = {"record": f"{N_SIGNALS} x {args.n_samples} int16 at {FS} Hz",
+                              **compare("pc18", header, work / "out", args.repeats)}
+            print_report("PC18 (WFDB reader) vs MNE", report["pc18"], 5.0)
+        if not args.skip_sleep_edf:
+            sys.path.insert(0, str(REPO))
+            from data_prep.sleep_edf_synthetic import write_sleep_edf_night
+
+            start = time.perf_counter()
+            psg, _ = write_sleep_edf_night(work / "sedf", 0, 1, args.hours, seed=0)
+            print(f"wrote {psg} ({psg.stat().st_size / 1e6:.1f} MB, {args.hours:g} h) in "
+                  f"{time.perf_counter() - start:.1f} s")
+            report["sleep_edf"] = {"record": f"{args.hours:g} h Sleep-EDF-layout night, 2 EEG channels at 100 Hz",
+                                   **compare("sedf", psg, work / "out", args.repeats)}
+            print_report(f"Sleep-EDF night ({args.hours:g} h, MNE reader) vs MNE", report["sleep_edf"], None)
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0

@@ -1,6 +1,7 @@
 """Download and extract CIFAR-10 / CIFAR-100 (official python-pickle tarballs).
 
     python data_prep/cifar.py --out DIR [--dataset cifar10|cifar100] [--url URL] [--md5 MD5]
+                              [--imagefolder SUBSET_DIR --per-class TRAIN TEST [--seed S]]
 
 Writes ``DIR/cifar-100-python/{train,test,meta}`` or
 ``DIR/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}`` (what
@@ -9,15 +10,25 @@ downloaded with resume and verified by MD5 first. Extraction refuses members tha
 outside ``DIR`` (absolute paths, ``..``, links, devices) and goes through a temporary folder that
 is renamed into place, so an interrupted run never leaves a half-extracted dataset. Rerunning
 when the dataset is complete does nothing. Exit codes: 0 done, 2 bad input or failed download.
+
+``--imagefolder SUBSET_DIR --per-class TRAIN TEST`` also writes a class-balanced subset as JPEG
+files in ImageFolder layout, ``SUBSET_DIR/{train,test}/<class>/<index>.jpg`` (TRAIN images per
+class from the training batches, TEST per class from the test batch, a seeded draw; quality 95,
+no chroma subsampling),
+read by the ``imagefolder`` dataset (e.g. ``recipes/cifar10_subset.yaml``: 500 and 100 per class).
+The subset is built in a temporary folder renamed into place; an existing one is kept.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import tarfile
 import tempfile
 from pathlib import Path
+
+import numpy as np
 
 try:
     import data_prep  # noqa: F401
@@ -26,6 +37,8 @@ except ImportError:  # run as `python data_prep/cifar.py`: make the repository i
 
 from data_prep.download import download_file  # noqa: E402
 from part.errors import DataError  # noqa: E402
+
+SUBSET_INFO = "subset.json"  # written last in an ImageFolder subset: its completion marker
 
 SOURCES = {
     "cifar10": {
@@ -126,6 +139,60 @@ def prepare_cifar(out: Path, dataset: str = "cifar100", url: str | None = None,
     return safe_extract(archive, out, src["folder"], src["files"])
 
 
+def _balanced_draw(targets: np.ndarray, n_classes: int, per_class: int, seed: int, split: str) -> np.ndarray:
+    """Indices (n_classes * per_class,) of a seeded draw of ``per_class`` items of every class,
+    sorted within each class."""
+    rng = np.random.default_rng(seed)
+    picks = []
+    for c in range(n_classes):
+        pool = np.flatnonzero(targets == c)
+        if len(pool) < per_class:
+            raise DataError(f"--per-class asks for {per_class} {split} images of class {c}, but the "
+                            f"{split} split holds {len(pool)}; ask for at most that many")
+        picks.append(np.sort(rng.choice(pool, per_class, replace=False)))
+    return np.concatenate(picks)
+
+
+def export_imagefolder(cifar_root: Path, dataset: str, subset_dir: Path, per_class: tuple[int, int],
+                       seed: int = 0, quality: int = 95) -> Path:
+    """Write a class-balanced subset of a prepared CIFAR dataset as ImageFolder JPEGs.
+
+    ``per_class`` = (train, test) images per class. Returns ``subset_dir``; an existing complete
+    subset with the same settings is kept, one with other settings is refused.
+    """
+    from PIL import Image
+
+    from modalities.image.datasets import load_cifar
+
+    subset_dir = Path(subset_dir)
+    settings = {"dataset": dataset, "per_class": list(per_class), "seed": seed, "quality": quality}
+    marker = subset_dir / SUBSET_INFO
+    if marker.is_file():
+        if json.loads(marker.read_text()) == settings:
+            return subset_dir
+        raise DataError(f"{subset_dir} holds a subset made with {marker.read_text().strip()}, not "
+                        f"{json.dumps(settings)}; choose another --imagefolder folder or delete it")
+    if subset_dir.exists() and any(subset_dir.iterdir()):
+        raise DataError(f"--imagefolder {subset_dir} exists and is not a subset written by this "
+                        "command (no subset.json); choose an empty or new folder")
+    subset_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{subset_dir.name}-", dir=subset_dir.parent))
+    try:
+        for split, n in zip(("train", "test"), per_class):
+            data = load_cifar(dataset, cifar_root, split)
+            for i in _balanced_draw(data.targets, len(data.classes), n, seed, split):
+                folder = tmp / split / data.classes[data.targets[i]]
+                folder.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(data.images[i]).save(folder / f"{i:05d}.jpg", quality=quality, subsampling=0)
+        (tmp / SUBSET_INFO).write_text(json.dumps(settings))
+        if subset_dir.exists():
+            subset_dir.rmdir()
+        tmp.rename(subset_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return subset_dir
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit code (0 ok, 2 bad input / download failure)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -135,14 +202,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--url", default=None, help="mirror URL of the official tarball")
     p.add_argument("--md5", default=None, help="expected MD5 (default: the official one)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--imagefolder", type=Path, default=None,
+                   help="also write a class-balanced JPEG subset in ImageFolder layout here")
+    p.add_argument("--per-class", type=int, nargs=2, default=(500, 100), metavar=("TRAIN", "TEST"),
+                   help="images per class in the subset's train and test splits (default 500 100)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the subset draw")
     args = p.parse_args(argv)
+    if min(args.per_class) < 1:
+        p.error(f"--per-class {args.per_class[0]} {args.per_class[1]}: expected two positive integers")
     try:
         folder = prepare_cifar(args.out, args.dataset, args.url, args.md5,
                                progress=not args.no_progress)
+        print(f"{args.dataset} ready in {folder} (use data.root={args.out})")
+        if args.imagefolder is not None:
+            subset = export_imagefolder(args.out, args.dataset, args.imagefolder, tuple(args.per_class), args.seed)
+            print(f"ImageFolder subset ({args.per_class[0]} train / {args.per_class[1]} test per class) in "
+                  f"{subset} (use data.name=imagefolder data.root={subset})")
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"{args.dataset} ready in {folder} (use data.root={args.out})")
     return 0
 
 

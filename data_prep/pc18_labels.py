@@ -23,6 +23,7 @@ import wfdb
 
 from modalities.eeg.signal import TARGET_FS, RecordError, resampled_length
 from modalities.eeg.prepared import CLASS_NAMES, UNLABELLED
+from modalities.eeg.hypnogram import WindowGrid  # the one window grid of every reader
 
 # PC18 stage note (aux_note of the .arousal files) -> stage code = label value (CLASS_NAMES index)
 STAGE_NOTES: dict[str, int] = {"W": 0, "N1": 1, "N2": 2, "N3": 3, "R": 4}
@@ -36,18 +37,6 @@ class StageNotes:
     onsets: np.ndarray
     stages: np.ndarray
     fs: float
-
-
-@dataclass(frozen=True)
-class WindowGrid:
-    """``n_windows`` windows of ``window_len`` output samples from ``first_start`` (output samples
-    at ``target_fs``) and their ``labels`` (n_windows,) int8."""
-
-    first_start: int
-    n_windows: int
-    window_len: int
-    target_fs: float
-    labels: np.ndarray
 
 
 def read_stage_notes(annotation_path: Path, fs: float) -> StageNotes:

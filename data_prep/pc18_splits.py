@@ -1,10 +1,14 @@
 """Subject splits and subject metadata of a prepared PC18 dataset.
 
-In PC18 one record is one subject, so subject ids are record names. Labelled records (at least one
-labelled window) are shuffled with ``seed``: ``test`` takes ``n_test`` of them, ``finetune`` the
-next ``n_finetune``; ``pretrain`` is every prepared record not in ``test``, labelled or not
-(finetune records included). When there are fewer labelled records than ``n_test + n_finetune``
-the sizes clamp (finetune at most half of them, test the rest) with a warning.
+Splits are drawn over SUBJECTS (a record's ``subject`` key, default the record name): all records
+of a subject always land in the same split (Sleep-EDF: both nights of ``SC4ss``). In PC18 one
+record is one subject, so subject ids are record names. Labelled subjects (at least one labelled
+window in one of their records), sorted, are shuffled with ``seed``: ``test`` takes ``n_test`` of
+them (with all their records), ``finetune`` the next ``n_finetune`` (their labelled records);
+``pretrain`` is every prepared record whose subject is not in ``test``, labelled or not
+(finetune records included).
+When there are fewer labelled subjects than ``n_test + n_finetune`` the sizes clamp (finetune at
+most half of them, test the rest) with a warning.
 """
 
 from __future__ import annotations
@@ -28,30 +32,35 @@ class SplitSettings:
 
 
 def make_splits(records: dict[str, dict], settings: SplitSettings) -> tuple[dict, list[str]]:
-    """Splits of the prepared ``records`` ({name: info with ``labelled_windows``}).
+    """Splits of the prepared ``records`` ({name: info with ``labelled_windows`` and optionally
+    ``subject``}).
 
     Returns ``(splits, warnings)``; ``splits`` is the content of ``splits.json``:
-    ``{"seed", "test", "finetune", "pretrain", "subjects", "requested", "warnings"}``.
+    ``{"seed", "test", "finetune", "pretrain", "subjects", "requested", "warnings"}``
+    (``subjects``: {record: subject}).
     """
     names = sorted(records)
-    labelled = [n for n in names if records[n]["labelled_windows"] > 0]
+    subject = {n: str(records[n].get("subject") or n) for n in names}
+    labelled = sorted({subject[n] for n in names if records[n]["labelled_windows"] > 0})
     order = np.random.default_rng(settings.seed).permutation(len(labelled))
     shuffled = [labelled[i] for i in order]
     n_finetune, n_test, warnings = settings.n_finetune, settings.n_test, []
     if len(labelled) < n_test + n_finetune:
+        unit = "records" if all(subject[n] == n for n in names) else "subjects"
         n_finetune = min(n_finetune, -(-len(labelled) // 2))
         n_test = min(n_test, len(labelled) - n_finetune)
         warnings.append(
-            f"only {len(labelled)} labelled records for --n-test {settings.n_test} + --n-finetune "
+            f"only {len(labelled)} labelled {unit} for --n-test {settings.n_test} + --n-finetune "
             f"{settings.n_finetune}: using test {n_test}, finetune {n_finetune}"
         )
     test = set(shuffled[:n_test])
+    finetune = set(shuffled[n_test : n_test + n_finetune])
     splits = {
         "seed": settings.seed,
-        "test": sorted(test),
-        "finetune": sorted(shuffled[n_test : n_test + n_finetune]),
-        "pretrain": [n for n in names if n not in test],
-        "subjects": {n: n for n in names},
+        "test": [n for n in names if subject[n] in test],
+        "finetune": [n for n in names if subject[n] in finetune and records[n]["labelled_windows"] > 0],
+        "pretrain": [n for n in names if subject[n] not in test],
+        "subjects": subject,
         "requested": {"n_test": settings.n_test, "n_finetune": settings.n_finetune},
         "warnings": warnings,
     }

@@ -302,6 +302,30 @@ def _other(stage, epochs, lead, events, eeg, sub: Subject, rng) -> np.ndarray:
     return out
 
 
+def draw_subject(rng: np.random.Generator) -> Subject:
+    """One subject's physiology (see the module docstring), drawn from ``rng``."""
+    return _subject(rng)
+
+
+def draw_hypnogram(n_epochs: int, sub: Subject, rng: np.random.Generator) -> np.ndarray:
+    """Stage codes (n_epochs,) int8 of 30-s epochs (0 W .. 4 R): a night with ``sub``'s cycle length."""
+    return _hypnogram(n_epochs, round(sub.cycle_min * 2), rng)
+
+
+def simulate_signals(epochs: np.ndarray, lead: int, n: int, sub: Subject,
+                     rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[int, int, str]]]:
+    """The 13 signals of :data:`SIGNALS` for one record of ``n`` samples at ``FS`` Hz.
+
+    ``epochs`` (k,) stage codes of the 30-s epochs from sample ``lead`` on (W before it), with
+    ``lead + k * EPOCH >= n``. Returns (physical values (13, n) float32 in the SIGNALS' units: uV,
+    % for SaO2, mV for ECG; scored events [(start, end, kind)] in samples).
+    """
+    stage = np.concatenate([np.full(lead, W, np.int8), np.repeat(epochs, EPOCH)[: n - lead]])
+    events = _events(epochs, lead, n, rng)
+    eeg = _eeg(stage, epochs, lead, sub, rng)
+    return np.concatenate([eeg, _other(stage, epochs, lead, events, eeg, sub, rng)]), events
+
+
 def _digital(phys: np.ndarray) -> np.ndarray:
     """Physical (13, n) -> interleaved digital (n, 13) int16; -32768 is WFDB's invalid sample."""
     gain = np.array([s[2] for s in SIGNALS], np.float32)[:, None]
@@ -330,15 +354,13 @@ def _header(rec: str, val_nt: np.ndarray, comments: list[str]) -> str:
 
 
 def _write_record(src: Path, rec: str, rng: np.random.Generator, minutes: float, seed: int) -> None:
-    sub = _subject(rng)
+    sub = draw_subject(rng)
     n = int(round(minutes * 60 * FS))
     # Unscored lead-in of >= 1 epoch (wfdb.rdann drops a note at sample 0).
     lead = EPOCH * int(rng.integers(1, 13) if minutes >= 30 else rng.integers(1, 3))
-    epochs = _hypnogram(-(-(n - lead) // EPOCH), round(sub.cycle_min * 2), rng)
-    stage = np.concatenate([np.full(lead, W, np.int8), np.repeat(epochs, EPOCH)[: n - lead]])
-    events = _events(epochs, lead, n, rng)
-    eeg = _eeg(stage, epochs, lead, sub, rng)
-    val_nt = _digital(np.concatenate([eeg, _other(stage, epochs, lead, events, eeg, sub, rng)]))
+    epochs = draw_hypnogram(-(-(n - lead) // EPOCH), sub, rng)
+    phys, events = simulate_signals(epochs, lead, n, sub, rng)
+    val_nt = _digital(phys)
     # Annotations: stage notes at each change (channel 0), event brackets (channel 1).
     change = np.flatnonzero(np.r_[True, epochs[1:] != epochs[:-1]])
     notes = [(lead + int(i) * EPOCH, 0, STAGE_SUBTYPE[_NOTE_OF[epochs[i]]], _NOTE_OF[epochs[i]]) for i in change]

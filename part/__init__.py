@@ -13,7 +13,9 @@ The public API (``__all__``)::
   ``PairwiseMLPHead``, ``MLPHead``, ``sample_pairs``, ``relative_targets``, ``ViTEncoder``;
 - plugins: ``get_modality``, ``get_method``, ``register_modality``, ``register_method``,
   ``register_dataset``, ``available_modalities``, ``available_methods``, ``available_datasets``,
-  and the plugin interface ``Modality``, ``DataBundle``, ``Options``.
+  and the plugin interface ``Modality``, ``DataBundle``, ``Options``;
+- tools of plugins (``register_tool``, ``get_tool``, ``available_tools``): ``Stager`` (sleep
+  staging of recordings with a finetuned EEG run; the EEG plugin's tool ``stager``).
 
 Names are imported on first use, so ``import part`` (and ``import part.registry``) stays cheap
 and does not import torch. The training CLI is ``python -m part.train``; see
@@ -51,6 +53,9 @@ _EXPORTS = {
     "available_modalities": "part.registry",
     "available_methods": "part.registry",
     "available_datasets": "part.registry",
+    "register_tool": "part.registry",
+    "get_tool": "part.registry",
+    "available_tools": "part.registry",
     "Modality": "part.core.modality",
     "DataBundle": "part.core.modality",
     "Options": "part.config.options",
@@ -58,17 +63,34 @@ _EXPORTS = {
     "DataError": "part.errors",
 }
 
-__all__ = list(_EXPORTS)
+# public name -> the plugin tool it is (resolved through the registry: the core never imports
+# a plugin)
+_TOOL_EXPORTS = {"Stager": "stager"}
+
+__all__ = list(_EXPORTS) + list(_TOOL_EXPORTS)
 
 
 def __getattr__(name: str):
     module = _EXPORTS.get(name)
-    if module is None:
+    if name in _TOOL_EXPORTS:
+        value = _tool(name)
+    elif module is None:
         raise AttributeError(f"module 'part' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
+    else:
+        value = getattr(import_module(module), name)
     globals()[name] = value  # later lookups skip this function
     return value
 
 
+def _tool(name: str):
+    from part.registry import get_tool
+    try:
+        return get_tool(_TOOL_EXPORTS[name])
+    except KeyError:
+        raise AttributeError(f"part.{name} is the plugin tool '{_TOOL_EXPORTS[name]}', which no installed "
+                             f"plugin registers (the EEG plugin, modalities.eeg.plugin, does: reinstall the "
+                             f"toolkit with `pip install -e .`)") from None
+
+
 def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+    return sorted(set(globals()) | set(_EXPORTS) | set(_TOOL_EXPORTS))

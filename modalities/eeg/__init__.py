@@ -1,9 +1,7 @@
-"""EEG / 1-D time-series modality plugin. Importing it registers the modality ``eeg``
-(``modality.py``; sampling math in ``sampling.py``) and the dataset ``pc18`` (prepared sleep
-recordings, ``datasets.py``; the prepared format's reader and constants in ``prepared.py``) with
-its sleep-staging report hook (``report.py``). Found by the core through the ``part.modalities``
-entry point."""
-from modalities.eeg.modality import EEGModality, EEGOptions
-from modalities.eeg.datasets import SleepDataOptions, load_data
+"""EEG / 1-D time-series modality plugin (PhysioNet 2018, Sleep-EDF and any MNE-readable PSG).
 
-__all__ = ["EEGModality", "EEGOptions", "SleepDataOptions", "load_data"]
+Importing ``modalities.eeg.plugin`` (the ``part.modalities`` entry point) registers the modality,
+the datasets and the tools; importing this package or its signal modules (``signal.py``,
+``wfdb_reader.py``, ``mne_reader.py``, ``hypnogram.py``, ``windows.py``) registers nothing and
+does not import torch, so data preparation stays light.
+"""

@@ -17,8 +17,8 @@ constants).
 from __future__ import annotations
 
 from pathlib import Path
-from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -29,8 +29,128 @@ from part.core.modality import DataBundle, subset_indices
 from part.errors import DataError
 from part.registry import register_dataset
 from modalities.eeg.report import sleep_report_hook
-from modalities.eeg.prepared import (CLASS_NAMES, PREPARE_COMMAND, PreparedEEG, check_disjoint,
-                                     draw_finetune_records, load_manifest, load_splits)
+from modalities.eeg.prepared import (CLASS_NAMES, FORMAT_VERSION, PREPARE_COMMAND, check_disjoint, data_description,
+                                     draw_finetune_records, load_manifest, load_splits, open_record,
+                                     prepare_hint, record_paths)
+
+class PreparedEEG(Dataset):
+    """Windows of prepared records, memory-mapped; items ``(x, label, record_index)``.
+
+    Args:
+        root: the prepared directory (holds ``manifest.json``).
+        records: record names (e.g. a split from :func:`load_splits`).
+        labelled_only: keep only windows with a label (0..4), e.g. for finetuning and testing.
+        expected_format_version: the manifest's ``format_version`` this reader understands.
+
+    Attributes:
+        records: the record names; ``record_index`` refers to this list.
+        labels: np.int8 (N,) label of every kept window (-1 = unlabelled).
+        record_of: np.int32 (N,) index into ``records`` of every kept window.
+        window_of: np.int64 (N,) window index inside its record.
+        window_shape: (C, L), e.g. (6, 3000).
+        synthetic: the manifest says the records are synthetic demo data.
+
+    ``dataset[i]`` is ``(torch.float32 (C, L), label int, record_index int)``. ``__getitems__``
+    (used by torch's DataLoader for a whole batch) reads each record once, as one contiguous slice
+    when the batch's windows are consecutive, else as one sorted fancy index.
+    """
+
+    def __init__(self, root: str | Path, records: Sequence[str], labelled_only: bool,
+                 expected_format_version: int = FORMAT_VERSION):
+        self.root = Path(root)
+        self._manifest = load_manifest(self.root, expected_format_version)
+        self.synthetic = bool(self._manifest.get("synthetic", False))
+        if isinstance(records, str):
+            raise TypeError(f"PreparedEEG: records must be a list of record names, got the string {records!r}")
+        self.records = list(records)
+        if not self.records:
+            raise DataError(f"PreparedEEG({self.root}): no records given; "
+                            f"check the split in {self.root / 'splits.json'}")
+        signals, labels, windows = [], [], []
+        for rec in self.records:
+            sig, lab = open_record(self.root, self._manifest, rec)
+            signals.append(sig)
+            keep = np.flatnonzero(lab >= 0) if labelled_only else np.arange(lab.size)
+            labels.append(lab[keep])
+            windows.append(keep)
+        shapes = {s.shape[1:] for s in signals}
+        if len(shapes) != 1:
+            raise DataError(f"{self.root}: records have different window shapes {sorted(shapes)}; "
+                            f"re-run the preparation: {prepare_hint(self.root)}")
+        self.window_shape = shapes.pop()
+        counts = np.array([w.size for w in windows], np.int64)
+        self._offsets = np.concatenate([[0], np.cumsum(counts)])
+        self.labels = np.concatenate(labels).astype(np.int8, copy=False)
+        self.window_of = np.concatenate(windows).astype(np.int64, copy=False)
+        self.record_of = np.repeat(np.arange(len(self.records), dtype=np.int32), counts)
+        if self.labels.size == 0:
+            what = "labelled windows" if labelled_only else "windows"
+            raise DataError(f"PreparedEEG({self.root}): records {self.records[:5]}"
+                            f"{'...' if len(self.records) > 5 else ''} hold no {what}; "
+                            f"choose a split with labelled records or re-run the preparation: "
+                            f"{prepare_hint(self.root)}")
+        self._signals: list[np.ndarray] | None = signals
+
+    def __len__(self) -> int:
+        return int(self.labels.size)
+
+    # Memmaps are reopened in each DataLoader worker instead of being pickled (pickling a memmap
+    # would copy the whole record).
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_signals": None}
+
+    def _arrays(self) -> list[np.ndarray]:
+        if self._signals is None:
+            self._signals = [np.load(record_paths(self.root, self._manifest, r)[0], mmap_mode="r")
+                             for r in self.records]
+        return self._signals
+
+    def locate(self, index: int | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Dataset index (or array of them) -> (record index, window index inside the record)."""
+        idx = np.asarray(index, np.int64)
+        if idx.size and (idx.min() < -len(self) or idx.max() >= len(self)):
+            raise IndexError(f"index out of range for PreparedEEG of {len(self)} windows")
+        idx = np.where(idx < 0, idx + len(self), idx)
+        rec = np.searchsorted(self._offsets, idx, side="right") - 1
+        return rec, self.window_of[idx]
+
+    def __getitem__(self, index: int):
+        rec, win = self.locate(int(index))
+        x = torch.from_numpy(np.asarray(self._arrays()[int(rec)][int(win)], np.float32))
+        return x, int(self.labels[int(index)]), int(rec)
+
+    def read_batch(self, indices: Iterable[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Windows ``indices`` as (x float32 (B, C, L), labels int64 (B,), record_index int64 (B,)).
+
+        One read per record: a contiguous slice when its windows are consecutive, else a sorted
+        fancy index; float16 is converted while scattering into the output.
+        """
+        idx = np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices, np.int64)
+        rec, win = self.locate(idx)
+        arrays = self._arrays()
+        # Gather in the stored dtype (float16 scatter = memcpy), convert once with torch (SIMD).
+        out = np.empty((idx.size, *self.window_shape),
+                       np.result_type(np.float16, *(arrays[r].dtype for r in np.unique(rec))))
+        order = np.lexsort((win, rec))
+        bounds = np.flatnonzero(np.diff(rec[order])) + 1
+        for group in np.split(order, bounds):
+            if group.size == 0:
+                continue
+            w = win[group]
+            sig = arrays[rec[group[0]]]
+            if w[-1] - w[0] + 1 == w.size and (w.size == 1 or np.all(np.diff(w) == 1)):
+                out[group] = sig[w[0]: w[-1] + 1]
+            else:
+                out[group] = sig[w]
+        labels = torch.from_numpy(self.labels[idx].astype(np.int64))  # locate() checked the range
+        return torch.from_numpy(out).to(torch.float32), labels, torch.from_numpy(rec)
+
+    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, int, int]]:
+        """torch DataLoader's batched fetch: a list of samples (views of one batch tensor) that
+        ``default_collate`` stacks as usual."""
+        x, labels, rec = self.read_batch(indices)
+        return list(zip(x.unbind(0), labels.tolist(), rec.tolist()))
+
 
 # The paper's numbers, shown in reports labelled as the paper's (Cohen's kappa).
 PAPER_REFERENCE = {
@@ -175,4 +295,23 @@ def load_data(data_cfg: SleepDataOptions, seed: int = 0, repeat: int = 0) -> Dat
         test_groups=[str(s) for s in test.subjects],
         reference=dict(PAPER_REFERENCE, values=dict(PAPER_REFERENCE["values"])),
         description=description,
-        report_hook=sleep_report_hook(CLASS_NAMES, data_cfg.hypnograms))
+        report_hook=sleep_report_hook(CLASS_NAMES, data_cfg.hypnograms),
+        describe=data_description(manifest))
+
+
+@dataclass
+class PreparedRecordingsOptions(SleepDataOptions):
+    """``data.name: sleep_edf``: the same prepared format (``data_prep/sleep_edf.py`` or
+    ``psg.py``), without the PC18 paper's reference numbers."""
+
+    name: str = "sleep_edf"
+
+
+@register_dataset("eeg", "sleep_edf", options=PreparedRecordingsOptions)
+def load_prepared_recordings(data_cfg: PreparedRecordingsOptions, seed: int = 0, repeat: int = 0) -> DataBundle:
+    """:func:`load_data` for Sleep-EDF / own recordings: described by the manifest's ``dataset``
+    line; no paper reference (the PART paper reports PC18 only); test groups are subjects."""
+    bundle = load_data(data_cfg, seed, repeat)
+    dataset = load_manifest(_root(data_cfg)).get("dataset") or "prepared sleep recordings"
+    description = bundle.description.replace("PhysioNet 2018 sleep staging (pc18)", f"{dataset} (sleep_edf)", 1)
+    return replace(bundle, reference=None, description=description)

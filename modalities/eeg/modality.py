@@ -112,6 +112,7 @@ class EEGModality(Modality):
         self.strategy, self.scale_target = o.strategy, o.scale_target
         self.sample_rate = float(o.sample_rate)
         self.target_dim = target_dim(1, self.scale_range is not None)
+        self.target_names = ("dt", "dlen")[:self.target_dim]
         self.patch_dim = self.channels * P
 
     def __repr__(self) -> str:
@@ -160,3 +161,9 @@ class EEGModality(Modality):
     def targets(self, geom_ref: torch.Tensor, geom_tgt: torch.Tensor) -> torch.Tensor:
         """(..., 2) x 2 -> dt (..., 1), or (dt, dlen) (..., 2) with scale_range; see module doc."""
         return relative_targets(geom_ref, geom_tgt, self.scale_range is not None, self.scale_target)
+
+    def analysis_plots(self, analysis, out_dir):
+        """reconstruction.png and uncertainty.png of ``python -m part.analyze`` (30-s windows;
+        ``modalities/eeg/analysis.py``)."""
+        from modalities.eeg.analysis import write_plots
+        return write_plots(analysis, out_dir, self)

@@ -2,7 +2,8 @@
 memory-mapped ``.npy`` files.
 
 The directory is the one ``python data_prep/physionet2018.py --src RAW --out PREP`` writes
-(writer in ``data_prep/pc18_prepare.py``, which takes the format constants below from here)::
+(writer in ``data_prep/prepare.py``, shared by ``sleep_edf.py`` and ``psg.py``; format described in
+``data_prep/pc18_prepare.py``; the writer takes the format constants below from here)::
 
     PREP/manifest.json              format_version, status, channels, window_samples, records{...}
     PREP/splits.json                {"seed", "test", "finetune", "pretrain", "subjects", ...}
@@ -19,11 +20,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
 from part.errors import DataError
 
@@ -33,25 +31,27 @@ CLASS_NAMES = ("W", "N1", "N2", "N3", "REM")  # label value -> sleep stage
 UNLABELLED = -1  # label of a window without a (single) scored stage
 PC18_WINDOW_SHAPE = (6, 3000)  # (C, L) of the default preparation: 6 EEG channels, 30 s at 100 Hz
 PREPARE_COMMAND = ("`python data_prep/physionet2018.py --src RAW --out {root}` (or, for synthetic demo "
-                   "data, `python data_prep/physionet2018.py --synthetic N --src DEMO_RAW --out {root}`)")
+                   "data, `python data_prep/physionet2018.py --synthetic N --src DEMO_RAW --out {root}`; "
+                   "Sleep-EDF: `python data_prep/sleep_edf.py --src RAW --out {root}`; other EDF/FIF recordings: "
+                   "`python data_prep/psg.py --src DIR --out {root} --channels ...`)")
 SPLIT_NAMES = ("test", "finetune", "pretrain")
 _FILES = {"signal": "records/{record}.npy", "labels": "records/{record}.labels.npy"}
 
 
-def _hint(root: Path) -> str:
+def prepare_hint(root: Path) -> str:
     return "prepare it with " + PREPARE_COMMAND.format(root=root)
 
 
 def _read_json(path: Path, root: Path) -> dict:
     if not path.is_file():
-        raise DataError(f"{path} not found: {root} is not a prepared PhysioNet 2018 directory; {_hint(root)}")
+        raise DataError(f"{path} not found: {root} is not a prepared PhysioNet 2018 directory; {prepare_hint(root)}")
     try:
         obj = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise DataError(f"cannot read {path} ({exc}); re-run the preparation: {_hint(root)}") from None
+        raise DataError(f"cannot read {path} ({exc}); re-run the preparation: {prepare_hint(root)}") from None
     if not isinstance(obj, dict):
         raise DataError(f"{path}: expected a JSON object, got {type(obj).__name__}; "
-                        f"re-run the preparation: {_hint(root)}")
+                        f"re-run the preparation: {prepare_hint(root)}")
     return obj
 
 
@@ -65,18 +65,53 @@ def load_manifest(root: str | Path, expected_format_version: int = FORMAT_VERSIO
         raise DataError(
             f"{path}: format_version {version!r}, but this toolkit reads format_version "
             f"{expected_format_version}; the directory comes from another preprocessing version: "
-            f"re-run the preparation into a new --out (or add --overwrite): {_hint(root)}")
+            f"re-run the preparation into a new --out (or add --overwrite): {prepare_hint(root)}")
     if manifest.get("status", "complete") != "complete":
         raise DataError(
             f"{path}: status {manifest.get('status')!r}: the preparation did not finish; rerun the "
             "same data_prep/physionet2018.py command, it resumes where it stopped")
     records = manifest.get("records")
     if not isinstance(records, dict) or not all(isinstance(v, dict) and "n_windows" in v for v in records.values()):
-        raise DataError(f"{path}: key 'records' must map each record to an object with 'n_windows'; {_hint(root)}")
+        raise DataError(f"{path}: key 'records' must map each record to an object with 'n_windows'; "
+                        f"{prepare_hint(root)}")
     return manifest
 
 
-def _record_paths(root: Path, manifest: dict, record: str) -> tuple[Path, Path]:
+def data_description(manifest: dict) -> dict:
+    """What a model trained on these windows expects of new data (``DataBundle.describe``, recorded
+    in finetuned checkpoints), JSON-ready: ``channels`` (names, in order), ``rename`` (the file
+    channel names the preparation renamed to them, {file name: channel}), ``sampling_rate`` (Hz),
+    ``window_s`` (s), ``window_samples``, ``filter`` (the manifest's: edges, design and the
+    ``FilterSpec`` fields), ``resampling``, ``normalisation`` (method, ``eps`` in uV,
+    ``flat_std_uv``), ``dtype`` (storage type the windows were rounded to), ``label_names``,
+    ``units`` and ``alignment``. Keys the manifest lacks are None."""
+    params = manifest.get("params") or {}
+    rate = manifest.get("sampling_rate", params.get("sampling_rate"))
+    window_s = manifest.get("window_s", params.get("window_s"))
+    samples = manifest.get("window_samples")
+    if samples is None and rate is not None and window_s is not None:
+        samples = int(round(float(rate) * float(window_s)))
+    return {
+        "kind": "eeg_windows",
+        "format_version": manifest.get("format_version"),
+        "channels": list(manifest.get("channels") or params.get("channels") or []),
+        "rename": dict(manifest.get("rename") or params.get("rename") or {}),
+        "sampling_rate": None if rate is None else float(rate),
+        "window_s": None if window_s is None else float(window_s),
+        "window_samples": None if samples is None else int(samples),
+        "filter": manifest.get("filter") or params.get("filter"),
+        "resampling": manifest.get("resampling"),
+        "normalisation": manifest.get("normalisation") or params.get("normalisation"),
+        "dtype": manifest.get("dtype", params.get("dtype")),
+        "label_names": list(manifest.get("label_names") or CLASS_NAMES),
+        "units": "uV before normalisation (each window and channel z-scored)",
+        "alignment": "30-s windows on the grid of the scoring epochs (from the record start when unscored)",
+        "dataset": manifest.get("dataset"),
+        "synthetic": bool(manifest.get("synthetic", False)),
+    }
+
+
+def record_paths(root: Path, manifest: dict, record: str) -> tuple[Path, Path]:
     files = {**_FILES, **(manifest.get("files") or {})}
     return root / files["signal"].format(record=record), root / files["labels"].format(record=record)
 
@@ -96,34 +131,36 @@ def open_record(root: Path, manifest: dict, record: str, where: str = "") -> tup
     """
     if record not in manifest["records"]:
         raise _missing_record(root, manifest, record, where or f"the dataset ({root})")
-    sig_path, lab_path = _record_paths(root, manifest, record)
+    sig_path, lab_path = record_paths(root, manifest, record)
     arrays = []
     for path, mmap in ((sig_path, "r"), (lab_path, None)):
         if not path.is_file():
             raise DataError(f"{path} is missing (record {record!r} is in {root / 'manifest.json'}); "
-                            f"re-run the preparation: {_hint(root)}")
+                            f"re-run the preparation: {prepare_hint(root)}")
         try:
             arrays.append(np.load(path, mmap_mode=mmap, allow_pickle=False))
         except (OSError, ValueError) as exc:
             raise DataError(f"cannot read {path} ({exc}); the file is damaged: delete it and re-run the preparation: "
-                            f"{_hint(root)}") from None
+                            f"{prepare_hint(root)}") from None
     signal, labels = arrays
     n = manifest["records"][record]["n_windows"]
     shape = (len(manifest["channels"]) if "channels" in manifest else None, manifest.get("window_samples"))
     if signal.ndim != 3 or signal.dtype not in (np.float16, np.float32) or any(
             e is not None and e != s for e, s in zip(shape, signal.shape[1:])):
         raise DataError(f"{sig_path}: expected float16/float32 of shape (n_windows, {shape[0]}, {shape[1]}), "
-                        f"got {signal.dtype} {signal.shape}; delete it and re-run the preparation: {_hint(root)}")
+                        f"got {signal.dtype} {signal.shape}; delete it and re-run the preparation: "
+                        f"{prepare_hint(root)}")
     for path, arr in ((sig_path, signal), (lab_path, labels)):
         if arr.shape[0] != n:
             raise DataError(f"{path} holds {arr.shape[0]} windows but {root / 'manifest.json'} says n_windows={n} "
                             f"for {record!r}; the file was changed or cut off: delete it and re-run the preparation: "
-                            f"{_hint(root)}")
+                            f"{prepare_hint(root)}")
     top = len(CLASS_NAMES) - 1
     if (labels.ndim != 1 or labels.dtype != np.int8
             or (labels.size and (labels.min() < UNLABELLED or labels.max() > top))):
         raise DataError(f"{lab_path}: expected int8 (n_windows,) with values {UNLABELLED}..{top}, "
-                        f"got {labels.dtype} {labels.shape}; delete it and re-run the preparation: {_hint(root)}")
+                        f"got {labels.dtype} {labels.shape}; delete it and re-run the preparation: "
+                        f"{prepare_hint(root)}")
     return signal, labels
 
 
@@ -157,22 +194,23 @@ def load_splits(root: str | Path, expected_format_version: int = FORMAT_VERSION)
         expected = dict if key == "subjects" else list
         if not isinstance(splits.get(key), expected):
             raise DataError(f"{path}: key {key!r} missing or not a {expected.__name__}; "
-                            f"re-run the preparation: {_hint(root)}")
+                            f"re-run the preparation: {prepare_hint(root)}")
     labelled = []
     for rec in sorted(set().union(*(splits[k] for k in SPLIT_NAMES))):
         if not isinstance(rec, str):
-            raise DataError(f"{path}: record names must be strings, got {rec!r}; re-run the preparation: {_hint(root)}")
+            raise DataError(f"{path}: record names must be strings, got {rec!r}; re-run the preparation: "
+                            f"{prepare_hint(root)}")
         _, labels = open_record(root, manifest, rec, where=str(path))
         if (labels >= 0).any():
             labelled.append(rec)
     for key in SPLIT_NAMES:
         if len(set(splits[key])) != len(splits[key]):
-            raise DataError(f"{path}: split {key!r} lists a record twice; re-run the preparation: {_hint(root)}")
+            raise DataError(f"{path}: split {key!r} lists a record twice; re-run the preparation: {prepare_hint(root)}")
     check_disjoint(splits)
     if not set(splits["test"]) & set(labelled):
         raise DataError(f"{path}: the test split ({len(splits['test'])} records) has no labelled window, so nothing "
                         "can be evaluated; prepare records with .arousal annotations (training set), e.g. "
-                        f"{_hint(root)}")
+                        f"{prepare_hint(root)}")
     return {**splits, "labelled": labelled}
 
 
@@ -210,121 +248,3 @@ def draw_finetune_records(splits: dict, n: int, seed: int, repeat: int = 0) -> l
                 break
         seen.add(draw)  # exhausted pools repeat a draw rather than fail
     return sorted(rec for s in draw for rec in by_subject[s])
-
-
-class PreparedEEG(Dataset):
-    """Windows of prepared records, memory-mapped; items ``(x, label, record_index)``.
-
-    Args:
-        root: the prepared directory (holds ``manifest.json``).
-        records: record names (e.g. a split from :func:`load_splits`).
-        labelled_only: keep only windows with a label (0..4), e.g. for finetuning and testing.
-        expected_format_version: the manifest's ``format_version`` this reader understands.
-
-    Attributes:
-        records: the record names; ``record_index`` refers to this list.
-        labels: np.int8 (N,) label of every kept window (-1 = unlabelled).
-        record_of: np.int32 (N,) index into ``records`` of every kept window.
-        window_of: np.int64 (N,) window index inside its record.
-        window_shape: (C, L), e.g. (6, 3000).
-        synthetic: the manifest says the records are synthetic demo data.
-
-    ``dataset[i]`` is ``(torch.float32 (C, L), label int, record_index int)``. ``__getitems__``
-    (used by torch's DataLoader for a whole batch) reads each record once, as one contiguous slice
-    when the batch's windows are consecutive, else as one sorted fancy index.
-    """
-
-    def __init__(self, root: str | Path, records: Sequence[str], labelled_only: bool,
-                 expected_format_version: int = FORMAT_VERSION):
-        self.root = Path(root)
-        self._manifest = load_manifest(self.root, expected_format_version)
-        self.synthetic = bool(self._manifest.get("synthetic", False))
-        if isinstance(records, str):
-            raise TypeError(f"PreparedEEG: records must be a list of record names, got the string {records!r}")
-        self.records = list(records)
-        if not self.records:
-            raise DataError(f"PreparedEEG({self.root}): no records given; "
-                            f"check the split in {self.root / 'splits.json'}")
-        signals, labels, windows = [], [], []
-        for rec in self.records:
-            sig, lab = open_record(self.root, self._manifest, rec)
-            signals.append(sig)
-            keep = np.flatnonzero(lab >= 0) if labelled_only else np.arange(lab.size)
-            labels.append(lab[keep])
-            windows.append(keep)
-        shapes = {s.shape[1:] for s in signals}
-        if len(shapes) != 1:
-            raise DataError(f"{self.root}: records have different window shapes {sorted(shapes)}; "
-                            f"re-run the preparation: {_hint(self.root)}")
-        self.window_shape = shapes.pop()
-        counts = np.array([w.size for w in windows], np.int64)
-        self._offsets = np.concatenate([[0], np.cumsum(counts)])
-        self.labels = np.concatenate(labels).astype(np.int8, copy=False)
-        self.window_of = np.concatenate(windows).astype(np.int64, copy=False)
-        self.record_of = np.repeat(np.arange(len(self.records), dtype=np.int32), counts)
-        if self.labels.size == 0:
-            what = "labelled windows" if labelled_only else "windows"
-            raise DataError(f"PreparedEEG({self.root}): records {self.records[:5]}"
-                            f"{'...' if len(self.records) > 5 else ''} hold no {what}; "
-                            f"choose a split with labelled records or re-run the preparation: {_hint(self.root)}")
-        self._signals: list[np.ndarray] | None = signals
-
-    def __len__(self) -> int:
-        return int(self.labels.size)
-
-    # Memmaps are reopened in each DataLoader worker instead of being pickled (pickling a memmap
-    # would copy the whole record).
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_signals": None}
-
-    def _arrays(self) -> list[np.ndarray]:
-        if self._signals is None:
-            self._signals = [np.load(_record_paths(self.root, self._manifest, r)[0], mmap_mode="r")
-                             for r in self.records]
-        return self._signals
-
-    def locate(self, index: int | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Dataset index (or array of them) -> (record index, window index inside the record)."""
-        idx = np.asarray(index, np.int64)
-        if idx.size and (idx.min() < -len(self) or idx.max() >= len(self)):
-            raise IndexError(f"index out of range for PreparedEEG of {len(self)} windows")
-        idx = np.where(idx < 0, idx + len(self), idx)
-        rec = np.searchsorted(self._offsets, idx, side="right") - 1
-        return rec, self.window_of[idx]
-
-    def __getitem__(self, index: int):
-        rec, win = self.locate(int(index))
-        x = torch.from_numpy(np.asarray(self._arrays()[int(rec)][int(win)], np.float32))
-        return x, int(self.labels[int(index)]), int(rec)
-
-    def read_batch(self, indices: Iterable[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Windows ``indices`` as (x float32 (B, C, L), labels int64 (B,), record_index int64 (B,)).
-
-        One read per record: a contiguous slice when its windows are consecutive, else a sorted
-        fancy index; float16 is converted while scattering into the output.
-        """
-        idx = np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices, np.int64)
-        rec, win = self.locate(idx)
-        arrays = self._arrays()
-        # Gather in the stored dtype (float16 scatter = memcpy), convert once with torch (SIMD).
-        out = np.empty((idx.size, *self.window_shape),
-                       np.result_type(np.float16, *(arrays[r].dtype for r in np.unique(rec))))
-        order = np.lexsort((win, rec))
-        bounds = np.flatnonzero(np.diff(rec[order])) + 1
-        for group in np.split(order, bounds):
-            if group.size == 0:
-                continue
-            w = win[group]
-            sig = arrays[rec[group[0]]]
-            if w[-1] - w[0] + 1 == w.size and (w.size == 1 or np.all(np.diff(w) == 1)):
-                out[group] = sig[w[0]: w[-1] + 1]
-            else:
-                out[group] = sig[w]
-        labels = torch.from_numpy(self.labels[idx].astype(np.int64))  # locate() checked the range
-        return torch.from_numpy(out).to(torch.float32), labels, torch.from_numpy(rec)
-
-    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, int, int]]:
-        """torch DataLoader's batched fetch: a list of samples (views of one batch tensor) that
-        ``default_collate`` stacks as usual."""
-        x, labels, rec = self.read_batch(indices)
-        return list(zip(x.unbind(0), labels.tolist(), rec.tolist()))

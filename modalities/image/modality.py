@@ -97,6 +97,7 @@ class ImageModality(Modality):
         self.scale_range = tuple(o.scale_range) if o.scale_range is not None else None
         self.scale_target = o.scale_target
         self.target_dim = target_dim(2, self.scale_range is not None)
+        self.target_names = ("dx", "dy", "dw", "dh")[:self.target_dim]
         self.patch_dim = self.channels * self.patch_size ** 2
 
     def _check(self, x):
@@ -128,6 +129,12 @@ class ImageModality(Modality):
     def targets(self, geom_ref, geom_tgt):
         """(..., 4) x 2 -> (dx, dy) (..., 2), or (dx, dy, dw, dh) (..., 4) with scale_range."""
         return relative_targets(geom_ref, geom_tgt, self.scale_range is not None, self.scale_target)
+
+    def analysis_plots(self, analysis, out_dir):
+        """reconstruction.png, uncertainty.png, mixing.png of ``python -m part.analyze``
+        (``modalities/image/analysis.py``)."""
+        from modalities.image.analysis import write_plots
+        return write_plots(analysis, out_dir, self)
 
     @classmethod
     def timm_patch_embed(cls, options: ImageOptions, weight):

@@ -105,6 +105,19 @@ class OptimConfig(Options):
 
 
 @dataclass
+class PretrainConfig(OptimConfig):
+    """The ``pretrain`` stage: ``OptimConfig`` plus its diagnostics.
+
+    ``heldout_items``: test-split items on which the pretext errors of relative-target methods
+    (PART, PART-grid: per-target mean absolute/squared error and the Euclidean translation error,
+    paper Table 5) are computed at each epoch end, the same items and patches every epoch
+    (``part.evaluation.pretext``); 0 turns them off. It changes no training number (volatile).
+    """
+
+    heldout_items: int = field(default=256, metadata={"min": 0, "volatile": True})
+
+
+@dataclass
 class EvaluateConfig(Options):
     """Held-out evaluation: batch size and finetune repeats (mean +/- std)."""
 
@@ -124,7 +137,7 @@ class Recipe(Options):
     modality: Any = field(default=None, metadata={"dispatch": "modality"})
     model: ModelConfig = field(default_factory=ModelConfig)
     method: Any = field(default=None, metadata={"dispatch": "method", "default_name": "part"})
-    pretrain: OptimConfig = field(default_factory=OptimConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     finetune: OptimConfig = field(default_factory=OptimConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 

@@ -76,3 +76,25 @@ def nearest_grid_index(boxes: torch.Tensor, grid_shape: Sequence[int],
         index = index + i * stride
         stride *= n
     return index
+
+
+def apply_relative(ref: torch.Tensor, target: torch.Tensor, tgt_sizes: torch.Tensor | None = None,
+                   scale_target: ScaleTarget = "ratio") -> torch.Tensor:
+    """The inverse of ``relative_targets``: the box (..., 2k) that ``target`` places relative to ``ref``.
+
+    ref (..., 2k) boxes; target (..., k) translations, or (..., 2k) translations then scales (as
+    ``relative_targets`` returns them). Centres are ``c_ref + t * size_ref``; sizes are
+    ``size_ref * ratio`` (or ``* exp(log ratio)``) with scale targets, else ``tgt_sizes``
+    (..., k) (the target boxes' own sizes; None: the reference's).
+    """
+    k = ref.shape[-1] // 2
+    if ref.shape[-1] % 2 or target.shape[-1] not in (k, 2 * k):
+        raise ValueError(f"apply_relative: boxes must be (..., 2k) and targets (..., k) or (..., 2k), "
+                         f"got {tuple(ref.shape)} and {tuple(target.shape)}")
+    centres = ref[..., :k] + target[..., :k] * ref[..., k:]
+    if target.shape[-1] == 2 * k:
+        ratio = target[..., k:].exp() if scale_target == "log" else target[..., k:]
+        sizes = ref[..., k:] * ratio
+    else:
+        sizes = (ref[..., k:] if tgt_sizes is None else tgt_sizes).expand_as(centres)
+    return torch.cat([centres, sizes], -1)

@@ -132,18 +132,38 @@ class PARTLoss(nn.Module):
                              f"must agree on (B, N); pass the patch tokens only (drop [CLS] or "
                              f"other prefix tokens)")
 
+    def predict(self, z: torch.Tensor, geometry: torch.Tensor,
+                pairs: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
+                generator: Optional[torch.Generator] = None) -> dict:
+        """The head's predictions and the true transforms of ordered pairs, without the loss.
+
+        z (B, N, dim) patch embeddings, geometry (B, N, G). ``pairs``: (ref, tgt), each (B, M)
+        long indices in [0, N), to predict exactly those pairs; None draws ``num_pairs`` pairs
+        per item from the global RNG (or ``generator``). Returns {"pred", "target"} (B, M,
+        target_dim) float32 and {"ref", "tgt"} (B, M) long.
+        """
+        self._check(z, geometry)
+        B, N, _ = z.shape
+        if pairs is None:
+            ref, tgt = sample_pairs(B, N, self.num_pairs, self.exclude_self_pairs, z.device, generator)
+        else:
+            ref, tgt = pairs
+            if ref.shape != tgt.shape or ref.dim() != 2 or ref.shape[0] != B:
+                raise ValueError(f"PARTLoss: pairs must be (ref, tgt), each (B={B}, M) long, got "
+                                 f"{tuple(ref.shape)} and {tuple(tgt.shape)}")
+        pred = self.head(z, ref, tgt).float()
+        target = self.targets(gather_tokens(geometry, ref), gather_tokens(geometry, tgt)).float()
+        return {"pred": pred, "target": target, "ref": ref, "tgt": tgt}
+
     def forward(self, z: torch.Tensor, geometry: torch.Tensor, return_details: bool = False,
                 generator: Optional[torch.Generator] = None):
         """z (B, N, dim) patch embeddings, geometry (B, N, G) -> scalar MSE loss (float32).
 
-        Pairs are drawn from the global RNG (or ``generator``), each item its own.
+        Pairs are drawn from the global RNG (or ``generator``), each item its own; the details
+        are ``predict``'s.
         """
-        self._check(z, geometry)
-        B, N, _ = z.shape
-        ref, tgt = sample_pairs(B, N, self.num_pairs, self.exclude_self_pairs, z.device, generator)
-        pred = self.head(z, ref, tgt).float()
-        target = self.targets(gather_tokens(geometry, ref), gather_tokens(geometry, tgt)).float()
-        loss = F.mse_loss(pred, target)
+        details = self.predict(z, geometry, generator=generator)
+        loss = F.mse_loss(details["pred"], details["target"])
         if return_details:
-            return loss, {"pred": pred, "target": target, "ref": ref, "tgt": tgt}
+            return loss, details
         return loss

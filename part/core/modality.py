@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from part.core.geometry import nearest_grid_index
+from part.core.geometry import apply_relative, nearest_grid_index
 
 
 @dataclass
@@ -39,6 +39,10 @@ class DataBundle:
     ``finetune.label_smoothing`` and uses a soft-target cross-entropy; class weights are refused).
     It must accept any batch size (odd ones included) and draw randomness from the global
     generators (NumPy, torch, ``random``), which checkpoints restore. None: hard labels.
+    describe: a JSON-ready dict (plain dicts, lists, str, numbers, bool, None) describing the
+    inputs the model is trained on, recorded in the finetuned checkpoints so that the model can be
+    used on new data without its recipe (the EEG plugin: channel names, sampling_rate, window_s,
+    window_samples, filter, normalisation, dtype, label names; image datasets may leave it empty).
     """
 
     pretrain: Any
@@ -51,6 +55,7 @@ class DataBundle:
     description: str = ""
     report_hook: Optional[Callable] = None
     finetune_batch_transform: Optional[Callable] = None
+    describe: dict = field(default_factory=dict)
 
 
 def subset_indices(n: int, limit: Optional[int], seed: int):
@@ -106,6 +111,42 @@ class Modality(abc.ABC):
         if self.grid_cell is None:
             raise NotImplementedError(f"modality {self.name!r} has no grid index (no grid_cell)")
         return nearest_grid_index(geometry, tuple(reversed(self.grid_shape)), self.grid_cell)
+
+    def place(self, geom_ref: torch.Tensor, target: torch.Tensor, geom_tgt: torch.Tensor) -> torch.Tensor:
+        """The inverse of ``targets``: the geometry (..., G) at which a (predicted) transform
+        ``target`` (..., target_dim) puts a patch relative to ``geom_ref`` (..., G); ``geom_tgt``
+        (..., G) is the patch's true geometry, whose sizes are kept when the targets have no
+        scale. Default: the boxes of ``part.core.geometry`` (``apply_relative``, with the
+        modality's ``scale_target`` attribute if it has one); override for other targets."""
+        k = geom_ref.shape[-1] // 2
+        return apply_relative(geom_ref, target, geom_tgt[..., k:],
+                              getattr(self, "scale_target", "ratio"))
+
+    def analysis_plots(self, analysis, out_dir) -> list:
+        """Draw the pictures of ``python -m part.analyze`` that show this kind of data (e.g.
+        reconstruction.png, uncertainty.png) into ``out_dir``; ``analysis`` is a
+        ``part.evaluation.analysis.Analysis`` (numpy arrays, shapes in its docstring). Returns
+        the paths written. Default: none (the numbers and the symmetry matrices are still
+        written)."""
+        return []
+
+    @property
+    def target_names(self) -> tuple:
+        """One short name per value of `targets` (length `target_dim`), for logs and reports,
+        e.g. ("dx", "dy") for images, ("dt",) for EEG. Default ("d0", "d1", ...); a subclass
+        sets its own (`self.target_names = (...)` or a class attribute)."""
+        names = self.__dict__.get("_target_names")
+        return tuple(names) if names is not None else tuple(f"d{i}" for i in range(self.target_dim))
+
+    @target_names.setter
+    def target_names(self, names) -> None:
+        self._target_names = tuple(names)
+
+    @property
+    def translation_dim(self) -> int:
+        """How many leading values of `targets` are translations (the rest: scales), k for the
+        box convention (G = 2k): the part whose Euclidean norm is the "l2" pretext error."""
+        return min(self.target_dim, self.geometry_dim // 2) or self.target_dim
 
     @classmethod
     def timm_patch_embed(cls, options, weight: torch.Tensor) -> torch.Tensor:

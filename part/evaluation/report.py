@@ -134,6 +134,21 @@ def _repeats_section(repeats: Mapping) -> list[str]:
         ["repeat", "seed", "kappa", "accuracy", "macro F1"], rows)
 
 
+def _pretext_section(pretext: Mapping) -> list[str]:
+    """Held-out pretext errors (``part.evaluation.pretext``): one row per target value, then l2."""
+    names = list(pretext.get("mae") or {})
+    rows = [(name, pretext["mae"][name], (pretext.get("mse") or {}).get(name)) for name in names]
+    rows.append(("l2 (translation)", pretext.get("l2"), ""))
+    epoch = pretext.get("epoch")
+    epoch = epoch + 1 if isinstance(epoch, int) else epoch  # metrics.jsonl counts epochs from 0
+    intro = (f"After pretraining epoch {fmt_value(epoch)}: {fmt_value(pretext.get('items'))} "
+             f"fixed test items, {fmt_value(pretext.get('pairs'))} pairs; errors of the predicted "
+             f"relative targets in their own units (translations in sizes of the reference patch), "
+             f"l2 = mean Euclidean norm of the translation error (paper Table 5).")
+    return ["## Pretext errors on held-out items (last epoch)", "", intro, ""] + markdown_table(
+        ["target", "mean abs. error", "mean sq. error"], rows)
+
+
 def _reference_section(reference: Mapping) -> list[str]:
     lines = [f"## {REFERENCE_HEADING}", ""]
     lines += [f"- {key}: {fmt_value(text)}" for key, text in reference.items() if key != "values"]
@@ -154,6 +169,8 @@ def render_markdown(report: Mapping, class_names: Sequence[str]) -> str:
         lines += _subject_section(report["per_subject"])
     if isinstance(report.get("repeats"), Mapping):
         lines += _repeats_section(report["repeats"])
+    if isinstance(report.get("pretext_heldout"), Mapping):
+        lines += _pretext_section(report["pretext_heldout"])
     if report.get("paper_reference"):
         lines += _reference_section(report["paper_reference"])
     lines += ["Plots: `confusion.png` (row-normalised confusion matrix).", ""]
@@ -192,14 +209,17 @@ def plot_confusion(path: str | Path, confusion: Any, class_names: Sequence[str],
 # ----------------------------------------------------------------------------- the report
 
 def write_report(out_dir: str | Path, metrics: Mapping, class_names: Sequence[str], title: str,
-                 context: Mapping | None = None, reference: Mapping | None = None) -> dict[str, Path]:
+                 context: Mapping | None = None, reference: Mapping | None = None,
+                 pretext: Mapping | None = None) -> dict[str, Path]:
     """Write ``report.json``, ``report.md`` and ``confusion.png`` into ``out_dir``.
 
     ``metrics``: ``classification_metrics`` output, optionally with ``per_subject``
     (``per_group_metrics``) and ``repeats`` (``aggregate_repeats``). ``context``: facts about the
     run shown at the top (recipe, checkpoint, "data: synthetic", ...). ``reference``: the paper's
     numbers, either ``{label: value}`` or ``{"values": {label: value}, "metric": ..., ...}``;
-    written under a heading that says they are the paper's, not this run's.
+    written under a heading that says they are the paper's, not this run's. ``pretext``: a
+    held-out record of ``metrics.jsonl`` (``part.evaluation.pretext.last_heldout``: {"epoch",
+    "heldout": {"mae", "mse", "l2", "items", "pairs", ...}}), reported as ``pretext_heldout``.
     Returns the paths written, by kind.
     """
     missing = [key for key in REQUIRED_KEYS if key not in metrics]
@@ -209,6 +229,8 @@ def write_report(out_dir: str | Path, metrics: Mapping, class_names: Sequence[st
     out_dir = Path(out_dir)
     report = {"title": title, **metrics, "class_names": list(class_names),
               "context": dict(context or {})}
+    if pretext and isinstance(pretext.get("heldout"), Mapping):
+        report["pretext_heldout"] = {"epoch": pretext.get("epoch"), **pretext["heldout"]}
     if reference:
         structured = isinstance(reference.get("values"), Mapping)
         report["paper_reference"] = {"source": "the PART paper (not produced by this run)",

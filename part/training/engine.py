@@ -112,6 +112,10 @@ class TrainSpec:
     sample_weights: Optional[torch.Tensor] = None
     checkpoint: str = "last.pt"
     on_step: Optional[Callable] = None  # (model, step, total) before each step, e.g. annealing
+    # (model, epoch) -> record dict or None, at each epoch end before its checkpoint; a record is
+    # logged with stage, epoch and step (e.g. held-out diagnostics). It must leave the global RNG
+    # state as it found it (use torch.random.fork_rng) so that resuming stays exact.
+    on_epoch_end: Optional[Callable] = None
     extra_state: dict = field(default_factory=dict)
 
 
@@ -235,6 +239,10 @@ def train(spec: TrainSpec, ctx: RunContext) -> dict:
             bar.close()
         epoch_loss = all_reduce_mean(sums / max(count, 1), dist_info).item()
         seconds = time.perf_counter() - t0
+        if spec.on_epoch_end is not None and int(first_bad.item()) < 0:  # local: the hook may be rank 0's only
+            record = spec.on_epoch_end(model, ep)
+            if record:
+                ctx.log({"stage": spec.stage, "epoch": ep, "step": step, **record})
         save(ep + 1)
         rate = count * gb / max(seconds, 1e-9)
         ctx.log({"stage": spec.stage, "event": "epoch_end", "epoch": ep, "step": step, "loss": epoch_loss,

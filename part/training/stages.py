@@ -18,8 +18,11 @@ from part.core.classifier import PatchClassifier
 from part.training.engine import RunContext, TrainSpec, train
 from part.errors import ConfigError, DataError
 from part.evaluation.metrics import classification_metrics, per_group_metrics
+from part.evaluation.pretext import heldout_hook, last_heldout
 from part.evaluation.report import aggregate_repeats, write_report
+from part.inference import model_card
 from part.registry import dataset_spec, method_spec, modality_spec
+from part.training.pretext import PRETEXT_FILE, pretext_state
 from part.training.rundir import finished_stages, mark_finished
 
 
@@ -89,10 +92,14 @@ def pretrain(p: Pipeline) -> None:
         if hasattr(model, "progress"):
             model.progress = step / max(1, total)
     ctx.say(f"[pretrain] {r.method.name} on {bundle.description}")
-    train(TrainSpec("pretrain", method, loss_fn, bundle.pretrain, r.pretrain, encoder.depth, on_step=anneal), ctx)
+    heldout = (heldout_hook(method, bundle.test, r.pretrain.heldout_items, r.run.seed, ctx.device, ctx.say)
+               if ctx.dist.is_main else None)  # pretext errors on fixed test items, per epoch
+    train(TrainSpec("pretrain", method, loss_fn, bundle.pretrain, r.pretrain, encoder.depth, on_step=anneal,
+                    on_epoch_end=heldout), ctx)
     if ctx.dist.is_main:
         save_checkpoint(p.ckpt("pretrain.pt"), {"tokenizer": method.tokenizer.state_dict(),
                                                 "encoder": encoder.state_dict(), "method": r.method.name})
+        save_checkpoint(p.ckpt(PRETEXT_FILE), pretext_state(method, r, bundle.input_info))
     p.mark_done("pretrain")
 
 
@@ -186,7 +193,8 @@ def finetune(p: Pipeline, repeat: int) -> None:
     train(TrainSpec("finetune", clf, loss_fn, bundle.finetune, cfg, clf.encoder.depth, sample_weights=sample_w,
                     extra_state={"repeat": repeat}), ctx)
     if ctx.dist.is_main:
-        out = {"model": clf.state_dict(), "repeat": repeat, "seed": r.run.seed + repeat}
+        out = {"model": clf.state_dict(), "repeat": repeat, "seed": r.run.seed + repeat,
+               "card": model_card(r, bundle)}  # self-describing: usable without the recipe
         save_checkpoint(p.ckpt(finetuned_name(repeat)), out)
         if repeat == 0:
             save_checkpoint(p.ckpt("best.pt"), out)
@@ -246,7 +254,8 @@ def evaluate(p: Pipeline) -> dict:
                "pretrain_epochs": (r.pretrain.epochs
                                    if "pretrain" in r.run.stages and method_spec(r.method.name).pretrains else 0),
                "finetune_epochs": r.finetune.epochs, "repeats": r.evaluate.repeats, "seed": r.run.seed}
-    write_report(report_dir, metrics, bundle.class_names, f"{r.run.name}: {r.method.name}", context, bundle.reference)
+    write_report(report_dir, metrics, bundle.class_names, f"{r.run.name}: {r.method.name}", context, bundle.reference,
+                 pretext=last_heldout(ctx.run_dir / "metrics.jsonl"))
     if bundle.report_hook is not None and first_predictions is not None:
         bundle.report_hook(report_dir, first_predictions)
     ctx.say("[evaluate] " + ", ".join(f"{k} {metrics[k]:.4f}" for k in ("kappa", "accuracy", "macro_f1")

@@ -8,6 +8,7 @@ import sys
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 HERE = Path(__file__).resolve().parent
@@ -116,3 +117,31 @@ def test_archive_without_the_dataset_rejected(tmp_path):
         with pytest.raises(DataError, match="cifar-100-python/train"):
             prepare_cifar(tmp_path / "o", "cifar100", srv.url + "x.tar.gz",
                           hashlib.md5(blob).hexdigest(), progress=False)
+
+
+def test_imagefolder_subset_is_balanced_readable_and_kept(tmp_path):
+    """--imagefolder writes N train / M test JPEGs per class that the imagefolder dataset reads
+    back with the right labels (pixels within JPEG error), and a rerun keeps it."""
+    from data_prep.cifar import export_imagefolder
+
+    write_cifar(tmp_path / "c", "cifar10", n_train=20, n_test=10)  # 100 train, 10 test images
+    subset = export_imagefolder(tmp_path / "c", "cifar10", tmp_path / "sub", (3, 1), seed=1)
+    train = build_image_dataset("imagefolder", subset, "train")
+    test = build_image_dataset("imagefolder", subset, "test")
+    assert len(train) == 30 and len(test) == 10
+    assert np.bincount(np.asarray(train.targets), minlength=10).tolist() == [3] * 10
+    assert train.classes[:3] == ["airplane", "automobile", "bird"]
+    cifar = build_image_dataset("cifar10", tmp_path / "c", "train")
+    first = train.files[0]  # <index>.jpg names the CIFAR item it came from
+    x, label = train[0]
+    ref, ref_label = cifar[int(first.stem)]
+    assert label == ref_label == 0
+    assert (x - ref).abs().mean() < 0.08  # JPEG q95 of noise images: small mean error
+    mtime = (subset / "subset.json").stat().st_mtime_ns
+    assert export_imagefolder(tmp_path / "c", "cifar10", tmp_path / "sub", (3, 1), seed=1) == subset
+    assert (subset / "subset.json").stat().st_mtime_ns == mtime
+    with pytest.raises(DataError, match="made with"):
+        export_imagefolder(tmp_path / "c", "cifar10", tmp_path / "sub", (4, 1), seed=1)
+    with pytest.raises(DataError, match="at most that many"):
+        export_imagefolder(tmp_path / "c", "cifar10", tmp_path / "other", (11, 1))
+    assert not (tmp_path / "other").exists() and not list(tmp_path.glob(".other-*"))

@@ -37,7 +37,7 @@ def test_unknown_names_list_the_registered_ones(lookup, kind, listed):
 def test_get_modality_and_get_method_by_name():
     assert {"image", "eeg"} <= set(available_modalities())
     assert {"part", "part_grid", "mae", "mp3", "droppos", "supervised"} <= set(available_methods())
-    assert set(available_datasets("eeg")) == {"pc18"} and "digits" in available_datasets("image")
+    assert set(available_datasets("eeg")) == {"pc18", "sleep_edf"} and "digits" in available_datasets("image")
     with pytest.raises(KeyError, match="registered: .*image"):
         get_modality("imag")
     with pytest.raises(KeyError, match="registered: .*part_grid"):

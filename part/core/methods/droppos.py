@@ -14,12 +14,27 @@ sum to 1; sigma is annealed linearly, sigma = smoothing_sigma * (1 - progress), 
 in [0, 1] is set by the training engine each step (`method.progress = step / total`; default 1.0
 = no smoothing, plain cross-entropy). `smoothing_sigma: 0` turns smoothing off.
 
-Defaults follow DropPos' released ViT-B script: mask_ratio 0.75, position_mask_ratio 0.75
-(the paper's EEG recipe sets 0.2, PART paper section 4), sigma 1 decayed to 0, a 2-block decoder.
+Attentive reconstruction (`attn_guide`, DropPos section 3.2; official code
+`models_DropPos_mae.py`, `get_feature_similarity` and `forward_drop_pos_loss`, switched on by
+`--attn_guide` in `scripts/pretrain_base.sh`): visually similar patches (sky, background) need
+not be placed exactly, so each token's loss is weighted by how salient the patch is. A second
+encoder pass, without gradient, sees ALL N patches with their true position embeddings; the
+affinity of patch i is A_i = softmax_i(cos(f_cls, f_i) / tau) over the N patches (f: the final,
+normed encoder outputs, tau = `attn_guide_tau`, the code's 0.1); A is gathered at the K visible
+patches and renormalised to sum to 1 per item, and the loss is the A-weighted mean over the
+tokens whose position was dropped: sum(A * dropped * CE) / sum(A * dropped). The targets
+themselves (one-hot or position-smoothed) are unchanged. Cost: one extra forward pass over N
+tokens (4x the K = N / 4 tokens of the training pass at mask_ratio 0.75). `attn_guide: false`
+gives the plain mean over dropped tokens.
+
+Defaults follow DropPos' released ViT-B script (`scripts/pretrain_base.sh`): mask_ratio 0.75,
+position_mask_ratio 0.75 (the paper's EEG recipe sets 0.2, PART paper section 4), sigma 1
+decayed to 0 (`--label_smoothing_sigma 1 --sigma_decay`), attentive reconstruction on with
+tau 0.1, a 2-block decoder.
 
 Deliberate differences:
-- DropPos' "attentive reconstruction" (weighting the loss by a [CLS]-patch similarity from a
-  second, full forward pass) is not implemented; the PART paper notes DropPos uses it;
+- the similarity pass runs the encoder in eval mode (no drop path; DropPos' encoder has none);
+  `position_accuracy` is the plain hit rate over dropped tokens (the code weights it by A too);
 - the decoder is 256 wide by default (DropPos: 512), sized for the paper's small encoders;
 - sigma is annealed per step rather than per epoch, and each target row is normalised to sum to
   1 (DropPos' code divides by column sums, which differs near the grid border);
@@ -30,7 +45,7 @@ Deliberate differences:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Optional
 
 import torch
 import torch.nn.functional as F
@@ -59,6 +74,8 @@ class DropPosOptions(Options):
     decoder_dim: int = field(default=256, metadata={"min": 1})
     decoder_depth: int = field(default=2, metadata={"min": 1})
     decoder_heads: int = field(default=8, metadata={"min": 1})
+    attn_guide: bool = True  # attentive reconstruction (DropPos' --attn_guide), see module doc
+    attn_guide_tau: float = field(default=0.1, metadata={"gt": 0})  # its softmax temperature
 
 
     def check(self):
@@ -76,13 +93,30 @@ def smoothed_position_targets(labels: torch.Tensor, sq_dist: torch.Tensor, sigma
 
 
 def position_loss(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor,
-                  sq_dist: torch.Tensor, sigma: float) -> torch.Tensor:
+                  sq_dist: torch.Tensor, sigma: float, attn: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Soft cross-entropy of logits (B, K, N) against the (smoothed) targets of labels (B, K),
-    averaged over the tokens where weight (B, K) bool is True (positions dropped)."""
+    averaged over the tokens where weight (B, K) bool is True (positions dropped); with attn
+    (B, K) >= 0 (attentive reconstruction) the average is weighted by it:
+    sum(attn * weight * CE) / sum(attn * weight)."""
     target = smoothed_position_targets(labels, sq_dist, sigma)
     per_token = -(target * F.log_softmax(logits.float(), dim=-1)).sum(dim=-1)
     w = weight.to(per_token.dtype)
+    if attn is not None:
+        w = w * attn.to(per_token.dtype)
     return (per_token * w).sum() / w.sum()
+
+
+def feature_similarity(features: torch.Tensor, tau: float) -> torch.Tensor:
+    """DropPos' patch affinities: features (B, 1 + N, d), [CLS] first -> (B, N) =
+    softmax over the N patches of cos(f_cls, f_i) / tau (rows sum to 1)."""
+    sim = F.cosine_similarity(features[:, :1].float(), features[:, 1:].float(), dim=-1)
+    return torch.softmax(sim / tau, dim=-1)
+
+
+def attentive_weights(similarity: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """similarity (B, N) at the kept patches keep (B, K) long, renormalised: (B, K), rows sum to 1."""
+    attn = torch.gather(similarity, 1, keep)
+    return attn / attn.sum(dim=-1, keepdim=True)
 
 
 @register_method("droppos", options=DropPosOptions, position_embedding=True)
@@ -136,23 +170,38 @@ class DropPos(nn.Module):
         """The smoothing sigma now: smoothing_sigma * (1 - progress)."""
         return self.options.smoothing_sigma * (1.0 - self._progress)
 
+    @torch.no_grad()
+    def similarity(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Attentive reconstruction's affinities: tokens (B, N, d) of ALL grid patches -> (B, N),
+        from an encoder pass in eval mode with every true position embedding (no gradient)."""
+        was_training = self.encoder.training
+        self.encoder.eval()
+        try:
+            features = self.encoder(tokens + self.pos_embed.to(tokens.dtype))
+        finally:
+            self.encoder.train(was_training)
+        return feature_similarity(features, self.options.attn_guide_tau)
+
     def outputs(self, x: torch.Tensor) -> dict:
         """logits (B, K, N); labels (B, K): true grid index of each visible token; weight (B, K)
-        bool: position dropped (in the loss); pos (B, K, d): the position embedding each got."""
+        bool: position dropped (in the loss); pos (B, K, d): the position embedding each got;
+        attn (B, K): attentive-reconstruction weights (rows sum to 1), or None without attn_guide."""
         patches, _ = self.modality.grid(x)
         B, n, _ = patches.shape
         keep, _ = random_masking(B, n, self.ratio, patches.device)
-        tokens = gather_tokens(self.tokenizer(patches), keep)
+        all_tokens = self.tokenizer(patches)
+        attn = attentive_weights(self.similarity(all_tokens), keep) if self.options.attn_guide else None
+        tokens = gather_tokens(all_tokens, keep)
         k, d = tokens.shape[1], tokens.shape[2]
         _, pos_dropped = random_masking(B, k, self.pos_ratio, patches.device)
         pos = gather_tokens(self.pos_embed.to(tokens.dtype).expand(B, n, d), keep)
         pos = torch.where(pos_dropped.unsqueeze(-1), self.mask_pos_token.to(tokens.dtype), pos)
         logits = self.decoder(self.encoder(tokens + pos))[:, 1:]
-        return {"logits": logits, "labels": keep, "weight": pos_dropped, "pos": pos}
+        return {"logits": logits, "labels": keep, "weight": pos_dropped, "pos": pos, "attn": attn}
 
     def forward(self, x: torch.Tensor) -> dict:
         out, sigma = self.outputs(x), self.sigma
-        loss = position_loss(out["logits"], out["labels"], out["weight"], self.sq_dist, sigma)
+        loss = position_loss(out["logits"], out["labels"], out["weight"], self.sq_dist, sigma, out["attn"])
         with torch.no_grad():
             weight = out["weight"].float()
             hits = (out["logits"].argmax(-1) == out["labels"]).float()

@@ -13,8 +13,16 @@ Choices and deliberate differences:
 - masking is a boolean attention mask on the shared encoder's blocks (same weights and modules as
   every other method), so the context tokens are updated layer by layer, exactly as a transformer
   run on the context alone; the masked tokens are queries only;
-- `mask_ratio` defaults to 0.75, our reading of MP3's setting for ViTs (the value could not be
-  re-checked against the MP3 paper here; set it in the recipe to follow another reading);
+- MP3 has ONE ratio, `mask_ratio` (eta in the MP3 paper): the fraction of patches removed from
+  the keys/values. There is no position-mask ratio: every position embedding is absent during
+  pretraining (the position-mask ratio is DropPos', `method.position_mask_ratio` there);
+- `mask_ratio` defaults to 0.75, our reading of MP3's ViT setting. NOT verified: the MP3 paper's
+  experimental section (the per-dataset eta for CIFAR-100 / ImageNet) could not be read where
+  this was written (only its abstract was retrievable), so no section or table is cited here; an
+  unofficial re-implementation (arshadshk/Position-Prediction-Pretraining-MP3, README) pretrains
+  CIFAR-100 with `--eta 0.5`, which is that repository's choice, not evidence of the authors'.
+  The default is left at 0.75 until someone checks Zhai et al. 2022, section 4; set
+  `method.mask_ratio` in the recipe to follow another reading;
 - the head is one Linear on the encoder's final LayerNorm output (no extra norm or MLP);
 - finetuning then adds the harness's learnable position embedding, as in MP3 and PART (paper 3.4).
 """

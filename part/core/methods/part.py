@@ -41,8 +41,11 @@ class PARTOptions(Options):
 class PART(nn.Module):
     """Pretext model: forward(x) -> {"loss", "l2_error"}; `on_grid` gives the PART-grid ablation.
 
-    ``criterion`` is the ``PARTLoss``; its only parameters are its relative head, registered
-    here as ``head`` (so checkpoints keep the keys ``head.*``).
+    ``l2_error``: mean over pairs of the Euclidean norm of the translation error (the first
+    ``modality.translation_dim`` target values). ``predict_pairs(x, generator)`` returns the
+    predictions and true targets (B, M, target_dim) for diagnostics and analyses
+    (``part.evaluation.pretext``). ``criterion`` is the ``PARTLoss``; its only parameters are its
+    relative head, registered here as ``head`` (so checkpoints keep the keys ``head.*``).
     """
 
     def __init__(self, modality, encoder, tokenizer, options: PARTOptions, on_grid: bool = False):
@@ -58,11 +61,44 @@ class PART(nn.Module):
         self.head = criterion.head
         object.__setattr__(self, "criterion", criterion)  # not a second owner of the head
 
+    def encode(self, x: torch.Tensor, generator: Optional[torch.Generator] = None):
+        """Raw inputs -> (z (B, N, d) patch embeddings without [CLS], geometry (B, N, G)).
+
+        Off-grid patches drawn by the modality from the global RNG (or ``generator``), or the
+        fixed grid for PART-grid; then the tokenizer and the encoder (no position embedding).
+        """
+        if self.on_grid:
+            patches, geom = self.modality.grid(x)
+        else:
+            patches, geom = self.modality.sample(x, generator)
+        return self.encoder(self.tokenizer(patches))[:, 1:], geom
+
+    def predict_pairs(self, x: torch.Tensor, generator: Optional[torch.Generator] = None,
+                      pairs: Optional[tuple] = None, return_details: bool = False):
+        """The relative head's predictions and the true relative transforms, for analyses.
+
+        Exactly the pieces of ``forward`` (the modality's sampling, tokenizer, encoder, the
+        head and ``modality.targets``), without the loss and without touching the global RNG when
+        ``generator`` is given (it draws the patches, then the pairs). Run it under
+        ``torch.no_grad()`` and ``eval()`` for diagnostics.
+
+        x: a batch of raw inputs (B, ...). pairs: optional (ref, tgt), each (B, M) long patch
+        indices in [0, N), to predict those pairs (e.g. all N x N); None draws ``num_pairs``.
+        Returns (pred, target), each (B, M, target_dim) float32, in the targets' own units
+        (image: (dx, dy[, dw, dh]), translations in reference-patch sizes; EEG: dt[, dlen]).
+        With ``return_details``: (pred, target, details), details = {"ref", "tgt" (B, M) long,
+        "geometry" (B, N, G) the patches' boxes in the input's units}.
+        """
+        z, geom = self.encode(x, generator)
+        out = self.criterion.predict(z, geom, pairs=pairs, generator=generator)
+        if return_details:
+            return out["pred"], out["target"], {"ref": out["ref"], "tgt": out["tgt"], "geometry": geom}
+        return out["pred"], out["target"]
+
     def forward(self, x: torch.Tensor) -> dict:
-        patches, geom = self.modality.grid(x) if self.on_grid else self.modality.sample(x)
-        z = self.encoder(self.tokenizer(patches))[:, 1:]
+        z, geom = self.encode(x)
         loss, details = self.criterion(z, geom, return_details=True)
         with torch.no_grad():
-            pred, target = details["pred"], details["target"]
-            l2 = (pred[..., :2] - target[..., :2]).norm(dim=-1).mean()
+            k = self.modality.translation_dim
+            l2 = (details["pred"][..., :k] - details["target"][..., :k]).norm(dim=-1).mean()
         return {"loss": loss, "l2_error": l2}

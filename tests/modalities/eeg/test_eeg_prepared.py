@@ -12,8 +12,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from modalities.eeg.prepared import (CLASS_NAMES, FORMAT_VERSION, PC18_WINDOW_SHAPE, UNLABELLED, PreparedEEG,
-                                     check_disjoint, draw_finetune_records, load_manifest, load_splits)
+from modalities.eeg.datasets import PreparedEEG
+from modalities.eeg.prepared import (CLASS_NAMES, FORMAT_VERSION, PC18_WINDOW_SHAPE, UNLABELLED, check_disjoint,
+                                     draw_finetune_records, load_manifest, load_splits)
 from part.errors import DataError
 
 C, L = 6, 3000

@@ -1,0 +1,382 @@
+"""The one preparation pipeline behind every dataset script (PC18, any PSG, Sleep-EDF).
+
+A script finds its records as :class:`RecordSource` objects, each carrying a *reader*: a
+picklable ``reader(source, config) -> ReadResult`` that turns the record's files into an
+``EegRecording`` (``modalities/eeg/signal.py``) plus its 30-s label grid. Everything else is
+shared and lives here: :func:`prepare_record` (optional wake trimming, band-pass + resampling +
+windowing + per-window z-score via ``modalities.eeg.windows.recording_windows``, float16, atomic
+writes) and :func:`prepare_sources` (workers, resume, per-record failures, manifest, subject
+splits). The output layout and every manifest key are described in ``data_prep/pc18_prepare.py``
+(format_version 1); keys added for other sources: per record ``subject`` (the subject id: records
+of one subject always share a split), ``source_files``, ``unknown_stages`` ({stage text: epochs},
+scored -1), ``hypnogram`` (where the labels came from), ``trim`` (wake trimming: windows dropped
+before/after); top level ``dataset``, ``rename`` and ``totals.unknown_stages``.
+
+Resume: each record is written to temp files and renamed; its ``.info.json`` is written last and
+marks it done. A rerun skips records whose marker has the same ``params_hash`` and redoes the
+rest; leftover temp files (``.<name>.*.tmp``) are removed. An output prepared with other
+parameters is refused unless ``overwrite``, which redoes every record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from data_prep.pc18_labels import label_counts
+from data_prep.pc18_splits import SplitSettings, make_splits
+from data_prep.workers import run_jobs
+from modalities.eeg.prepared import CLASS_NAMES, FORMAT_VERSION, UNLABELLED
+from modalities.eeg.signal import TARGET_FS, EegRecording, FilterSpec
+from modalities.eeg.wfdb_reader import EEG_CHANNELS
+from modalities.eeg.windows import Grid, WindowConfig, recording_windows
+from part.atomic import atomic_write, atomic_write_json
+from part.errors import DataError
+
+
+@dataclass(frozen=True)
+class PrepConfig:
+    """Everything that changes the content of a prepared record (hashed into ``params_hash``).
+
+    ``rename`` (pairs file name -> our name) and ``trim_wake_min`` (minutes of wake kept before
+    the first and after the last sleep epoch; None keeps everything) enter the hash only when set,
+    so PC18 outputs keep their hash.
+    """
+
+    channels: tuple[str, ...] = EEG_CHANNELS
+    target_fs: float = TARGET_FS
+    window_s: float = 30.0
+    dtype: str = "float16"
+    filter: FilterSpec = field(default_factory=FilterSpec)
+    eps: float = 1e-6  # uV, added to each window's std
+    flat_std_uv: float = 0.1  # a window-channel with std below this (uV) counts as flat
+    rename: tuple[tuple[str, str], ...] = ()
+    trim_wake_min: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ("float16", "float32"):
+            raise DataError(f"dtype {self.dtype!r} is not supported; expected float16 or float32")
+        if not self.channels or len(set(self.channels)) != len(self.channels):
+            raise DataError(
+                f"channels {list(self.channels)} must be a non-empty list of distinct signal names"
+            )
+
+    def params(self) -> dict:
+        params = {
+            "format_version": FORMAT_VERSION,
+            "channels": list(self.channels),
+            "sampling_rate": self.target_fs,
+            "window_s": self.window_s,
+            "dtype": self.dtype,
+            "filter": asdict(self.filter),
+            "normalisation": {"eps": self.eps, "flat_std_uv": self.flat_std_uv},
+        }
+        if self.rename:
+            params["rename"] = dict(self.rename)
+        if self.trim_wake_min is not None:
+            params["trim_wake_min"] = self.trim_wake_min
+        return params
+
+    def params_hash(self) -> str:
+        text = json.dumps(self.params(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def windows(self) -> WindowConfig:
+        """The window settings of ``modalities.eeg.windows`` (shared with staging)."""
+        return WindowConfig(self.target_fs, self.window_s, self.dtype, self.filter, self.eps, self.flat_std_uv)
+
+
+@dataclass
+class ReadResult:
+    """What a reader returns: the ``recording``, its label ``grid`` (``first_start``,
+    ``n_windows``, ``window_len``, ``labels``) and ``info``: extra per-record manifest keys (e.g.
+    ``has_annotations``, ``unknown_stages``, ``synthetic`` (bool)); ``duration_s``/``input_fs``/
+    ``n_samples`` default to the recording's."""
+
+    recording: EegRecording
+    grid: object
+    info: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RecordSource:
+    """One record: ``name`` (unique), ``signal`` (the file holding the samples), ``annotation``
+    (its labels file or None), ``origin``, ``reader`` (picklable: ``reader(source, config) ->
+    ReadResult``), ``subject`` (None = the record name) and reader ``options``."""
+
+    name: str
+    signal: Path
+    annotation: Path | None
+    origin: str
+    reader: Callable[["RecordSource", PrepConfig], ReadResult]
+    subject: str | None = None
+    options: dict = field(default_factory=dict, hash=False)
+
+    @property
+    def header(self) -> Path:  # the PC18 name of ``signal``
+        return self.signal
+
+
+@dataclass
+class RunResult:
+    manifest: dict
+    splits: dict
+    prepared: list[str]
+    skipped: list[str]
+    failed: dict[str, str]
+    warnings: list[str]
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+
+def record_files(records_dir: Path, name: str) -> dict[str, Path]:
+    return {
+        "signal": records_dir / f"{name}.npy",
+        "labels": records_dir / f"{name}.labels.npy",
+        "info": records_dir / f"{name}.info.json",
+    }
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    atomic_write(path, lambda f: np.save(f, array, allow_pickle=False))
+
+
+def trim_wake(grid, window_s: float, minutes: float | None) -> tuple[Grid, dict | None]:
+    """Keep ``minutes`` of windows before the first and after the last sleep window (labels 1-4).
+
+    Returns the trimmed grid and ``{"wake_min", "dropped_before", "dropped_after"}`` (None when
+    ``minutes`` is None or <= 0: nothing trimmed). A grid without sleep window is kept whole.
+    """
+    labels = np.asarray(grid.labels, np.int8)
+    same = Grid(grid.first_start, grid.n_windows, grid.window_len, labels)
+    if minutes is None or minutes <= 0:
+        return same, None
+    sleep = np.flatnonzero((labels >= 1) & (labels < len(CLASS_NAMES)))
+    if sleep.size == 0:
+        return same, {"wake_min": minutes, "dropped_before": 0, "dropped_after": 0, "note": "no sleep window"}
+    keep = int(round(minutes * 60 / window_s))
+    start, stop = max(0, int(sleep[0]) - keep), min(labels.size, int(sleep[-1]) + 1 + keep)
+    trimmed = Grid(grid.first_start + start * grid.window_len, stop - start, grid.window_len, labels[start:stop])
+    return trimmed, {"wake_min": minutes, "dropped_before": start, "dropped_after": int(labels.size - stop)}
+
+
+def prepare_record(source: RecordSource, records_dir: Path, config: PrepConfig) -> dict:
+    """Read (``source.reader``), trim, filter, resample, window, z-score and write one record;
+    return its info dict. Raises :class:`RecordError` before writing anything if unusable."""
+    result = source.reader(source, config)
+    recording = result.recording
+    grid, trim = trim_wake(result.grid, config.window_s, config.trim_wake_min)
+    out = recording_windows(recording, grid, config.windows())
+    extra = dict(result.info)
+    synthetic = bool(extra.pop("synthetic", False))
+    files = record_files(records_dir, source.name)
+    files["info"].unlink(missing_ok=True)  # the record is not done until the marker is back
+    _save_npy(files["signal"], out.windows)
+    _save_npy(files["labels"], out.labels)
+    counts = label_counts(out.labels)
+    info = {
+        "n_windows": out.n_windows,
+        "labelled_windows": out.n_windows - counts["unlabelled"],
+        "label_counts": counts,
+        "first_window_start_s": out.first_start_s,
+        "duration_s": recording.n_samples / recording.fs,
+        "input_fs": recording.fs,
+        "n_samples": recording.n_samples,
+        "has_annotations": False,
+        "origin": "synthetic" if synthetic else source.origin,
+        "flat_windows": int(out.flat.any(axis=1).sum()),
+        "flat_channel_windows": int(out.flat.sum()),
+        **extra,
+        "subject": source.subject or source.name,
+        **({"trim": trim} if trim is not None else {}),
+        "params_hash": config.params_hash(),
+        "signal": f"records/{files['signal'].name}",
+        "labels": f"records/{files['labels'].name}",
+    }
+    atomic_write_json(files["info"], info)
+    return info
+
+
+def load_done(records_dir: Path, name: str, params_hash: str) -> dict | None:
+    """The info of a record already prepared with ``params_hash``, or None if it must be (re)done."""
+    files = record_files(records_dir, name)
+    try:
+        info = json.loads(files["info"].read_text())
+        if info.get("params_hash") != params_hash:
+            return None
+        signal = np.load(files["signal"], mmap_mode="r")
+        labels = np.load(files["labels"], mmap_mode="r")
+    except (OSError, ValueError):
+        return None
+    return info if signal.shape[0] == labels.shape[0] == info.get("n_windows") else None
+
+
+def _job(source: RecordSource, records_dir: Path, config: PrepConfig) -> tuple[str, dict | None, str | None]:
+    """Worker entry point: (name, info, None) or (name, None, one-line reason)."""
+    try:
+        return source.name, prepare_record(source, records_dir, config), None
+    except DataError as exc:  # RecordError, HypnogramError: the record's own problem
+        reason = str(exc)
+    except MemoryError:
+        reason = f"{source.name}: out of memory while preparing; use fewer --workers"
+    except Exception as exc:  # a bug or an unforeseen file problem: report it, keep going
+        reason = f"{source.name}: unexpected {type(exc).__name__}: {exc}"
+    return source.name, None, " ".join(reason.split())
+
+
+def _check_existing_output(out: Path, config: PrepConfig, overwrite: bool) -> bool:
+    """Refuse an output prepared with other parameters unless ``overwrite``; return the previous
+    manifest's ``synthetic`` flag."""
+    path = out / "manifest.json"
+    if not path.exists():
+        return False
+    try:
+        old = json.loads(path.read_text())
+        old_hash, old_params = old["params_hash"], old.get("params", {})
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        if overwrite:
+            return False
+        raise DataError(
+            f"cannot read the existing {path} ({exc}); use --overwrite to replace that output, or "
+            "another --out"
+        ) from None
+    new_params = config.params()
+    if old_hash != config.params_hash() and not overwrite:
+        keys = sorted(set(old_params) | set(new_params))
+        changed = {k: [old_params.get(k), new_params.get(k)] for k in keys if old_params.get(k) != new_params.get(k)}
+        raise DataError(
+            f"{out} holds records prepared with other parameters (hash {old_hash}, this run "
+            f"{config.params_hash()}; changed [old, new]: {json.dumps(changed)}); use --overwrite "
+            f"to redo every record with the new parameters, or another --out"
+        )
+    return bool(old.get("synthetic", False))
+
+
+def _with_metadata(infos: dict[str, dict], meta: dict[str, dict]) -> dict[str, dict]:
+    """Record infos sorted by name, with subject (default: the record), age and sex added."""
+    empty = {"age": None, "sex": None}
+    return {n: {**infos[n], "subject": infos[n].get("subject", n), **meta.get(n, empty)} for n in sorted(infos)}
+
+
+DEFAULT_SPLITS = SplitSettings()
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What the manifest says about the run: ``dataset`` (one line), ``src``, the ``metadata``
+    CSV, ``extra`` top-level manifest keys, and the progress bar's ``desc``."""
+
+    dataset: str
+    src: Path
+    metadata: Path | None = None
+    extra: dict = field(default_factory=dict, hash=False)
+    desc: str = "records"
+
+
+def _manifest(run: RunSettings, config: PrepConfig, records: dict, failed: dict, status: str, synthetic: bool) -> dict:
+    """The content of ``manifest.json`` (keys in ``data_prep/pc18_prepare.py``'s docstring)."""
+    counts = {k: sum(r["label_counts"][k] for r in records.values()) for k in (*CLASS_NAMES, "unlabelled")}
+    unknown: dict[str, int] = {}
+    for r in records.values():
+        for text, n in (r.get("unknown_stages") or {}).items():
+            unknown[text] = unknown.get(text, 0) + n
+    windows = sum(r["n_windows"] for r in records.values())
+    return {
+        "format_version": FORMAT_VERSION,
+        "dataset": run.dataset,
+        "status": status,
+        "synthetic": synthetic,
+        "params": config.params(),
+        "params_hash": config.params_hash(),
+        "sampling_rate": config.target_fs,
+        "window_s": config.window_s,
+        "window_samples": int(round(config.window_s * config.target_fs)),
+        "channels": list(config.channels),
+        "dtype": config.dtype,
+        "label_names": list(CLASS_NAMES),
+        "label_codes": {**{n: i for i, n in enumerate(CLASS_NAMES)}, "unlabelled": UNLABELLED},
+        **run.extra,
+        "filter": config.filter.describe(),
+        "resampling": f"scipy.signal.resample_poly to {config.target_fs} Hz (polyphase, rational up/down; "
+        "its anti-aliasing FIR is the band-pass low-pass in 'filter')",
+        "normalisation": {
+            "method": "per window and channel: (x - mean) / (std + eps), uV before",
+            "eps": config.eps,
+            "flat_std_uv": config.flat_std_uv,
+        },
+        "source": str(run.src),
+        "metadata": str(run.metadata) if run.metadata else None,
+        "files": {"signal": "records/{record}.npy", "labels": "records/{record}.labels.npy"},
+        "totals": {"records": len(records), "failed": len(failed), "windows": windows, "label_counts": counts,
+                   "unknown_stages": dict(sorted(unknown.items()))},
+        "records": records,
+        "failed": failed,
+    }
+
+
+def _records_dir(out: Path) -> Path:
+    records_dir = out / "records"
+    try:
+        records_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create {records_dir} ({exc}); choose a writable --out") from None
+    for stale in records_dir.glob(".*.tmp"):  # temp files of a run that was cut off
+        stale.unlink(missing_ok=True)
+    return records_dir
+
+
+def prepare_sources(
+    sources: list[RecordSource],
+    out: Path,
+    run: RunSettings,
+    config: PrepConfig,
+    failed: dict[str, str] | None = None,
+    workers: int = 1,
+    splits: SplitSettings = DEFAULT_SPLITS,
+    meta: dict[str, dict] | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    synthetic: bool = False,
+) -> RunResult:
+    """Prepare ``sources`` into ``out`` (records done with the same parameters are skipped).
+
+    ``failed``: records the finder already rejected ({name: reason}); ``meta``: {record: {"age",
+    "sex"}}. Raises :class:`DataError` for an output prepared with other parameters (unless
+    ``overwrite``) or an unwritable ``out``; per-record problems end up in ``RunResult.failed``.
+    """
+    out, failed, meta = Path(out), dict(failed or {}), meta or {}
+    names = [s.name for s in sources]
+    if len(set(names)) != len(names):
+        raise ValueError(f"record names must be unique, got {sorted(n for n in set(names) if names.count(n) > 1)}")
+    synthetic = _check_existing_output(out, config, overwrite) or synthetic
+    records_dir = _records_dir(out)
+    done = {} if overwrite else {s.name: load_done(records_dir, s.name, config.params_hash()) for s in sources}
+    infos = {name: info for name, info in done.items() if info is not None}
+    skipped, prepared = sorted(infos), []
+    started = _manifest(run, config, _with_metadata(infos, meta), {}, "in_progress", synthetic)
+    atomic_write_json(out / "manifest.json", started)
+
+    todo = [s for s in sources if s.name not in infos]
+    job = partial(_job, records_dir=records_dir, config=config)
+    for name, info, reason in run_jobs(job, todo, workers, progress, run.desc):
+        if info is None:
+            failed[name] = reason
+        else:
+            infos[name] = info
+            prepared.append(name)
+    records = _with_metadata(infos, meta)
+    split_dict, warnings = make_splits(records, splits)
+    atomic_write_json(out / "splits.json", split_dict)
+    failed = dict(sorted(failed.items()))
+    synthetic = synthetic or any(r["origin"] == "synthetic" for r in records.values())
+    manifest = _manifest(run, config, records, failed, "complete", synthetic)
+    atomic_write_json(out / "manifest.json", manifest)
+    return RunResult(manifest, split_dict, sorted(prepared), skipped, failed, warnings)

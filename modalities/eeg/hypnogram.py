@@ -1,0 +1,408 @@
+"""Sleep-stage scoring files (hypnograms): stage labels, 30-s epochs, and the window grid they give.
+
+Stage codes are the label values of the prepared format (``CLASS_NAMES``): 0 W, 1 N1, 2 N2,
+3 N3, 4 REM, and ``UNLABELLED`` (-1) for an epoch without a usable stage.
+
+Spellings (:func:`classify_stage`, case, ``_`` and repeated spaces ignored):
+
+- W: ``W``, ``Wake``, ``Awake``, ``0``; N1/N2: ``N1``, ``S1``, ``NREM1``, ``1`` (same for 2); N3:
+  ``N3``, ``S3``, ``S4``, ``N4``, ``NREM3``, ``3`` (R&K stages 3 and 4 are both N3); REM: ``R``,
+  ``REM``, ``4`` (the 0-4 integer convention of text files) and ``5`` (R&K integer exports, where
+  4 is stage 4: a text file holding a ``5`` is read with 4 = N3, 5 = REM).
+- Each with the prefixes ``Stage `` or ``Sleep stage `` (Sleep-EDF: ``Sleep stage W/1/2/3/4/R``);
+  there ``4`` is always R&K stage 4 (N3).
+- Deliberately unscored (-1, not *unknown*): ``?``, ``Sleep stage ?``, ``Movement time``, ``MT``,
+  ``M``, ``Unscored``, ``Artifact``, ``-1``, ``6`` and ``9`` (R&K movement / unscored codes), and
+  an empty cell.
+- Anything else is *unknown*: -1, and counted in :attr:`Hypnogram.unknown`.
+
+Annotations (EDF+ files, an MNE Raw's annotations): an annotation is a stage annotation when
+its text is a known or unscored spelling, or starts with ``Stage``/``Sleep stage`` (then an
+unknown stage, counted). Every other annotation (``Arousal``, ``Lights off``, ...) is an event,
+ignored and counted in :attr:`Hypnogram.ignored`. In a text/CSV file every row is a stage. A stage
+annotation lasts a positive multiple of 30 s (1 ms tolerance) and is expanded to 30-s epochs;
+stage annotations must not overlap. Onsets are seconds from the recording's (file's) start.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from modalities.eeg.prepared import CLASS_NAMES, UNLABELLED
+from part.atomic import atomic_write
+from part.errors import DataError
+
+EPOCH_S = 30.0
+TOLERANCE_S = 1e-3  # durations and epoch joins are compared within this many seconds
+EDF_SUFFIXES = (".edf", ".bdf")
+TABLE_SUFFIXES = (".txt", ".csv", ".tsv")
+STAGE_COLUMNS = ("stage", "label", "sleep_stage", "hypnogram")  # stage column of a CSV with a header
+FORMATS = ("EDF+/BDF+ annotations (.edf, .bdf; e.g. Sleep-EDF *-Hypnogram.edf), or text/CSV with one stage "
+           "per 30-s epoch (.txt, .csv, .tsv; one column, or a header with a stage/label/sleep_stage/hypnogram "
+           "column and optionally onset_s and duration_s)")
+# Sleep-EDF hypnogram label of each stage code, as write_hypnogram_edf writes it
+SLEEP_EDF_LABELS = {0: "Sleep stage W", 1: "Sleep stage 1", 2: "Sleep stage 2", 3: "Sleep stage 3",
+                    4: "Sleep stage R", UNLABELLED: "Sleep stage ?"}
+
+W, N1, N2, N3, REM = range(len(CLASS_NAMES))
+_BASES = {  # spellings that may also carry a "stage " / "sleep stage " prefix
+    W: ("w", "wake", "awake", "0"), N1: ("n1", "s1", "nrem1", "nrem 1", "1"),
+    N2: ("n2", "s2", "nrem2", "nrem 2", "2"), REM: ("r", "rem"),
+    N3: ("n3", "n4", "s3", "s4", "nrem3", "nrem4", "nrem 3", "nrem 4", "3", "4"),
+    UNLABELLED: ("?", "m", "mt", "movement", "movement time", "unscored"),
+}
+_PLAIN = {**{t: c for c, texts in _BASES.items() for t in texts}, "4": REM, "5": REM}
+_PLAIN.update(dict.fromkeys(("", "-1", "6", "9", "unlabelled", "unlabeled", "not scored", "artifact",
+                             "artefact"), UNLABELLED))
+_STAGE_TEXT = {**{f"{p}{t}": c for c, texts in _BASES.items() for t in texts
+                  for p in ("stage ", "sleep stage ")}, **_PLAIN}
+_STAGE_LIKE = re.compile(r"^(sleep )?stage\b")
+
+
+class HypnogramError(DataError):
+    """A scoring file or scoring annotations that cannot be used; one line naming the file."""
+
+
+def _normalise(text: str) -> str:
+    key = " ".join(str(text).replace("_", " ").split()).lower()
+    return key.split(".")[0] if re.fullmatch(r"-?\d+\.0*", key) else key
+
+
+def classify_stage(text: str, rk_integers: bool = False) -> tuple[int, bool]:
+    """(stage code, unknown) of a stage label; see the module docstring for the spellings.
+
+    ``unknown`` is True when the text is no known spelling (code -1); deliberately unscored
+    labels (``?``, ``Movement time``) give (-1, False). ``rk_integers``: bare ``4`` is R&K stage
+    4 (N3) instead of REM.
+    """
+    key = _normalise(text)
+    if rk_integers and key == "4":
+        return N3, False
+    code = _STAGE_TEXT.get(key)
+    return (UNLABELLED, True) if code is None else (code, False)
+
+
+def stage_code(text: str) -> int:
+    """Stage code of a stage label (0 W, 1 N1, 2 N2, 3 N3, 4 REM; -1 unscored or unknown)."""
+    return classify_stage(text)[0]
+
+
+def is_stage_label(text: str) -> bool:
+    """True for a known or unscored spelling or a text starting with Stage/Sleep stage."""
+    key = _normalise(text)
+    return key in _STAGE_TEXT or bool(_STAGE_LIKE.match(key))
+
+
+@dataclass(frozen=True)
+class WindowGrid:
+    """``n_windows`` windows of ``window_len`` output samples from ``first_start`` (output samples
+    at ``target_fs``) and their ``labels`` (n_windows,) int8."""
+
+    first_start: int
+    n_windows: int
+    window_len: int
+    target_fs: float
+    labels: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class Hypnogram:
+    """Scored epochs of one recording.
+
+    ``onsets_s`` (n,) float64 epoch starts in seconds from the recording's start, ascending;
+    ``stages`` (n,) int8 stage codes (-1 unscored); ``epoch_s`` epoch length in seconds;
+    ``unknown`` label text -> epochs set to -1 because the text was no known spelling;
+    ``source`` the file (name) it came from; ``ignored`` event text -> annotations ignored.
+    Epochs need not be contiguous (time between them is unscored).
+    """
+
+    onsets_s: np.ndarray
+    stages: np.ndarray
+    epoch_s: float = EPOCH_S
+    unknown: dict[str, int] = field(default_factory=dict)
+    source: str = ""
+    ignored: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self):
+        onsets = np.asarray(self.onsets_s, np.float64).reshape(-1)
+        stages = np.asarray(self.stages, np.int8).reshape(-1)
+        if onsets.shape != stages.shape or np.any(np.diff(onsets) < self.epoch_s - TOLERANCE_S):
+            raise ValueError(f"Hypnogram({self.source}): onsets ({onsets.size}) and stages ({stages.size}) must "
+                             f"have one entry per epoch, onsets ascending at least {self.epoch_s} s apart")
+        object.__setattr__(self, "onsets_s", onsets)
+        object.__setattr__(self, "stages", stages)
+
+    @property
+    def n_epochs(self) -> int:
+        return int(self.stages.size)
+
+    @property
+    def start_s(self) -> float:
+        """Onset of the first epoch (s); 0 for an empty hypnogram."""
+        return float(self.onsets_s[0]) if self.n_epochs else 0.0
+
+    @property
+    def end_s(self) -> float:
+        """End of the last epoch (s); 0 for an empty hypnogram."""
+        return float(self.onsets_s[-1] + self.epoch_s) if self.n_epochs else 0.0
+
+    def counts(self) -> dict[str, int]:
+        """Epochs per stage name plus ``unlabelled``, e.g. ``{"W": 120, ..., "unlabelled": 12}``."""
+        scored = self.stages[self.stages >= 0].astype(np.int64)
+        counts = np.bincount(scored, minlength=len(CLASS_NAMES))
+        return {**{n: int(c) for n, c in zip(CLASS_NAMES, counts)},
+                "unlabelled": int(np.count_nonzero(self.stages == UNLABELLED))}
+
+    def runs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Contiguous epochs of one stage merged: (start_s (r,), end_s (r,), stage (r,) int8)."""
+        onsets, stages = self.onsets_s, self.stages
+        if not self.n_epochs:
+            return np.empty(0), np.empty(0), np.empty(0, np.int8)
+        joined = np.abs(np.diff(onsets) - self.epoch_s) <= TOLERANCE_S
+        first = np.flatnonzero(np.r_[True, ~joined | (stages[1:] != stages[:-1])])
+        last = np.r_[first[1:], stages.size] - 1
+        return onsets[first], onsets[last] + self.epoch_s, stages[first]
+
+
+def _classify_all(descriptions: Sequence[str], all_stages: bool, rk_integers: bool):
+    """Per description: stage code (k,) int8, unknown (k,) bool, is-stage (k,) bool."""
+    codes, unknown, stage = [], [], []
+    for text in descriptions:
+        code, unk = classify_stage(text, rk_integers)
+        codes.append(code)
+        unknown.append(unk)
+        key = _normalise(text)
+        stage.append(all_stages or (not unk and key != "") or bool(_STAGE_LIKE.match(key)))
+    return np.array(codes, np.int8), np.array(unknown, bool), np.array(stage, bool)
+
+
+def hypnogram_from_annotations(onsets_s, durations_s, descriptions: Sequence[str], source: str,
+                               epoch_s: float = EPOCH_S, *, all_stages: bool = False,
+                               rk_integers: bool = False) -> Hypnogram:
+    """Expand stage annotations (onset s, duration s, text) into ``epoch_s`` epochs.
+
+    Which annotations are stages: see the module docstring (``all_stages``: every one is).
+    Raises :class:`HypnogramError` naming ``source``, the onset and the duration for a stage
+    annotation that is not a positive multiple of ``epoch_s`` or that overlaps another.
+    """
+    on = np.asarray(onsets_s, np.float64).reshape(-1)
+    dur = np.asarray(durations_s, np.float64).reshape(-1)
+    desc = np.array([str(d) for d in descriptions], dtype=object)
+    if not on.size == dur.size == desc.size:
+        raise ValueError(f"{source}: {on.size} onsets, {dur.size} durations, {desc.size} descriptions")
+    codes, unknown, is_stage = _classify_all(desc, all_stages, rk_integers)
+    ignored = dict(Counter(desc[~is_stage].tolist()))
+    on, dur, desc, codes, unknown = on[is_stage], dur[is_stage], desc[is_stage], codes[is_stage], unknown[is_stage]
+    n_ep = np.rint(np.nan_to_num(dur / epoch_s, nan=0.0)).astype(np.int64)
+    bad = ~np.isfinite(on) | ~(np.abs(dur - n_ep * epoch_s) <= TOLERANCE_S) | (n_ep < 1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise HypnogramError(
+            f"{source}: stage annotation {desc[i]!r} at onset {on[i]:.3f} s lasts {dur[i]:.3f} s; expected "
+            f"{epoch_s:g}-s scoring epochs (a duration that is a positive multiple of {epoch_s:g} s): fix the "
+            "scoring file or export it with 30-s epochs")
+    owner = np.repeat(np.arange(on.size), n_ep)
+    within = np.arange(owner.size) - np.repeat(np.cumsum(n_ep) - n_ep, n_ep)
+    onsets = on[owner] + within * epoch_s
+    order = np.argsort(onsets, kind="stable")
+    onsets, owner = onsets[order], owner[order]
+    overlap = np.flatnonzero(np.diff(onsets) < epoch_s - TOLERANCE_S)
+    if overlap.size:
+        a, b = owner[overlap[0]], owner[overlap[0] + 1]
+        raise HypnogramError(
+            f"{source}: stage annotation {desc[b]!r} at onset {on[b]:.3f} s (duration {dur[b]:.3f} s) overlaps "
+            f"{desc[a]!r} at onset {on[a]:.3f} s (duration {dur[a]:.3f} s); expected {epoch_s:g}-s scoring epochs "
+            "that do not overlap: remove the duplicate scoring from the file")
+    counts = Counter()
+    for text, n in zip(desc[unknown].tolist(), n_ep[unknown].tolist()):
+        counts[text] += n
+    return Hypnogram(onsets, codes[owner], float(epoch_s), dict(counts), str(source), ignored)
+
+
+def _read_edf_annotations(path: Path) -> Hypnogram:
+    import mne
+
+    try:
+        with open(path, "rb") as f:
+            if f.read(8) not in (b"0       ", b"\xffBIOSEMI"):
+                raise ValueError("the file does not start with an EDF/BDF header")
+        ann = mne.read_annotations(path)
+    except Exception as exc:  # mne raises many types on files it cannot parse
+        raise HypnogramError(f"{path}: cannot read EDF+ annotations ({type(exc).__name__}: {exc}); "
+                             f"expected one of: {FORMATS}") from None
+    return hypnogram_from_annotations(ann.onset, ann.duration, list(ann.description), path.name)
+
+
+def _table_rows(path: Path) -> list[list[str]]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HypnogramError(f"{path}: cannot read it as text ({exc}); expected one of: {FORMATS}") from None
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        raise HypnogramError(f"{path}: the file holds no stage; expected one of: {FORMATS}")
+    delimiter = next((d for d in (",", "\t", ";") if d in lines[0]), None)
+    return list(csv.reader(lines, delimiter=delimiter)) if delimiter else [[line] for line in lines]
+
+
+def _column_floats(path: Path, body: list[list[str]], col: int, name: str) -> np.ndarray:
+    try:
+        return np.array([float(row[col]) for row in body], np.float64)
+    except (ValueError, IndexError):
+        raise HypnogramError(f"{path}: column {name!r} must hold a number (seconds) on every row; "
+                             f"expected one of: {FORMATS}") from None
+
+
+def _read_table(path: Path, epoch_s: float) -> Hypnogram:
+    """A text/CSV hypnogram: one stage per row (see :data:`FORMATS`)."""
+    rows = _table_rows(path)
+    header = [c.strip().lower() for c in rows[0]]
+    stage_col = next((i for i, c in enumerate(header) if c in STAGE_COLUMNS), None)
+    if stage_col is None and len(header) > 1:
+        raise HypnogramError(f"{path}: no stage column among {rows[0]}; expected a column named one of "
+                             f"{list(STAGE_COLUMNS)} (or a single column of stages)")
+    body = rows if stage_col is None else rows[1:]
+    stage_col = stage_col or 0
+    short = [i for i, row in enumerate(body) if len(row) != len(rows[0])]
+    if short:
+        raise HypnogramError(f"{path}: data row {short[0] + 1} has {len(body[short[0]])} fields, the first row "
+                             f"{len(rows[0])}; expected the same number of fields on every row")
+    texts = [row[stage_col].strip() for row in body]
+    onsets = (_column_floats(path, body, header.index("onset_s"), "onset_s") if "onset_s" in header
+              else np.arange(len(texts)) * epoch_s)
+    durations = (_column_floats(path, body, header.index("duration_s"), "duration_s") if "duration_s" in header
+                 else np.full(len(texts), epoch_s))
+    rk = any(_normalise(t) == "5" for t in texts)  # R&K integer codes: 4 = stage 4 (N3), 5 = REM
+    return hypnogram_from_annotations(onsets, durations, texts, path.name, epoch_s, all_stages=True, rk_integers=rk)
+
+
+def read_hypnogram(path: str | Path, epoch_s: float = EPOCH_S) -> Hypnogram:
+    """Read a scoring file: EDF+/BDF+ annotations (onsets from the file's start) or text/CSV with
+    one stage per ``epoch_s`` epoch (onsets ``0, 30, ...`` unless an ``onset_s`` column gives them).
+
+    Raises :class:`HypnogramError` for a missing/unreadable file, an unknown extension, or a file
+    holding no stage at all.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in EDF_SUFFIXES + TABLE_SUFFIXES:
+        raise HypnogramError(f"{path}: unknown hypnogram extension {path.suffix!r}; expected one of: {FORMATS}")
+    if not path.is_file():
+        raise HypnogramError(f"{path}: hypnogram file not found; expected one of: {FORMATS}")
+    hyp = _read_edf_annotations(path) if suffix in EDF_SUFFIXES else _read_table(path, epoch_s)
+    if hyp.n_epochs == 0:
+        seen = ", ".join(list(hyp.ignored)[:5]) or "none"
+        raise HypnogramError(f"{path}: holds no sleep-stage annotation (annotations seen: {seen}); expected "
+                             "stage labels such as 'Sleep stage W' / 'W' / 'N1' / 'R' in 30-s epochs")
+    return hyp
+
+
+def _trim_clipped(onsets: np.ndarray, durations: np.ndarray, stop_s: float, epoch_s: float,
+                  tol_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Annotations MNE clipped at the data's start (0) or end (``stop_s``) keep their whole
+    epochs: end-aligned at the start, start-aligned at the end. Others are returned as given.
+    Returns (onsets, durations, clipped (k,) bool)."""
+    whole = np.floor(durations / epoch_s + 1e-6) * epoch_s
+    partial = np.abs(durations - np.rint(durations / epoch_s) * epoch_s) > TOLERANCE_S
+    at_start = partial & (onsets <= tol_s)
+    at_end = partial & ~at_start & (onsets + durations >= stop_s - tol_s)
+    onsets = np.where(at_start, onsets + durations - whole, onsets)
+    return onsets, np.where(at_start | at_end, whole, durations), at_start | at_end
+
+
+def hypnogram_from_raw(raw, epoch_s: float = EPOCH_S) -> Hypnogram | None:
+    """The stage annotations of an MNE Raw as a :class:`Hypnogram` with onsets in seconds from
+    the Raw's first sample; None when it holds no stage annotation.
+
+    A stage annotation MNE clipped at the data's edges keeps its whole epochs (the partial one is
+    dropped, i.e. unscored).
+    """
+    ann = raw.annotations
+    if len(ann) == 0:
+        return None
+    fs = float(raw.info["sfreq"])
+    onsets = np.asarray(ann.onset, np.float64) - raw.first_time  # MNE keeps onsets on first_samp's clock
+    onsets, durations, clipped = _trim_clipped(onsets, np.asarray(ann.duration, np.float64), raw.n_times / fs,
+                                      epoch_s, 1.0 / fs)
+    names = [n for n in (getattr(raw, "filenames", None) or ()) if n]
+    source = Path(names[0]).name if names else "the recording's annotations"
+    descriptions = np.array(list(ann.description), dtype=object)
+    keep = ~clipped | (durations > TOLERANCE_S)  # drop what was only a partial epoch
+    hyp = hypnogram_from_annotations(onsets[keep], durations[keep], list(descriptions[keep]), source, epoch_s)
+    return hyp if hyp.n_epochs else None
+
+
+def window_grid(hypnogram: Hypnogram | None, duration_s: float, target_fs: float,
+                window_s: float = EPOCH_S) -> WindowGrid:
+    """Windows of ``window_s`` over a recording of ``duration_s`` seconds, in samples at ``target_fs``.
+
+    The grid follows the hypnogram: the first window starts at ``round(first_onset * target_fs)
+    mod window_len`` samples (the first epoch's phase), windows follow every ``window_len``
+    samples while they fit in ``floor(duration_s * target_fs)`` samples. A window lying fully
+    inside a run of one scored stage gets that stage; others (no epoch, unscored, a stage change
+    or an epoch off the grid) get -1. ``hypnogram=None``: a grid from 0, all -1 (unlabelled).
+    Raises :class:`HypnogramError` when the hypnogram does not overlap the recording.
+    """
+    window_len = int(round(window_s * target_fs))
+    n_out = int(np.floor(duration_s * target_fs + 1e-6))
+    first_start = 0
+    if hypnogram is not None:
+        if hypnogram.n_epochs == 0 or hypnogram.end_s <= 0 or hypnogram.start_s >= duration_s:
+            raise HypnogramError(
+                f"{hypnogram.source}: the hypnogram covers {hypnogram.start_s:.0f}-{hypnogram.end_s:.0f} s but the "
+                f"recording lasts {duration_s:.0f} s (0-{duration_s:.0f} s); expected scoring of this recording: "
+                "check that the hypnogram belongs to it and that both files start at the same time")
+        first_start = int(round(hypnogram.start_s * target_fs)) % window_len
+    n_windows = max(0, (n_out - first_start) // window_len)
+    starts = first_start + window_len * np.arange(n_windows, dtype=np.int64)
+    labels = np.full(n_windows, UNLABELLED, np.int8)
+    if hypnogram is not None:
+        run_start, run_end, run_stage = hypnogram.runs()
+        run_start = np.rint(run_start * target_fs).astype(np.int64)
+        run_end = np.rint(run_end * target_fs).astype(np.int64)
+        run = np.searchsorted(run_start, starts, side="right") - 1
+        inside = run >= 0
+        inside[inside] = run_end[run[inside]] >= starts[inside] + window_len
+        labels[inside] = run_stage[run[inside]]
+    return WindowGrid(first_start, n_windows, window_len, float(target_fs), labels)
+
+
+def write_annotations_edf(path: str | Path, onsets_s, durations_s, descriptions: Sequence[str],
+                          start: datetime | None = None) -> Path:
+    """Write an annotations-only EDF+ file (no signals), atomically, with edfio.
+
+    ``onsets_s`` / ``durations_s`` in seconds from ``start`` (the header's start date and time;
+    None: edfio's defaults, 01.01.85 00:00:00). EDF holds dates 1985-2084 only: another year
+    leaves the date unknown (the time is kept).
+    """
+    import edfio
+
+    annotations = [edfio.EdfAnnotation(float(o), float(d), str(t))
+                   for o, d, t in zip(onsets_s, durations_s, descriptions)]
+    header = {}
+    if start is not None:
+        date = start.date() if 1985 <= start.year <= 2084 else None
+        header = {"starttime": start.time(), "recording": edfio.Recording(startdate=date)}
+    edf = edfio.Edf([], annotations=annotations, **header)
+    return atomic_write(path, edf.write)
+
+
+def write_hypnogram_edf(path: str | Path, hypnogram: Hypnogram, start: datetime | None = None) -> Path:
+    """Write ``hypnogram`` as a Sleep-EDF style EDF+ hypnogram (``Sleep stage W/1/2/3/R/?``), runs
+    of equal contiguous epochs merged into one annotation lasting a multiple of ``epoch_s``."""
+    if hypnogram.n_epochs and hypnogram.start_s < 0:
+        raise ValueError(f"write_hypnogram_edf({path}): the first epoch starts at {hypnogram.start_s} s; EDF+ "
+                         "onsets here must be >= 0 (seconds from the recording's start)")
+    run_start, run_end, run_stage = hypnogram.runs()
+    labels = [SLEEP_EDF_LABELS[int(s)] for s in run_stage]
+    return write_annotations_edf(path, run_start, run_end - run_start, labels, start)

@@ -1,0 +1,362 @@
+"""Read the EEG channels of any polysomnography file MNE reads, or of a PhysioNet WFDB record.
+
+:func:`read_recording` turns ``path`` into an :class:`~modalities.eeg.signal.EegRecording` of the
+requested ``channels`` (in that order, named as requested), ready for the shared signal pipeline
+(``modalities/eeg/signal.py``). It is used by the preparation (``data_prep/prepare.py``) and by
+the staging command alike.
+
+Formats (by suffix, :data:`READERS`): ``.hea`` -> the fast WFDB reader
+(``modalities/eeg/wfdb_reader.py``); EDF/EDF+ (``.edf``), BDF (``.bdf``), GDF (``.gdf``), FIF
+(``.fif``, ``.fif.gz``), BrainVision (``.vhdr``) and EEGLAB (``.set``) -> ``mne.io.read_raw(path,
+preload=False)``. Only the requested channels are loaded: EDF/BDF/GDF are opened with
+``include=`` (the other signals are never decoded), the other formats are ``pick``-ed before
+``get_data``. MNE gives volts; the result holds float32 micro-volts (gain 1, baseline 0).
+
+Channel names (:func:`resolve_channels`), for each requested name, first match wins:
+
+1. ``rename`` ({file name: our name}, e.g. ``{"C4-A1": "C4-M1"}``) is applied to the file's names;
+2. the exact (renamed) name;
+3. the same name up to case, a leading ``"EEG "`` type prefix and a trailing ``"-REF"``
+   (requested ``F3-M2`` matches ``EEG F3-M2``; ``Fpz-Cz`` matches ``EEG Fpz-Cz``), if exactly one
+   channel matches;
+4. a bipolar derivation ``A-B`` computed as ``A - B`` from two referential channels ``A`` and
+   ``B`` (each matched by rules 2-3; e.g. ``F3-M2`` from ``F3`` and ``M2``) when ``A-B`` itself
+   is absent.
+
+Mixed sampling rates: MNE's EDF/BDF/GDF readers report the highest rate among the channels
+opened and upsample the others to it with FFT resampling (``mne.filter.resample``, band-limited)
+over the whole record. Opening only the requested channels makes that rate the highest
+*requested* rate (e.g. 100 Hz EEG in a file with 512 Hz EMG stays 100 Hz); a requested channel at
+a lower rate is upsampled band-limited, which the 0.1-30 Hz pipeline turns into the same windows as
+at its own rate (within the filter's pass-band ripple; tested). Every requested channel must be
+sampled above :data:`MIN_FS` = 60 Hz (the band's 30 Hz edge needs a Nyquist frequency above 30 Hz).
+
+Stage annotations stored in the recording itself (EDF+ annotations, FIF/BrainVision
+annotations): :func:`stage_annotations` or :func:`read_recording_with_annotations`, both through
+``modalities.eeg.hypnogram.hypnogram_from_raw``. Errors are :class:`RecordError`, one line naming
+the file, what was expected and what to do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from modalities.eeg.signal import EegRecording, RecordError
+
+# file suffix -> the MNE reader mne.io.read_raw dispatches to (for messages and discovery)
+READERS: dict[str, str] = {
+    ".edf": "mne.io.read_raw_edf",
+    ".bdf": "mne.io.read_raw_bdf",
+    ".gdf": "mne.io.read_raw_gdf",
+    ".fif": "mne.io.read_raw_fif",
+    ".fif.gz": "mne.io.read_raw_fif",
+    ".vhdr": "mne.io.read_raw_brainvision",
+    ".set": "mne.io.read_raw_eeglab",
+}
+EDF_FAMILY = (".edf", ".bdf", ".gdf")  # readers that take include= and may mix sampling rates
+MIN_FS = 60.0  # Hz: a requested channel must be sampled faster (30 Hz band edge)
+CHANNEL_HELP = ('pass --channels with names the file uses (comma-separated), or map names with --rename '
+                '"OLD=NEW" (e.g. --rename "C4-A1=C4-M1"); a bipolar "A-B" is derived from channels A and B')
+
+
+@dataclass(frozen=True)
+class ChannelSource:
+    """Where requested channel ``name`` comes from: file channel ``first`` (after rename), minus
+    file channel ``second`` for a derivation (else None)."""
+
+    name: str
+    first: str
+    second: str | None = None
+
+
+def suffix_of(path: str | Path) -> str:
+    """The format suffix of ``path`` in lower case (``.fif.gz`` counts as one suffix)."""
+    name = Path(path).name.lower()
+    return ".fif.gz" if name.endswith(".fif.gz") else Path(name).suffix
+
+
+def reader_name(path: str | Path) -> str:
+    """The reader used for ``path``: ``wfdb_reader.read_eeg`` or the MNE reader's name."""
+    suffix = suffix_of(path)
+    return "modalities.eeg.wfdb_reader.read_eeg" if suffix == ".hea" else READERS.get(suffix, "mne.io.read_raw")
+
+
+def _record(path: Path) -> str:
+    return path.name[: -len(suffix_of(path))] if suffix_of(path) else path.name
+
+
+def open_raw(path: str | Path, include: Sequence[str] | None = None):
+    """``mne.io.read_raw(path, preload=False)`` (header only), ``include=`` for EDF/BDF/GDF.
+
+    Raises :class:`RecordError` naming the file and the reader when MNE cannot read it.
+    """
+    import mne
+
+    path = Path(path)
+    suffix = suffix_of(path)
+    if suffix not in READERS:
+        raise RecordError(
+            f"{_record(path)}: {path} has suffix {suffix!r}, which no reader here takes; expected one of "
+            f"{sorted(READERS)} or a WFDB .hea header: convert the file (e.g. to EDF) first"
+        )
+    kwargs = {"include": list(include)} if include is not None and suffix in EDF_FAMILY else {}
+    try:
+        return mne.io.read_raw(path, preload=False, verbose="error", **kwargs)
+    except Exception as exc:  # MNE raises many types on bad files
+        raise RecordError(
+            f"{_record(path)}: {READERS[suffix]} cannot read {path}: {type(exc).__name__}: "
+            f"{' '.join(str(exc).split())[:300]}; expected a valid {suffix} file: check or re-export it"
+        ) from None
+
+
+def recording_channels(path: str | Path) -> list[str]:
+    """Names of the channels ``path`` holds (its header only), in file order."""
+    path = Path(path)
+    if suffix_of(path) == ".hea":
+        from modalities.eeg.wfdb_reader import read_header
+
+        return list(read_header(path).sig_name)
+    return list(open_raw(path).ch_names)
+
+
+def parse_rename(text: str | Mapping[str, str] | None) -> dict[str, str]:
+    """``"C4-A1=C4-M1,C3-A2=C3-M2"`` (or a mapping) -> ``{"C4-A1": "C4-M1", ...}``."""
+    if text is None or isinstance(text, Mapping):
+        return dict(text or {})
+    out: dict[str, str] = {}
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        old, sep, new = (s.strip() for s in item.partition("="))
+        if not sep or not old or not new:
+            raise RecordError(
+                f"--rename item {item!r} is not OLD=NEW; expected e.g. --rename \"C4-A1=C4-M1,C3-A2=C3-M2\""
+            )
+        out[old] = new
+    return out
+
+
+def parse_channels(text: str | Sequence[str]) -> tuple[str, ...]:
+    """``"C4-M1,F4-M1"`` (or a sequence) -> ``("C4-M1", "F4-M1")``; names must be distinct."""
+    names = [s.strip() for s in (text.split(",") if isinstance(text, str) else text)]
+    names = [n for n in names if n]
+    if not names or len(set(names)) != len(names):
+        raise RecordError(f"--channels {text!r}: expected distinct, comma-separated names, e.g. \"C4-M1,F4-M1\"")
+    return tuple(names)
+
+
+def _normal(name: str) -> str:
+    """Name for loose matching: case-folded, no leading "EEG " type prefix, no trailing "-REF"."""
+    key = " ".join(name.split()).casefold()
+    key = key[4:] if key.startswith("eeg ") else key
+    return key[:-4] if key.endswith("-ref") and len(key) > 4 else key
+
+
+def _match(name: str, present: Sequence[str]) -> str | None:
+    """The channel of ``present`` that ``name`` denotes (exact, else unique loose match)."""
+    if name in present:
+        return name
+    loose = [p for p in present if _normal(p) == _normal(name)]
+    if len(loose) > 1:
+        raise RecordError(
+            f"requested channel {name!r} matches several channels {loose}; pick one with --rename "
+            f'"{loose[0]}={name}"'
+        )
+    return loose[0] if loose else None
+
+
+def resolve_channels(
+    present: Sequence[str], channels: Sequence[str], rename: Mapping[str, str] | None = None
+) -> list[ChannelSource]:
+    """Map each requested channel to file channels (rules in the module docstring).
+
+    ``present`` are the file's names; the result names channels after ``rename``. Raises
+    :class:`RecordError` (without the file name; :func:`read_recording` adds it) for an absent
+    channel, listing the channels present.
+    """
+    renamed = [(rename or {}).get(p, p) for p in present]
+    out = []
+    for name in channels:
+        found = _match(name, renamed)
+        if found is not None:
+            out.append(ChannelSource(name, found))
+            continue
+        pieces = name.split("-")
+        for cut in range(1, len(pieces)):
+            first, second = _match("-".join(pieces[:cut]), renamed), _match("-".join(pieces[cut:]), renamed)
+            if first is not None and second is not None:
+                out.append(ChannelSource(name, first, second))
+                break
+        else:
+            shown = renamed if not rename else [f"{p} (renamed {r})" if p != r else p for p, r in zip(present, renamed)]
+            raise RecordError(f"no channel {name!r} (nor two channels to derive it from); channels present: "
+                              f"{shown}; {CHANNEL_HELP}")
+    return out
+
+
+def _needed(sources: Sequence[ChannelSource]) -> list[str]:
+    """The distinct file channels (renamed names) the sources read, in order of first use."""
+    names: list[str] = []
+    for s in sources:
+        for n in (s.first, s.second):
+            if n is not None and n not in names:
+                names.append(n)
+    return names
+
+
+def _native_rates(raw, names: Sequence[str]) -> dict[str, float]:
+    """Sampling rate of each channel ``names`` (original names) as stored in the file, Hz.
+
+    EDF/BDF/GDF store a rate per signal (``_raw_extras``: samples per data record / record
+    length); other formats have one rate (``raw.info["sfreq"]``)."""
+    fs = float(raw.info["sfreq"])
+    try:
+        extras = raw._raw_extras[0]
+        per_record = np.asarray(extras["n_samps"])[np.asarray(extras["sel"])]
+        length = np.asarray(extras["record_length"], dtype=np.float64)
+        rates = dict(zip(extras["ch_names"], per_record * length[1] / length[0]))
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+        return {n: fs for n in names}
+    return {n: float(rates.get(n, fs)) for n in names}
+
+
+def _check_rates(path: Path, rates: Mapping[str, float]) -> None:
+    low = {n: r for n, r in rates.items() if r <= MIN_FS}
+    if low:
+        raise RecordError(
+            f"{_record(path)}: {path.name} samples channels {low} (Hz); expected more than {MIN_FS:g} Hz for the "
+            f"0.1-30 Hz band-pass (its 30 Hz edge needs a Nyquist frequency above 30 Hz): choose EEG channels "
+            f"sampled faster with --channels"
+        )
+
+
+def _combine(record: str, fs: float, sources: Sequence[ChannelSource], uv: Mapping[str, np.ndarray]) -> EegRecording:
+    """EegRecording of float32 uV from per-file-channel uV rows (float32 or float64)."""
+    n = len(next(iter(uv.values())))
+    out = np.empty((len(sources), n), dtype=np.float32)
+    for i, s in enumerate(sources):
+        if s.second is None:
+            out[i] = uv[s.first]
+        else:
+            np.subtract(uv[s.first], uv[s.second], out=out[i], dtype=np.float64, casting="same_kind")
+    ones = np.ones(len(sources))
+    return EegRecording(record, tuple(s.name for s in sources), fs, out, ones, np.zeros(len(sources)), ones)
+
+
+def _read_wfdb(path: Path, channels: Sequence[str], rename: Mapping[str, str] | None) -> EegRecording:
+    """The WFDB fast path; renamed/loose names map back to the header's names, derivations in uV."""
+    from modalities.eeg.wfdb_reader import read_eeg, read_header
+
+    present = list(read_header(path).sig_name)
+    try:
+        sources = resolve_channels(present, channels, rename)
+    except RecordError as exc:
+        raise RecordError(f"{path.stem}: header {path.name}: {exc}") from None
+    back = {(rename or {}).get(p, p): p for p in present}
+    needed = _needed(sources)
+    rec = read_eeg(path, [back[n] for n in needed])
+    if all(s.second is None for s in sources) and [s.first for s in sources] == needed:
+        rec.channels = tuple(channels)  # plain selection: keep the integer samples
+        return rec
+    uv = {n: rec.channel_uv(i, np.float64) for i, n in enumerate(needed)}
+    return _combine(rec.record, rec.fs, sources, uv)
+
+
+def _read_mne(raw, path: Path, channels: Sequence[str], rename: Mapping[str, str] | None) -> EegRecording:
+    """Load only the needed channels of ``raw`` (header-only Raw of ``path``) as float32 uV."""
+    record = _record(path)
+    try:
+        sources = resolve_channels(raw.ch_names, channels, rename)
+    except RecordError as exc:
+        raise RecordError(f"{record}: {path.name}: {exc}") from None
+    back = {(rename or {}).get(p, p): p for p in raw.ch_names}
+    needed = [back[n] for n in _needed(sources)]
+    _check_rates(path, _native_rates(raw, needed))
+    if suffix_of(path) in EDF_FAMILY:
+        raw = open_raw(path, include=needed)  # rate = highest requested rate, others never decoded
+    raw = raw.pick(needed)
+    from mne.io.constants import FIFF
+
+    units = {ch["ch_name"]: ch["unit"] for ch in raw.info["chs"]}
+    not_volts = {n: str(units[n]) for n in needed if units[n] != FIFF.FIFF_UNIT_V}
+    if not_volts:
+        raise RecordError(f"{record}: {path.name} channels {not_volts} are not voltages (MNE unit); expected "
+                          f"EEG channels in V/mV/uV: choose others with --channels")
+    try:
+        data = raw.get_data(picks=needed)  # (C, n) float64 volts
+    except Exception as exc:
+        raise RecordError(f"{record}: {reader_name(path)} cannot read the samples of {path}: "
+                          f"{type(exc).__name__}: {exc}; the file may be truncated: check or re-export it") from None
+    bad = [n for n, row in zip(needed, data) if not np.isfinite(row).all()]
+    if bad:
+        raise RecordError(f"{record}: {path.name} has non-finite samples in {bad}; expected finite samples")
+    data *= 1e6
+    uv = {(rename or {}).get(n, n): row for n, row in zip(needed, data)}
+    return _combine(record, float(raw.info["sfreq"]), sources, uv)
+
+
+def read_recording(path: str | Path, channels: Sequence[str], rename: Mapping[str, str] | None = None) -> EegRecording:
+    """The requested ``channels`` of the recording at ``path`` as an EegRecording (C, n) at one
+    rate ``fs`` (Hz), named as requested, in micro-volts (``channel_uv``/``uv``).
+
+    ``rename`` maps the file's names to ours before matching (module docstring). Raises
+    :class:`RecordError` for an unreadable file, an absent channel (listing the channels
+    present), a channel sampled at 60 Hz or less, or non-finite samples.
+    """
+    return read_recording_full(path, channels, rename, annotations=False).recording
+
+
+def read_recording_with_annotations(
+    path: str | Path, channels: Sequence[str], rename: Mapping[str, str] | None = None, annotations: bool = True
+):
+    """``(read_recording(...), stage annotations of the file or None)`` opening the file once.
+
+    The annotations come from ``modalities.eeg.hypnogram.hypnogram_from_raw`` (a ``Hypnogram`` or
+    None when the file holds no stage annotation; always None for WFDB records, whose stages live
+    in a separate ``.arousal`` file). ``annotations=False`` skips them (None).
+    """
+    read = read_recording_full(path, channels, rename, annotations)
+    return read.recording, read.hypnogram
+
+
+@dataclass
+class RecordingRead:
+    """``recording``; ``hypnogram``: its own stage annotations or None; ``start``: the
+    recording's start (MNE ``meas_date``, timezone-aware UTC) or None when the file has none."""
+
+    recording: EegRecording
+    hypnogram: object | None
+    start: datetime | None
+
+
+def read_recording_full(path: str | Path, channels: Sequence[str], rename: Mapping[str, str] | None = None,
+                        annotations: bool = True) -> RecordingRead:
+    """:func:`read_recording_with_annotations` plus the recording's start time."""
+    path = Path(path)
+    channels = parse_channels(channels)
+    if suffix_of(path) == ".hea":
+        return RecordingRead(_read_wfdb(path, channels, rename), None, None)
+    raw = open_raw(path)
+    hypnogram = _hypnogram(raw) if annotations else None
+    start = raw.info.get("meas_date")
+    return RecordingRead(_read_mne(raw, path, channels, rename), hypnogram, start)
+
+
+def _hypnogram(raw):
+    """``hypnogram_from_raw(raw)``: a Hypnogram or None; HypnogramError (a DataError naming the
+    file) for stage annotations that are not 30-s epochs or overlap."""
+    from modalities.eeg.hypnogram import hypnogram_from_raw
+
+    return hypnogram_from_raw(raw)
+
+
+def stage_annotations(path: str | Path):
+    """The stage annotations stored in the recording ``path`` itself as a
+    ``modalities.eeg.hypnogram.Hypnogram``, or None (none there, or a WFDB record)."""
+    path = Path(path)
+    if suffix_of(path) == ".hea":
+        return None
+    return _hypnogram(open_raw(path))

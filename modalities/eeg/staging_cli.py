@@ -1,0 +1,104 @@
+"""`python -m part.stage RUN_DIR RECORDING [RECORDING ...] --out DIR` (also `part-stage`): stage
+overnight recordings with a finetuned EEG run.
+
+RECORDING: any file MNE reads (EDF/BDF/GDF, FIF, BrainVision .vhdr, EEGLAB .set) or a WFDB
+record's .hea header (PhysioNet 2018). Per recording, into --out (atomically):
+<rec>.hypnogram.csv (onset_s,duration_s,stage,p_W,...,p_REM per 30-s epoch), <rec>.hypnogram.edf
+(EDF+ annotations, Sleep-EDF style), <rec>.hypnogram.png, <rec>.stats.json (sleep statistics),
+and with --hypnogram <rec>.agreement.json (kappa, accuracy, macro-F1, confusion, per-stage F1).
+
+The model's channels are read by name; --channels "F3-M2=EEG Fpz-Cz,C3-M2=EEG Pz-Oz" maps model
+channels to the recording's (MODEL=RECORDING; unmapped ones are looked up by their own name).
+Exit codes: 0 every recording staged; 1 some recording failed (the others are written);
+2 bad usage or run directory.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from modalities.eeg.mne_reader import suffix_of
+from modalities.eeg.staging import Stager, parse_channel_map
+from part.errors import UserInputError, user_message
+from part.training.rundir import check_writable
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir", type=Path, help="a finetuned run: <run.output_dir>/<run.name>")
+    p.add_argument("recordings", type=Path, nargs="+", metavar="RECORDING",
+                   help="recording files (EDF/BDF/GDF/FIF/BrainVision/EEGLAB or a WFDB .hea)")
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--channels", help='model=recording channel names, e.g. "F3-M2=EEG Fpz-Cz,C3-M2=EEG Pz-Oz"')
+    p.add_argument("--hypnogram", type=Path, action="append", metavar="FILE",
+                   help="a scoring of the recording (EDF+ annotations or text/CSV) to align the 30-s windows "
+                        "to and compare with; give it once per RECORDING, in the same order")
+    p.add_argument("--checkpoint", default="best.pt", help="finetuned checkpoint in RUN_DIR/checkpoints "
+                   "(default best.pt) or a path")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"), help="default cpu")
+    p.add_argument("--batch-size", type=int, default=256, help="windows per forward pass (default 256)")
+    return p
+
+
+def recording_name(path: Path) -> str:
+    """Output file stem of a recording: its name less the format suffix (``night.fif.gz`` -> ``night``)."""
+    suffix = suffix_of(path)
+    return path.name[: -len(suffix)] if suffix and path.name.lower().endswith(suffix) else path.name
+
+
+def _check_usage(p: argparse.ArgumentParser, a: argparse.Namespace) -> list[str]:
+    if a.batch_size < 1:
+        p.error(f"--batch-size must be >= 1, got {a.batch_size}")
+    if a.hypnogram and len(a.hypnogram) != len(a.recordings):
+        p.error(f"--hypnogram given {len(a.hypnogram)} time(s) for {len(a.recordings)} recordings; give one "
+                f"per RECORDING, in the same order (or none)")
+    names = [recording_name(r) for r in a.recordings]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        p.error(f"recordings {twice} would write the same output files in --out; stage them into separate --out "
+                f"directories")
+    return names
+
+
+def stage_one(stager: Stager, path: Path, name: str, a: argparse.Namespace, hypnogram: Path | None,
+              channels: dict) -> str:
+    """Stage one recording and write its files; returns the summary line."""
+    result = stager.predict_file(path, channels=channels, hypnogram=hypnogram, batch_size=a.batch_size)
+    paths = result.write(a.out, name)
+    stats = result.statistics()
+    line = (f"{name}: {len(result)} epochs of {result.epoch_s:g} s, TST {stats['tst_min']:.1f} min, "
+            f"SE {stats['sleep_efficiency_pct'] or 0:.1f}%")
+    if "agreement" in paths:
+        kappa = result.agreement()["kappa"]
+        line += f", kappa {'n/a' if kappa is None else f'{kappa:.3f}'} vs {hypnogram.name}"
+    return f"{line} -> {Path(a.out) / name}.{{{','.join(p.name[len(name) + 1:] for p in paths.values())}}}"
+
+
+def main(argv=None, prog: str = "python -m part.stage") -> int:
+    p = build_parser(prog)
+    a = p.parse_args(argv)
+    names = _check_usage(p, a)
+    try:
+        channels = parse_channel_map(a.channels)
+        check_writable(a.out, "--out")
+        stager = Stager.from_run(a.run_dir, a.checkpoint, a.device)
+    except UserInputError as exc:
+        print(f"error: {user_message(exc)}", file=sys.stderr)
+        return 2
+    failed = 0
+    for i, (path, name) in enumerate(zip(a.recordings, names)):
+        hypnogram = a.hypnogram[i] if a.hypnogram else None
+        try:
+            print(stage_one(stager, path, name, a, hypnogram, channels), flush=True)
+        except UserInputError as exc:
+            failed += 1
+            message = user_message(exc)
+            print(f"error: {message if path.name in message else f'{path}: {message}'}", file=sys.stderr)
+        except Exception as exc:  # a bug or an unforeseen file problem: report it, stage the others
+            failed += 1
+            print(f"error: {path}: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
+    if failed:
+        print(f"{failed} of {len(names)} recordings failed (listed above); the others are written to {a.out}",
+              file=sys.stderr)
+    return 1 if failed else 0

@@ -1,0 +1,109 @@
+"""A recording and its 30-s grid -> normalised windows and labels: the step shared by the
+preparation (``data_prep/prepare.py``) and the staging command.
+
+:func:`recording_windows` runs the signal pipeline of ``modalities/eeg/signal.py`` on the
+continuous recording (0.1-30 Hz zero-phase band-pass fused with polyphase resampling to 100 Hz,
+float32 uV), then cuts the grid's windows and z-scores each window and channel. The grid is any
+object with ``first_start`` (output samples at ``target_fs``), ``n_windows``, ``window_len`` and
+``labels`` (n_windows,) int8: ``modalities.eeg.hypnogram.window_grid(...)`` for hypnograms,
+``data_prep.pc18_labels.window_labels(...)`` for PC18 stage notes, or :func:`unlabelled_grid`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from modalities.eeg.prepared import UNLABELLED
+from modalities.eeg.signal import (TARGET_FS, EegRecording, FilterSpec, RecordError, filter_and_resample,
+                                   normalise_windows, resampled_length)
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """How windows are made: output rate ``target_fs`` (Hz), ``window_s`` (s), storage ``dtype``,
+    the band-pass ``filter``, ``eps`` (uV, added to each window's std) and ``flat_std_uv`` (a
+    window-channel with a smaller std, in uV, counts as flat)."""
+
+    target_fs: float = TARGET_FS
+    window_s: float = 30.0
+    dtype: str = "float16"
+    filter: FilterSpec = field(default_factory=FilterSpec)
+    eps: float = 1e-6
+    flat_std_uv: float = 0.1
+
+    @property
+    def window_len(self) -> int:
+        """Samples per window at ``target_fs`` (3000 for 30 s at 100 Hz)."""
+        return int(round(self.window_s * self.target_fs))
+
+
+@dataclass(frozen=True)
+class Grid:
+    """``n_windows`` windows of ``window_len`` output samples from ``first_start`` and their
+    ``labels`` (n_windows,) int8 (-1 unlabelled)."""
+
+    first_start: int
+    n_windows: int
+    window_len: int
+    labels: np.ndarray
+
+
+@dataclass(frozen=True)
+class RecordingWindows:
+    """``windows`` (n_windows, C, L) of ``dtype``, z-scored per window and channel; ``labels``
+    (n_windows,) int8; ``flat`` (n_windows, C) bool; window k starts ``first_start + k * L``
+    output samples (at ``target_fs`` Hz) after the recording's first sample."""
+
+    windows: np.ndarray
+    labels: np.ndarray
+    flat: np.ndarray
+    first_start: int
+    window_len: int
+    target_fs: float
+
+    @property
+    def n_windows(self) -> int:
+        return int(self.labels.size)
+
+    @property
+    def first_start_s(self) -> float:
+        """Start of window 0 after the recording's first sample, seconds."""
+        return self.first_start / self.target_fs
+
+
+def output_length(recording: EegRecording, config: WindowConfig = WindowConfig()) -> int:
+    """Samples of the recording after resampling to ``config.target_fs``."""
+    return resampled_length(recording.n_samples, recording.fs, config.target_fs)
+
+
+def unlabelled_grid(recording: EegRecording, config: WindowConfig = WindowConfig()) -> Grid:
+    """Windows from the recording's first sample while they fit, all unlabelled (-1)."""
+    n = output_length(recording, config) // config.window_len
+    return Grid(0, n, config.window_len, np.full(n, UNLABELLED, np.int8))
+
+
+def recording_windows(recording: EegRecording, grid=None, config: WindowConfig = WindowConfig()) -> RecordingWindows:
+    """Filter and resample ``recording``, cut ``grid``'s windows and z-score them.
+
+    ``grid``: see the module docstring; None = :func:`unlabelled_grid`. Raises
+    :class:`RecordError` when the grid holds no window or reaches past the recording.
+    """
+    grid = unlabelled_grid(recording, config) if grid is None else grid
+    n_out, stop = output_length(recording, config), grid.first_start + grid.n_windows * grid.window_len
+    if grid.window_len != config.window_len or grid.n_windows < 1 or grid.first_start < 0 or stop > n_out:
+        raise RecordError(
+            f"{recording.record}: {grid.n_windows} windows of {grid.window_len} samples from sample "
+            f"{grid.first_start} do not fit the recording ({recording.n_samples / recording.fs:.1f} s = {n_out} "
+            f"samples at {config.target_fs:g} Hz, windows of {config.window_len}); expected at least one whole "
+            f"{config.window_s:g}-s window inside the recording"
+        )
+    labels = np.asarray(grid.labels, dtype=np.int8)
+    if labels.shape != (grid.n_windows,):
+        raise ValueError(f"grid labels have shape {labels.shape}, expected ({grid.n_windows},)")
+    signal = filter_and_resample(recording, config.filter, config.target_fs)
+    normed = normalise_windows(signal, grid.first_start, grid.n_windows, grid.window_len, config.dtype,
+                               config.eps, config.flat_std_uv)
+    return RecordingWindows(normed.windows, labels, normed.flat, int(grid.first_start), int(grid.window_len),
+                            float(config.target_fs))

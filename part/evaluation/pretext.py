@@ -1,0 +1,158 @@
+"""Pretext diagnostics on held-out items: how well a relative-target method (PART, PART-grid)
+predicts the relative transforms of patches it never trained on (paper Table 5: error in x,
+error in y, Euclidean error).
+
+At each pretraining epoch end the pretrain stage evaluates a FIXED batch of test-split items
+(``heldout_batch``: the same items every epoch, chosen by the run's seed) with the method's own
+pieces (``method.predict_pairs``: the modality's sampling and targets, the tokenizer, the encoder,
+the head), in eval mode, under ``torch.no_grad()``, drawing patches and pairs from a dedicated
+generator seeded the same way every epoch, inside ``torch.random.fork_rng``: the global RNG
+streams of training are untouched, so a run with diagnostics trains exactly as one without, and
+a resumed run logs the same numbers as an uninterrupted one.
+
+Units: the targets' own (normalised) units, the values the loss regresses. Translations are
+(c_tgt - c_ref) / size_ref per axis, i.e. in sizes of the reference patch (image: dx, dy in
+reference-patch widths and heights; EEG: dt in reference-window lengths); scale values (dw, dh,
+dlen) are ratios (or log-ratios with ``scale_target: log``). Errors (``pretext_errors``):
+
+- ``mae``: per target value (names from ``modality.target_names``) the mean absolute error over
+  all held-out pairs; ``mse``: the same with squared errors (the paper's section 4 names
+  "the mean squared error in x and y", its Table 5 "error x, y"; both are given);
+- ``l2``: the mean over pairs of the Euclidean norm of the translation error (the first
+  ``modality.translation_dim`` values), as the training log's ``l2_error``.
+
+Methods without relative targets (MAE, MP3, DropPos, supervised) have no ``predict_pairs`` and
+are skipped (``supports_pretext_errors``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+CHUNK_ITEMS = 64  # held-out items per forward pass (memory only; part of the fixed sampling)
+
+
+def supports_pretext_errors(method) -> bool:
+    """Whether ``method`` predicts relative targets (has ``predict_pairs``) on a modality."""
+    return callable(getattr(method, "predict_pairs", None)) and hasattr(method, "modality")
+
+
+def heldout_items(num_items: int, n: int, seed: int) -> torch.Tensor:
+    """(min(n, num_items),) long: a seeded random choice of item indices, sorted."""
+    g = torch.Generator().manual_seed(int(seed))
+    return torch.randperm(num_items, generator=g)[:max(0, min(n, num_items))].sort().values
+
+
+def heldout_batch(dataset, n: int, seed: int):
+    """The fixed held-out batch: (x (n', ...) stacked inputs of dataset items, indices (n',) long).
+
+    n' = min(n, len(dataset)) items chosen by ``heldout_items(len(dataset), n, seed)``; items
+    are ``(x, label)`` pairs (or bare inputs), loaded once in index order.
+    """
+    index = heldout_items(len(dataset), n, seed)
+    items = [dataset[i] for i in index.tolist()]
+    xs = [item[0] if isinstance(item, (list, tuple)) else item for item in items]
+    return torch.stack([torch.as_tensor(x) for x in xs]), index
+
+
+def items_digest(index: torch.Tensor) -> str:
+    """A short hash of the held-out item indices (to check that every epoch used the same)."""
+    return hashlib.sha1(json.dumps(index.tolist()).encode()).hexdigest()[:12]
+
+
+def error_summary(pred: torch.Tensor, target: torch.Tensor, names, translation_dim: int) -> dict:
+    """Errors of predictions against targets, both (..., T) with T = len(names).
+
+    Returns {"mae": {name: mean |pred - target|}, "mse": {name: mean (pred - target)^2},
+    "l2": mean Euclidean norm of the first ``translation_dim`` values of pred - target,
+    "pairs": number of (...) rows}, as Python floats (float64 sums).
+    """
+    sums = _error_sums(pred, target, translation_dim)
+    return _summarise(sums, tuple(names))
+
+
+def _error_sums(pred: torch.Tensor, target: torch.Tensor, translation_dim: int) -> dict:
+    diff = (pred.double() - target.double()).reshape(-1, pred.shape[-1])
+    return {"abs": diff.abs().sum(0), "sq": diff.pow(2).sum(0),
+            "l2": diff[:, :translation_dim].norm(dim=-1).sum(), "n": diff.shape[0]}
+
+
+def _summarise(sums: dict, names: tuple) -> dict:
+    n = max(int(sums["n"]), 1)
+    if len(names) != sums["abs"].numel():
+        raise ValueError(f"{len(names)} target names {names} for {sums['abs'].numel()} target values")
+    return {"mae": {k: float(v) / n for k, v in zip(names, sums["abs"].tolist())},
+            "mse": {k: float(v) / n for k, v in zip(names, sums["sq"].tolist())},
+            "l2": float(sums["l2"]) / n, "pairs": int(sums["n"])}
+
+
+def pretext_errors(method, x: torch.Tensor, seed: int, chunk_items: int = CHUNK_ITEMS) -> dict:
+    """Held-out pretext errors of a relative-target ``method`` on inputs ``x`` (B, ...).
+
+    Evaluated in eval mode under ``torch.no_grad()``, ``chunk_items`` items per forward pass,
+    patches and pairs drawn from one generator on x's device seeded with ``seed`` (the same
+    draws at every call), inside ``torch.random.fork_rng`` (the global RNG state is restored);
+    the method's train/eval mode is restored too. Returns ``error_summary``'s dict plus
+    "items" (B). Units: see the module doc.
+    """
+    if not supports_pretext_errors(method):
+        raise ValueError(f"{type(method).__name__} predicts no relative targets (no predict_pairs)")
+    modality, was_training = method.modality, method.training
+    devices = [x.device.index if x.device.index is not None else torch.cuda.current_device()] \
+        if x.device.type == "cuda" else []
+    total = None
+    method.eval()
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+            generator = torch.Generator(device=x.device).manual_seed(int(seed))
+            for chunk in x.split(chunk_items):
+                pred, target = method.predict_pairs(chunk, generator=generator)
+                sums = _error_sums(pred, target, modality.translation_dim)
+                total = sums if total is None else {k: total[k] + v for k, v in sums.items()}
+    finally:
+        method.train(was_training)
+    return {**_summarise(total, tuple(modality.target_names)), "items": int(x.shape[0])}
+
+
+def heldout_hook(method, dataset, n: int, seed: int, device, say: Callable = print) -> Optional[Callable]:
+    """The pretrain stage's epoch-end diagnostics: ``hook(model, epoch) -> record``, or None.
+
+    None (and one line through ``say``) when ``n`` is 0, the dataset is empty or the method has
+    no relative targets. Otherwise the held-out batch (``heldout_batch(dataset, n, seed)``) is
+    loaded once onto ``device``, and each call returns {"event": "heldout", "heldout":
+    ``pretext_errors(model, x, seed)`` + {"digest": ``items_digest``}} for the engine to log.
+    """
+    if not supports_pretext_errors(method):
+        say(f"[pretrain] held-out pretext errors: {type(method).__name__} predicts no relative "
+            f"targets; skipped")
+        return None
+    if n <= 0 or dataset is None or len(dataset) == 0:
+        return None
+    x, index = heldout_batch(dataset, n, seed)
+    x, digest = x.to(device), items_digest(index)
+    say(f"[pretrain] held-out pretext errors each epoch on {len(index)} test items "
+        f"(digest {digest})")
+
+    def hook(model, epoch: int) -> dict:
+        return {"event": "heldout", "heldout": {**pretext_errors(model, x, seed), "digest": digest}}
+    return hook
+
+
+def last_heldout(metrics_path: str | Path, stage: str = "pretrain") -> Optional[dict]:
+    """The last held-out record of ``stage`` in a run's ``metrics.jsonl`` ({"epoch", "step",
+    "heldout": {...}}), or None (no file, no such record; torn lines are ignored)."""
+    path, last = Path(metrics_path), None
+    if not path.exists():
+        return None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and record.get("stage") == stage and record.get("event") == "heldout":
+            last = record
+    return last

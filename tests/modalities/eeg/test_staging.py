@@ -1,0 +1,234 @@
+"""Staging new recordings (modalities/eeg/staging*.py, python -m part.stage) with a tiny run trained on
+SYNTHETIC PC18 records: self-describing checkpoints, windows identical to the training preparation,
+PC18 .hea / EDF / MNE Raw / arrays, the output files (CSV, EDF+ round trip, PNG, statistics,
+agreement), channel mapping and its errors, exit codes, and the hypnogram plot convention."""
+from __future__ import annotations
+
+import json
+import runpy
+import shutil
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from data_prep.pc18_labels import read_stage_notes
+from data_prep.pc18_prepare import SplitSettings, prepare_dataset
+from data_prep.pc18_synthetic import write_synthetic_records
+from modalities.eeg.hypnogram import Hypnogram, read_hypnogram, write_hypnogram_edf
+from modalities.eeg.mne_reader import read_recording
+from modalities.eeg.report import hypnogram_figure, write_hypnograms
+from modalities.eeg.staging import ChannelError, Stager
+from modalities.eeg.wfdb_reader import EEG_CHANNELS, read_eeg
+from part.config import load_recipe
+from part.errors import DataError
+from part.evaluation.metrics import classification_metrics
+from part.stage import main as stage_main
+from part.training.runner import run
+
+ROOT = Path(__file__).resolve().parents[3]
+REC = "syn00-0003"  # the test split's record (n_test=1 takes the last one)
+START = datetime(2021, 3, 4, 22, 45, 0)
+
+
+def write_edf(path: Path, names, uv: np.ndarray, fs: float, start: datetime | None = START) -> Path:
+    """An EDF of (C, n) micro-volt integers, exact (physical range = digital range)."""
+    import edfio
+    signals = [edfio.EdfSignal(row.astype(np.float64), fs, label=name, physical_dimension="uV",
+                               physical_range=(-32768, 32767)) for name, row in zip(names, uv)]
+    header = {} if start is None else {"starttime": start.time(), "recording": edfio.Recording(startdate=start.date())}
+    edfio.Edf(signals, **header).write(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def night(tmp_path_factory):
+    """Three 5-6 min synthetic records prepared, a supervised dim-16 depth-1 model finetuned for one
+    epoch, and the test record as .hea, as EDF (same samples, a start time), as a 2-channel EDF with
+    other names, and its scoring as an EDF+ hypnogram."""
+    base = tmp_path_factory.mktemp("staging")
+    write_synthetic_records(base / "raw", 3, seed=0, minutes=(5, 6))
+    result = prepare_dataset(base / "raw", base / "prep", splits=SplitSettings(n_test=1, n_finetune=1, seed=0),
+                             progress=False)
+    assert not result.failed and result.splits["test"] == [REC]
+    recipe = load_recipe(ROOT / "recipes/eeg_sleep_demo.yaml", [
+        f"data.root={base / 'prep'}", f"run.output_dir={base / 'runs'}", "run.name=tiny", "run.device=cpu",
+        "method.name=supervised", "run.stages=[finetune]", "model.dim=16", "model.depth=1", "model.heads=2",
+        "finetune.epochs=1", "finetune.batch_size=32", "evaluate.repeats=1"])
+    run(recipe)
+    hea = base / "raw" / f"{REC}.hea"
+    rec = read_eeg(hea, EEG_CHANNELS)
+    whole = int(rec.n_samples // rec.fs * rec.fs)  # EDF data records of 1 s: whole seconds
+    uv = rec.digital[:, :whole].astype(np.float64)  # gain 1 uV, baseline 0 (the synthetic PC18 layout)
+    edf = write_edf(base / f"{REC}.edf", EEG_CHANNELS, uv, rec.fs)
+    two = write_edf(base / "two.edf", ["EEG Fpz-Cz", "EEG Pz-Oz"], uv[[0, 4]], rec.fs, start=None)
+    notes = read_stage_notes(base / "raw" / f"{REC}.arousal", rec.fs)
+    onsets = notes.onsets[0] / rec.fs + 30.0 * np.arange(int((rec.n_samples - notes.onsets[0]) // (30 * rec.fs)))
+    stages = notes.stages[np.searchsorted(notes.onsets / rec.fs, onsets, side="right") - 1]
+    scoring = write_hypnogram_edf(base / f"{REC}-Hypnogram.edf", Hypnogram(onsets, stages, source="synthetic"))
+    stager = Stager.from_run(base / "runs" / "tiny")
+    return {"base": base, "run": base / "runs" / "tiny", "hea": hea, "edf": edf, "two": two, "scoring": scoring,
+            "uv": uv, "fs": rec.fs, "stager": stager}
+
+
+def test_checkpoint_describes_itself(night):
+    state = torch.load(night["run"] / "checkpoints" / "best.pt", weights_only=True)
+    card = state["card"]
+    assert card["class_names"] == ["W", "N1", "N2", "N3", "REM"] and card["method"] == "supervised"
+    assert card["modality"]["name"] == "eeg" and card["modality"]["options"]["patch_samples"] == 100
+    assert card["model"]["dim"] == 16 and card["model"]["depth"] == 1 and card["dataset"] == "pc18"
+    data = card["data"]
+    assert data["channels"] == list(EEG_CHANNELS) and data["sampling_rate"] == 100.0
+    assert data["window_s"] == 30.0 and data["window_samples"] == 3000 and data["dtype"] == "float16"
+    assert data["filter"]["l_freq"] == 0.1 and data["filter"]["h_freq"] == 30.0
+    assert data["normalisation"]["eps"] == 1e-6 and data["label_names"] == card["class_names"]
+    json.dumps(card)  # plain JSON types only
+
+
+def test_windows_are_the_training_windows(night):
+    """On the scoring's grid the stager's windows equal the prepared ones bit for bit, and its
+    reference labels equal the prepared labels."""
+    stager = night["stager"]
+    prepared = np.load(night["base"] / "prep" / "records" / f"{REC}.npy")
+    labels = np.load(night["base"] / "prep" / "records" / f"{REC}.labels.npy")
+    windows = stager.windows(read_recording(night["hea"], EEG_CHANNELS), night["scoring"])
+    n = min(len(prepared), windows.n_windows)
+    assert n >= len(prepared) - 1 and windows.windows.dtype == prepared.dtype
+    np.testing.assert_array_equal(windows.windows[:n], prepared[:n])
+    result = stager.predict_file(night["hea"], hypnogram=night["scoring"])
+    np.testing.assert_array_equal(result.reference[:n], labels[:n])
+    np.testing.assert_allclose(result.proba[:n], stager.classify(prepared[:n]), rtol=0, atol=1e-6)
+
+
+def test_hea_edf_array_raw_agree(night):
+    stager = night["stager"]
+    by_hea = stager.predict_file(night["hea"])
+    by_edf = stager.predict_file(night["edf"])
+    assert len(by_hea) == len(by_edf) == int(night["uv"].shape[1] / night["fs"] // 30)
+    np.testing.assert_allclose(by_edf.proba, by_hea.proba, atol=1e-4)
+    np.testing.assert_allclose(by_hea.proba.sum(1), 1.0, atol=1e-9)
+    np.testing.assert_array_equal(by_hea.onsets, 30.0 * np.arange(len(by_hea)))
+    assert by_hea.start is None and by_edf.start == START
+    by_array = stager.predict_array(night["uv"] * 1e-6, night["fs"], EEG_CHANNELS)
+    np.testing.assert_allclose(by_array.proba, by_hea.proba, atol=1e-4)
+    import mne
+    raw = mne.io.RawArray(night["uv"] * 1e-6, mne.create_info(list(EEG_CHANNELS), night["fs"], "eeg"), verbose=False)
+    np.testing.assert_array_equal(stager.predict(raw).proba, by_array.proba)
+    with pytest.raises(DataError, match="volts like mne.io.RawArray"):
+        stager.predict_array(night["uv"], night["fs"], EEG_CHANNELS)  # micro-volts by mistake
+
+
+def test_cli_writes_the_files_and_matches_the_api(night, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = stage_main([str(night["run"]), str(night["edf"]), "--out", str(out), "--hypnogram", str(night["scoring"])])
+    assert code == 0, capsys.readouterr().err
+    assert f"{REC}: " in capsys.readouterr().out
+    api = night["stager"].predict_file(night["edf"], hypnogram=night["scoring"])
+    api.to_csv(tmp_path / "api.csv")
+    assert (out / f"{REC}.hypnogram.csv").read_text() == (tmp_path / "api.csv").read_text()
+    lines = (out / f"{REC}.hypnogram.csv").read_text().splitlines()
+    assert lines[0] == "onset_s,duration_s,stage,p_W,p_N1,p_N2,p_N3,p_REM" and len(lines) == len(api) + 1
+    rows = np.array([line.split(",") for line in lines[1:]])
+    np.testing.assert_allclose(rows[:, 3:].astype(float).sum(1), 1.0, atol=1e-5)
+    assert set(rows[:, 2]) <= {"W", "N1", "N2", "N3", "REM"} and (rows[:, 1].astype(float) == 30).all()
+    # EDF+ hypnogram round trip (Sleep-EDF labels) and the CSV read back as a scoring
+    back = read_hypnogram(out / f"{REC}.hypnogram.edf")
+    np.testing.assert_allclose(back.onsets_s, api.onsets, atol=1e-3)
+    np.testing.assert_array_equal(back.stages, api.stages)
+    np.testing.assert_array_equal(read_hypnogram(out / f"{REC}.hypnogram.csv").stages, api.stages)
+    stats = json.loads((out / f"{REC}.stats.json").read_text())
+    assert stats["tib_min"] == len(api) * 0.5 and stats["start"] == START.isoformat()
+    assert (out / f"{REC}.hypnogram.png").read_bytes().startswith(b"\x89PNG")
+    # agreement.json = part.evaluation.metrics on the epochs scored in both
+    agreement = json.loads((out / f"{REC}.agreement.json").read_text())
+    expected = classification_metrics(api.reference, api.stages, range(5), class_names=api.class_names)
+    assert agreement["kappa"] == expected["kappa"] and agreement["confusion"] == expected["confusion"]
+    assert agreement["n_compared"] == int((api.reference >= 0).sum()) and "macro_f1" in agreement
+    assert set(agreement["per_class_f1"]) == {"W", "N1", "N2", "N3", "REM"}
+
+
+def test_channel_mismatch_and_mapping(night, tmp_path, capsys, monkeypatch):
+    stager = night["stager"]
+    with pytest.raises(ChannelError) as info:
+        stager.predict_file(night["two"])
+    message = str(info.value)
+    assert "\n" not in message and "two.edf" in message
+    assert str(list(EEG_CHANNELS)) in message and "['EEG Fpz-Cz', 'EEG Pz-Oz']" in message
+    assert '--channels "F3-M2=EEG Fpz-Cz,F4-M1=EEG Pz-Oz,..."' in message and "channels={" in message
+    mapping = {c: ("EEG Fpz-Cz" if i % 2 == 0 else "EEG Pz-Oz") for i, c in enumerate(EEG_CHANNELS)}
+    mapped = stager.predict_file(night["two"], channels=mapping)
+    assert mapped.proba.shape == (len(mapped), 5) and mapped.start is None
+    text = ",".join(f"{k}={v}" for k, v in mapping.items())
+    assert stager.predict_file(night["two"], channels=text).stages.tolist() == mapped.stages.tolist()
+    with pytest.raises(DataError, match="MODEL=RECORDING"):
+        stager.predict_file(night["two"], channels="F3-M2")
+    # file names the training preparation renamed (the card's data.rename) are found by themselves
+    monkeypatch.setattr(stager, "rename", {"EEG Fpz-Cz": "F3-M2", "EEG Pz-Oz": "F4-M1"})
+    rest = {c: mapping[c] for c in EEG_CHANNELS[2:]}
+    assert stager.predict_file(night["two"], channels=rest).stages.tolist() == mapped.stages.tolist()
+    # CLI: one recording fails (exit 1), the other is still written
+    code = stage_main([str(night["run"]), str(night["two"]), str(night["hea"]), "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 1 and "--channels" in err and "1 of 2 recordings failed" in err
+    assert (tmp_path / f"{REC}.hypnogram.csv").is_file() and not (tmp_path / "two.hypnogram.csv").exists()
+
+
+def test_bad_recordings_are_one_line_errors(night, tmp_path):
+    stager, uv, fs = night["stager"], night["uv"], night["fs"]
+    with pytest.raises(DataError, match="short.wav: 20.0 s long, shorter than one 30-s window"):
+        stager.predict_array(uv[:, :int(20 * fs)] * 1e-6, fs, EEG_CHANNELS, name="short.wav")
+    with pytest.raises(DataError, match="slow: sampled at 50 Hz; .* needs more than 60 Hz"):
+        stager.predict_array(uv[:, ::4] * 1e-6, fs / 4, EEG_CHANNELS, name="slow")
+    broken = tmp_path / "broken.edf"
+    broken.write_bytes(b"0       not an edf")
+    for path in (broken, tmp_path / "missing.edf"):
+        with pytest.raises(DataError) as info:
+            stager.predict_file(path)
+        assert path.name in str(info.value) and "\n" not in str(info.value)
+
+
+def test_usage_errors_exit_2(night, tmp_path, capsys, monkeypatch):
+    assert stage_main([str(tmp_path / "no_run"), str(night["edf"]), "--out", str(tmp_path)]) == 2
+    assert "is not a directory" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        stage_main([str(night["run"]), str(night["edf"]), str(night["hea"]), "--out", str(tmp_path),
+                    "--hypnogram", str(night["scoring"])])
+    assert info.value.code == 2 and "one per RECORDING" in capsys.readouterr().err
+    argv = ["part.stage", str(night["run"]), str(night["edf"]), "--out", str(tmp_path), "--channels", "F3-M2"]
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.delitem(sys.modules, "part.stage")  # run it afresh as __main__
+    with pytest.raises(SystemExit) as info:  # python -m part.stage, in this process
+        runpy.run_module("part.stage", run_name="__main__")
+    assert info.value.code == 2 and "MODEL=RECORDING" in capsys.readouterr().err
+
+
+def test_old_checkpoint_without_card(night, tmp_path):
+    """A checkpoint written before cards: rebuilt from the run's config.yaml and data; without
+    config.yaml a one-line error naming the run and saying to refinetune."""
+    old = tmp_path / "old_run"
+    (old / "checkpoints").mkdir(parents=True)
+    state = torch.load(night["run"] / "checkpoints" / "best.pt", weights_only=True)
+    del state["card"]
+    torch.save(state, old / "checkpoints" / "best.pt")
+    with pytest.raises(DataError, match="old_run.*no 'card'.*config.yaml' is missing.*refinetune"):
+        Stager.from_run(old)
+    shutil.copy(night["run"] / "config.yaml", old / "config.yaml")
+    assert Stager.from_run(old).channels == tuple(EEG_CHANNELS)
+
+
+def test_hypnogram_plot_convention(tmp_path):
+    """W on top, REM next to it, then N1, N2, N3 (in the report's true-vs-predicted figure too)."""
+    names = ["W", "N1", "N2", "N3", "REM"]
+    y = np.array([0, 1, 2, 3, 4, -1, 2])
+    fig = hypnogram_figure(y, names, "t", y_true=y, proba=np.full((7, 5), 0.2), start=START)
+    for ax in fig.axes[:2]:
+        ticks = {t.get_position()[1]: t.get_text() for t in ax.get_yticklabels()}
+        top_to_bottom = [ticks[k] for k in sorted(ticks)] if ax.get_ylim()[0] > ax.get_ylim()[1] else None
+        assert top_to_bottom == ["W", "REM", "N1", "N2", "N3"]
+    assert len(fig.axes) == 3 and fig.axes[-1].get_ylabel() == "probability"
+    assert fig.axes[-1].xaxis.get_major_formatter()(1.0, 0) == "23:45"  # clock time
+    predictions = {"y_true": y, "y_pred": y, "probs": np.full((7, 5), 0.2), "groups": np.array(["s1"] * 7)}
+    assert [p.name for p in write_hypnograms(tmp_path, predictions, names, 3)] == ["hypnogram_s1.png"]
