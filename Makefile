@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/step_bench.py
 	$(BIN)/python benchmarks/loader_bench.py --step
 	$(BIN)/python benchmarks/prep_bench.py
+	$(BIN)/python benchmarks/stage_bench.py
 
 clean:
 	rm -rf $(VENV) runs $(DEMO_RUNS) $(DEMO_DATA)

@@ -22,8 +22,8 @@ import numpy as np
 import wfdb
 
 from modalities.eeg.signal import TARGET_FS, RecordError, resampled_length
-from modalities.eeg.prepared import CLASS_NAMES, UNLABELLED
-from modalities.eeg.hypnogram import WindowGrid  # the one window grid of every reader
+from modalities.eeg.prepared import UNLABELLED
+from modalities.eeg.hypnogram import WindowGrid, label_counts  # noqa: F401 (label_counts: re-exported)
 
 # PC18 stage note (aux_note of the .arousal files) -> stage code = label value (CLASS_NAMES index)
 STAGE_NOTES: dict[str, int] = {"W": 0, "N1": 1, "N2": 2, "N3": 3, "R": 4}
@@ -106,11 +106,3 @@ def window_labels(
     labels = np.full(n_windows, UNLABELLED, dtype=np.int8)
     labels[labelled] = stages[n_before_start[labelled] - 1]
     return WindowGrid(first_start, n_windows, window_len, float(target_fs), labels)
-
-
-def label_counts(labels: np.ndarray) -> dict[str, int]:
-    """Windows per stage name plus ``unlabelled``, e.g. ``{"W": 120, ..., "unlabelled": 12}``."""
-    counts = np.bincount(labels[labels >= 0].astype(np.int64), minlength=len(CLASS_NAMES))
-    out = {name: int(c) for name, c in zip(CLASS_NAMES, counts)}
-    out["unlabelled"] = int(np.count_nonzero(labels == UNLABELLED))
-    return out

@@ -29,19 +29,23 @@ decides whether a record is up to date), ``sampling_rate`` (100), ``window_s`` (
 "test", "synthetic" (a header comment says so) or "unknown"), ``flat_windows`` (windows with at
 least one flat channel), ``flat_channel_windows``, ``subject`` (= the record name: one PC18
 record is one subject), ``age`` and ``sex`` (from ``--metadata``, else null), ``params_hash``,
-``signal``, ``labels``; ``source_files`` (the files read, relative to the source directory).
+``source_fingerprint`` (a hash of the files read, their sizes and modification times, the subject
+and the reader options: see ``data_prep/prepare.py``), ``signal``, ``labels``; ``source_files``
+(the files read, relative to the source directory).
 Other sources (``data_prep/psg.py``, ``sleep_edf.py``) add per record ``unknown_stages``,
 ``hypnogram``, ``trim`` and a ``subject`` shared by a subject's nights; the manifest adds
 ``rename`` and ``totals.unknown_stages`` (see ``data_prep/prepare.py``).
 ``failed[<record>]``: one-line reason. Read only the records listed in ``records``.
 
-Splits: see ``data_prep/pc18_splits.py`` (test / finetune from labelled records, pretrain =
-every record not in test; sizes clamp with a warning on small data).
+Splits: see ``data_prep/pc18_splits.py`` (drawn over subjects, a subject's records always in one
+split: test / finetune from labelled subjects, pretrain = every record whose subject is not in
+test; sizes clamp with a warning on small data).
 
 Resume: each record is written to temp files and renamed; its ``.info.json`` is written last and
-marks it done. A rerun skips records whose marker has the same ``params_hash`` and redoes the
-rest; leftover temp files (``.<name>.*.tmp``) are removed. An output prepared with other
-parameters is refused unless ``overwrite``, which redoes every record.
+marks it done. A rerun skips records whose marker has the same ``params_hash`` and
+``source_fingerprint`` (the same files, unchanged) and redoes the rest; leftover temp files
+(``.<name>.*.tmp``) are removed. An output prepared with other parameters is refused unless
+``overwrite``, which redoes every record.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ from pathlib import Path
 from data_prep.pc18_labels import STAGE_NOTES, read_stage_notes, window_labels
 from data_prep.pc18_splits import SplitSettings, make_splits, read_metadata
 from data_prep.prepare import (PrepConfig, ReadResult, RecordSource, RunResult, RunSettings, load_done,
-                               prepare_record, prepare_sources, record_files)
+                               prepare_record, prepare_sources, record_files, relative_path)
 from modalities.eeg.signal import RecordError
 from modalities.eeg.wfdb_reader import read_eeg, read_header
 from part.errors import DataError
@@ -79,15 +83,8 @@ def read_pc18(source: RecordSource, config: PrepConfig) -> ReadResult:
     root = source.options.get("root", source.signal.parent)
     files = [source.signal, source.signal.with_suffix(".mat"), *([source.annotation] if source.annotation else [])]
     info = {"has_annotations": notes is not None, "synthetic": synthetic,
-            "source_files": [str(_relative(f, root)) for f in files]}
+            "source_files": [relative_path(f, root) for f in files]}
     return ReadResult(recording, grid, info)
-
-
-def _relative(path: Path, root: Path) -> Path:
-    try:
-        return path.relative_to(root)
-    except ValueError:
-        return path
 
 
 def pc18_source(name: str, header: Path, annotation: Path | None, origin: str,
@@ -95,7 +92,8 @@ def pc18_source(name: str, header: Path, annotation: Path | None, origin: str,
     """A PC18 record (``header`` = its ``.hea``) read by :func:`read_pc18`; ``source_files`` are
     given relative to ``root`` (default: the header's folder)."""
     root = root or Path(header).parent
-    return RecordSource(name, Path(header), annotation, origin, read_pc18, options={"root": root})
+    return RecordSource(name, Path(header), annotation, origin, read_pc18,
+                        options={"root": root, "companions": (Path(header).with_suffix(".mat"),)})
 
 
 def find_records(src: Path) -> tuple[list[RecordSource], dict[str, str]]:

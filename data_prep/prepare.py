@@ -13,7 +13,9 @@ scored -1), ``hypnogram`` (where the labels came from), ``trim`` (wake trimming:
 before/after); top level ``dataset``, ``rename`` and ``totals.unknown_stages``.
 
 Resume: each record is written to temp files and renamed; its ``.info.json`` is written last and
-marks it done. A rerun skips records whose marker has the same ``params_hash`` and redoes the
+marks it done (an old marker is deleted before the record is read). A rerun skips records whose
+marker has the same ``params_hash`` and the same ``source_fingerprint`` (:func:`record_fingerprint`:
+the files read, with size and modification time, the subject and the reader options) and redoes the
 rest; leftover temp files (``.<name>.*.tmp``) are removed. An output prepared with other
 parameters is refused unless ``overwrite``, which redoes every record.
 """
@@ -29,13 +31,13 @@ from typing import Callable
 
 import numpy as np
 
-from data_prep.pc18_labels import label_counts
 from data_prep.pc18_splits import SplitSettings, make_splits
 from data_prep.workers import run_jobs
+from modalities.eeg.hypnogram import WindowGrid, label_counts
 from modalities.eeg.prepared import CLASS_NAMES, FORMAT_VERSION, UNLABELLED
 from modalities.eeg.signal import TARGET_FS, EegRecording, FilterSpec
 from modalities.eeg.wfdb_reader import EEG_CHANNELS
-from modalities.eeg.windows import Grid, WindowConfig, recording_windows
+from modalities.eeg.windows import WindowConfig, recording_windows
 from part.atomic import atomic_write, atomic_write_json
 from part.errors import DataError
 
@@ -108,7 +110,9 @@ class ReadResult:
 class RecordSource:
     """One record: ``name`` (unique), ``signal`` (the file holding the samples), ``annotation``
     (its labels file or None), ``origin``, ``reader`` (picklable: ``reader(source, config) ->
-    ReadResult``), ``subject`` (None = the record name) and reader ``options``."""
+    ReadResult``), ``subject`` (None = the record name) and reader ``options`` (JSON-able values
+    or paths; ``root``: the folder ``source_files`` are relative to; ``companions``: other files
+    the reader reads, e.g. PC18's ``.mat``, part of the :func:`record_fingerprint`)."""
 
     name: str
     signal: Path
@@ -145,18 +149,52 @@ def record_files(records_dir: Path, name: str) -> dict[str, Path]:
     }
 
 
+def relative_path(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` (as given when it lies elsewhere), for ``source_files``."""
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _file_state(path: Path) -> list:
+    try:
+        stat = path.stat()
+    except OSError:
+        return [str(path), None, None]
+    return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
+
+
+def record_fingerprint(source: RecordSource) -> str:
+    """A hash of what a record is made from, besides the parameters: its signal, annotation and
+    companion files (absolute path, size, mtime_ns; None for no annotation), its subject, origin,
+    reader and reader options. A rerun redoes a record whose fingerprint changed (a hypnogram
+    added or replaced, a file rewritten, another ``--subject-regex``)."""
+    files = [source.signal, source.annotation, *source.options.get("companions", ())]
+    reader = source.reader
+    state = {
+        "files": [None if f is None else _file_state(Path(f)) for f in files],
+        "subject": source.subject or source.name,
+        "origin": source.origin,
+        "reader": f"{getattr(reader, '__module__', '')}.{getattr(reader, '__qualname__', type(reader).__name__)}",
+        "options": source.options,
+    }
+    text = json.dumps(state, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def _save_npy(path: Path, array: np.ndarray) -> None:
     atomic_write(path, lambda f: np.save(f, array, allow_pickle=False))
 
 
-def trim_wake(grid, window_s: float, minutes: float | None) -> tuple[Grid, dict | None]:
+def trim_wake(grid: WindowGrid, window_s: float, minutes: float | None) -> tuple[WindowGrid, dict | None]:
     """Keep ``minutes`` of windows before the first and after the last sleep window (labels 1-4).
 
     Returns the trimmed grid and ``{"wake_min", "dropped_before", "dropped_after"}`` (None when
     ``minutes`` is None or <= 0: nothing trimmed). A grid without sleep window is kept whole.
     """
     labels = np.asarray(grid.labels, np.int8)
-    same = Grid(grid.first_start, grid.n_windows, grid.window_len, labels)
+    same = WindowGrid(grid.first_start, grid.n_windows, grid.window_len, grid.target_fs, labels)
     if minutes is None or minutes <= 0:
         return same, None
     sleep = np.flatnonzero((labels >= 1) & (labels < len(CLASS_NAMES)))
@@ -164,21 +202,24 @@ def trim_wake(grid, window_s: float, minutes: float | None) -> tuple[Grid, dict 
         return same, {"wake_min": minutes, "dropped_before": 0, "dropped_after": 0, "note": "no sleep window"}
     keep = int(round(minutes * 60 / window_s))
     start, stop = max(0, int(sleep[0]) - keep), min(labels.size, int(sleep[-1]) + 1 + keep)
-    trimmed = Grid(grid.first_start + start * grid.window_len, stop - start, grid.window_len, labels[start:stop])
+    trimmed = WindowGrid(grid.first_start + start * grid.window_len, stop - start, grid.window_len, grid.target_fs,
+                         labels[start:stop])
     return trimmed, {"wake_min": minutes, "dropped_before": start, "dropped_after": int(labels.size - stop)}
 
 
 def prepare_record(source: RecordSource, records_dir: Path, config: PrepConfig) -> dict:
     """Read (``source.reader``), trim, filter, resample, window, z-score and write one record;
-    return its info dict. Raises :class:`RecordError` before writing anything if unusable."""
+    return its info dict. Raises :class:`RecordError` before writing anything but the removal of
+    the record's old ``.info.json`` marker (so a record that now fails is never taken as done)."""
+    files = record_files(records_dir, source.name)
+    files["info"].unlink(missing_ok=True)  # the record is not done until the marker is back
+    fingerprint = record_fingerprint(source)  # before reading: a file changed meanwhile is redone next time
     result = source.reader(source, config)
     recording = result.recording
     grid, trim = trim_wake(result.grid, config.window_s, config.trim_wake_min)
     out = recording_windows(recording, grid, config.windows())
     extra = dict(result.info)
     synthetic = bool(extra.pop("synthetic", False))
-    files = record_files(records_dir, source.name)
-    files["info"].unlink(missing_ok=True)  # the record is not done until the marker is back
     _save_npy(files["signal"], out.windows)
     _save_npy(files["labels"], out.labels)
     counts = label_counts(out.labels)
@@ -198,6 +239,7 @@ def prepare_record(source: RecordSource, records_dir: Path, config: PrepConfig) 
         "subject": source.subject or source.name,
         **({"trim": trim} if trim is not None else {}),
         "params_hash": config.params_hash(),
+        "source_fingerprint": fingerprint,
         "signal": f"records/{files['signal'].name}",
         "labels": f"records/{files['labels'].name}",
     }
@@ -205,12 +247,15 @@ def prepare_record(source: RecordSource, records_dir: Path, config: PrepConfig) 
     return info
 
 
-def load_done(records_dir: Path, name: str, params_hash: str) -> dict | None:
-    """The info of a record already prepared with ``params_hash``, or None if it must be (re)done."""
+def load_done(records_dir: Path, name: str, params_hash: str, fingerprint: str | None = None) -> dict | None:
+    """The info of a record already prepared with ``params_hash`` (and, when given, from the sources
+    of :func:`record_fingerprint` ``fingerprint``), or None if it must be (re)done."""
     files = record_files(records_dir, name)
     try:
         info = json.loads(files["info"].read_text())
         if info.get("params_hash") != params_hash:
+            return None
+        if fingerprint is not None and info.get("source_fingerprint") != fingerprint:
             return None
         signal = np.load(files["signal"], mmap_mode="r")
         labels = np.load(files["labels"], mmap_mode="r")
@@ -234,7 +279,8 @@ def _job(source: RecordSource, records_dir: Path, config: PrepConfig) -> tuple[s
 
 def _check_existing_output(out: Path, config: PrepConfig, overwrite: bool) -> bool:
     """Refuse an output prepared with other parameters unless ``overwrite``; return the previous
-    manifest's ``synthetic`` flag."""
+    manifest's ``synthetic`` flag (False with ``overwrite``: every record is redone, so the flag
+    comes from the new records only)."""
     path = out / "manifest.json"
     if not path.exists():
         return False
@@ -257,13 +303,14 @@ def _check_existing_output(out: Path, config: PrepConfig, overwrite: bool) -> bo
             f"{config.params_hash()}; changed [old, new]: {json.dumps(changed)}); use --overwrite "
             f"to redo every record with the new parameters, or another --out"
         )
-    return bool(old.get("synthetic", False))
+    return not overwrite and bool(old.get("synthetic", False))
 
 
-def _with_metadata(infos: dict[str, dict], meta: dict[str, dict]) -> dict[str, dict]:
-    """Record infos sorted by name, with subject (default: the record), age and sex added."""
+def _with_metadata(infos: dict[str, dict], meta: dict[str, dict], subjects: dict[str, str]) -> dict[str, dict]:
+    """Record infos sorted by name, with subject (this run's ``subjects``, default: the record), age
+    and sex added."""
     empty = {"age": None, "sex": None}
-    return {n: {**infos[n], "subject": infos[n].get("subject", n), **meta.get(n, empty)} for n in sorted(infos)}
+    return {n: {**infos[n], "subject": subjects.get(n) or n, **meta.get(n, empty)} for n in sorted(infos)}
 
 
 DEFAULT_SPLITS = SplitSettings()
@@ -353,15 +400,21 @@ def prepare_sources(
     ``overwrite``) or an unwritable ``out``; per-record problems end up in ``RunResult.failed``.
     """
     out, failed, meta = Path(out), dict(failed or {}), meta or {}
-    names = [s.name for s in sources]
-    if len(set(names)) != len(names):
-        raise ValueError(f"record names must be unique, got {sorted(n for n in set(names) if names.count(n) > 1)}")
+    by_name: dict[str, list[str]] = {}
+    for s in sources:
+        by_name.setdefault(s.name, []).append(str(s.signal))
+    clashes = {n: files for n, files in by_name.items() if len(files) > 1}
+    if clashes:
+        raise DataError(f"several recordings get the same record name: {dict(sorted(clashes.items()))}; expected "
+                        "one recording per name: rename or move the files")
     synthetic = _check_existing_output(out, config, overwrite) or synthetic
     records_dir = _records_dir(out)
-    done = {} if overwrite else {s.name: load_done(records_dir, s.name, config.params_hash()) for s in sources}
+    subjects = {s.name: s.subject or s.name for s in sources}
+    done = {} if overwrite else {
+        s.name: load_done(records_dir, s.name, config.params_hash(), record_fingerprint(s)) for s in sources}
     infos = {name: info for name, info in done.items() if info is not None}
     skipped, prepared = sorted(infos), []
-    started = _manifest(run, config, _with_metadata(infos, meta), {}, "in_progress", synthetic)
+    started = _manifest(run, config, _with_metadata(infos, meta, subjects), {}, "in_progress", synthetic)
     atomic_write_json(out / "manifest.json", started)
 
     todo = [s for s in sources if s.name not in infos]
@@ -372,7 +425,7 @@ def prepare_sources(
         else:
             infos[name] = info
             prepared.append(name)
-    records = _with_metadata(infos, meta)
+    records = _with_metadata(infos, meta, subjects)
     split_dict, warnings = make_splits(records, splits)
     atomic_write_json(out / "splits.json", split_dict)
     failed = dict(sorted(failed.items()))

@@ -8,7 +8,9 @@ Every recording under DIR is read with MNE (only the --channels, matched by name
 a bipolar "A-B" absent from the file is derived from A and B), band-passed 0.1-30 Hz (zero phase),
 resampled to 100 Hz, cut into 30-s windows on the hypnogram's epoch grid and z-scored per window
 and channel: the same pipeline and output format as data_prep/physionet2018.py (PREP/records/,
-manifest.json, splits.json; read by the recipes' ``data.name: pc18``).
+manifest.json, splits.json). Every EEG recipe reads it: set ``data.name: sleep_edf`` (described by
+the manifest's dataset line, no PC18 paper reference; ``data.name: pc18`` reads it too but reports
+it against the PC18 paper's numbers).
 
 Hypnograms: files matching --hypnogram-glob (EDF+ annotations, or .txt/.csv/.tsv with one stage
 per 30-s epoch) pair with the recording in the same folder whose name shares the longest prefix

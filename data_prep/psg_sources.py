@@ -12,48 +12,75 @@ failures (listed, exit code 1). A recording without a hypnogram file uses the st
 stored in it (EDF+/FIF), else it is prepared unlabelled (pretraining only).
 
 Record names are the recording's file name without its suffix; when two files share that name,
-their path relative to ``--src`` with ``/`` replaced by ``_``. The reader :func:`read_psg` aligns
-an EDF+ hypnogram on the recording's start time when both files give one and they differ by at most a day (onsets
-are seconds from the recording's first sample; a larger difference is taken as an anonymised
-date and ignored, with a ``hypnogram_note``), then builds the 30-s grid with
-``modalities.eeg.hypnogram.window_grid`` (epochs follow the hypnogram's onsets; time outside it
-is -1; unknown stage texts are -1 and counted in the record's ``unknown_stages``).
+their path relative to ``--src`` with ``/`` replaced by ``_``; names that still collide (e.g.
+``x/night.edf`` and ``x_night.edf``) are a :class:`DataError` naming the files. The reader
+:func:`read_psg` aligns an EDF+ hypnogram on an EDF/BDF recording's start time
+(``modalities.eeg.hypnogram.align_to_recording``: both headers' clock times, within a day; onsets
+are seconds from the recording's first sample; with another recording format, or starts more than a
+day apart, the hypnogram is not aligned and the record gets a ``hypnogram_note``), then builds the
+30-s grid with ``modalities.eeg.hypnogram.window_grid`` (epochs follow the hypnogram's onsets;
+time outside it is -1; unknown stage texts are -1 and counted in the record's ``unknown_stages``). An EDF/BDF
+recording whose header's patient or recording field says ``synthetic`` (the files of
+``data_prep/sleep_edf_synthetic.py``) is flagged synthetic (``origin`` "synthetic").
 """
 
 from __future__ import annotations
 
+import bisect
 import fnmatch
 import os
 import re
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from data_prep.prepare import PrepConfig, ReadResult, RecordSource
-from modalities.eeg.hypnogram import EDF_SUFFIXES, TABLE_SUFFIXES, Hypnogram, read_hypnogram, window_grid
+from data_prep.prepare import PrepConfig, ReadResult, RecordSource, relative_path
+from modalities.eeg.hypnogram import EDF_SUFFIXES, TABLE_SUFFIXES, align_to_recording, read_hypnogram, window_grid
 from modalities.eeg.mne_reader import READERS, read_recording_full, suffix_of
 from modalities.eeg.signal import RecordError
 from part.errors import DataError
 
 HYPNOGRAM_GLOB = "*Hypnogram*"
 HYPNOGRAM_SUFFIXES = EDF_SUFFIXES + TABLE_SUFFIXES
-MAX_OFFSET_S = 86400.0  # start times further apart are taken as an anonymised date, not an offset
 
 
 def _common_prefix(a: str, b: str) -> int:
     return len(os.path.commonprefix([a, b]))
 
 
+def _best_matches(names: list[str], query: str) -> tuple[int, int]:
+    """Index range ``[lo, hi)`` of the names (sorted) sharing the longest common prefix with
+    ``query``: that prefix is the longer one shared with the neighbours of ``query``'s place in
+    the order, and every name starting with it is adjacent (all names when it is empty)."""
+    at = bisect.bisect_left(names, query)
+    length = max((_common_prefix(names[i], query) for i in (at - 1, at) if 0 <= i < len(names)), default=0)
+    prefix = query[:length]
+    lo = bisect.bisect_left(names, prefix)
+    hi = lo
+    step = 1
+    while hi + step <= len(names) and names[hi + step - 1].startswith(prefix):  # gallop, then bisect
+        hi, step = hi + step, step * 2
+    while step > 1:
+        step //= 2
+        if hi + step <= len(names) and names[hi + step - 1].startswith(prefix):
+            hi += step
+    return lo, hi
+
+
 def pair_hypnograms(recordings: list[Path], hypnograms: list[Path]) -> tuple[dict[Path, Path], dict[str, str]]:
     """``({recording: hypnogram}, {name: reason})`` by the pairing rule of the module docstring."""
     pairs: dict[Path, list[Path]] = {}
     failed: dict[str, str] = {}
+    folders: dict[Path, list[Path]] = {}
+    for rec in recordings:
+        folders.setdefault(rec.parent, []).append(rec)
+    by_folder = {folder: sorted(recs, key=lambda r: r.name) for folder, recs in folders.items()}
+    names = {folder: [r.name for r in recs] for folder, recs in by_folder.items()}
     for hyp in hypnograms:
-        here = [r for r in recordings if r.parent == hyp.parent]
-        scores = [_common_prefix(r.name, hyp.name) for r in here]
-        best = [r for r, s in zip(here, scores) if s == max(scores, default=-1)]
+        here = by_folder.get(hyp.parent, [])
+        lo, hi = _best_matches(names[hyp.parent], hyp.name) if here else (0, 0)
+        best = here[lo:hi]
         if len(best) == 1:
             pairs.setdefault(best[0], []).append(hyp)
             continue
@@ -89,17 +116,27 @@ def scan(src: Path, hypnogram_glob: str = HYPNOGRAM_GLOB) -> tuple[list[Path], l
 
 
 def record_names(recordings: list[Path], src: Path) -> dict[Path, str]:
-    """Record name of each recording: its stem, or its relative path when stems collide."""
+    """Record name of each recording: its stem, or its relative path when stems collide.
+
+    Raises :class:`DataError` naming the files when two recordings still get one name (e.g.
+    ``x/night.edf`` and ``x_night.edf`` both give ``x_night``)."""
     def stem(p: Path) -> str:
         return p.name[: -len(suffix_of(p))]
 
     counts: dict[str, int] = {}
     for p in recordings:
         counts[stem(p)] = counts.get(stem(p), 0) + 1
-    out = {}
+    out, owners = {}, {}
     for p in recordings:
         name = stem(p) if counts[stem(p)] == 1 else str(p.relative_to(src).with_name(stem(p))).replace(os.sep, "_")
         out[p] = re.sub(r"[^A-Za-z0-9._+-]", "_", name)
+        owners.setdefault(out[p], []).append(str(p.relative_to(src)))
+    clashes = {name: files for name, files in owners.items() if len(files) > 1}
+    if clashes:
+        raise DataError(f"recordings under --src {src} get the same record name: "
+                        f"{'; '.join(f'{n!r} from {f}' for n, f in sorted(clashes.items()))}; expected one record "
+                        "name per recording (its file name, or its path with / as _ when file names repeat): "
+                        "rename one of the files")
     return out
 
 
@@ -132,33 +169,17 @@ def find_psg(src: Path, hypnogram_glob: str = HYPNOGRAM_GLOB,
     return sources, failed
 
 
-def hypnogram_start(path: Path) -> datetime | None:
-    """Start date-time (UTC, as MNE reads EDF headers) of an EDF(+)/BDF(+) hypnogram from its
-    header's ``dd.mm.yy`` / ``hh.mm.ss`` fields (years 85-99 are 19xx), or None."""
-    if path.suffix.lower() not in EDF_SUFFIXES:
-        return None
+def edf_header_synthetic(path: Path) -> bool:
+    """True when an EDF/BDF file's patient or recording header field says ``synthetic`` (as the
+    files of ``data_prep/sleep_edf_synthetic.py`` do: ``SYNTHETIC``, ``PART_synthetic``)."""
+    if suffix_of(path) not in EDF_SUFFIXES:
+        return False
     try:
         with open(path, "rb") as f:
-            head = f.read(184)
-        day, month, year = (int(v) for v in head[168:176].decode("ascii").split("."))
-        hour, minute, second = (int(v) for v in head[176:184].decode("ascii").split("."))
-        year += 1900 if year >= 85 else 2000
-        return datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
-    except (OSError, ValueError, UnicodeDecodeError):  # read_hypnogram read it; only the alignment is skipped
-        return None
-
-
-def align(hypnogram: Hypnogram, offset_s: float) -> Hypnogram:
-    """``hypnogram`` with every onset moved by ``offset_s`` seconds."""
-    return Hypnogram(hypnogram.onsets_s + offset_s, hypnogram.stages, hypnogram.epoch_s, dict(hypnogram.unknown),
-                     hypnogram.source, dict(hypnogram.ignored))
-
-
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)
+            head = f.read(168)
+    except OSError:
+        return False
+    return b"synthetic" in head[8:168].lower()
 
 
 def read_psg(source: RecordSource, config: PrepConfig) -> ReadResult:
@@ -170,17 +191,14 @@ def read_psg(source: RecordSource, config: PrepConfig) -> ReadResult:
             hypnogram = read_hypnogram(source.annotation, config.window_s)
         except DataError as exc:
             raise RecordError(f"{source.name}: {exc}") from None
-    read = read_recording_full(source.signal, config.channels, dict(config.rename), annotations=hypnogram is None)
+    read = read_recording_full(source.signal, config.channels, dict(config.rename), annotations=hypnogram is None,
+                               epoch_s=config.window_s)
     offset, note = 0.0, None
     if hypnogram is None:
         hypnogram = read.hypnogram
     else:
-        start = hypnogram_start(source.annotation)
-        if start is not None and read.start is not None:
-            offset = (start - read.start).total_seconds()
-            if abs(offset) > MAX_OFFSET_S:  # one file's date was anonymised or defaulted
-                offset, note = 0.0, f"start times {start} and {read.start} differ by more than a day: not aligned"
-            hypnogram = align(hypnogram, offset) if offset else hypnogram
+        aligned, note = align_to_recording(hypnogram, source.annotation, read.start, source.signal)
+        offset, hypnogram = round(aligned.start_s - hypnogram.start_s, 6), aligned
     recording = read.recording
     try:
         grid = window_grid(hypnogram, recording.n_samples / recording.fs, config.target_fs, config.window_s)
@@ -191,12 +209,13 @@ def read_psg(source: RecordSource, config: PrepConfig) -> ReadResult:
     info = {
         "has_annotations": hypnogram is not None,
         "hypnogram": None if hypnogram is None else (
-            _relative(source.annotation, root) if source.annotation else f"annotations in {source.signal.name}"),
+            relative_path(source.annotation, root) if source.annotation else f"annotations in {source.signal.name}"),
         "hypnogram_epochs": 0 if hypnogram is None else hypnogram.n_epochs,
         "hypnogram_offset_s": offset,
         **({"hypnogram_note": note} if note else {}),
         "unknown_stages": {} if hypnogram is None else dict(hypnogram.unknown),
-        "source_files": [_relative(f, root) for f in files],
+        "source_files": [relative_path(f, root) for f in files],
+        "synthetic": edf_header_synthetic(source.signal),
     }
     if hypnogram is not None and not np.any(grid.labels >= 0) and hypnogram.counts()["unlabelled"] < hypnogram.n_epochs:
         info["warning"] = "no window got a stage: the hypnogram's epochs do not line up with whole windows"

@@ -17,7 +17,7 @@ Same pipeline and output format as data_prep/physionet2018.py and psg.py (0.1-30
 
 ``--download`` first fetches the subset from PhysioNet (resumable, every file checked against the
 dataset's SHA256SUMS.txt) into RAW/sleep-cassette/ or RAW/sleep-telemetry/; ``--limit N``: the
-first N subjects (download and preparation). ``--synthetic N`` first writes N SYNTHETIC subjects
+first N subjects (download and preparation). ``--synthetic N`` (1-100) first writes N SYNTHETIC subjects
 (two nights each) in the exact layout into an empty RAW. Exit codes: 0 all prepared, 1 some
 records failed (reasons listed), 2 bad arguments or input, 130 interrupted. Rerunning resumes.
 """
@@ -43,6 +43,7 @@ from part.errors import DataError, UserInputError
 
 CHANNELS = "EEG Fpz-Cz,EEG Pz-Oz"
 DATASET = "Sleep-EDF Expanded (PhysioNet sleep-edfx 1.0.0)"
+MAX_SYNTHETIC = 100  # --synthetic subjects: two-digit ids 00-99 (write_synthetic_sleep_edf's limit)
 _NAME = re.compile(r"^(?P<record>(?P<subject>(SC4|ST7)\d\d)\d)(?P<rest>\w\w)-(?P<kind>PSG|Hypnogram)\.edf$")
 
 
@@ -105,6 +106,9 @@ def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[float,
     for name in ("limit", "synthetic"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.synthetic is not None and args.synthetic > MAX_SYNTHETIC:
+        p.error(f"--synthetic must be <= {MAX_SYNTHETIC} (Sleep-EDF subject numbers have two digits, 00-99), "
+                f"got {args.synthetic}")
     try:
         hours = tuple(float(h) for h in args.synthetic_hours.split(","))
         low, high = (hours * 2)[:2] if len(hours) == 1 else hours

@@ -34,13 +34,6 @@ class NonFinite(Exception):
     """The model's predictions hold NaN or Inf (exit code 1)."""
 
 
-def _device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda but no CUDA device is visible; use --device cpu or auto")
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else
-                        ("cpu" if name == "auto" else name))
-
-
 def _recipe(run_dir: Path):
     if not (run_dir / "config.yaml").is_file():
         raise DataError(f"'{run_dir}' is not a run directory (no config.yaml); pass "
@@ -70,6 +63,7 @@ def analyze_run(run_dir: str | Path, n_items: int = 8, out: str | Path | None = 
     """Analyse a run (module doc); returns the analysis.json content."""
     from part.evaluation.analysis import analyze, check_relative
     from part.evaluation.analysis_plots import write_analysis
+    from part.inference import resolve_device
     from part.training.pretext import build_pretext, load_pretext, pretext_path, pretext_recipe
     from part.training.rundir import check_writable
 
@@ -86,7 +80,7 @@ def analyze_run(run_dir: str | Path, n_items: int = 8, out: str | Path | None = 
         raise DataError(f"the run's data now give {dict(bundle.input_info)} but the pretext model "
                         f"was trained on {saved}; restore the data the run was trained on")
     check_writable(out, "--out")
-    dev = _device(device)
+    dev = resolve_device(device)
     x, items = _test_items(bundle, n_items, say)
     result = analyze(method.to(dev), modality, x.to(dev), seed, items)
     if not all(torch.isfinite(torch.as_tensor(a)).all() for a in (result.theta, result.placed)):

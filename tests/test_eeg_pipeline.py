@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, cohen_kappa_score, confusion_matrix, f1_score
 
+from part.errors import DataError
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -64,4 +66,10 @@ def test_paper_recipe_without_data_names_the_prep_command(tmp_path):
            f"run.output_dir={tmp_path}"]
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode == 2
-    assert "data_prep/physionet2018.py" in res.stderr and "Traceback" not in res.stderr
+    assert "Prepare it with `part-prepare-pc18 --src RAW" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_sleep_edf_recipe_without_data_leads_with_the_sleep_edf_command(tmp_path):
+    from modalities.eeg.datasets import PreparedRecordingsOptions, load_prepared_recordings
+    with pytest.raises(DataError, match=r"Prepare it with `part-prepare-sleep-edf --src RAW --out "):
+        load_prepared_recordings(PreparedRecordingsOptions(root=str(tmp_path / "missing")))

@@ -247,3 +247,24 @@ def test_readme_own_encoder_snippet_runs_and_learns(capsys):
     assert torch.isfinite(namespace["loss"]) and namespace["loss"].ndim == 0
     assert namespace["vit"].pos_embed is None  # PART pretrains without a position embedding
     assert sum(losses[-2:]) < 0.5 * sum(losses[:2]), losses
+
+
+def test_console_scripts_resolve_and_show_help(capsys):
+    """Every console script of setup.cfg is installed and names a callable `main(argv)` that
+    answers --help (exit 0) without importing anything it cannot find."""
+    import configparser
+    from importlib import import_module
+    from importlib.metadata import entry_points
+
+    cfg = configparser.ConfigParser()
+    cfg.read(Path(__file__).resolve().parents[1] / "setup.cfg")
+    declared = dict(line.split(" = ") for line in cfg["options.entry_points"]["console_scripts"].strip().splitlines())
+    installed = {ep.name: ep.value for ep in entry_points(group="console_scripts") if ep.name.startswith("part-")}
+    assert installed == declared, "reinstall the package (pip install -e .): console scripts differ from setup.cfg"
+    for name, target in declared.items():
+        module, attr = target.split(":")
+        main = getattr(import_module(module), attr)
+        with pytest.raises(SystemExit) as exc:
+            main(["--help"])
+        assert exc.value.code == 0, name
+        assert "usage:" in capsys.readouterr().out, name

@@ -29,9 +29,9 @@ from part.core.modality import DataBundle, subset_indices
 from part.errors import DataError
 from part.registry import register_dataset
 from modalities.eeg.report import sleep_report_hook
-from modalities.eeg.prepared import (CLASS_NAMES, FORMAT_VERSION, PREPARE_COMMAND, check_disjoint, data_description,
-                                     draw_finetune_records, load_manifest, load_splits, open_record,
-                                     prepare_hint, record_paths)
+from modalities.eeg.prepared import (CLASS_NAMES, FORMAT_VERSION, PREPARE_COMMAND, PREPARE_COMMANDS, check_disjoint,
+                                     data_description, draw_finetune_records, load_manifest, load_splits,
+                                     open_record, prepare_hint, record_paths)
 
 class PreparedEEG(Dataset):
     """Windows of prepared records, memory-mapped; items ``(x, label, record_index)``.
@@ -48,6 +48,9 @@ class PreparedEEG(Dataset):
         record_of: np.int32 (N,) index into ``records`` of every kept window.
         window_of: np.int64 (N,) window index inside its record.
         window_shape: (C, L), e.g. (6, 3000).
+        window_s: the window length in seconds (the manifest's ``window_s``, e.g. 30).
+        first_start_s: np.float64 (len(records),) onset of window 0 in each record, seconds from
+            the record's start (the manifest's ``first_window_start_s``; 0 when absent).
         synthetic: the manifest says the records are synthetic demo data.
 
     ``dataset[i]`` is ``(torch.float32 (C, L), label int, record_index int)``. ``__getitems__``
@@ -78,6 +81,11 @@ class PreparedEEG(Dataset):
             raise DataError(f"{self.root}: records have different window shapes {sorted(shapes)}; "
                             f"re-run the preparation: {prepare_hint(self.root)}")
         self.window_shape = shapes.pop()
+        rate = float(self._manifest.get("sampling_rate") or 100.0)
+        self.window_s = float(self._manifest.get("window_s") or self.window_shape[1] / rate)
+        infos = self._manifest.get("records", {})
+        self.first_start_s = np.array([float(infos.get(r, {}).get("first_window_start_s") or 0.0)
+                                       for r in self.records], np.float64)
         counts = np.array([w.size for w in windows], np.int64)
         self._offsets = np.concatenate([[0], np.cumsum(counts)])
         self.labels = np.concatenate(labels).astype(np.int8, copy=False)
@@ -165,7 +173,7 @@ PAPER_REFERENCE = {
 class SleepDataOptions(DataConfig):
     """The recipe's ``data`` section for prepared sleep recordings (``data.name: pc18``):
     ``root`` the prepared directory; ``hypnograms``: hypnogram plots of that many test
-    subjects in the report."""
+    records (nights) in the report."""
 
     name: str = "pc18"
     hypnograms: int = field(default=3, metadata={"min": 0, "volatile": True})
@@ -182,8 +190,10 @@ class EEGWindows(Dataset):
     Attributes:
         labels / targets: np.int8 / np.int64 (n,) label per item (-1 = unlabelled).
         records: np.ndarray of str (n,) record of each item; subjects: its subject id.
-        window_index: np.int64 (n,) window index inside its record (window k starts at about
-            ``first_window_start_s + 30 k`` seconds of the recording).
+        window_index: np.int64 (n,) window index inside its record.
+        onsets_s: np.float64 (n,) onset of each item's window in its record, seconds from the
+            record's start (``first_window_start_s + window_s * window_index``).
+        window_s: the window length in seconds.
     """
 
     def __init__(self, base: PreparedEEG, indices: Optional[np.ndarray] = None,
@@ -199,6 +209,8 @@ class EEGWindows(Dataset):
             base.record_of[self.indices]]
         self.window_index = base.window_of[self.indices]
         self.window_shape = base.window_shape
+        self.window_s = base.window_s
+        self.onsets_s = base.first_start_s[base.record_of[self.indices]] + base.window_s * self.window_index
 
     def __len__(self) -> int:
         return int(self.indices.size)
@@ -219,13 +231,14 @@ class EEGWindows(Dataset):
 
 
 def _root(data_cfg) -> Path:
+    command = PREPARE_COMMANDS.get(getattr(data_cfg, "name", ""), PREPARE_COMMAND)
     if getattr(data_cfg, "root", None) in (None, ""):
-        raise DataError("data.root is not set: the EEG modality reads a prepared PhysioNet 2018 directory. "
-                        f"Prepare one with {PREPARE_COMMAND.format(root='PREP')} and set data.root=PREP")
+        raise DataError(f"data.root is not set: data.name={data_cfg.name} reads a directory of prepared sleep "
+                        f"recordings. Prepare one with {command.format(root='PREP')} and set data.root=PREP")
     root = Path(data_cfg.root).expanduser()
     if not (root / "manifest.json").is_file():
         what = "does not exist" if not root.exists() else "holds no manifest.json (it is not prepared)"
-        raise DataError(f"data.root={root} {what}. Prepare it with {PREPARE_COMMAND.format(root=root)}; "
+        raise DataError(f"data.root={root} {what}. Prepare it with {command.format(root=root)}; "
                         "a run killed mid-preparation resumes when the same command is rerun")
     return root
 
@@ -295,7 +308,7 @@ def load_data(data_cfg: SleepDataOptions, seed: int = 0, repeat: int = 0) -> Dat
         test_groups=[str(s) for s in test.subjects],
         reference=dict(PAPER_REFERENCE, values=dict(PAPER_REFERENCE["values"])),
         description=description,
-        report_hook=sleep_report_hook(CLASS_NAMES, data_cfg.hypnograms),
+        report_hook=sleep_report_hook(CLASS_NAMES, data_cfg.hypnograms, test.records, test.onsets_s, test.window_s),
         describe=data_description(manifest))
 
 

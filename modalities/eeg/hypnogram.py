@@ -42,6 +42,7 @@ from part.errors import DataError
 
 EPOCH_S = 30.0
 TOLERANCE_S = 1e-3  # durations and epoch joins are compared within this many seconds
+MAX_OFFSET_S = 86400.0  # hypnogram/recording starts further apart: an anonymised date, not an offset
 EDF_SUFFIXES = (".edf", ".bdf")
 TABLE_SUFFIXES = (".txt", ".csv", ".tsv")
 STAGE_COLUMNS = ("stage", "label", "sleep_stage", "hypnogram")  # stage column of a CSV with a header
@@ -101,6 +102,15 @@ def is_stage_label(text: str) -> bool:
     return key in _STAGE_TEXT or bool(_STAGE_LIKE.match(key))
 
 
+def label_counts(labels) -> dict[str, int]:
+    """Entries per stage name plus ``unlabelled`` of stage codes / window labels, e.g.
+    ``{"W": 120, ..., "unlabelled": 12}`` (the manifest's ``label_counts``)."""
+    labels = np.asarray(labels)
+    counts = np.bincount(labels[labels >= 0].astype(np.int64), minlength=len(CLASS_NAMES))
+    return {**{n: int(c) for n, c in zip(CLASS_NAMES, counts)},
+            "unlabelled": int(np.count_nonzero(labels == UNLABELLED))}
+
+
 @dataclass(frozen=True)
 class WindowGrid:
     """``n_windows`` windows of ``window_len`` output samples from ``first_start`` (output samples
@@ -155,11 +165,8 @@ class Hypnogram:
         return float(self.onsets_s[-1] + self.epoch_s) if self.n_epochs else 0.0
 
     def counts(self) -> dict[str, int]:
-        """Epochs per stage name plus ``unlabelled``, e.g. ``{"W": 120, ..., "unlabelled": 12}``."""
-        scored = self.stages[self.stages >= 0].astype(np.int64)
-        counts = np.bincount(scored, minlength=len(CLASS_NAMES))
-        return {**{n: int(c) for n, c in zip(CLASS_NAMES, counts)},
-                "unlabelled": int(np.count_nonzero(self.stages == UNLABELLED))}
+        """Epochs per stage name plus ``unlabelled`` (:func:`label_counts` of the stages)."""
+        return label_counts(self.stages)
 
     def runs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Contiguous epochs of one stage merged: (start_s (r,), end_s (r,), stage (r,) int8)."""
@@ -208,7 +215,7 @@ def hypnogram_from_annotations(onsets_s, durations_s, descriptions: Sequence[str
         raise HypnogramError(
             f"{source}: stage annotation {desc[i]!r} at onset {on[i]:.3f} s lasts {dur[i]:.3f} s; expected "
             f"{epoch_s:g}-s scoring epochs (a duration that is a positive multiple of {epoch_s:g} s): fix the "
-            "scoring file or export it with 30-s epochs")
+            f"scoring file or export it with {epoch_s:g}-s epochs")
     owner = np.repeat(np.arange(on.size), n_ep)
     within = np.arange(owner.size) - np.repeat(np.cumsum(n_ep) - n_ep, n_ep)
     onsets = on[owner] + within * epoch_s
@@ -227,7 +234,7 @@ def hypnogram_from_annotations(onsets_s, durations_s, descriptions: Sequence[str
     return Hypnogram(onsets, codes[owner], float(epoch_s), dict(counts), str(source), ignored)
 
 
-def _read_edf_annotations(path: Path) -> Hypnogram:
+def _read_edf_annotations(path: Path, epoch_s: float = EPOCH_S) -> Hypnogram:
     import mne
 
     try:
@@ -238,7 +245,7 @@ def _read_edf_annotations(path: Path) -> Hypnogram:
     except Exception as exc:  # mne raises many types on files it cannot parse
         raise HypnogramError(f"{path}: cannot read EDF+ annotations ({type(exc).__name__}: {exc}); "
                              f"expected one of: {FORMATS}") from None
-    return hypnogram_from_annotations(ann.onset, ann.duration, list(ann.description), path.name)
+    return hypnogram_from_annotations(ann.onset, ann.duration, list(ann.description), path.name, epoch_s)
 
 
 def _table_rows(path: Path) -> list[list[str]]:
@@ -263,14 +270,40 @@ def _column_floats(path: Path, body: list[list[str]], col: int, name: str) -> np
                              f"expected one of: {FORMATS}") from None
 
 
+def _column_key(name: str) -> str:
+    """A header name for matching: lower case, spaces/hyphens/underscores as one ``_``, a plural
+    stage column singular (``Sleep Stage`` -> ``sleep_stage``, ``Stages`` -> ``stage``)."""
+    key = re.sub(r"[\s_-]+", "_", name.strip().lower()).strip("_")
+    return key[:-1] if key.endswith("s") and key[:-1] in STAGE_COLUMNS else key
+
+
+def _one_column_header(path: Path, rows: list[list[str]]) -> bool:
+    """Whether the first row of a one-column file is a header: a stage column name, or a text that
+    is no stage label while most other rows are stage labels. Raises :class:`HypnogramError` for a
+    first row that is neither a stage label nor such a header."""
+    first = rows[0][0]
+    if _column_key(first) in STAGE_COLUMNS:
+        return True
+    if is_stage_label(first):
+        return False
+    rest = [row[0] for row in rows[1:]]
+    if rest and 2 * sum(not classify_stage(t)[1] for t in rest) > len(rest):
+        return True
+    raise HypnogramError(f"{path}: its first row {first!r} is neither a stage label nor a header naming the stage "
+                         f"column (one of {list(STAGE_COLUMNS)}), and the other rows are not mostly stage labels; "
+                         f"expected one of: {FORMATS}")
+
+
 def _read_table(path: Path, epoch_s: float) -> Hypnogram:
     """A text/CSV hypnogram: one stage per row (see :data:`FORMATS`)."""
     rows = _table_rows(path)
-    header = [c.strip().lower() for c in rows[0]]
+    header = [_column_key(c) for c in rows[0]]
     stage_col = next((i for i, c in enumerate(header) if c in STAGE_COLUMNS), None)
     if stage_col is None and len(header) > 1:
         raise HypnogramError(f"{path}: no stage column among {rows[0]}; expected a column named one of "
                              f"{list(STAGE_COLUMNS)} (or a single column of stages)")
+    if stage_col is None and _one_column_header(path, rows):
+        stage_col = 0
     body = rows if stage_col is None else rows[1:]
     stage_col = stage_col or 0
     short = [i for i, row in enumerate(body) if len(row) != len(rows[0])]
@@ -299,7 +332,7 @@ def read_hypnogram(path: str | Path, epoch_s: float = EPOCH_S) -> Hypnogram:
         raise HypnogramError(f"{path}: unknown hypnogram extension {path.suffix!r}; expected one of: {FORMATS}")
     if not path.is_file():
         raise HypnogramError(f"{path}: hypnogram file not found; expected one of: {FORMATS}")
-    hyp = _read_edf_annotations(path) if suffix in EDF_SUFFIXES else _read_table(path, epoch_s)
+    hyp = _read_edf_annotations(path, epoch_s) if suffix in EDF_SUFFIXES else _read_table(path, epoch_s)
     if hyp.n_epochs == 0:
         seen = ", ".join(list(hyp.ignored)[:5]) or "none"
         raise HypnogramError(f"{path}: holds no sleep-stage annotation (annotations seen: {seen}); expected "
@@ -307,14 +340,72 @@ def read_hypnogram(path: str | Path, epoch_s: float = EPOCH_S) -> Hypnogram:
     return hyp
 
 
+def edf_start(path: str | Path) -> datetime | None:
+    """Start of an EDF(+)/BDF(+) file from its header's ``dd.mm.yy`` / ``hh.mm.ss`` fields (years
+    85-99 are 19xx): the clock time as written, without time zone; None for another format or an
+    unreadable header."""
+    if Path(path).suffix.lower() not in EDF_SUFFIXES:
+        return None
+    try:
+        with open(path, "rb") as f:
+            head = f.read(184)
+        day, month, year = (int(v) for v in head[168:176].decode("ascii").split("."))
+        hour, minute, second = (int(v) for v in head[176:184].decode("ascii").split("."))
+        return datetime(year + (1900 if year >= 85 else 2000), month, day, hour, minute, second)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def align_to_recording(hypnogram: Hypnogram, hypnogram_path: str | Path, recording_start: datetime | None,
+                       recording_path: str | Path | None) -> tuple[Hypnogram, str | None]:
+    """``hypnogram`` (read from ``hypnogram_path``, onsets from that file's start) with its onsets
+    moved to seconds from the recording's start, and a note (None when there is nothing to say).
+
+    Only an EDF+/BDF+ hypnogram has a start time (a text/CSV one is returned as given, no note).
+    It is compared only with the start of an EDF/BDF recording (``recording_start``, else read from
+    ``recording_path``'s header): both headers hold a clock time without time zone (MNE labels it
+    UTC without converting), while other formats' start (FIF ``meas_date``, ...) is true UTC, so
+    mixing them would shift the labels by the site's UTC offset: then the hypnogram is not aligned
+    and the note says so. Start times more than :data:`MAX_OFFSET_S` apart are taken as an
+    anonymised or defaulted date: not aligned, with a note."""
+    hyp_start = edf_start(hypnogram_path)
+    if hyp_start is None:
+        return hypnogram, None
+    name = Path(hypnogram_path).name
+    if recording_path is None or Path(recording_path).suffix.lower() not in EDF_SUFFIXES:
+        what = "its file is unknown" if recording_path is None else f"{Path(recording_path).name} is no EDF/BDF file"
+        return hypnogram, (f"{name} starts at {hyp_start} (EDF header clock time) but the recording's start is not "
+                           f"comparable ({what}; its start time may be UTC): not aligned, onsets count from the "
+                           "recording's first sample")
+    if isinstance(recording_start, datetime):
+        rec_start = recording_start.replace(tzinfo=None)
+    else:
+        rec_start = edf_start(recording_path)
+    if rec_start is None:
+        return hypnogram, None
+    offset = (hyp_start - rec_start).total_seconds()
+    if abs(offset) > MAX_OFFSET_S:
+        return hypnogram, f"start times {hyp_start} and {rec_start} differ by more than a day: not aligned"
+    if not offset:
+        return hypnogram, None
+    return Hypnogram(hypnogram.onsets_s + offset, hypnogram.stages, hypnogram.epoch_s, dict(hypnogram.unknown),
+                     hypnogram.source, dict(hypnogram.ignored)), None
+
+
 def _trim_clipped(onsets: np.ndarray, durations: np.ndarray, stop_s: float, epoch_s: float,
-                  tol_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  tol_s: float, data_before: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Annotations MNE clipped at the data's start (0) or end (``stop_s``) keep their whole
     epochs: end-aligned at the start, start-aligned at the end. Others are returned as given.
-    Returns (onsets, durations, clipped (k,) bool)."""
+
+    MNE clips an annotation to the data's span (``Raw.set_annotations``, ``Raw.crop``), so a clipped
+    one starts exactly at the first sample or ends exactly after the last one. At the start that
+    can only have happened when the data does not begin at the recording's origin
+    (``data_before``: ``first_samp > 0``, e.g. after a crop); a partial annotation at 0 of data
+    starting at its origin was given so and is left for the usual 30-s epoch check. Returns
+    (onsets, durations, clipped (k,) bool)."""
     whole = np.floor(durations / epoch_s + 1e-6) * epoch_s
     partial = np.abs(durations - np.rint(durations / epoch_s) * epoch_s) > TOLERANCE_S
-    at_start = partial & (onsets <= tol_s)
+    at_start = partial & (onsets <= tol_s) & data_before
     at_end = partial & ~at_start & (onsets + durations >= stop_s - tol_s)
     onsets = np.where(at_start, onsets + durations - whole, onsets)
     return onsets, np.where(at_start | at_end, whole, durations), at_start | at_end
@@ -325,7 +416,7 @@ def hypnogram_from_raw(raw, epoch_s: float = EPOCH_S) -> Hypnogram | None:
     the Raw's first sample; None when it holds no stage annotation.
 
     A stage annotation MNE clipped at the data's edges keeps its whole epochs (the partial one is
-    dropped, i.e. unscored).
+    dropped, i.e. unscored); see :func:`_trim_clipped` for when an annotation counts as clipped.
     """
     ann = raw.annotations
     if len(ann) == 0:
@@ -333,7 +424,7 @@ def hypnogram_from_raw(raw, epoch_s: float = EPOCH_S) -> Hypnogram | None:
     fs = float(raw.info["sfreq"])
     onsets = np.asarray(ann.onset, np.float64) - raw.first_time  # MNE keeps onsets on first_samp's clock
     onsets, durations, clipped = _trim_clipped(onsets, np.asarray(ann.duration, np.float64), raw.n_times / fs,
-                                      epoch_s, 1.0 / fs)
+                                               epoch_s, 1.0 / fs, raw.first_samp > 0)
     names = [n for n in (getattr(raw, "filenames", None) or ()) if n]
     source = Path(names[0]).name if names else "the recording's annotations"
     descriptions = np.array(list(ann.description), dtype=object)
@@ -365,16 +456,25 @@ def window_grid(hypnogram: Hypnogram | None, duration_s: float, target_fs: float
         first_start = int(round(hypnogram.start_s * target_fs)) % window_len
     n_windows = max(0, (n_out - first_start) // window_len)
     starts = first_start + window_len * np.arange(n_windows, dtype=np.int64)
-    labels = np.full(n_windows, UNLABELLED, np.int8)
-    if hypnogram is not None:
-        run_start, run_end, run_stage = hypnogram.runs()
-        run_start = np.rint(run_start * target_fs).astype(np.int64)
-        run_end = np.rint(run_end * target_fs).astype(np.int64)
-        run = np.searchsorted(run_start, starts, side="right") - 1
-        inside = run >= 0
-        inside[inside] = run_end[run[inside]] >= starts[inside] + window_len
-        labels[inside] = run_stage[run[inside]]
+    labels = (np.full(n_windows, UNLABELLED, np.int8) if hypnogram is None else
+              labels_at(hypnogram, starts, window_len, target_fs))
     return WindowGrid(first_start, n_windows, window_len, float(target_fs), labels)
+
+
+def labels_at(hypnogram: Hypnogram, starts: np.ndarray, window_len: int, fs: float) -> np.ndarray:
+    """The stage code (n,) int8 of each window [start, start + window_len) (samples at ``fs``):
+    the stage of the run of one scored stage (:meth:`Hypnogram.runs`) it lies fully in, else -1.
+    The one labelling rule of :func:`window_grid` and of staging's reference labels."""
+    starts = np.asarray(starts, np.int64).reshape(-1)
+    run_start, run_end, run_stage = hypnogram.runs()
+    run_start = np.rint(run_start * fs).astype(np.int64)
+    run_end = np.rint(run_end * fs).astype(np.int64)
+    run = np.searchsorted(run_start, starts, side="right") - 1
+    inside = run >= 0
+    inside[inside] = run_end[run[inside]] >= starts[inside] + window_len
+    labels = np.full(starts.size, UNLABELLED, np.int8)
+    labels[inside] = run_stage[run[inside]]
+    return labels
 
 
 def write_annotations_edf(path: str | Path, onsets_s, durations_s, descriptions: Sequence[str],

@@ -124,19 +124,25 @@ def recording_channels(path: str | Path) -> list[str]:
     return list(open_raw(path).ch_names)
 
 
+def parse_pairs(text: str | Mapping[str, str] | None, option: str, syntax: str, example: str,
+                explain: str = "") -> dict[str, str]:
+    """``"A=B,C=D"`` (or a mapping) -> ``{"A": "B", "C": "D"}``: the parser of ``--rename`` and
+    ``--channels`` maps. A malformed item is a one-line :class:`RecordError`: ``<option> item 'X'
+    is not <syntax>; expected e.g. <option> "<example>"<explain>``."""
+    if text is None or isinstance(text, Mapping):
+        return {str(k): str(v) for k, v in (text or {}).items()}
+    out: dict[str, str] = {}
+    for item in filter(None, (s.strip() for s in str(text).split(","))):
+        key, sep, value = (s.strip() for s in item.partition("="))
+        if not sep or not key or not value:
+            raise RecordError(f"{option} item {item!r} is not {syntax}; expected e.g. {option} \"{example}\"{explain}")
+        out[key] = value
+    return out
+
+
 def parse_rename(text: str | Mapping[str, str] | None) -> dict[str, str]:
     """``"C4-A1=C4-M1,C3-A2=C3-M2"`` (or a mapping) -> ``{"C4-A1": "C4-M1", ...}``."""
-    if text is None or isinstance(text, Mapping):
-        return dict(text or {})
-    out: dict[str, str] = {}
-    for item in filter(None, (s.strip() for s in text.split(","))):
-        old, sep, new = (s.strip() for s in item.partition("="))
-        if not sep or not old or not new:
-            raise RecordError(
-                f"--rename item {item!r} is not OLD=NEW; expected e.g. --rename \"C4-A1=C4-M1,C3-A2=C3-M2\""
-            )
-        out[old] = new
-    return out
+    return parse_pairs(text, "--rename", "OLD=NEW", "C4-A1=C4-M1,C3-A2=C3-M2")
 
 
 def parse_channels(text: str | Sequence[str]) -> tuple[str, ...]:
@@ -197,14 +203,10 @@ def resolve_channels(
     return out
 
 
-def _needed(sources: Sequence[ChannelSource]) -> list[str]:
-    """The distinct file channels (renamed names) the sources read, in order of first use."""
-    names: list[str] = []
-    for s in sources:
-        for n in (s.first, s.second):
-            if n is not None and n not in names:
-                names.append(n)
-    return names
+def needed_channels(sources: Sequence[ChannelSource]) -> list[str]:
+    """The distinct file channels (renamed names) the sources read (a derivation reads two), in
+    order of first use."""
+    return list(dict.fromkeys(n for s in sources for n in (s.first, s.second) if n is not None))
 
 
 def _native_rates(raw, names: Sequence[str]) -> dict[str, float]:
@@ -233,15 +235,33 @@ def _check_rates(path: Path, rates: Mapping[str, float]) -> None:
         )
 
 
-def _combine(record: str, fs: float, sources: Sequence[ChannelSource], uv: Mapping[str, np.ndarray]) -> EegRecording:
-    """EegRecording of float32 uV from per-file-channel uV rows (float32 or float64)."""
-    n = len(next(iter(uv.values())))
+def check_finite(record: str, rows: Mapping[str, np.ndarray], where: str = "") -> None:
+    """RecordError naming ``record`` (and ``where``, e.g. the file), the channel and how many of
+    its samples are NaN/Inf when a row of ``rows`` ({channel: samples}) is not all finite. One
+    sum per row (a NaN or Inf anywhere makes it non-finite); samples are counted only then."""
+    suspect = [n for n, row in rows.items() if not np.isfinite(np.sum(row, dtype=np.float64))]
+    counts = {n: k for n in suspect if (k := int(np.count_nonzero(~np.isfinite(rows[n])))) > 0}
+    if counts:
+        name, k = next(iter(counts.items()))
+        others = f" (and channels {list(counts)[1:]})" if len(counts) > 1 else ""
+        raise RecordError(
+            f"{record}: {where + ' ' if where else ''}channel {name!r} holds {k} non-finite sample(s) (NaN or Inf) "
+            f"of {len(rows[name])}{others}; expected finite samples throughout (one NaN spreads over the whole "
+            f"channel in the band-pass): fill or cut out the gap, or choose another channel"
+        )
+
+
+def combine(record: str, fs: float, sources: Sequence[ChannelSource], rows: Mapping[str, np.ndarray],
+            scale: float = 1.0, where: str = "") -> EegRecording:
+    """EegRecording (float32 uV, gain 1, baseline 0), one row per source named ``source.name``,
+    from per-file-channel rows ``rows[name] * scale`` (``scale`` = 1e6 for volts; a derivation is
+    computed in float64), after :func:`check_finite` of the rows the sources read."""
+    check_finite(record, {n: rows[n] for n in needed_channels(sources)}, where)
+    n = len(next(iter(rows.values())))
     out = np.empty((len(sources), n), dtype=np.float32)
     for i, s in enumerate(sources):
-        if s.second is None:
-            out[i] = uv[s.first]
-        else:
-            np.subtract(uv[s.first], uv[s.second], out=out[i], dtype=np.float64, casting="same_kind")
+        row = rows[s.first] if s.second is None else np.subtract(rows[s.first], rows[s.second], dtype=np.float64)
+        out[i] = row * scale if scale != 1.0 else row
     ones = np.ones(len(sources))
     return EegRecording(record, tuple(s.name for s in sources), fs, out, ones, np.zeros(len(sources)), ones)
 
@@ -256,13 +276,13 @@ def _read_wfdb(path: Path, channels: Sequence[str], rename: Mapping[str, str] | 
     except RecordError as exc:
         raise RecordError(f"{path.stem}: header {path.name}: {exc}") from None
     back = {(rename or {}).get(p, p): p for p in present}
-    needed = _needed(sources)
+    needed = needed_channels(sources)
     rec = read_eeg(path, [back[n] for n in needed])
     if all(s.second is None for s in sources) and [s.first for s in sources] == needed:
         rec.channels = tuple(channels)  # plain selection: keep the integer samples
         return rec
     uv = {n: rec.channel_uv(i, np.float64) for i, n in enumerate(needed)}
-    return _combine(rec.record, rec.fs, sources, uv)
+    return combine(rec.record, rec.fs, sources, uv)
 
 
 def _read_mne(raw, path: Path, channels: Sequence[str], rename: Mapping[str, str] | None) -> EegRecording:
@@ -273,7 +293,7 @@ def _read_mne(raw, path: Path, channels: Sequence[str], rename: Mapping[str, str
     except RecordError as exc:
         raise RecordError(f"{record}: {path.name}: {exc}") from None
     back = {(rename or {}).get(p, p): p for p in raw.ch_names}
-    needed = [back[n] for n in _needed(sources)]
+    needed = [back[n] for n in needed_channels(sources)]
     _check_rates(path, _native_rates(raw, needed))
     if suffix_of(path) in EDF_FAMILY:
         raw = open_raw(path, include=needed)  # rate = highest requested rate, others never decoded
@@ -290,12 +310,8 @@ def _read_mne(raw, path: Path, channels: Sequence[str], rename: Mapping[str, str
     except Exception as exc:
         raise RecordError(f"{record}: {reader_name(path)} cannot read the samples of {path}: "
                           f"{type(exc).__name__}: {exc}; the file may be truncated: check or re-export it") from None
-    bad = [n for n, row in zip(needed, data) if not np.isfinite(row).all()]
-    if bad:
-        raise RecordError(f"{record}: {path.name} has non-finite samples in {bad}; expected finite samples")
-    data *= 1e6
-    uv = {(rename or {}).get(n, n): row for n, row in zip(needed, data)}
-    return _combine(record, float(raw.info["sfreq"]), sources, uv)
+    volts = {(rename or {}).get(n, n): row for n, row in zip(needed, data)}
+    return combine(record, float(raw.info["sfreq"]), sources, volts, 1e6, path.name)
 
 
 def read_recording(path: str | Path, channels: Sequence[str], rename: Mapping[str, str] | None = None) -> EegRecording:
@@ -333,30 +349,32 @@ class RecordingRead:
 
 
 def read_recording_full(path: str | Path, channels: Sequence[str], rename: Mapping[str, str] | None = None,
-                        annotations: bool = True) -> RecordingRead:
-    """:func:`read_recording_with_annotations` plus the recording's start time."""
+                        annotations: bool = True, raw=None, epoch_s: float = 30.0) -> RecordingRead:
+    """:func:`read_recording_with_annotations` plus the recording's start time. ``raw``: the
+    header-only Raw of ``path`` when the caller already opened it (:func:`open_raw`; not reopened);
+    ``epoch_s``: the scoring epoch of the stage annotations."""
     path = Path(path)
     channels = parse_channels(channels)
     if suffix_of(path) == ".hea":
         return RecordingRead(_read_wfdb(path, channels, rename), None, None)
-    raw = open_raw(path)
-    hypnogram = _hypnogram(raw) if annotations else None
+    raw = open_raw(path) if raw is None else raw
+    hypnogram = _hypnogram(raw, epoch_s) if annotations else None
     start = raw.info.get("meas_date")
     return RecordingRead(_read_mne(raw, path, channels, rename), hypnogram, start)
 
 
-def _hypnogram(raw):
-    """``hypnogram_from_raw(raw)``: a Hypnogram or None; HypnogramError (a DataError naming the
-    file) for stage annotations that are not 30-s epochs or overlap."""
+def _hypnogram(raw, epoch_s: float = 30.0):
+    """``hypnogram_from_raw(raw, epoch_s)``: a Hypnogram or None; HypnogramError (a DataError
+    naming the file) for stage annotations that are not ``epoch_s`` epochs or overlap."""
     from modalities.eeg.hypnogram import hypnogram_from_raw
 
-    return hypnogram_from_raw(raw)
+    return hypnogram_from_raw(raw, epoch_s)
 
 
-def stage_annotations(path: str | Path):
-    """The stage annotations stored in the recording ``path`` itself as a
+def stage_annotations(path: str | Path, epoch_s: float = 30.0):
+    """The stage annotations (``epoch_s`` epochs) stored in the recording ``path`` itself as a
     ``modalities.eeg.hypnogram.Hypnogram``, or None (none there, or a WFDB record)."""
     path = Path(path)
     if suffix_of(path) == ".hea":
         return None
-    return _hypnogram(open_raw(path))
+    return _hypnogram(open_raw(path), epoch_s)

@@ -30,10 +30,15 @@ FORMAT_VERSION = 1
 CLASS_NAMES = ("W", "N1", "N2", "N3", "REM")  # label value -> sleep stage
 UNLABELLED = -1  # label of a window without a (single) scored stage
 PC18_WINDOW_SHAPE = (6, 3000)  # (C, L) of the default preparation: 6 EEG channels, 30 s at 100 Hz
-PREPARE_COMMAND = ("`python data_prep/physionet2018.py --src RAW --out {root}` (or, for synthetic demo "
-                   "data, `python data_prep/physionet2018.py --synthetic N --src DEMO_RAW --out {root}`; "
-                   "Sleep-EDF: `python data_prep/sleep_edf.py --src RAW --out {root}`; other EDF/FIF recordings: "
-                   "`python data_prep/psg.py --src DIR --out {root} --channels ...`)")
+PREPARE_COMMANDS = {  # data.name -> how to prepare a directory it reads (first: the matching command)
+    "pc18": "`part-prepare-pc18 --src RAW --out {root}` (PhysioNet 2018; synthetic demo records: "
+            "`part-prepare-pc18 --synthetic N --src DEMO_RAW --out {root}`)",
+    "sleep_edf": "`part-prepare-sleep-edf --src RAW --out {root}` (Sleep-EDF; add --download, or --synthetic N "
+                 "for demo nights); any other EDF/BDF/FIF recordings: `part-prepare-psg --src DIR --out {root} "
+                 "--channels ...`",
+}
+PREPARE_COMMAND = (PREPARE_COMMANDS["pc18"] + "; Sleep-EDF: `part-prepare-sleep-edf --src RAW --out {root}`; "
+                   "other EDF/FIF recordings: `part-prepare-psg --src DIR --out {root} --channels ...`")
 SPLIT_NAMES = ("test", "finetune", "pretrain")
 _FILES = {"signal": "records/{record}.npy", "labels": "records/{record}.labels.npy"}
 

@@ -8,8 +8,10 @@ stacked band under the trace(s).
 
 The core's evaluation calls ``DataBundle.report_hook(report_dir, predictions)`` when a dataset
 provides one; PhysioNet-style sleep datasets return ``sleep_report_hook(...)``, which draws
-``hypnogram_<subject>.png`` (scored vs predicted, with the probabilities) for the first
-``data.hypnograms`` test subjects.
+``hypnogram_<record>.png`` (scored vs predicted, with the probabilities) for the first
+``data.hypnograms`` test records (a subject may have several nights: one figure per record), each
+on the record's own time axis: every test window at its onset in the record, windows absent from
+the test set (unscored, trimmed) as gaps.
 """
 from __future__ import annotations
 
@@ -145,29 +147,65 @@ def plot_hypnogram(path: str | Path, y_true: Any, y_pred: Any, class_names: Sequ
     return save_png(fig, path)
 
 
-def write_hypnograms(report_dir: Path, predictions: Mapping[str, np.ndarray],
-                     class_names: Sequence[str], count: int) -> list[Path]:
-    """hypnogram_<subject>.png (true vs predicted, repeat 0) for the first ``count`` subjects.
+def record_hypnograms(predictions: Mapping[str, np.ndarray], records: Any, onsets_s: Any,
+                      window_s: float = EPOCH_SECONDS, count: int | None = None) -> list[dict]:
+    """The test windows of each record (the first ``count``, in test order) on the record's window
+    grid: ``{"record", "onset_s" (the first test window's onset in the record), "y_true", "y_pred"
+    (m,) int with -1 where the record has no test window (a gap), "proba" (m, classes) with NaN
+    rows there (or None), "group"}``.
 
-    predictions: ``y_true``, ``y_pred`` (n,) int and ``groups`` (n,) str, the subject of each
-    window, each subject's windows contiguous and in chronological order."""
-    groups = np.asarray(predictions["groups"])
+    predictions: ``y_true``, ``y_pred`` (n,) int, optionally ``probs`` (n, classes) and ``groups``
+    (n,) (the subject); ``records`` (n,) the record of each test window and ``onsets_s`` (n,) its
+    onset in seconds from the record's start (windows of ``window_s`` s on one grid per record)."""
+    records = np.asarray(records).astype(str)
+    onsets = np.asarray(onsets_s, np.float64)
+    y_true, y_pred = np.asarray(predictions["y_true"]), np.asarray(predictions["y_pred"])
+    probs = predictions.get("probs")
+    if not records.shape == onsets.shape == y_pred.shape == y_true.shape:
+        raise ValueError(f"record_hypnograms: {y_pred.size} predictions but {records.size} records and "
+                         f"{onsets.size} onsets; expected one record and onset per test window")
+    names, first = np.unique(records, return_index=True)
+    out = []
+    for name in names[np.argsort(first)][:count]:
+        sel = np.flatnonzero(records == name)
+        start = float(onsets[sel].min())
+        slot = np.rint((onsets[sel] - start) / window_s).astype(np.int64)
+        size = int(slot.max()) + 1
+        trace_true, trace_pred = np.full(size, -1, np.int64), np.full(size, -1, np.int64)
+        trace_true[slot], trace_pred[slot] = y_true[sel], y_pred[sel]
+        proba = None
+        if probs is not None:
+            proba = np.full((size, np.shape(probs)[1]), np.nan)
+            proba[slot] = np.asarray(probs)[sel]
+        group = str(np.asarray(predictions["groups"])[sel[0]]) if "groups" in predictions else name
+        out.append({"record": str(name), "onset_s": start, "y_true": trace_true, "y_pred": trace_pred,
+                    "proba": proba, "group": group})
+    return out
+
+
+def write_hypnograms(report_dir: Path, predictions: Mapping[str, np.ndarray], class_names: Sequence[str],
+                     count: int, records: Any, onsets_s: Any, window_s: float = EPOCH_SECONDS) -> list[Path]:
+    """hypnogram_<record>.png (scored vs predicted, repeat 0, with the probabilities) for the first
+    ``count`` test records, on hours since the record's start (:func:`record_hypnograms`)."""
     paths = []
-    for g in list(dict.fromkeys(groups.tolist()))[:count]:
-        sel = groups == g
-        probs = predictions.get("probs")
-        paths.append(plot_hypnogram(Path(report_dir) / f"hypnogram_{g}.png",
-                                    predictions["y_true"][sel], predictions["y_pred"][sel],
-                                    class_names, f"{g}: scored vs predicted (repeat 0)",
-                                    proba=None if probs is None else probs[sel]))
+    for r in record_hypnograms(predictions, records, onsets_s, window_s, count):
+        subject = f" (subject {r['group']})" if r["group"] != r["record"] else ""
+        paths.append(plot_hypnogram(Path(report_dir) / f"hypnogram_{r['record']}.png", r["y_true"], r["y_pred"],
+                                    class_names, f"{r['record']}{subject}: scored vs predicted (repeat 0)",
+                                    window_s, proba=r["proba"], onset_s=r["onset_s"]))
     return paths
 
 
-def sleep_report_hook(class_names: Sequence[str], count: int) -> Any:
-    """The report hook of a sleep dataset: ``hook(report_dir, predictions)``."""
-    return partial(_hook, class_names=list(class_names), count=count)
+def sleep_report_hook(class_names: Sequence[str], count: int, records: Any, onsets_s: Any,
+                      window_s: float = EPOCH_SECONDS) -> Any:
+    """The report hook of a sleep dataset: ``hook(report_dir, predictions)`` drawing the first
+    ``count`` test records; ``records`` / ``onsets_s`` (n,): per test item its record and its
+    window's onset (s) in the record (``EEGWindows.records`` / ``onsets_s``)."""
+    return partial(_hook, class_names=list(class_names), count=count, records=np.asarray(records),
+                   onsets_s=np.asarray(onsets_s, np.float64), window_s=float(window_s))
 
 
-def _hook(report_dir: Path, predictions: Mapping[str, np.ndarray], class_names, count) -> None:
-    if "groups" in predictions and count > 0:
-        write_hypnograms(report_dir, predictions, class_names, count)
+def _hook(report_dir: Path, predictions: Mapping[str, np.ndarray], class_names, count, records, onsets_s,
+          window_s) -> None:
+    if count > 0:
+        write_hypnograms(report_dir, predictions, class_names, count, records, onsets_s, window_s)

@@ -13,7 +13,10 @@ normalisation and the storage dtype of the training windows. Preprocessing is ex
 training preparation's (``modalities/eeg/windows.py``: band-pass fused with the resampling on
 the continuous recording, 30-s windows, each window and channel z-scored, rounded to the
 training dtype). Windows start at the recording's first sample, or on the epoch grid of a
-hypnogram when one is given (as in the preparation: the first scored epoch's onset modulo 30 s).
+hypnogram when one is given (as in the preparation: the onset of its first epoch, scored or not,
+modulo 30 s). An EDF+/BDF+ hypnogram file is first aligned with the recording by the start times of
+the two headers, as in the preparation (``hypnogram.align_to_recording``; the shift and any reason
+not to align are in the result and its agreement.json).
 
 Channels: each model channel is read from the recording channel ``channels`` maps it to ({model
 name: recording name}; the CLI's ``--channels "F3-M2=EEG Fpz-Cz,..."``), else from the one of the
@@ -24,7 +27,9 @@ channel may serve several model channels (less accurate than the montage the mod
 
 Units: :meth:`Stager.predict_array` takes volts ``(C, n)``, like ``mne.io.RawArray`` (MNE's
 convention), and refuses data whose typical channel std exceeds 10 mV (micro-volts passed by
-mistake). Files are read in their own units (WFDB gain/units, MNE's volts).
+mistake). Files are read in their own units (WFDB gain/units, MNE's volts). Every sample of the
+channels read must be finite (a NaN would spread over the whole channel in the band-pass): else a
+one-line RecordError names the recording, the channel and the number of NaN/Inf samples.
 """
 from __future__ import annotations
 
@@ -37,9 +42,9 @@ import numpy as np
 import torch
 
 from modalities.eeg import mne_reader
-from modalities.eeg.hypnogram import window_grid
+from modalities.eeg.hypnogram import Hypnogram, align_to_recording, window_grid
 from modalities.eeg.signal import EegRecording, FilterSpec, RecordError
-from modalities.eeg.staging_result import StagingResult, load_scoring, scoring_labels
+from modalities.eeg.staging_result import StagingResult, codes_to_classes, load_scoring
 from modalities.eeg.windows import (RecordingWindows, WindowConfig, output_length, recording_windows,
                                     unlabelled_grid)
 from part.errors import DataError
@@ -56,16 +61,8 @@ class ChannelError(RecordError):
 
 def parse_channel_map(text: str | Mapping[str, str] | None) -> dict[str, str]:
     """``"F3-M2=EEG Fpz-Cz,C3-M2=EEG Pz-Oz"`` (or a mapping) -> {model channel: recording channel}."""
-    if text is None or isinstance(text, Mapping):
-        return {str(k): str(v) for k, v in (text or {}).items()}
-    out: dict[str, str] = {}
-    for item in filter(None, (s.strip() for s in str(text).split(","))):
-        model, sep, recording = (s.strip() for s in item.partition("="))
-        if not sep or not model or not recording:
-            raise DataError(f"--channels item {item!r} is not MODEL=RECORDING; expected e.g. "
-                            f'--channels "F3-M2=EEG Fpz-Cz,C3-M2=EEG Pz-Oz" (the model\'s name, then the recording\'s)')
-        out[model] = recording
-    return out
+    return mne_reader.parse_pairs(text, "--channels", "MODEL=RECORDING", "F3-M2=EEG Fpz-Cz,C3-M2=EEG Pz-Oz",
+                                  " (the model's name, then the recording's)")
 
 
 @dataclass(frozen=True)
@@ -112,27 +109,34 @@ class Stager:
                      hypnogram: Any = None, batch_size: int = 256) -> StagingResult:
         """Stage a recording file: any MNE-readable PSG (EDF/BDF/GDF/FIF/BrainVision/EEGLAB) or a
         WFDB ``.hea`` record. ``hypnogram``: a scoring (path or Hypnogram) to align the windows
-        to and compare with."""
+        to and compare with. The file is opened twice at most: its header (channel names, start
+        time), then the samples of the channels needed."""
         path = Path(path)
         if not path.is_file():
             raise RecordError(f"{path}: no such recording file; expected an EDF/BDF/GDF/FIF/BrainVision/"
                               f"EEGLAB file or a WFDB .hea header")
-        selection = self._select(mne_reader.recording_channels(path), channels, str(path))
-        recording = mne_reader.read_recording(path, selection.targets)
-        return self.predict_recording(_expand(recording, selection, self.channels), hypnogram,
-                                      _file_start(path), str(path), batch_size)
+        if mne_reader.suffix_of(path) == ".hea":
+            from modalities.eeg.wfdb_reader import read_header
+            header, raw = read_header(path), None
+            present, start = list(header.sig_name), _wfdb_start(header)
+        else:
+            raw = mne_reader.open_raw(path)
+            present, start = list(raw.ch_names), raw.info.get("meas_date")
+        selection = self._select(present, channels, str(path))
+        recording = mne_reader.read_recording_full(path, selection.targets, annotations=False, raw=raw).recording
+        return self.predict_recording(_expand(recording, selection, self.channels), hypnogram, start, str(path),
+                                      batch_size)
 
     def predict(self, raw, channels: str | Mapping[str, str] | None = None, hypnogram: Any = None,
                 batch_size: int = 256) -> StagingResult:
         """Stage an ``mne.io.BaseRaw`` (only the channels needed are loaded)."""
         name = Path(raw.filenames[0]).name if getattr(raw, "filenames", None) and raw.filenames[0] else "raw"
         selection = self._select(raw.ch_names, channels, name)
-        needed = _needed(selection.sources)
+        needed = mne_reader.needed_channels(selection.sources)
         volts = raw.get_data(picks=needed)
-        start = raw.info.get("meas_date")
-        recording = _recording_from_volts(name, float(raw.info["sfreq"]), selection, dict(zip(needed, volts)))
+        recording = self._from_volts(name, float(raw.info["sfreq"]), selection, dict(zip(needed, volts)))
         return self.predict_recording(_expand(recording, selection, self.channels), hypnogram,
-                                      start, name, batch_size)
+                                      raw.info.get("meas_date"), name, batch_size)
 
     def predict_array(self, data: Any, sfreq: float, ch_names: Sequence[str],
                       channels: str | Mapping[str, str] | None = None, hypnogram: Any = None,
@@ -143,33 +147,45 @@ class Stager:
         if data.ndim != 2 or data.shape[0] != len(ch_names):
             raise DataError(f"{name}: data of shape {data.shape} for {len(ch_names)} channel names; expected "
                             f"(channels, samples) with one name per row")
-        _check_volts(data, name)
         selection = self._select(list(ch_names), channels, name)
-        rows = {n: data[list(ch_names).index(n)] for n in _needed(selection.sources)}
-        recording = _recording_from_volts(name, float(sfreq), selection, rows)
+        rows = {n: data[list(ch_names).index(n)] for n in mne_reader.needed_channels(selection.sources)}
+        recording = self._from_volts(name, float(sfreq), selection, rows)
         return self.predict_recording(_expand(recording, selection, self.channels), hypnogram,
                                       start, name, batch_size)
+
+    @staticmethod
+    def _from_volts(name: str, fs: float, selection: "_Selection", volts: Mapping[str, np.ndarray]) -> EegRecording:
+        """The selection's recording channels in float32 uV from rows in volts by recording channel
+        name (``mne_reader.combine``: RecordError on a NaN/Inf sample), refused when not in volts."""
+        recording = mne_reader.combine(name, fs, selection.sources, volts, 1e6)
+        _check_volts(recording.digital, name)
+        return recording
 
     # ------------------------------------------------------------------ the one staging path
     def predict_recording(self, recording: EegRecording, hypnogram: Any = None, start: datetime | None = None,
                           source: str | None = None, batch_size: int = 256) -> StagingResult:
         """Stage an EegRecording holding the model's channels in order: filter, resample, window
-        and normalise as in training, then classify every window."""
+        and normalise as in training, then classify every window. ``start``: the recording's start
+        (datetime; the plot's clock time, and the hypnogram file's alignment); ``source``: its file
+        (or name)."""
         source = source or recording.record
-        cfg, scoring = self.config, load_scoring(hypnogram)
+        cfg = self.config
+        scoring, offset, note = _aligned_scoring(hypnogram, start, source)
         windows = self.windows(recording, scoring, source)
         proba = self.classify(windows.windows, batch_size)
         onsets = windows.first_start_s + np.arange(windows.n_windows) * cfg.window_s
-        reference = (None if scoring is None else
-                     scoring_labels(scoring, onsets, cfg.window_s, cfg.target_fs, self.class_names))
+        reference = None if scoring is None else codes_to_classes(windows.labels, self.class_names)
         return StagingResult(recording.record, proba.argmax(1).astype(np.int64), proba, onsets,
                              self.class_names, cfg.window_s, _naive(start), reference, source,
-                             None if scoring is None else scoring.source)
+                             None if scoring is None else scoring.source, offset, note)
 
-    def windows(self, recording: EegRecording, hypnogram: Any = None, source: str | None = None) -> RecordingWindows:
+    def windows(self, recording: EegRecording, hypnogram: Any = None, source: str | None = None,
+                start: datetime | None = None) -> RecordingWindows:
         """The model's input windows of a recording, prepared exactly as the training data were
         (``windows.recording_windows`` with the card's settings): (n, C, L) in the training dtype,
-        on the grid of ``hypnogram``'s epochs when given, else from the first sample."""
+        on the grid of ``hypnogram``'s epochs when given (a hypnogram file aligned with the
+        recording ``source`` starting at ``start``, as in :meth:`predict_recording`), else from the
+        first sample; ``labels`` are the hypnogram's stage codes (-1 unscored)."""
         cfg, source = self.config, source or recording.record
         if recording.fs <= 2 * cfg.filter.h_freq:
             raise RecordError(f"{source}: sampled at {recording.fs:g} Hz; the model's preparation band-passes "
@@ -177,7 +193,7 @@ class Stager:
         if output_length(recording, cfg) < cfg.window_len:
             raise RecordError(f"{source}: {recording.n_samples / recording.fs:.1f} s long, shorter than one "
                               f"{cfg.window_s:g}-s window; expected a recording of at least {cfg.window_s:g} s")
-        scoring = load_scoring(hypnogram)
+        scoring = _aligned_scoring(hypnogram, start, source)[0]
         grid = (unlabelled_grid(recording, cfg) if scoring is None else
                 window_grid(scoring, recording.n_samples / recording.fs, cfg.target_fs, cfg.window_s))
         return recording_windows(recording, grid, cfg)
@@ -254,21 +270,6 @@ def _channel_help(model: Sequence[str], present: Sequence[str]) -> str:
             f"Python: Stager.predict_file(path, channels={{'{model[0]}': '...'}}))")
 
 
-def _needed(sources: Sequence) -> list[str]:
-    """Distinct recording channels the sources read (derivations need two), in order."""
-    return list(dict.fromkeys(n for s in sources for n in (s.first, s.second) if n is not None))
-
-
-def _recording_from_volts(name: str, fs: float, selection: _Selection, volts: Mapping[str, np.ndarray]) -> EegRecording:
-    """EegRecording (targets, float32 uV, gain 1) from rows in volts by recording channel name."""
-    out = np.empty((len(selection.targets), len(next(iter(volts.values())))), np.float32)
-    for i, s in enumerate(selection.sources):
-        row = np.asarray(volts[s.first], np.float64)
-        out[i] = (row - np.asarray(volts[s.second], np.float64) if s.second else row) * 1e6
-    ones = np.ones(len(selection.targets))
-    return EegRecording(name, selection.targets, fs, out, ones, np.zeros_like(ones), ones)
-
-
 def _expand(recording: EegRecording, selection: _Selection, channels: Sequence[str]) -> EegRecording:
     """The recording with one row per model channel (a target may serve several), named as the model's."""
     rows = list(selection.rows)
@@ -280,12 +281,11 @@ def _expand(recording: EegRecording, selection: _Selection, channels: Sequence[s
                         np.asarray(recording.uv_per_unit)[rows])
 
 
-def _check_volts(data: np.ndarray, name: str) -> None:
-    """Refuse data that are evidently not in volts (typical channel std above 10 mV)."""
-    step = max(1, data.shape[1] // 100_000)  # a strided sample of the signal is enough
-    typical = float(np.median(np.std(data[:, ::step], axis=1))) if data.size else 0.0
-    if not np.isfinite(data[:, ::step]).all():
-        raise DataError(f"{name}: data hold NaN or Inf values; expected finite samples in volts")
+def _check_volts(uv: np.ndarray, name: str) -> None:
+    """Refuse data that were evidently not in volts: ``uv`` (C, n) finite micro-volts converted
+    from them whose typical channel std exceeds 10 mV."""
+    step = max(1, uv.shape[1] // 100_000)  # a strided sample of the signal is enough
+    typical = float(np.median(np.std(uv[:, ::step], axis=1, dtype=np.float64))) * 1e-6 if uv.size else 0.0
     if typical > MAX_VOLTS_STD:
         raise DataError(f"{name}: the channels' typical std is {typical:.3g}, far above EEG in volts "
                         f"(~1e-5 V): predict_array takes volts like mne.io.RawArray; pass data * 1e-6 for "
@@ -314,16 +314,20 @@ def _naive(start: Any) -> datetime | None:
     return None if start == UNKNOWN_START else start
 
 
-def _file_start(path: Path) -> datetime | None:
-    """The recording's start (date and time) from its header, or None when it has none (EDF's
-    placeholder 01.01.85 00:00:00 counts as none)."""
-    try:
-        if mne_reader.suffix_of(path) == ".hea":
-            from modalities.eeg.wfdb_reader import read_header
-            header = read_header(path)
-            if header.base_date is not None and header.base_time is not None:
-                return datetime.combine(header.base_date, header.base_time)
-            return None
-        return _naive(mne_reader.open_raw(path).info.get("meas_date"))
-    except (RecordError, AttributeError, TypeError, ValueError):
-        return None
+def _wfdb_start(header) -> datetime | None:
+    """A WFDB header's start (base date and time), or None when it lacks either."""
+    if header.base_date is not None and header.base_time is not None:
+        return datetime.combine(header.base_date, header.base_time)
+    return None
+
+
+def _aligned_scoring(hypnogram: Any, start: Any, source: str) -> tuple[Hypnogram | None, float, str | None]:
+    """(scoring, seconds added to its onsets, note): ``hypnogram`` loaded (``load_scoring``) and,
+    when it is a file, aligned with the recording ``source`` starting at ``start`` by the files'
+    start times (``hypnogram.align_to_recording``, as the preparation does; the note says why not).
+    A Hypnogram object is taken as given (onsets from the recording's start)."""
+    scoring = load_scoring(hypnogram)
+    if scoring is None or not isinstance(hypnogram, (str, Path)):
+        return scoring, 0.0, None
+    aligned, note = align_to_recording(scoring, hypnogram, start if isinstance(start, datetime) else None, source)
+    return aligned, aligned.start_s - scoring.start_s, note

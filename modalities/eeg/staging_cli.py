@@ -63,7 +63,8 @@ def _check_usage(p: argparse.ArgumentParser, a: argparse.Namespace) -> list[str]
 
 def stage_one(stager: Stager, path: Path, name: str, a: argparse.Namespace, hypnogram: Path | None,
               channels: dict) -> str:
-    """Stage one recording and write its files; returns the summary line."""
+    """Stage one recording and write its files; returns the summary line (the statistics and the
+    agreement are computed once, when the files are written, and cached on the result)."""
     result = stager.predict_file(path, channels=channels, hypnogram=hypnogram, batch_size=a.batch_size)
     paths = result.write(a.out, name)
     stats = result.statistics()
@@ -72,6 +73,10 @@ def stage_one(stager: Stager, path: Path, name: str, a: argparse.Namespace, hypn
     if "agreement" in paths:
         kappa = result.agreement()["kappa"]
         line += f", kappa {'n/a' if kappa is None else f'{kappa:.3f}'} vs {hypnogram.name}"
+        if result.reference_offset_s:
+            line += f" (aligned by start time: {result.reference_offset_s:+g} s)"
+        if result.reference_note:
+            line += f" (note: {result.reference_note})"
     return f"{line} -> {Path(a.out) / name}.{{{','.join(p.name[len(name) + 1:] for p in paths.values())}}}"
 
 

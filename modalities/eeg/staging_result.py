@@ -16,14 +16,14 @@ Files written by :meth:`StagingResult.write` (each atomically; ``<rec>`` = the r
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
-from modalities.eeg.hypnogram import Hypnogram, read_hypnogram, write_hypnogram_edf
+from modalities.eeg.hypnogram import Hypnogram, labels_at, read_hypnogram, write_hypnogram_edf
 from modalities.eeg.prepared import CLASS_NAMES, UNLABELLED
 from modalities.eeg.report import plot_hypnogram
 from modalities.eeg.sleep_stats import sleep_statistics
@@ -47,24 +47,17 @@ def load_scoring(hypnogram: Any) -> Optional[Hypnogram]:
 
 def scoring_labels(hypnogram: Hypnogram, onsets_s: np.ndarray, window_s: float, fs: float,
                    class_names: list) -> np.ndarray:
-    """The scoring's label of each window [onset, onset + window_s) as a model class index:
-    the stage of the run of one scored stage the window lies fully in, else -1 (as
-    ``hypnogram.window_grid`` labels windows; times compared in samples at ``fs`` Hz). (n,) int64."""
+    """The scoring's label of each window [onset, onset + window_s) as a model class index
+    (``hypnogram.labels_at``, the labelling of ``hypnogram.window_grid``; times compared in samples
+    at ``fs`` Hz). (n,) int64, -1 unscored."""
     starts = np.rint(np.asarray(onsets_s) * fs).astype(np.int64)
-    length = int(round(window_s * fs))
-    run_start, run_end, run_stage = hypnogram.runs()
-    run_start, run_end = np.rint(run_start * fs).astype(np.int64), np.rint(run_end * fs).astype(np.int64)
-    run = np.searchsorted(run_start, starts, side="right") - 1
-    inside = run >= 0
-    inside[inside] = run_end[run[inside]] >= starts[inside] + length
-    codes = np.full(starts.size, UNLABELLED, np.int64)
-    codes[inside] = run_stage[run[inside]]
-    return _codes_to_classes(codes, class_names)
+    return codes_to_classes(labels_at(hypnogram, starts, int(round(window_s * fs)), fs), class_names)
 
 
-def _codes_to_classes(codes: np.ndarray, class_names: list) -> np.ndarray:
-    """Stage codes (CLASS_NAMES order, -1 unscored) -> indices of ``class_names`` (-1 if absent)."""
+def codes_to_classes(codes: np.ndarray, class_names: list) -> np.ndarray:
+    """Stage codes (CLASS_NAMES order, -1 unscored) -> indices of ``class_names`` (-1 if absent), int64."""
     lookup = np.array([list(class_names).index(n) if n in class_names else -1 for n in CLASS_NAMES] + [-1])
+    codes = np.asarray(codes, np.int64)
     return lookup[np.where(codes < 0, len(CLASS_NAMES), codes)]
 
 
@@ -76,7 +69,11 @@ class StagingResult:
     rows summing to 1; ``onsets`` (n,) float64 seconds from the recording's first sample;
     ``class_names``; ``epoch_s`` (30); ``start`` the recording's start (datetime) or None;
     ``reference`` (n,) int64 the given scoring's class per epoch (-1 unscored) or None;
-    ``source`` the file (or name) staged; ``reference_source`` the scoring's file.
+    ``source`` the file (or name) staged; ``reference_source`` the scoring's file;
+    ``reference_offset_s`` the seconds added to the scoring's onsets to align it with the recording
+    by start time (``hypnogram.align_to_recording``); ``reference_note`` why it was not aligned, or None.
+    :meth:`statistics` and :meth:`agreement` (with the staging's scoring) are computed once and
+    cached: treat the result as read-only.
     """
 
     record: str
@@ -89,6 +86,9 @@ class StagingResult:
     reference: Optional[np.ndarray] = None
     source: str = ""
     reference_source: Optional[str] = None
+    reference_offset_s: float = 0.0
+    reference_note: Optional[str] = None
+    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return int(self.stages.size)
@@ -131,24 +131,32 @@ class StagingResult:
 
     def statistics(self) -> dict:
         """Sleep statistics of the predicted hypnogram (``sleep_stats.sleep_statistics``) plus
-        ``record``, ``source``, ``start`` (ISO) and ``first_epoch_onset_s``."""
-        stats = sleep_statistics(self.stages, self.epoch_s, self.class_names)
-        return {"record": self.record, "source": self.source,
+        ``record``, ``source``, ``start`` (ISO) and ``first_epoch_onset_s`` (computed once)."""
+        if "statistics" not in self._cache:
+            stats = sleep_statistics(self.stages, self.epoch_s, self.class_names)
+            self._cache["statistics"] = {
+                "record": self.record, "source": self.source,
                 "start": None if self.start is None else self.start.isoformat(),
                 "first_epoch_onset_s": float(self.onsets[0]) if len(self) else None, **stats}
+        return self._cache["statistics"]
 
     def agreement(self, hypnogram: Any = None, fs: float = 100.0) -> dict:
         """Agreement with a scoring (path or Hypnogram; default: the one given when staging) on
         the epochs scored in both: kappa, accuracy, macro_f1, balanced_accuracy, per_class_f1,
-        per_class_recall, support, confusion (rows = scoring, columns = predicted), n."""
+        per_class_recall, support, confusion (rows = scoring, columns = predicted), n; with the
+        staging's scoring also its alignment (``reference_offset_s``, ``reference_note``), computed once."""
         if hypnogram is None:
             if self.reference is None:
                 raise DataError(f"{self.record}: no scoring to compare with; pass hypnogram=PATH (or --hypnogram)")
-            reference, source = self.reference, self.reference_source
-        else:
-            scoring = load_scoring(hypnogram)
-            reference = scoring_labels(scoring, self.onsets, self.epoch_s, fs, self.class_names)
-            source = scoring.source
+            if "agreement" not in self._cache:
+                self._cache["agreement"] = {**self._agreement(self.reference, self.reference_source),
+                                            "reference_offset_s": self.reference_offset_s,
+                                            **({"reference_note": self.reference_note} if self.reference_note else {})}
+            return self._cache["agreement"]
+        scoring = load_scoring(hypnogram)
+        return self._agreement(scoring_labels(scoring, self.onsets, self.epoch_s, fs, self.class_names), scoring.source)
+
+    def _agreement(self, reference: np.ndarray, source: Optional[str]) -> dict:
         if not (reference >= 0).any():
             raise DataError(f"{source}: none of its scored epochs covers a staged 30-s window of {self.record}; "
                             f"expected the scoring of this recording (same start time)")

@@ -5,7 +5,8 @@ preparation (``data_prep/prepare.py``) and the staging command.
 continuous recording (0.1-30 Hz zero-phase band-pass fused with polyphase resampling to 100 Hz,
 float32 uV), then cuts the grid's windows and z-scores each window and channel. The grid is any
 object with ``first_start`` (output samples at ``target_fs``), ``n_windows``, ``window_len`` and
-``labels`` (n_windows,) int8: ``modalities.eeg.hypnogram.window_grid(...)`` for hypnograms,
+``labels`` (n_windows,) int8 (a ``modalities.eeg.hypnogram.WindowGrid``):
+``modalities.eeg.hypnogram.window_grid(...)`` for hypnograms,
 ``data_prep.pc18_labels.window_labels(...)`` for PC18 stage notes, or :func:`unlabelled_grid`.
 """
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from modalities.eeg.hypnogram import WindowGrid
 from modalities.eeg.prepared import UNLABELLED
 from modalities.eeg.signal import (TARGET_FS, EegRecording, FilterSpec, RecordError, filter_and_resample,
                                    normalise_windows, resampled_length)
@@ -37,17 +39,6 @@ class WindowConfig:
     def window_len(self) -> int:
         """Samples per window at ``target_fs`` (3000 for 30 s at 100 Hz)."""
         return int(round(self.window_s * self.target_fs))
-
-
-@dataclass(frozen=True)
-class Grid:
-    """``n_windows`` windows of ``window_len`` output samples from ``first_start`` and their
-    ``labels`` (n_windows,) int8 (-1 unlabelled)."""
-
-    first_start: int
-    n_windows: int
-    window_len: int
-    labels: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -78,10 +69,10 @@ def output_length(recording: EegRecording, config: WindowConfig = WindowConfig()
     return resampled_length(recording.n_samples, recording.fs, config.target_fs)
 
 
-def unlabelled_grid(recording: EegRecording, config: WindowConfig = WindowConfig()) -> Grid:
+def unlabelled_grid(recording: EegRecording, config: WindowConfig = WindowConfig()) -> WindowGrid:
     """Windows from the recording's first sample while they fit, all unlabelled (-1)."""
     n = output_length(recording, config) // config.window_len
-    return Grid(0, n, config.window_len, np.full(n, UNLABELLED, np.int8))
+    return WindowGrid(0, n, config.window_len, config.target_fs, np.full(n, UNLABELLED, np.int8))
 
 
 def recording_windows(recording: EegRecording, grid=None, config: WindowConfig = WindowConfig()) -> RecordingWindows:

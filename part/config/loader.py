@@ -62,9 +62,9 @@ def _read_mapping(path: Path, named_by: Path | None) -> dict:
     where = f" (named by 'base:' in '{named_by}')" if named_by else ""
     if not path.is_file():
         what = "is a directory, not a file" if path.is_dir() else "does not exist"
-        raise ConfigError(f"recipe file '{path}'{where} {what}; check the path (the recipes "
-                          f"shipped with the toolkit are in recipes/, e.g. "
-                          f"recipes/digits_demo.yaml).")
+        raise ConfigError(f"recipe file '{path}'{where} {what}; check the path. The recipes shipped "
+                          f"with the toolkit run from any directory by their bare name (e.g. `part-train "
+                          f"digits_demo`); `part-train --list` lists them.")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:

@@ -14,9 +14,9 @@ from data_prep.pc18_splits import SplitSettings, make_splits
 from data_prep.prepare import PrepConfig, trim_wake
 from data_prep.psg import main
 from data_prep.psg_sources import pair_hypnograms
-from modalities.eeg.hypnogram import read_hypnogram, window_grid
+from modalities.eeg.hypnogram import WindowGrid, read_hypnogram, window_grid
 from modalities.eeg.mne_reader import read_recording
-from modalities.eeg.windows import Grid, recording_windows
+from modalities.eeg.windows import recording_windows
 
 START = datetime(1989, 4, 24, 22, 30)
 RNG = np.random.default_rng(1)
@@ -183,12 +183,12 @@ def test_pairing_rule(tmp_path):
 
 def test_wake_trimming_keeps_exact_windows():
     labels = np.array([0, 0, 0, 0, 0, 1, 2, -1, 0, 0, 0, 0, 0], np.int8)
-    grid = Grid(1500, labels.size, 3000, labels)
+    grid = WindowGrid(1500, labels.size, 3000, 100.0, labels)
     trimmed, info = trim_wake(grid, 30.0, 1.0)  # 1 min = 2 windows of wake on each side
     assert trimmed.labels.tolist() == [0, 0, 1, 2, -1, 0] and trimmed.first_start == 1500 + 3 * 3000
     assert info == {"wake_min": 1.0, "dropped_before": 3, "dropped_after": 4}  # -1 is not sleep
     assert trim_wake(grid, 30.0, 0)[1] is None and trim_wake(grid, 30.0, -5)[0].n_windows == labels.size
-    awake = Grid(0, 3, 3000, np.zeros(3, np.int8))
+    awake = WindowGrid(0, 3, 3000, 100.0, np.zeros(3, np.int8))
     assert trim_wake(awake, 30.0, 30)[0].n_windows == 3
 
 

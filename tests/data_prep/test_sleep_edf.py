@@ -130,3 +130,14 @@ def test_download_checksum_mismatch_deletes_the_file_and_fails(tmp_path, capsys)
     assert (folder / "SC4001E0-PSG.edf").is_file()  # the verified files are kept
     with pytest.raises(DataError, match="line 2: expected '<sha256 hex>  <path>'"):
         parse_sha256sums(f"{'b' * 64}  a.edf\nnot a checksum line\n", "SHA256SUMS.txt")
+
+
+def test_synthetic_subject_count_is_checked_by_the_cli(tmp_path, capsys):
+    for n in ("0", "101"):
+        with pytest.raises(SystemExit) as exit_info:
+            _run(tmp_path / "raw", tmp_path / "prep", "--synthetic", n)
+        assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--synthetic must be >= 1, got 0" in err
+    assert "--synthetic must be <= 100 (Sleep-EDF subject numbers have two digits, 00-99), got 101" in err
+    assert not (tmp_path / "raw").exists()

@@ -225,3 +225,18 @@ def test_method_without_relative_head(tmp_path, capsys):
 
 def test_not_a_run_directory(tmp_path, capsys):
     _one_line_error(capsys, [str(tmp_path)], "is not a run directory (no config.yaml)")
+
+
+def test_device_is_resolved_as_for_inference(tmp_path, capsys, monkeypatch):
+    """--device goes through part.inference.resolve_device (one device rule for every command)."""
+    import part.inference
+    from part.errors import ConfigError
+
+    def spy(name):
+        raise ConfigError(f"resolve_device({name!r}) asked")
+    run_dir = str(_fake_run(tmp_path))
+    with monkeypatch.context() as m:
+        m.setattr(part.inference, "resolve_device", spy)
+        _one_line_error(capsys, [run_dir, "--out", str(tmp_path / "a")], "resolve_device('auto') asked")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    _one_line_error(capsys, [run_dir, "--device", "cuda", "--out", str(tmp_path / "b")], "no CUDA device is visible")

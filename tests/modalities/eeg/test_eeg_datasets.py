@@ -138,7 +138,7 @@ def test_repeat_draws_differ_and_exclude_test(prep):
 
 def test_missing_root_says_how_to_prepare(tmp_path):
     for root in (None, tmp_path / "nowhere", tmp_path):
-        with pytest.raises(DataError, match=r"python data_prep/physionet2018\.py --src RAW --out .*--synthetic N"):
+        with pytest.raises(DataError, match=r"part-prepare-pc18 --src RAW --out .*--synthetic N"):
             dataset_spec("pc18").load(DataConfig(name="pc18", root=None if root is None else str(root)))
 
 
@@ -179,6 +179,32 @@ def test_pickles_for_dataloader_workers(prep):
     t2 = pickle.loads(pickle.dumps(t))
     assert len(pickle.dumps(t)) < 100_000  # memory maps are reopened, not copied
     assert all(torch.equal(t2[i][0], t[i][0]) for i in range(len(t)))
+
+
+def test_report_hook_draws_test_records_at_their_onsets(tmp_path):
+    """The bundle's report hook knows each test item's record and onset (first_window_start_s +
+    window_s * window index): one hypnogram per record, data.hypnograms counting records."""
+    root = write_prepared(tmp_path / "prep", {f"r{i}-0001": np.array([0, -1, 2, 3, 4]) for i in range(4)},
+                          n_test=2, n_finetune=1)
+    manifest = json.loads((root / "manifest.json").read_text())
+    for i, info in enumerate(manifest["records"].values()):
+        info["first_window_start_s"] = 10.0 * i
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    b = dataset_spec("pc18").load(cfg(root, hypnograms=5))
+    first = np.array([10.0 * sorted(manifest["records"]).index(r) for r in b.test.records])
+    np.testing.assert_allclose(b.test.onsets_s, first + 30.0 * b.test.window_index)
+    drawn = []
+    import modalities.eeg.report as report
+    real = report.plot_hypnogram
+    report.plot_hypnogram = lambda path, *a, **k: drawn.append((Path(path).name, a[1], k["onset_s"]))
+    try:
+        b.report_hook(tmp_path / "report", {"y_true": b.test.targets, "y_pred": b.test.targets})
+    finally:
+        report.plot_hypnogram = real
+    records = list(dict.fromkeys(b.test.records))
+    assert [d[0] for d in drawn] == [f"hypnogram_{r}.png" for r in records]
+    for (_, y_pred, onset), r in zip(drawn, records):  # window 1 is unlabelled: a gap, not collapsed
+        assert y_pred.tolist() == [0, -1, 2, 3, 4] and onset == first[list(b.test.records).index(r)]
 
 
 def test_reads_what_the_preparation_writes(tmp_path):

@@ -265,7 +265,17 @@ def test_raw_annotations_relative_to_the_first_sample_after_a_crop(meas_date):
 def test_raw_without_stage_annotations_gives_none():
     assert hypnogram_from_raw(_raw(60, mne.Annotations([], [], []))) is None
     assert hypnogram_from_raw(_raw(60, mne.Annotations([5], [2], ["Arousal"]))) is None
-    assert hypnogram_from_raw(_raw(60, mne.Annotations([0], [20], ["W"]))) is None  # only a partial epoch
+    assert hypnogram_from_raw(_raw(60, mne.Annotations([50], [30], ["W"]))) is None  # clipped to a partial epoch
+
+
+def test_a_partial_stage_annotation_at_the_start_of_uncropped_data_is_refused():
+    # nothing was clipped (the data starts at its origin): a 45-s W at 0 is a scoring error, not an
+    # epoch from -15 s whose whole part would start at 15 s and move the grid's phase
+    with pytest.raises(HypnogramError, match=r"'Sleep stage W' at onset 0\.000 s lasts 45\.000 s; expected 30-s"):
+        hypnogram_from_raw(_raw(120, mne.Annotations([0, 45], [45, 30], ["Sleep stage W", "N2"])))
+    # the same annotation from -15 s (set_annotations clips it to 0-45 s) after a crop does keep its whole epoch
+    raw = _raw(135, mne.Annotations([0, 60], [60, 30], ["Sleep stage W", "N2"])).crop(tmin=15, verbose="error")
+    np.testing.assert_array_equal(hypnogram_from_raw(raw).onsets_s, [15, 45])
 
 
 def test_raw_stage_annotations_inside_the_data_must_last_whole_epochs():
@@ -287,3 +297,51 @@ def test_an_edf_with_events_only_is_refused(tmp_path):
     with pytest.raises(HypnogramError, match=r"holds no sleep-stage annotation \(annotations seen: Lights off, "
                                              r"Arousal\)"):
         read_hypnogram(path)
+
+
+@pytest.mark.parametrize("text", ["Sleep Stage\nW\nN1\nN2\n", "Stages\nW\nN1\nN2\n", "sleep-stages\nW\nN1\nN2\n",
+                                  "Epoch scoring\nW\nN1\nN2\n", "LABEL\nW\nN1\nN2\n"])
+def test_a_one_column_header_is_not_read_as_epoch_0(tmp_path, text):
+    (tmp_path / "h.csv").write_text(text)
+    hyp = read_hypnogram(tmp_path / "h.csv")
+    np.testing.assert_array_equal(hyp.stages, [0, 1, 2])
+    np.testing.assert_array_equal(hyp.onsets_s, [0, 30, 60])
+    assert hyp.unknown == {}
+
+
+def test_a_one_column_file_of_no_stage_labels_is_refused(tmp_path):
+    (tmp_path / "h.txt").write_text("Scoring\nfoo\nbar\nW\n")
+    with pytest.raises(HypnogramError, match=r"h\.txt: its first row 'Scoring' is neither a stage label nor a header"):
+        read_hypnogram(tmp_path / "h.txt")
+    (tmp_path / "two.csv").write_text("Sleep Stage,Onset-s\nW,30\nN2,60\n")  # several columns: names normalised
+    np.testing.assert_array_equal(read_hypnogram(tmp_path / "two.csv").onsets_s, [30, 60])
+
+
+def test_edf_hypnograms_and_stored_annotations_use_the_epoch_length(tmp_path):
+    from modalities.eeg.hypnogram import write_annotations_edf
+    from modalities.eeg.mne_reader import stage_annotations
+
+    path = write_annotations_edf(tmp_path / "h.edf", [0, 20], [20, 40], ["Sleep stage W", "Sleep stage 2"])
+    hyp = read_hypnogram(path, epoch_s=20)
+    np.testing.assert_array_equal(hyp.onsets_s, [0, 20, 40])
+    np.testing.assert_array_equal(hyp.stages, [0, 2, 2])
+    assert hyp.epoch_s == 20
+    import edfio
+
+    signal = edfio.EdfSignal(np.sin(np.arange(6000) / 10) * 50, 100, label="Fpz", physical_dimension="uV",
+                             physical_range=(-100.0, 100.0))
+    edfio.Edf([signal], annotations=[edfio.EdfAnnotation(0, 20, "W"), edfio.EdfAnnotation(20, 40, "N2")],
+              data_record_duration=1).write(tmp_path / "rec.edf")
+    stored = stage_annotations(tmp_path / "rec.edf", epoch_s=20)
+    np.testing.assert_array_equal(stored.stages, [0, 2, 2])
+    with pytest.raises(HypnogramError, match="expected 30-s scoring epochs"):
+        stage_annotations(tmp_path / "rec.edf")
+
+
+def test_one_label_count_function():
+    from data_prep.pc18_labels import label_counts as pc18_counts
+    from modalities.eeg.hypnogram import label_counts
+
+    assert pc18_counts is label_counts
+    hyp = Hypnogram(30.0 * np.arange(4), np.array([0, 4, -1, 4], np.int8))
+    assert hyp.counts() == label_counts(hyp.stages) == {"W": 1, "N1": 0, "N2": 0, "N3": 0, "REM": 2, "unlabelled": 1}

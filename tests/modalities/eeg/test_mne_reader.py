@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modalities.eeg.mne_reader import (parse_channels, parse_rename, read_recording, read_recording_with_annotations,
-                                       recording_channels, resolve_channels, stage_annotations)
+from modalities.eeg.mne_reader import (ChannelSource, combine, parse_channels, parse_rename, read_recording,
+                                       read_recording_with_annotations, recording_channels, resolve_channels,
+                                       stage_annotations)
 from modalities.eeg.signal import EegRecording, RecordError
 from modalities.eeg.windows import WindowConfig, recording_windows
 
@@ -69,6 +70,19 @@ def test_parse_channels_and_rename():
         parse_rename("C4-A1")
     with pytest.raises(RecordError, match="distinct"):
         parse_channels("C4,C4")
+
+
+def test_combine_refuses_non_finite_samples_naming_the_channel():
+    """The one builder of micro-volt recordings (file reader and staging): a NaN/Inf anywhere in a
+    channel read is a one-line RecordError naming the record, the file and the channel."""
+    rows = {"F3": np.zeros(1000), "M2": np.ones(1000), "Unused": np.full(1000, np.nan)}
+    rows["M2"][[10, 500]] = [np.nan, np.inf]
+    with pytest.raises(RecordError, match=r"^rec: night.edf channel 'M2' holds 2 non-finite sample\(s\) .* of 1000;"):
+        combine("rec", 100.0, [ChannelSource("F3-M2", "F3", "M2")], rows, 1e6, "night.edf")
+    out = combine("rec", 100.0, [ChannelSource("F3", "F3"), ChannelSource("F3-M2", "F3", "M2")],
+                  {"F3": np.full(10, 2e-6), "M2": np.full(10, 5e-7)}, 1e6)
+    assert out.channels == ("F3", "F3-M2") and out.digital.dtype == np.float32
+    np.testing.assert_allclose(out.digital, [[2.0] * 10, [1.5] * 10], rtol=1e-6)
 
 
 def test_missing_channel_lists_present_ones_and_the_syntax(montage_edf):

@@ -8,7 +8,8 @@ import json
 import runpy
 import shutil
 import sys
-from datetime import datetime
+from collections import Counter
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +19,13 @@ import torch
 from data_prep.pc18_labels import read_stage_notes
 from data_prep.pc18_prepare import SplitSettings, prepare_dataset
 from data_prep.pc18_synthetic import write_synthetic_records
-from modalities.eeg.hypnogram import Hypnogram, read_hypnogram, write_hypnogram_edf
+import modalities.eeg.report as report
+import modalities.eeg.staging_result as staging_result
+from modalities.eeg import mne_reader
+from modalities.eeg.hypnogram import Hypnogram, read_hypnogram, window_grid, write_hypnogram_edf
 from modalities.eeg.mne_reader import read_recording
-from modalities.eeg.report import hypnogram_figure, write_hypnograms
+from modalities.eeg.report import hypnogram_figure, sleep_report_hook, write_hypnograms
+from modalities.eeg.signal import RecordError
 from modalities.eeg.staging import ChannelError, Stager
 from modalities.eeg.wfdb_reader import EEG_CHANNELS, read_eeg
 from part.config import load_recipe
@@ -231,4 +236,81 @@ def test_hypnogram_plot_convention(tmp_path):
     assert len(fig.axes) == 3 and fig.axes[-1].get_ylabel() == "probability"
     assert fig.axes[-1].xaxis.get_major_formatter()(1.0, 0) == "23:45"  # clock time
     predictions = {"y_true": y, "y_pred": y, "probs": np.full((7, 5), 0.2), "groups": np.array(["s1"] * 7)}
-    assert [p.name for p in write_hypnograms(tmp_path, predictions, names, 3)] == ["hypnogram_s1.png"]
+    paths = write_hypnograms(tmp_path, predictions, names, 3, ["r1"] * 7, 30.0 * np.arange(7))
+    assert [p.name for p in paths] == ["hypnogram_r1.png"]
+
+
+def test_report_draws_each_record_on_its_own_time_axis(tmp_path, monkeypatch):
+    """A subject with two nights gives one figure per record; a window missing from the test set
+    (unscored, trimmed) is a gap at its time, not collapsed: -1 labels and NaN probabilities."""
+    names = ["W", "N1", "N2", "N3", "REM"]
+    records = np.array(["s1-n1", "s1-n1", "s1-n1", "s1-n2", "s1-n2"])
+    onsets = np.array([15.0, 45.0, 105.0, 0.0, 30.0])  # night 1: windows 0, 1 and 3 from 15 s; 75-105 s missing
+    y = np.array([0, 2, 4, 1, 3])
+    predictions = {"y_true": y, "y_pred": y, "probs": np.eye(5)[y], "groups": np.array(["s1"] * 5)}
+    drawn, real = {}, report.hypnogram_figure
+
+    def spy(y_pred, class_names, title, **kw):
+        drawn[title.split(" ")[0]] = (np.asarray(y_pred), kw, real(y_pred, class_names, title, **kw))
+        return drawn[title.split(" ")[0]][2]
+    monkeypatch.setattr(report, "hypnogram_figure", spy)
+    sleep_report_hook(names, 5, records, onsets, 30.0)(tmp_path, predictions)
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["hypnogram_s1-n1.png", "hypnogram_s1-n2.png"]
+    y_pred, kw, fig = drawn["s1-n1"]
+    assert y_pred.tolist() == [0, 2, -1, 4] and kw["y_true"].tolist() == [0, 2, -1, 4] and kw["onset_s"] == 15.0
+    assert np.isnan(kw["proba"][2]).all() and not np.isnan(kw["proba"][[0, 1, 3]]).any()
+    hours = np.array(fig.axes[0].get_xlim()) * 3600
+    np.testing.assert_allclose(hours, [15.0, 135.0])  # the record's time, hours since its start
+    segments = np.concatenate([c.get_segments() for c in fig.axes[1].collections if hasattr(c, "get_segments")])
+    xs = np.array([seg[:, 0] for seg in segments]) * 3600
+    assert not ((xs.min(1) < 105 - 1e-6) & (xs.max(1) > 75 + 1e-6)).any()  # nothing drawn in the gap
+    assert drawn["s1-n2"][0].tolist() == [1, 3] and drawn["s1-n2"][1]["onset_s"] == 0.0
+    assert [p.name for p in write_hypnograms(tmp_path / "one", predictions, names, 1, records, onsets)] == [
+        "hypnogram_s1-n1.png"]  # data.hypnograms counts records
+
+
+def test_one_nan_sample_is_a_one_line_error(night):
+    """A NaN would spread over the whole channel in the band-pass (every window scored W): refused,
+    naming the recording and the channel, for arrays and MNE Raws; a NaN in a channel not read is fine."""
+    import mne
+    stager, fs = night["stager"], night["fs"]
+    volts = night["uv"] * 1e-6
+    volts[2, 1234] = np.nan
+    message = rf"night: channel '{EEG_CHANNELS[2]}' holds 1 non-finite sample\(s\) \(NaN or Inf\) of {volts.shape[1]}"
+    with pytest.raises(RecordError, match=message) as info:
+        stager.predict_array(volts, fs, EEG_CHANNELS, name="night")
+    assert "\n" not in str(info.value)
+    raw = mne.io.RawArray(volts, mne.create_info(list(EEG_CHANNELS), fs, "eeg"), verbose=False)
+    with pytest.raises(RecordError, match=f"raw: channel '{EEG_CHANNELS[2]}' holds 1 non-finite"):
+        stager.predict(raw)
+    extra = np.vstack([night["uv"] * 1e-6, np.full((1, volts.shape[1]), np.nan)])
+    assert len(stager.predict_array(extra, fs, [*EEG_CHANNELS, "EXTRA"])) > 0
+
+
+def test_hypnogram_file_is_aligned_by_start_time_and_outputs_are_computed_once(night, tmp_path, capsys,
+                                                                                monkeypatch):
+    """An EDF+ scoring whose header starts 60 s after the recording is moved by 60 s (as in the
+    preparation); the recording is opened twice at most and the agreement and the statistics
+    are computed once by the CLI."""
+    scoring = read_hypnogram(night["scoring"])
+    keep = scoring.onsets_s >= 60
+    on, st = scoring.onsets_s[keep], scoring.stages[keep]
+    later = write_hypnogram_edf(tmp_path / "later.edf", Hypnogram(on - 60, st, source="later"),
+                                START + timedelta(seconds=60))
+    duration = night["uv"].shape[1] / night["fs"]
+    expected = window_grid(Hypnogram(on, st), duration, 100.0, 30.0)
+    assert not np.array_equal(window_grid(Hypnogram(on - 60, st), duration, 100.0, 30.0).labels, expected.labels)
+    result = night["stager"].predict_file(night["edf"], hypnogram=later)
+    np.testing.assert_array_equal(result.reference, expected.labels)  # class index = stage code here
+    assert result.reference_offset_s == 60.0 and result.reference_note is None
+    opens, calls, real_open = [], Counter(), mne_reader.open_raw
+    monkeypatch.setattr(mne_reader, "open_raw", lambda *a, **k: opens.append(a) or real_open(*a, **k))
+    for fn in ("classification_metrics", "sleep_statistics"):
+        monkeypatch.setattr(staging_result, fn, (lambda f, real: lambda *a, **k: calls.update([f]) or real(*a, **k))(
+            fn, getattr(staging_result, fn)))
+    out = tmp_path / "out"
+    assert stage_main([str(night["run"]), str(night["edf"]), "--out", str(out), "--hypnogram", str(later)]) == 0
+    assert "(aligned by start time: +60 s)" in capsys.readouterr().out
+    assert len(opens) <= 2 and calls == {"classification_metrics": 1, "sleep_statistics": 1}
+    agreement = json.loads((out / f"{REC}.agreement.json").read_text())
+    assert agreement["reference_offset_s"] == 60.0 and agreement["n_compared"] == int((expected.labels >= 0).sum())
