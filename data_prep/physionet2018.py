@@ -27,7 +27,8 @@ try:
 except ImportError:  # run as `python data_prep/physionet2018.py` without the package installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data_prep.pc18_prepare import PrepConfig, RunResult, SplitSettings, prepare_dataset
+from data_prep.pc18_prepare import PrepConfig, SplitSettings, prepare_dataset
+from data_prep.psg import run_preparation
 from modalities.eeg.wfdb_reader import EEG_CHANNELS
 from part.errors import UserInputError
 
@@ -99,32 +100,14 @@ def _fetch(args: argparse.Namespace) -> None:
         print(f"wrote {len(names)} synthetic records into {args.src}", file=sys.stderr)
 
 
-def _summary(result: RunResult, out: Path) -> str:
-    m, s = result.manifest, result.splits
-    lines = [
-        f"prepared {len(m['records'])} records into {out} ({len(result.prepared)} now, "
-        f"{len(result.skipped)} already done): {m['totals']['windows']} windows, label counts "
-        f"{m['totals']['label_counts']}",
-        f"splits (seed {s['seed']}): test {len(s['test'])}, finetune {len(s['finetune'])}, "
-        f"pretrain {len(s['pretrain'])}",
-        *(f"warning: {w}" for w in result.warnings),
-    ]
-    if result.failed:
-        lines.append(
-            f"FAILED {len(result.failed)} records (listed under 'failed' in "
-            f"{out / 'manifest.json'}; the others are prepared):"
-        )
-        lines += [f"  {reason}" for reason in result.failed.values()]
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _check_args(parser, args)
-    try:
+
+    def prepare():
         _fetch(args)
-        result = prepare_dataset(
+        return prepare_dataset(
             args.src,
             args.out,
             PrepConfig(channels=tuple(args.channels), dtype=args.dtype),
@@ -134,18 +117,8 @@ def main(argv: list[str] | None = None) -> int:
             overwrite=args.overwrite,
             progress=not args.no_progress,
             synthetic=args.synthetic is not None,
-        )
-    except UserInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # e.g. a full disk or a read-only --out while writing the manifest
-        print(f"error: {exc}; finished records are kept, rerun the same command to resume", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: finished records are kept; rerun the same command to resume", file=sys.stderr)
-        return 130
-    print(_summary(result, args.out), file=sys.stderr if result.failed else sys.stdout)
-    return result.exit_code
+        ), args.out
+    return run_preparation(prepare)
 
 
 if __name__ == "__main__":

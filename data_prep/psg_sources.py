@@ -15,9 +15,11 @@ Record names are the recording's file name without its suffix; when two files sh
 their path relative to ``--src`` with ``/`` replaced by ``_``; names that still collide (e.g.
 ``x/night.edf`` and ``x_night.edf``) are a :class:`DataError` naming the files. The reader
 :func:`read_psg` aligns an EDF+ hypnogram on an EDF/BDF recording's start time
-(``modalities.eeg.hypnogram.align_to_recording``: both headers' clock times, within a day; onsets
+(``modalities.eeg.hypnogram_edf.align_to_recording``: both headers' clock times, within a day; onsets
 are seconds from the recording's first sample; with another recording format, or starts more than a
-day apart, the hypnogram is not aligned and the record gets a ``hypnogram_note``), then builds the
+day apart of which one is EDF's placeholder date 01.01.85, the hypnogram is not aligned and the
+record gets a ``hypnogram_note``; real start dates more than a day apart make the record fail: the
+scoring is another night's), then builds the
 30-s grid with ``modalities.eeg.hypnogram.window_grid`` (epochs follow the hypnogram's onsets;
 time outside it is -1; unknown stage texts are -1 and counted in the record's ``unknown_stages``). An EDF/BDF
 recording whose header's patient or recording field says ``synthetic`` (the files of
@@ -36,7 +38,8 @@ from typing import Callable
 import numpy as np
 
 from data_prep.prepare import PrepConfig, ReadResult, RecordSource, relative_path
-from modalities.eeg.hypnogram import EDF_SUFFIXES, TABLE_SUFFIXES, align_to_recording, read_hypnogram, window_grid
+from modalities.eeg.hypnogram import EDF_SUFFIXES, TABLE_SUFFIXES, read_hypnogram, window_grid
+from modalities.eeg.hypnogram_edf import align_to_recording
 from modalities.eeg.mne_reader import READERS, read_recording_full, suffix_of
 from modalities.eeg.signal import RecordError
 from part.errors import DataError
@@ -197,7 +200,10 @@ def read_psg(source: RecordSource, config: PrepConfig) -> ReadResult:
     if hypnogram is None:
         hypnogram = read.hypnogram
     else:
-        aligned, note = align_to_recording(hypnogram, source.annotation, read.start, source.signal)
+        try:
+            aligned, note = align_to_recording(hypnogram, source.annotation, read.start, source.signal)
+        except DataError as exc:  # real start dates days apart: another night's scoring
+            raise RecordError(f"{source.name}: {exc}") from None
         offset, hypnogram = round(aligned.start_s - hypnogram.start_s, 6), aligned
     recording = read.recording
     try:

@@ -129,6 +129,28 @@ def build_classifier(card: dict) -> PatchClassifier:
                            m.pos_embed_mask_ratio)
 
 
+def _missing_checkpoint(run_dir: Path, path: Path, in_run: bool) -> str:
+    """Why ``path`` (a checkpoint of ``run_dir``; ``in_run``: named inside its checkpoints/) is no
+    file, and what to pass instead: a checkpoint file given as the run directory, the checkpoints
+    the run holds, or that it is no run directory."""
+    if run_dir.is_file() and run_dir.suffix == ".pt":
+        head = f"'{run_dir}' is a checkpoint file, not a run directory: pass the run directory"
+        if run_dir.parent.name != "checkpoints":
+            return f"{head} (.../<run.name>), or --checkpoint {run_dir} after a run directory to use this file"
+        pick = "" if run_dir.name == "best.pt" else f" with --checkpoint {run_dir.name}"
+        return f"{head} '{run_dir.parent.parent}' (<run.output_dir>/<run.name>){pick}, or --checkpoint <file>"
+    if not run_dir.is_dir():
+        return (f"run directory '{run_dir}' is not a directory; pass <run.output_dir>/<run.name> of a finetuned "
+                f"run (its checkpoints/best.pt is written by the finetune stage)")
+    held = sorted(p.name for p in (run_dir / "checkpoints").glob("*.pt")) if (run_dir / "checkpoints").is_dir() else []
+    if not held:
+        return (f"run directory '{run_dir}' has no checkpoints/*.pt; pass <run.output_dir>/<run.name> of a finetuned "
+                f"run (its checkpoints/best.pt is written by the finetune stage)")
+    what = f"has no checkpoint '{path.name}'" if in_run else f"checkpoint '{path}' does not exist (run '{run_dir}')"
+    return (f"{f'run directory {str(run_dir)!r} ' if in_run else ''}{what}; its checkpoints/ holds {held}: pass one "
+            f"with --checkpoint NAME (finetuned: best.pt, finetuned.pt, finetuned_r<k>.pt)")
+
+
 def load_finetuned(run_dir: str | Path, checkpoint: str | Path = "best.pt",
                    device: str | torch.device = "cpu") -> FinetunedModel:
     """The finetuned classifier of ``RUN_DIR/checkpoints/<checkpoint>`` (default ``best.pt``, the
@@ -137,9 +159,7 @@ def load_finetuned(run_dir: str | Path, checkpoint: str | Path = "best.pt",
     run_dir = Path(run_dir)
     path = checkpoint_path(run_dir, checkpoint)
     if not path.is_file():
-        what = "is not a directory" if not run_dir.is_dir() else f"has no checkpoint '{path.name}'"
-        raise DataError(f"run directory '{run_dir}' {what}; pass <run.output_dir>/<run.name> of a finetuned "
-                        f"run (its checkpoints/best.pt is written by the finetune stage)")
+        raise DataError(_missing_checkpoint(run_dir, path, path == Path(run_dir) / "checkpoints" / path.name))
     state = load_checkpoint(path)
     if "model" not in state:
         raise DataError(f"checkpoint '{path}' holds no finetuned model (keys {sorted(state)}); pass a "

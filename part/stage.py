@@ -1,5 +1,5 @@
 """`python -m part.stage RUN_DIR RECORDING [RECORDING ...] --out DIR [--channels "F3-M2=EEG Fpz-Cz,..."]
-[--hypnogram FILE] [--device cpu|cuda] [--batch-size N]` (also `part-stage`): stage recordings with a
+[--hypnogram FILE ...] [--device cpu|cuda] [--batch-size N]` (also `part-stage`): stage recordings with a
 finetuned run; see `--help`.
 
 Generic: the command line belongs to the plugin that registers the tool ``stage_cli`` (the EEG

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, cohen_kappa_score, confusion_matrix, f1_score
 
+from conftest import run_main
 from part.errors import DataError
+from part.train import main as train_main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,11 +35,11 @@ def test_splits_disjoint(prepared):
 
 
 def test_pipeline_report_agrees_with_sklearn(prepared, tmp_path):
-    cmd = [sys.executable, "-m", "part.train", "recipes/eeg_sleep_demo.yaml", f"data.root={prepared}",
-           f"run.output_dir={tmp_path}", "run.device=cpu", "model.dim=32", "model.depth=2", "model.heads=4",
-           "method.num_pairs=64", "pretrain.epochs=1", "finetune.epochs=2", "pretrain.batch_size=64",
-           "finetune.batch_size=64", "evaluate.repeats=2", "data.class_balance=weighted_loss"]
-    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    args = [ROOT / "recipes/eeg_sleep_demo.yaml", f"data.root={prepared}",
+            f"run.output_dir={tmp_path}", "run.device=cpu", "model.dim=32", "model.depth=2", "model.heads=4",
+            "method.num_pairs=64", "pretrain.epochs=1", "finetune.epochs=2", "pretrain.batch_size=64",
+            "finetune.batch_size=64", "evaluate.repeats=2", "data.class_balance=weighted_loss"]
+    res = run_main(train_main, args, threads=None)  # `python -m part.train ...`, in this process
     assert res.returncode == 0, res.stderr[-3000:]
     assert "SYNTHETIC" in res.stdout
     report_dir = tmp_path / "eeg_sleep_demo_part" / "report"
@@ -62,9 +64,8 @@ def test_pipeline_report_agrees_with_sklearn(prepared, tmp_path):
 
 
 def test_paper_recipe_without_data_names_the_prep_command(tmp_path):
-    cmd = [sys.executable, "-m", "part.train", "recipes/eeg_sleep.yaml", f"data.root={tmp_path / 'missing'}",
-           f"run.output_dir={tmp_path}"]
-    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    res = run_main(train_main, [ROOT / "recipes/eeg_sleep.yaml", f"data.root={tmp_path / 'missing'}",
+                                f"run.output_dir={tmp_path}"])
     assert res.returncode == 2
     assert "Prepare it with `part-prepare-pc18 --src RAW" in res.stderr and "Traceback" not in res.stderr
 

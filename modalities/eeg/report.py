@@ -129,7 +129,10 @@ def hypnogram_figure(y_pred: Any, class_names: Sequence[str], title: str = "", *
         _draw_proba(axes[-1], np.asarray(proba, float), class_names, rows, edges)
     handles = {h.get_label(): h for ax in axes[:len(traces)] for h in ax.get_legend_handles_labels()[0]}
     if handles:
-        axes[0].legend(handles.values(), handles.keys(), loc="upper right", fontsize=8)
+        # outside the traces (right of the top panel, as the probability band's legend): inside it
+        # would hide the end of the night
+        axes[0].legend(handles.values(), handles.keys(), loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8,
+                       frameon=False)
     axes[0].set_xlim(edges[0], edges[-1])
     _time_axis(axes[-1], start, epoch_seconds)
     axes[0].set_title(title)

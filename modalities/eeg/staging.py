@@ -15,7 +15,7 @@ the continuous recording, 30-s windows, each window and channel z-scored, rounde
 training dtype). Windows start at the recording's first sample, or on the epoch grid of a
 hypnogram when one is given (as in the preparation: the onset of its first epoch, scored or not,
 modulo 30 s). An EDF+/BDF+ hypnogram file is first aligned with the recording by the start times of
-the two headers, as in the preparation (``hypnogram.align_to_recording``; the shift and any reason
+the two headers, as in the preparation (``hypnogram_edf.align_to_recording``; the shift and any reason
 not to align are in the result and its agreement.json).
 
 Channels: each model channel is read from the recording channel ``channels`` maps it to ({model
@@ -42,7 +42,8 @@ import numpy as np
 import torch
 
 from modalities.eeg import mne_reader
-from modalities.eeg.hypnogram import Hypnogram, align_to_recording, window_grid
+from modalities.eeg.hypnogram import Hypnogram, window_grid
+from modalities.eeg.hypnogram_edf import align_to_recording
 from modalities.eeg.signal import EegRecording, FilterSpec, RecordError
 from modalities.eeg.staging_result import StagingResult, codes_to_classes, load_scoring
 from modalities.eeg.windows import (RecordingWindows, WindowConfig, output_length, recording_windows,
@@ -227,13 +228,35 @@ class Stager:
                 continue
         return channel
 
+    def check_channel_map(self, channels: str | Mapping[str, str] | None, where: str | None = None) -> dict[str, str]:
+        """``channels`` parsed (:func:`parse_channel_map`) and checked on the model's side: a
+        ChannelError naming the model's channels when it maps a channel the model does not have
+        (the same mistake for every recording; the CLI checks it once, before staging any)."""
+        mapping = parse_channel_map(channels)
+        unknown = [m for m in mapping if m not in self.channels]
+        if unknown:
+            flipped = [m for m in unknown if mapping[m] in self.channels]
+            hint = (f" ({', '.join(f'{m}={mapping[m]}' for m in flipped)} looks reversed: the model's channel comes "
+                    "first)") if flipped else ""
+            raise ChannelError(f"{where + ': ' if where else ''}--channels maps {unknown}, which the model does not "
+                               f"have{hint}; the model's channels are {list(self.channels)}: write MODEL=RECORDING "
+                               f"with a model channel first, e.g. --channels \"{self.channels[0]}=<recording "
+                               f"channel>\"")
+        return mapping
+
+    def _present(self, name: str, present: Sequence[str]) -> bool:
+        """Whether ``name`` is found in ``present`` (exactly, loosely or derived) as one channel."""
+        try:
+            return _resolve(present, name) is not None
+        except RecordError:  # matches several channels
+            return False
+
     def _select(self, present: Sequence[str], channels: Any, where: str) -> _Selection:
         """Which recording channels give each model channel; ChannelError when some are absent."""
-        mapping = parse_channel_map(channels)
-        unknown = sorted(set(mapping) - set(self.channels))
-        if unknown:
-            raise ChannelError(f"{where}: --channels maps {unknown}, which the model does not use; "
-                               f"{_channel_help(self.channels, present)}")
+        mapping = self.check_channel_map(channels, where)
+        if not present:
+            raise ChannelError(f"{where} holds no signals (an annotations-only EDF, e.g. a hypnogram? pass it with "
+                               "--hypnogram)")
         wanted = [mapping.get(m) or self._default_name(m, present) for m in self.channels]
         targets = tuple(dict.fromkeys(wanted))
         found, missing = [], []
@@ -246,9 +269,31 @@ class Stager:
                                    f"(MODEL=RECORDING)") from None
             (missing if source is None else found).append(t if source is None else source)
         if missing:
-            raise ChannelError(f"{where}: the recording has no channel {missing} (nor channels to derive them "
-                               f"from); {_channel_help(self.channels, present)}")
+            raise ChannelError(f"{where}: {self._missing_help(present, mapping, wanted, missing, found)}")
         return _Selection(targets, tuple(targets.index(w) for w in wanted), tuple(found))
+
+    def _missing_help(self, present: Sequence[str], mapping: Mapping[str, str], wanted: Sequence[str],
+                      missing: Sequence[str], found: Sequence) -> str:
+        """What is missing and how to fix it: a suggestion mapping only the model channels that are
+        absent under their own (or the card's renamed) names, or "omit --channels" when every model
+        channel is present under its own name and only a --channels entry names an absent channel."""
+        absent = [m for m, w in zip(self.channels, wanted) if w in missing]
+        own = {m: self._present(self._default_name(m, present), present) for m in self.channels}
+        wrong = [m for m in absent if m in mapping and own[m]]  # mapped away from a channel that is present
+        if all(own.values()):
+            names = ", ".join(repr(mapping[m]) for m in wrong)
+            return (f"{names} {'is' if len(wrong) == 1 else 'are'} not in the recording (channels: {list(present)}); "
+                    "the model's channels are all present under their own names: omit --channels")
+        need = [m for m in absent if not own[m]]
+        used = mne_reader.needed_channels([*found, *(_resolve(present, self._default_name(m, present))
+                                                     for m in self.channels if own[m])])
+        text = (f"the recording has no channel {list(missing)} (nor channels to derive them from); "
+                f"{_channel_help(self.channels, present, need, used)}")
+        if wrong:
+            text += (f"; {', '.join(repr(m) for m in wrong)} {'is' if len(wrong) == 1 else 'are'} present under "
+                     f"{'its' if len(wrong) == 1 else 'their'} own name: drop "
+                     f"{', '.join(f'{m}={mapping[m]}' for m in wrong)} from --channels")
+        return text
 
 
 def _resolve(present: Sequence[str], name: str):
@@ -262,12 +307,15 @@ def _resolve(present: Sequence[str], name: str):
         return None
 
 
-def _channel_help(model: Sequence[str], present: Sequence[str]) -> str:
-    pairs = ",".join(f"{m}={present[i % len(present)]}" for i, m in enumerate(model[:2])) if present else ""
+def _channel_help(model: Sequence[str], present: Sequence[str], need: Sequence[str], used: Sequence[str]) -> str:
+    """The channels expected and present, and a --channels suggestion for the model channels
+    ``need`` (those absent), paired with recording channels not ``used`` by the others."""
+    spare = [p for p in present if p not in used] or list(present)
+    pairs = ",".join(f"{m}={spare[i % len(spare)]}" for i, m in enumerate(need[:2]))
     return (f"the model expects the channels {list(model)} (in this order) and the recording has "
-            f"{list(present)}: map each model channel to a recording channel with --channels "
-            f"\"{pairs}{',...' if len(model) > 2 else ''}\" (syntax {CHANNELS_SYNTAX}, MODEL=RECORDING; "
-            f"Python: Stager.predict_file(path, channels={{'{model[0]}': '...'}}))")
+            f"{list(present)}: map each missing model channel to a recording channel with --channels "
+            f"\"{pairs}{',...' if len(need) > 2 else ''}\" (syntax {CHANNELS_SYNTAX}, MODEL=RECORDING; "
+            f"Python: Stager.predict_file(path, channels={{'{need[0]}': '...'}}))")
 
 
 def _expand(recording: EegRecording, selection: _Selection, channels: Sequence[str]) -> EegRecording:
@@ -324,7 +372,7 @@ def _wfdb_start(header) -> datetime | None:
 def _aligned_scoring(hypnogram: Any, start: Any, source: str) -> tuple[Hypnogram | None, float, str | None]:
     """(scoring, seconds added to its onsets, note): ``hypnogram`` loaded (``load_scoring``) and,
     when it is a file, aligned with the recording ``source`` starting at ``start`` by the files'
-    start times (``hypnogram.align_to_recording``, as the preparation does; the note says why not).
+    start times (``hypnogram_edf.align_to_recording``, as the preparation does; the note says why not).
     A Hypnogram object is taken as given (onsets from the recording's start)."""
     scoring = load_scoring(hypnogram)
     if scoring is None or not isinstance(hypnogram, (str, Path)):

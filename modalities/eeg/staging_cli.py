@@ -6,11 +6,15 @@ record's .hea header (PhysioNet 2018). Per recording, into --out (atomically):
 <rec>.hypnogram.csv (onset_s,duration_s,stage,p_W,...,p_REM per 30-s epoch), <rec>.hypnogram.edf
 (EDF+ annotations, Sleep-EDF style), <rec>.hypnogram.png, <rec>.stats.json (sleep statistics),
 and with --hypnogram <rec>.agreement.json (kappa, accuracy, macro-F1, confusion, per-stage F1).
+--hypnogram takes one scoring per RECORDING, in order (--hypnogram A.edf B.edf, or the flag
+repeated); an EDF+ scoring whose header date is more than a day from the recording's is another
+night's: that recording fails.
 
 The model's channels are read by name; --channels "F3-M2=EEG Fpz-Cz,C3-M2=EEG Pz-Oz" maps model
 channels to the recording's (MODEL=RECORDING; unmapped ones are looked up by their own name).
-Exit codes: 0 every recording staged; 1 some recording failed (the others are written);
-2 bad usage or run directory.
+Exit codes: 0 every recording staged; 1 some recording failed (the others are written; an
+--out directory this call created is removed again when nothing was written); 2 bad usage, run
+directory or a --channels entry naming no channel of the model.
 """
 from __future__ import annotations
 
@@ -31,9 +35,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                    help="recording files (EDF/BDF/GDF/FIF/BrainVision/EEGLAB or a WFDB .hea)")
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.add_argument("--channels", help='model=recording channel names, e.g. "F3-M2=EEG Fpz-Cz,C3-M2=EEG Pz-Oz"')
-    p.add_argument("--hypnogram", type=Path, action="append", metavar="FILE",
+    p.add_argument("--hypnogram", type=Path, nargs="+", action="extend", metavar="FILE",
                    help="a scoring of the recording (EDF+ annotations or text/CSV) to align the 30-s windows "
-                        "to and compare with; give it once per RECORDING, in the same order")
+                        "to and compare with; one per RECORDING, in the same order (--hypnogram A B, or the "
+                        "flag repeated); put the recordings before it")
     p.add_argument("--checkpoint", default="best.pt", help="finetuned checkpoint in RUN_DIR/checkpoints "
                    "(default best.pt) or a path")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"), help="default cpu")
@@ -51,8 +56,10 @@ def _check_usage(p: argparse.ArgumentParser, a: argparse.Namespace) -> list[str]
     if a.batch_size < 1:
         p.error(f"--batch-size must be >= 1, got {a.batch_size}")
     if a.hypnogram and len(a.hypnogram) != len(a.recordings):
-        p.error(f"--hypnogram given {len(a.hypnogram)} time(s) for {len(a.recordings)} recordings; give one "
-                f"per RECORDING, in the same order (or none)")
+        hint = ("; the files after --hypnogram are all taken as hypnograms: put the recordings before it"
+                if len(a.hypnogram) > len(a.recordings) else "")
+        p.error(f"--hypnogram given {len(a.hypnogram)} file(s) for {len(a.recordings)} recording(s); give one "
+                f"per RECORDING, in the same order (or none){hint}")
     names = [recording_name(r) for r in a.recordings]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
@@ -80,30 +87,58 @@ def stage_one(stager: Stager, path: Path, name: str, a: argparse.Namespace, hypn
     return f"{line} -> {Path(a.out) / name}.{{{','.join(p.name[len(name) + 1:] for p in paths.values())}}}"
 
 
+def _missing_dirs(path: Path) -> list[Path]:
+    """``path`` and its ancestors that do not exist yet, deepest first (what creating it adds)."""
+    path, missing = path.absolute(), []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def _remove_if_empty(dirs: list[Path]) -> None:
+    """Remove the directories this call created (deepest first) while they are empty."""
+    for d in dirs:
+        try:
+            d.rmdir()
+        except OSError:  # not empty (or gone): keep it and its parents
+            return
+
+
 def main(argv=None, prog: str = "python -m part.stage") -> int:
     p = build_parser(prog)
     a = p.parse_args(argv)
     names = _check_usage(p, a)
+    created = _missing_dirs(a.out)
+    staged = 0
     try:
-        channels = parse_channel_map(a.channels)
-        check_writable(a.out, "--out")
-        stager = Stager.from_run(a.run_dir, a.checkpoint, a.device)
-    except UserInputError as exc:
-        print(f"error: {user_message(exc)}", file=sys.stderr)
-        return 2
-    failed = 0
-    for i, (path, name) in enumerate(zip(a.recordings, names)):
-        hypnogram = a.hypnogram[i] if a.hypnogram else None
         try:
-            print(stage_one(stager, path, name, a, hypnogram, channels), flush=True)
+            channels = parse_channel_map(a.channels)
+            check_writable(a.out, "--out")
+            stager = Stager.from_run(a.run_dir, a.checkpoint, a.device)
+            channels = stager.check_channel_map(channels)  # model-side names: the same for every recording
         except UserInputError as exc:
-            failed += 1
-            message = user_message(exc)
-            print(f"error: {message if path.name in message else f'{path}: {message}'}", file=sys.stderr)
-        except Exception as exc:  # a bug or an unforeseen file problem: report it, stage the others
-            failed += 1
-            print(f"error: {path}: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
-    if failed:
-        print(f"{failed} of {len(names)} recordings failed (listed above); the others are written to {a.out}",
-              file=sys.stderr)
-    return 1 if failed else 0
+            print(f"error: {user_message(exc)}", file=sys.stderr)
+            return 2
+        failed = 0
+        for i, (path, name) in enumerate(zip(a.recordings, names)):
+            hypnogram = a.hypnogram[i] if a.hypnogram else None
+            try:
+                print(stage_one(stager, path, name, a, hypnogram, channels), flush=True)
+                staged += 1
+            except UserInputError as exc:
+                failed += 1
+                message = user_message(exc)
+                print(f"error: {message if path.name in message else f'{path}: {message}'}", file=sys.stderr)
+            except Exception as exc:  # a bug or an unforeseen file problem: report it, stage the others
+                failed += 1
+                print(f"error: {path}: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
+        if failed == len(names):
+            print(f"no recording was staged ({failed} of {len(names)} failed, listed above)", file=sys.stderr)
+        elif failed:
+            print(f"{failed} of {len(names)} recordings failed (listed above); the others are written to {a.out}",
+                  file=sys.stderr)
+        return 1 if failed else 0
+    finally:
+        if not staged:
+            _remove_if_empty(created)  # leave no empty --out behind

@@ -6,7 +6,7 @@ Files written by :meth:`StagingResult.write` (each atomically; ``<rec>`` = the r
   30-s epoch (onset in seconds from the recording's start, stage as the class name, the class
   probabilities summing to 1); ``read_hypnogram`` reads it back as a scoring;
 - ``<rec>.hypnogram.edf``: EDF+ annotations in the Sleep-EDF hypnogram style
-  (``Sleep stage W/1/2/3/R``), via ``modalities.eeg.hypnogram.write_hypnogram_edf``;
+  (``Sleep stage W/1/2/3/R``), via ``modalities.eeg.hypnogram_edf.write_hypnogram_edf``;
 - ``<rec>.hypnogram.png``: the hypnogram (W on top, REM next to it in red, then N1, N2, N3;
   clock time when the recording has a start time) with the probabilities as a stacked band;
 - ``<rec>.stats.json``: sleep statistics (``modalities/eeg/sleep_stats.py``, AASM definitions);
@@ -23,7 +23,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from modalities.eeg.hypnogram import Hypnogram, labels_at, read_hypnogram, write_hypnogram_edf
+from modalities.eeg.hypnogram import Hypnogram, labels_at, read_hypnogram
+from modalities.eeg.hypnogram_edf import write_hypnogram_edf
 from modalities.eeg.prepared import CLASS_NAMES, UNLABELLED
 from modalities.eeg.report import plot_hypnogram
 from modalities.eeg.sleep_stats import sleep_statistics
@@ -71,7 +72,7 @@ class StagingResult:
     ``reference`` (n,) int64 the given scoring's class per epoch (-1 unscored) or None;
     ``source`` the file (or name) staged; ``reference_source`` the scoring's file;
     ``reference_offset_s`` the seconds added to the scoring's onsets to align it with the recording
-    by start time (``hypnogram.align_to_recording``); ``reference_note`` why it was not aligned, or None.
+    by start time (``hypnogram_edf.align_to_recording``); ``reference_note`` why it was not aligned, or None.
     :meth:`statistics` and :meth:`agreement` (with the staging's scoring) are computed once and
     cached: treat the result as read-only.
     """

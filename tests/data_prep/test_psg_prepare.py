@@ -47,7 +47,7 @@ def _edf_with_start(path: Path, seconds: float, fs: float = 100, labels=("C4-A1"
 
 
 def _hypnogram_edf(path: Path, notes) -> Path:
-    from modalities.eeg.hypnogram import write_annotations_edf
+    from modalities.eeg.hypnogram_edf import write_annotations_edf
 
     onsets, durations, texts = zip(*notes)
     return write_annotations_edf(path, onsets, durations, texts, start=START)
@@ -149,7 +149,7 @@ def test_an_edf_hypnogram_is_aligned_on_the_recordings_start(tmp_path):
 
     _edf_with_start(tmp_path / "src" / "late_start.edf", 300)
     onsets, durations, texts = (0, 60), (60, 60), ("Sleep stage W", "Sleep stage 2")
-    from modalities.eeg.hypnogram import write_annotations_edf
+    from modalities.eeg.hypnogram_edf import write_annotations_edf
 
     write_annotations_edf(tmp_path / "src" / "late_start-Hypnogram.edf", onsets, durations, texts,
                           start=START + timedelta(seconds=90))  # scoring began 90 s into the recording

@@ -15,7 +15,8 @@ import pytest
 
 from data_prep.prepare import PrepConfig, RecordSource, prepare_record, record_files
 from data_prep.psg_sources import _best_matches, _common_prefix, pair_hypnograms, record_names
-from modalities.eeg.hypnogram import Hypnogram, align_to_recording, write_annotations_edf
+from modalities.eeg.hypnogram import Hypnogram, HypnogramError
+from modalities.eeg.hypnogram_edf import align_to_recording, write_annotations_edf
 from modalities.eeg.signal import RecordError
 from part.errors import DataError
 
@@ -95,10 +96,31 @@ def test_align_to_recording_compares_edf_header_clocks_only(tmp_path):
     assert note is None and moved.onsets_s.tolist() == [90, 120, 150]
     same, note = align_to_recording(hyp, edf, START, tmp_path / "r.fif")
     assert same is hyp and "r.fif is no EDF/BDF file" in note
-    far, note = align_to_recording(hyp, edf, START + timedelta(days=3), rec)
-    assert far is hyp and "differ by more than a day" in note
+    with pytest.raises(HypnogramError, match=r"h.edf starts at 1989-04-24 22:31:30, r.edf at 1989-04-27 22:30:00: "
+                       r"3.0 days apart; the scoring does not belong to this recording \(pass the hypnogram of the "
+                       r"same night\)"):
+        align_to_recording(hyp, edf, START + timedelta(days=3), rec)  # real dates: another night's scoring
+    unknown = write_annotations_edf(tmp_path / "u.edf", [0], [90], ["W"], start=START.replace(year=2100))
+    far, note = align_to_recording(hyp, unknown, None, rec)  # EDF's placeholder date 01.01.85: not aligned
+    assert far is hyp and "differ by more than a day, and u.edf carries EDF's placeholder date" in note
     (tmp_path / "h.csv").write_text("W\nW\nW\n")
     assert align_to_recording(hyp, tmp_path / "h.csv", START, tmp_path / "r.fif") == (hyp, None)
+
+
+def test_a_hypnogram_of_another_night_fails_its_record(tmp_path, capsys):
+    """Real header dates days apart (another subject's scoring paired by name): that record fails
+    with the reason (exit 1); the other record is prepared."""
+    src = tmp_path / "src"
+    for name in ("SC4001E0-PSG", "SC4011E0-PSG"):
+        _edf_with_start(src / f"{name}.edf", 120)
+    write_annotations_edf(src / "SC4001EC-Hypnogram.edf", [0], [120], ["Sleep stage W"], start=START)
+    write_annotations_edf(src / "SC4011EH-Hypnogram.edf", [0], [120], ["Sleep stage W"],
+                          start=START + timedelta(days=6, minutes=42))
+    assert _run(src, tmp_path / "out") == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert ("SC4011E0-PSG: SC4011EH-Hypnogram.edf starts at 1989-04-30 23:12:00, SC4011E0-PSG.edf at "
+            "1989-04-24 22:30:00: 6.0 days apart; the scoring does not belong to this recording") in err
+    assert set(_manifest(tmp_path / "out")["records"]) == {"SC4001E0-PSG"}
 
 
 def _edf(path: Path, seconds: float, patient: str = "X") -> Path:

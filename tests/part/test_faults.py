@@ -1,6 +1,10 @@
 """Faults a long run must survive (docs: README "Faults and resuming"): a second start on the same
 run directory, non-finite losses, torn bookkeeping files, SIGTERM / SIGINT, unwritable outputs,
-empty recipes, errors inside DataLoader workers, stages checked before anything runs."""
+empty recipes, errors inside DataLoader workers, stages checked before anything runs.
+
+A fresh interpreter spends seconds importing torch, so runs that need no process of their own
+call `part.train.main` in this process (`here`); subprocesses are kept where the process is the
+point: signals, and a second process on a running directory."""
 import os
 import signal
 import subprocess
@@ -13,12 +17,14 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from conftest import run_main
 from part.config.schema import OptimConfig
 from part.errors import DataError, RunStopped, user_message
 from part.training.checkpoint import load_checkpoint
 from part.training.distributed import DistInfo
 from part.training.engine import RunContext, TrainSpec, train
 from part.training.rundir import RunDirLock, finished_stages, read_metrics, truncate_metrics
+from part.train import main as train_main
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "recipes" / "digits_demo.yaml"
@@ -31,9 +37,10 @@ def command(out, *overrides):
     return [sys.executable, "-m", "part.train", str(RECIPE), f"run.output_dir={out}", *TINY, *overrides]
 
 
-def train_cli(out, *overrides, timeout=300):
-    return subprocess.run(command(out, *overrides), cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env=ENV)
+def here(out, *overrides):
+    """`python -m part.train RECIPE run.output_dir=OUT ...` run in this process (one torch thread,
+    as OMP_NUM_THREADS=1 gives the subprocesses): .returncode, .stdout, .stderr."""
+    return run_main(train_main, command(out, *overrides)[3:])
 
 
 def start(out, *overrides):
@@ -67,7 +74,7 @@ def test_second_start_on_a_running_directory_fails_at_once(tmp_path):
     try:
         wait_for_steps(run, 2, first)
         t0 = time.time()
-        second = train_cli(tmp_path, *LONG[1:], "pretrain.epochs=100")
+        second = here(tmp_path, *LONG[1:], "pretrain.epochs=100")
         assert time.time() - t0 < 60
         assert second.returncode == 2, second.stderr
         assert f"run directory '{run}' is in use by another run (process {first.pid}" in second.stderr
@@ -128,7 +135,7 @@ def test_nan_in_the_first_steps_writes_no_checkpoint(tmp_path):
 
 
 def test_lr_above_10_is_refused(tmp_path):
-    res = train_cli(tmp_path, "pretrain.lr=1e30")
+    res = here(tmp_path, "pretrain.lr=1e30")
     assert res.returncode == 2 and "'pretrain.lr' = 1.0e+30 is out of range; allowed: > 0 and <= 10" in res.stderr
 
 
@@ -146,12 +153,12 @@ def test_items_per_s_counts_the_steps_since_the_last_log(tmp_path, monkeypatch):
 
 def test_changed_optimisation_keys_need_force_and_are_recorded(tmp_path):
     base = ["pretrain.epochs=1", "run.stages=[pretrain]", "data.limit_train=64", "pretrain.batch_size=32"]
-    assert train_cli(tmp_path, *base).returncode == 0
-    refused = train_cli(tmp_path, *base, "pretrain.epochs=2")
+    assert here(tmp_path, *base).returncode == 0
+    refused = here(tmp_path, *base, "pretrain.epochs=2")
     assert refused.returncode == 2 and "add run.resume=force" in refused.stderr
-    other_model = train_cli(tmp_path, *base, "model.depth=3", "run.resume=force")
+    other_model = here(tmp_path, *base, "model.depth=3", "run.resume=force")
     assert other_model.returncode == 2 and "not with these" in other_model.stderr
-    forced = train_cli(tmp_path, *base, "pretrain.epochs=2", "run.resume=force")
+    forced = here(tmp_path, *base, "pretrain.epochs=2", "run.resume=force")
     assert forced.returncode == 0, forced.stderr
     run = tmp_path / "digits_demo"
     assert "# history: " in (run / "config.yaml").read_text()
@@ -177,9 +184,9 @@ def test_damaged_state_json_names_the_file(tmp_path):
     with pytest.raises(DataError, match=r"state\.json' is unreadable .*delete it and rerun"):
         finished_stages(tmp_path)
     base = ["pretrain.epochs=1", "run.stages=[pretrain]", "data.limit_train=64", "pretrain.batch_size=32"]
-    assert train_cli(tmp_path / "cli", *base).returncode == 0
+    assert here(tmp_path / "cli", *base).returncode == 0
     (tmp_path / "cli" / "digits_demo" / "state.json").write_text("{")
-    res = train_cli(tmp_path / "cli", *base)
+    res = here(tmp_path / "cli", *base)
     assert res.returncode == 2 and "state.json' is unreadable" in res.stderr
     assert "Traceback" not in res.stderr
 
@@ -187,7 +194,7 @@ def test_damaged_state_json_names_the_file(tmp_path):
 # ----------------------------------------------------------------------------- 4. signals
 
 def test_sigterm_checkpoints_at_a_step_and_resumes_exactly(tmp_path):
-    assert train_cli(tmp_path / "a", *LONG).returncode == 0
+    assert here(tmp_path / "a", *LONG).returncode == 0
     reference = step_losses(tmp_path / "a" / "digits_demo")
     run = tmp_path / "b" / "digits_demo"
     proc = start(tmp_path / "b", *LONG)
@@ -198,7 +205,7 @@ def test_sigterm_checkpoints_at_a_step_and_resumes_exactly(tmp_path):
     assert "stopped by SIGTERM at epoch" in err and "Traceback" not in err
     stopped_at = load_checkpoint(run / "checkpoints" / "last.pt")["step"]
     assert 12 <= stopped_at < 30 and stopped_at % 10 != 0  # a mid-epoch step, not an epoch end
-    assert train_cli(tmp_path / "b", *LONG).returncode == 0
+    assert here(tmp_path / "b", *LONG).returncode == 0
     resumed = step_losses(run)
     assert [s for s, _ in resumed] == list(range(1, 31))
     for (s, a), (_, b) in zip(reference, resumed):
@@ -221,7 +228,7 @@ def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
 def test_unwritable_output_dir_is_one_line(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
-    res = train_cli(blocker / "runs")
+    res = here(blocker / "runs")
     assert res.returncode == 2 and "run.output_dir=" in res.stderr and "is not writable" in res.stderr
     assert "Traceback" not in res.stderr
 
@@ -229,17 +236,16 @@ def test_unwritable_output_dir_is_one_line(tmp_path):
 def test_empty_recipe_is_an_error(tmp_path):
     empty = tmp_path / "empty.yaml"
     empty.write_text("")
-    res = subprocess.run([sys.executable, "-m", "part.train", str(empty)], cwd=ROOT,
-                         capture_output=True, text=True, env=ENV)
+    res = run_main(train_main, [empty])
     assert res.returncode == 2 and "'data.name' is missing" in res.stderr
 
 
 def test_stages_out_of_order_and_unknown_data_create_nothing(tmp_path):
-    res = train_cli(tmp_path, "run.stages=[evaluate,pretrain]")
+    res = here(tmp_path, "run.stages=[evaluate,pretrain]")
     assert res.returncode == 2 and "'run.stages' = ['evaluate', 'pretrain'] is out of order" in res.stderr
-    res = train_cli(tmp_path, "data.name=nope")
+    res = here(tmp_path, "data.name=nope")
     assert res.returncode == 2 and "unknown dataset 'nope'" in res.stderr
-    res = train_cli(tmp_path, "run.stages=[evaluate]")
+    res = here(tmp_path, "run.stages=[evaluate]")
     assert res.returncode == 2 and "evaluates finetuned weights that do not exist" in res.stderr
     assert not (tmp_path / "digits_demo").exists()
 
@@ -253,7 +259,7 @@ def test_dataloader_worker_error_is_our_message(tmp_path):
             for i in range(8):
                 Image.new("RGB", (8, 8), (i * 20, 0, 0)).save(folder / f"{i}.png")
     (tmp_path / "images" / "train" / "a" / "9.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
-    res = train_cli(tmp_path / "runs", "data.name=imagefolder", f"data.root={tmp_path / 'images'}",
+    res = here(tmp_path / "runs", "data.name=imagefolder", f"data.root={tmp_path / 'images'}",
                     "run.num_workers=2", "run.stages=[pretrain]", "pretrain.batch_size=17")
     assert res.returncode == 2, res.stderr[-2000:]
     assert "9.jpg" in res.stderr and "Caught" not in res.stderr and "Traceback" not in res.stderr

@@ -59,3 +59,20 @@ def test_import_part_stays_cheap_and_core_imports_no_plugin():
     code = ("import sys, part, part.stage; assert 'torch' not in sys.modules; "
             "assert not any(m.startswith('modalities') for m in sys.modules), 'plugin imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_hypnogram_takes_several_files_or_the_repeated_flag(capsys):
+    """``--hypnogram A B`` (as in the help: one per RECORDING) and ``--hypnogram A --hypnogram B``
+    give the same list; a count that does not match the recordings stays a usage error (exit 2)."""
+    from modalities.eeg.staging_cli import _check_usage, build_parser
+    p = build_parser("part-stage")
+    both = p.parse_args(["RUN", "a.edf", "b.edf", "--out", "o", "--hypnogram", "ha.edf", "hb.edf"])
+    repeated = p.parse_args(["RUN", "a.edf", "b.edf", "--hypnogram", "ha.edf", "--out", "o", "--hypnogram", "hb.edf"])
+    assert both.hypnogram == repeated.hypnogram == [Path("ha.edf"), Path("hb.edf")]
+    assert both.recordings == [Path("a.edf"), Path("b.edf")] and _check_usage(p, both) == ["a", "b"]
+    swallowed = p.parse_args(["RUN", "a.edf", "--hypnogram", "ha.edf", "b.edf", "--out", "o"])
+    with pytest.raises(SystemExit) as info:
+        _check_usage(p, swallowed)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "--hypnogram given 2 file(s) for 1 recording(s); give one per RECORDING" in err
+    assert "put the recordings before it" in err

@@ -1,5 +1,9 @@
 """End-to-end tests of `python -m part.train`: stage chaining, run directory contents, resume
-after kill -9, refusal of another recipe's run directory, exit codes, and DDP parity (gloo)."""
+after kill -9, refusal of another recipe's run directory, exit codes, and DDP parity (gloo).
+
+A fresh interpreter spends seconds importing torch, so runs that need no process of their own
+call `part.train.main` in this process (`here`); subprocesses are kept where the process matters:
+kill -9, torchrun, and one check that `python -m part.train` maps errors to exit code 2."""
 import json
 import os
 import signal
@@ -9,6 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
+
+from conftest import run_main
+from part.train import main as train_main
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "recipes" / "digits_demo.yaml"
@@ -21,10 +28,13 @@ def tiny(overrides):
     return TINY + ([] if "method.name=supervised" in overrides else ["method.num_pairs=32"])
 
 
-def train(out, *overrides, check=True, timeout=300):
-    cmd = [sys.executable, "-m", "part.train", str(RECIPE), f"run.output_dir={out}", *tiny(overrides), *overrides]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+def argv(out, overrides):
+    return [str(RECIPE), f"run.output_dir={out}", *tiny(overrides), *overrides]
+
+
+def here(out, *overrides, check=True):
+    """`python -m part.train RECIPE run.output_dir=OUT ...` run in this process (one torch thread)."""
+    res = run_main(train_main, argv(out, overrides))
     if check:
         assert res.returncode == 0, res.stderr[-3000:]
     return res
@@ -35,10 +45,21 @@ def losses(run_dir, stage):
     return [(r["step"], r["loss"]) for r in rows if r["stage"] == stage and "event" not in r]  # steps only
 
 
-def test_stages_chain_and_write_the_run_directory(tmp_path):
-    train(tmp_path, "pretrain.epochs=1", "finetune.epochs=2", "data.limit_train=256", "pretrain.batch_size=64",
-          "finetune.batch_size=64")
-    run = tmp_path / "digits_demo"
+CHAIN = ["pretrain.epochs=1", "finetune.epochs=2", "data.limit_train=256", "pretrain.batch_size=64",
+         "finetune.batch_size=64"]
+
+
+@pytest.fixture(scope="module")
+def chained(tmp_path_factory):
+    """One pretrain -> finetune -> evaluate run (the recipe's three stages), shared by the tests
+    that only read it: (output dir, run directory)."""
+    out = tmp_path_factory.mktemp("chained")
+    here(out, *CHAIN)
+    return out, out / "digits_demo"
+
+
+def test_stages_chain_and_write_the_run_directory(chained):
+    out, run = chained
     for f in ["config.yaml", "metrics.jsonl", "checkpoints/last.pt", "checkpoints/best.pt",
               "checkpoints/pretrain.pt", "report/report.json", "report/report.md", "report/confusion.png"]:
         assert (run / f).is_file(), f
@@ -51,8 +72,7 @@ def test_stages_chain_and_write_the_run_directory(tmp_path):
     assert sum(map(sum, report["confusion"])) == 100
     # finished stages are not rerun: a second call trains nothing and logs nothing new
     before = (run / "metrics.jsonl").read_text()
-    res = train(tmp_path, "pretrain.epochs=1", "finetune.epochs=2", "data.limit_train=256",
-                "pretrain.batch_size=64", "finetune.batch_size=64")
+    res = here(out, *CHAIN)
     assert (run / "metrics.jsonl").read_text() == before
     assert "already finished" in res.stdout
 
@@ -60,11 +80,11 @@ def test_stages_chain_and_write_the_run_directory(tmp_path):
 def test_kill_9_then_resume_equals_uninterrupted(tmp_path):
     args = ["pretrain.epochs=3", "data.limit_train=320", "pretrain.batch_size=32", "run.checkpoint_every=3",
             "run.stages=[pretrain]", "model.depth=4", "model.dim=64"]
-    train(tmp_path / "a", *args)
+    here(tmp_path / "a", *args)
     reference = losses(tmp_path / "a" / "digits_demo", "pretrain")
     assert len(reference) == 30
     run = tmp_path / "b" / "digits_demo"
-    cmd = [sys.executable, "-m", "part.train", str(RECIPE), f"run.output_dir={tmp_path / 'b'}", *tiny(args), *args]
+    cmd = [sys.executable, "-m", "part.train", *argv(tmp_path / "b", args)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     deadline = time.time() + 120
@@ -76,7 +96,7 @@ def test_kill_9_then_resume_equals_uninterrupted(tmp_path):
     proc.wait()
     killed_at = len(losses(run, "pretrain"))
     assert 14 <= killed_at < 30, "the run must be killed in the middle of training"
-    train(tmp_path / "b", *args)
+    here(tmp_path / "b", *args)
     resumed = losses(run, "pretrain")
     assert [s for s, _ in resumed] == list(range(1, 31))
     for (s1, l1), (s2, l2) in zip(reference, resumed):
@@ -84,10 +104,10 @@ def test_kill_9_then_resume_equals_uninterrupted(tmp_path):
 
 
 def test_refuses_another_recipes_run_directory(tmp_path):
-    train(tmp_path, "pretrain.epochs=1", "run.stages=[pretrain]", "data.limit_train=64", "pretrain.batch_size=64")
+    here(tmp_path, "pretrain.epochs=1", "run.stages=[pretrain]", "data.limit_train=64", "pretrain.batch_size=64")
     cfg = (tmp_path / "digits_demo" / "config.yaml").read_text()
-    res = train(tmp_path, "pretrain.epochs=2", "run.stages=[pretrain]", "data.limit_train=64",
-                "pretrain.batch_size=64", check=False)
+    res = here(tmp_path, "pretrain.epochs=2", "run.stages=[pretrain]", "data.limit_train=64",
+               "pretrain.batch_size=64", check=False)
     assert res.returncode == 2
     assert "different recipe" in res.stderr and "pretrain.epochs" in res.stderr
     assert (tmp_path / "digits_demo" / "config.yaml").read_text() == cfg
@@ -100,13 +120,15 @@ def test_refuses_another_recipes_run_directory(tmp_path):
     (["data.name=cifar100", "data.root=/nonexistent/cifar"], "data_prep/cifar.py"),
 ])
 def test_bad_input_exit_code_2(tmp_path, args, needle):
-    res = train(tmp_path, *args, check=False)
+    res = here(tmp_path, *args, check=False)
     assert res.returncode == 2, res.stderr
     assert needle in res.stderr
     assert "Traceback" not in res.stderr
 
 
 def test_missing_recipe_file(tmp_path):
+    """A subprocess: `python -m part.train` itself turns a user error into exit code 2 and one
+    message, no traceback (the tests above call its `main` in this process)."""
     res = subprocess.run([sys.executable, "-m", "part.train", str(tmp_path / "nope.yaml")], cwd=ROOT,
                          capture_output=True, text=True)
     assert res.returncode == 2 and "nope.yaml" in res.stderr and "Traceback" not in res.stderr
@@ -115,9 +137,9 @@ def test_missing_recipe_file(tmp_path):
 def test_ddp_two_gloo_processes_equal_one_process(tmp_path):
     args = ["run.stages=[finetune]", "method.name=supervised", "finetune.epochs=1", "data.limit_train=256",
             "finetune.batch_size=64", "finetune.warmup_epochs=0"]
-    train(tmp_path / "one", *args)
+    here(tmp_path / "one", *args)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
-           "-m", "part.train", str(RECIPE), f"run.output_dir={tmp_path / 'two'}", *tiny(args), *args]
+           "-m", "part.train", *argv(tmp_path / "two", args)]
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert res.returncode == 0, res.stderr[-3000:]
@@ -130,22 +152,20 @@ def test_ddp_two_gloo_processes_equal_one_process(tmp_path):
 
 
 def test_a_run_that_failed_before_training_does_not_block_its_directory(tmp_path):
-    bad = train(tmp_path, "modality.patch_size=16", check=False)
+    bad = here(tmp_path, "modality.patch_size=16", check=False)
     assert bad.returncode == 2 and "'modality.patch_size' = 16 must be <= the image size 8" in bad.stderr
     assert not (tmp_path / "digits_demo").exists()  # nothing is created before the data validate
-    train(tmp_path, "run.stages=[pretrain]", "pretrain.epochs=1", "data.limit_train=64", "pretrain.batch_size=64")
+    here(tmp_path, "run.stages=[pretrain]", "pretrain.epochs=1", "data.limit_train=64", "pretrain.batch_size=64")
     assert (tmp_path / "digits_demo" / "checkpoints" / "pretrain.pt").exists()
 
 
-def test_export_loads_into_timm(tmp_path):
+def test_export_loads_into_timm(chained, tmp_path):
     import timm
     import torch
-    train(tmp_path, "run.stages=[pretrain,finetune]", "pretrain.epochs=1", "finetune.epochs=1",
-          "data.limit_train=64", "pretrain.batch_size=64", "finetune.batch_size=64")
-    run = tmp_path / "digits_demo"
+    from part.export import main as export_main
+    _, run = chained  # pretrained and finetuned weights of the tiny model (dim 32, depth 2, 4 heads)
     for source in ("pretrain", "finetuned"):
-        res = subprocess.run([sys.executable, "-m", "part.export", str(run), "--from", source], cwd=ROOT,
-                             capture_output=True, text=True)
+        res = run_main(export_main, [run, "--from", source])
         assert res.returncode == 0, res.stderr
         sd = torch.load(run / f"timm_{source}.pth")
         model = timm.create_model("vit_tiny_patch16_224", img_size=8, patch_size=2, in_chans=1, embed_dim=32,
@@ -162,11 +182,11 @@ def test_export_loads_into_timm(tmp_path):
     ours.load_state_dict(torch.load(run / "checkpoints" / "finetuned.pt")["model"])
     x = torch.rand(3, 1, 8, 8)
     torch.testing.assert_close(model.eval()(x), ours(x), atol=1e-5, rtol=1e-4)
+    # a subprocess: `python -m part.export` itself turns a user error into exit code 2, no traceback
     res = subprocess.run([sys.executable, "-m", "part.export", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
-    assert res.returncode == 2 and "not a run directory" in res.stderr
+    assert res.returncode == 2 and "not a run directory" in res.stderr and "Traceback" not in res.stderr
     blocker = tmp_path / "a_file"
     blocker.write_text("")
-    res = subprocess.run([sys.executable, "-m", "part.export", str(run), "--out", str(blocker / "w.pth")],
-                         cwd=ROOT, capture_output=True, text=True)
+    res = run_main(export_main, [run, "--out", blocker / "w.pth"])
     assert res.returncode == 2 and "--out=" in res.stderr and "is not writable" in res.stderr
     assert "Traceback" not in res.stderr

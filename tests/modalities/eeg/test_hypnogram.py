@@ -13,7 +13,8 @@ import pytest
 from data_prep import pc18_labels
 from modalities.eeg.hypnogram import (EPOCH_S, Hypnogram, HypnogramError, WindowGrid, classify_stage,
                                       hypnogram_from_annotations, hypnogram_from_raw, read_hypnogram, stage_code,
-                                      window_grid, write_hypnogram_edf)
+                                      window_grid)
+from modalities.eeg.hypnogram_edf import write_hypnogram_edf
 from modalities.eeg.prepared import UNLABELLED
 from part.errors import DataError
 
@@ -291,7 +292,7 @@ def test_is_stage_label():
 
 
 def test_an_edf_with_events_only_is_refused(tmp_path):
-    from modalities.eeg.hypnogram import write_annotations_edf
+    from modalities.eeg.hypnogram_edf import write_annotations_edf
 
     path = write_annotations_edf(tmp_path / "events.edf", [10, 20], [0, 5], ["Lights off", "Arousal"])
     with pytest.raises(HypnogramError, match=r"holds no sleep-stage annotation \(annotations seen: Lights off, "
@@ -318,7 +319,7 @@ def test_a_one_column_file_of_no_stage_labels_is_refused(tmp_path):
 
 
 def test_edf_hypnograms_and_stored_annotations_use_the_epoch_length(tmp_path):
-    from modalities.eeg.hypnogram import write_annotations_edf
+    from modalities.eeg.hypnogram_edf import write_annotations_edf
     from modalities.eeg.mne_reader import stage_annotations
 
     path = write_annotations_edf(tmp_path / "h.edf", [0, 20], [20, 40], ["Sleep stage W", "Sleep stage 2"])

@@ -22,7 +22,8 @@ from data_prep.pc18_synthetic import write_synthetic_records
 import modalities.eeg.report as report
 import modalities.eeg.staging_result as staging_result
 from modalities.eeg import mne_reader
-from modalities.eeg.hypnogram import Hypnogram, read_hypnogram, window_grid, write_hypnogram_edf
+from modalities.eeg.hypnogram import Hypnogram, read_hypnogram, window_grid
+from modalities.eeg.hypnogram_edf import write_hypnogram_edf
 from modalities.eeg.mne_reader import read_recording
 from modalities.eeg.report import hypnogram_figure, sleep_report_hook, write_hypnograms
 from modalities.eeg.signal import RecordError
@@ -314,3 +315,81 @@ def test_hypnogram_file_is_aligned_by_start_time_and_outputs_are_computed_once(n
     assert len(opens) <= 2 and calls == {"classification_metrics": 1, "sleep_statistics": 1}
     agreement = json.loads((out / f"{REC}.agreement.json").read_text())
     assert agreement["reference_offset_s"] == 60.0 and agreement["n_compared"] == int((expected.labels >= 0).sum())
+
+
+def test_a_hypnogram_of_another_night_fails_and_leaves_no_empty_out(night, tmp_path, capsys):
+    """Real header dates days apart: the scoring is another night's (another subject paired by
+    mistake): that recording fails (exit 1) instead of a meaningless kappa, and an --out this call
+    created is not left behind empty when no recording was staged."""
+    scoring = read_hypnogram(night["scoring"])
+    other = write_hypnogram_edf(tmp_path / "SC4001EC-Hypnogram.edf", scoring, START + timedelta(days=6, minutes=42))
+    out = tmp_path / "new" / "err1"
+    assert stage_main([str(night["run"]), str(night["edf"]), "--out", str(out), "--hypnogram", str(other)]) == 1
+    err = capsys.readouterr().err
+    assert (f"error: SC4001EC-Hypnogram.edf starts at 2021-03-10 23:27:00, {REC}.edf at 2021-03-04 22:45:00: "
+            "6.0 days apart; the scoring does not belong to this recording (pass the hypnogram of the same night)"
+            ) in err
+    assert "no recording was staged (1 of 1 failed, listed above)" in err and "the others" not in err
+    assert not (tmp_path / "new").exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()  # an --out that existed before is kept
+    assert stage_main([str(night["run"]), str(night["scoring"]), "--out", str(kept)]) == 1
+    err = capsys.readouterr().err  # (b) the hypnogram passed as the RECORDING
+    assert (f"error: {night['scoring']} holds no signals (an annotations-only EDF, e.g. a hypnogram? pass it "
+            "with --hypnogram)") in err and "the recording has []" not in err
+    assert kept.is_dir() and not any(kept.iterdir())
+
+
+def test_channel_messages_suggest_only_what_needs_mapping(night, tmp_path, capsys):
+    stager, edf = night["stager"], night["edf"]
+    # (a) the model's channels are all present under their own names: no identity mapping suggested
+    with pytest.raises(ChannelError) as info:
+        stager.predict_file(edf, channels={"F3-M2": "EEG Foo"})
+    assert str(info.value) == (f"{edf}: 'EEG Foo' is not in the recording (channels: {list(EEG_CHANNELS)}); the "
+                               "model's channels are all present under their own names: omit --channels")
+    # only the absent model channel is in the suggestion, with a recording channel no other one uses
+    names = [*EEG_CHANNELS[:5], "EEG X1"]
+    with pytest.raises(ChannelError) as info:
+        stager.predict_array(np.zeros((6, 10)), 100.0, names, channels={"F3-M2": "EEG Foo"}, name="rec")
+    message = str(info.value)
+    assert "the recording has no channel ['EEG Foo', 'O2-M1']" in message
+    assert '--channels "O2-M1=EEG X1"' in message and "F4-M1=" not in message
+    assert "'F3-M2' is present under its own name: drop F3-M2=EEG Foo from --channels" in message
+    # (c) a model channel the model does not have: a usage error before any recording is staged
+    out = tmp_path / "out"
+    for mapping, extra in (("Fz-Cz=EEG Fpz-Cz", ""), ("EEG Fpz-Cz=F3-M2", " (EEG Fpz-Cz=F3-M2 looks reversed")):
+        assert stage_main([str(night["run"]), str(edf), str(night["two"]), "--out", str(out),
+                           "--channels", mapping]) == 2
+        captured = capsys.readouterr()
+        key = mapping.split("=")[0]
+        assert captured.err.startswith(f"error: --channels maps ['{key}'], which the model does not have{extra}")
+        assert f"the model's channels are {list(EEG_CHANNELS)}" in captured.err
+        assert captured.out == "" and "two.edf" not in captured.err and not out.exists()
+
+
+def test_checkpoint_errors_name_what_exists(night, tmp_path, capsys):
+    run_dir = night["run"]
+    held = sorted(p.name for p in (run_dir / "checkpoints").glob("*.pt"))
+    assert "best.pt" in held
+    assert stage_main([str(run_dir), str(night["edf"]), "--out", str(tmp_path / "o"), "--checkpoint",
+                       "nothere.pt"]) == 2
+    assert (f"error: run directory '{run_dir}' has no checkpoint 'nothere.pt'; its checkpoints/ holds {held}: "
+            "pass one with --checkpoint NAME") in capsys.readouterr().err
+    best = run_dir / "checkpoints" / "best.pt"
+    assert stage_main([str(best), str(night["edf"]), "--out", str(tmp_path / "o")]) == 2
+    assert (f"error: '{best}' is a checkpoint file, not a run directory: pass the run directory '{run_dir}' "
+            "(<run.output_dir>/<run.name>), or --checkpoint <file>") in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_legend_does_not_cover_the_traces():
+    """The REM / unscored legend lies outside the hypnogram panels (right of them), not over the
+    end of the night."""
+    y = np.array([0, 0, 4, 4, -1, 2, 0, 0])
+    fig = hypnogram_figure(y, ["W", "N1", "N2", "N3", "REM"], "t", y_true=y, proba=np.full((8, 5), 0.2))
+    fig.draw_without_rendering()
+    legend = fig.axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["REM", "unscored"]
+    box = legend.get_window_extent()
+    for ax in fig.axes:
+        assert box.x0 >= ax.get_window_extent().x1 - 1  # right of every panel
