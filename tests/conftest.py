@@ -1,11 +1,28 @@
 """Shared test helpers: where the real test data lives (`../shared/data`, beside the checkout,
-as CI lays it out) and a skip marker for tests that need it."""
+as CI lays it out) and a skip marker for tests that need it; one torch thread per test; CLIs run
+in this process (`run_main`)."""
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+# Subprocesses the tests start (python -m part.train ...) inherit one OpenMP thread, as this
+# process uses one (below); a CI's own setting wins.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Each test starts with torch on one thread. The tests' models are tiny, and on a busy 2-core
+    machine two OpenMP threads wait on each other: 50 steps of a tiny ViT took 70 s on 2 threads,
+    2 s on 1 (same losses). A test may still set its own count; the next one starts at 1 again."""
+    import torch
+
+    torch.set_num_threads(1)
+    yield
 
 
 def requires_shared(*relative: str):
@@ -16,13 +33,13 @@ def requires_shared(*relative: str):
 
 
 
-def run_main(main, argv, threads: int | None = 1) -> SimpleNamespace:
+def run_main(main, argv) -> SimpleNamespace:
     """Call a CLI's ``main(argv)`` in this process, as ``subprocess.run`` would run the command,
     without the seconds a fresh interpreter spends importing torch: returns ``.returncode``,
-    ``.stdout`` and ``.stderr``. torch runs on ``threads`` threads (1, what ``OMP_NUM_THREADS=1``
-    gives a subprocess, so losses match a subprocess's bit for bit; None: as set); the global RNG states and the
-    thread count are restored afterwards. An exception escaping ``main`` (a traceback in a
-    subprocess) fails the calling test."""
+    ``.stdout`` and ``.stderr``. torch runs on one thread (as a subprocess with OMP_NUM_THREADS=1,
+    so losses match such a subprocess's bit for bit); the global RNG states and the thread count
+    are restored afterwards. An exception escaping ``main`` (a traceback in a subprocess) fails
+    the calling test."""
     import contextlib
     import io
     import random
@@ -32,7 +49,7 @@ def run_main(main, argv, threads: int | None = 1) -> SimpleNamespace:
 
     out, err = io.StringIO(), io.StringIO()
     saved = random.getstate(), np.random.get_state(), torch.get_num_threads()
-    torch.set_num_threads(threads or saved[2])
+    torch.set_num_threads(1)
     try:
         with torch.random.fork_rng(devices=[]), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = main([str(a) for a in argv])

@@ -2,8 +2,6 @@
 finetune (2 repeats) -> evaluate; the report's numbers agree with scikit-learn on the saved
 predictions, the splits stay disjoint, and the paper recipe without data names the prep command."""
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +17,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
+    from data_prep.physionet2018 import main as prepare_main  # `part-prepare-pc18`, in this process
     base = tmp_path_factory.mktemp("pc18")
-    cmd = [sys.executable, "data_prep/physionet2018.py", "--synthetic", "6", "--src", str(base / "raw"),
-           "--out", str(base / "prep"), "--n-test", "2", "--n-finetune", "2", "--workers", "1", "--no-progress"]
-    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    args = ["--synthetic", "6", "--src", base / "raw", "--out", base / "prep", "--n-test", "2", "--n-finetune", "2",
+            "--workers", "1", "--no-progress"]
+    res = run_main(prepare_main, args)
     assert res.returncode == 0, res.stderr[-2000:]
     return base / "prep"
 
@@ -39,7 +38,7 @@ def test_pipeline_report_agrees_with_sklearn(prepared, tmp_path):
             f"run.output_dir={tmp_path}", "run.device=cpu", "model.dim=32", "model.depth=2", "model.heads=4",
             "method.num_pairs=64", "pretrain.epochs=1", "finetune.epochs=2", "pretrain.batch_size=64",
             "finetune.batch_size=64", "evaluate.repeats=2", "data.class_balance=weighted_loss"]
-    res = run_main(train_main, args, threads=None)  # `python -m part.train ...`, in this process
+    res = run_main(train_main, args)  # `python -m part.train ...`, in this process
     assert res.returncode == 0, res.stderr[-3000:]
     assert "SYNTHETIC" in res.stdout
     report_dir = tmp_path / "eeg_sleep_demo_part" / "report"

@@ -43,9 +43,9 @@ def here(out, *overrides):
     return run_main(train_main, command(out, *overrides)[3:])
 
 
-def start(out, *overrides):
+def start(out, *overrides, new_session=False):
     return subprocess.Popen(command(out, *overrides), cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=ENV)
+                            stderr=subprocess.PIPE, text=True, env=ENV, start_new_session=new_session)
 
 
 def wait_for_steps(run, n, proc, timeout=120):
@@ -197,9 +197,10 @@ def test_sigterm_checkpoints_at_a_step_and_resumes_exactly(tmp_path):
     assert here(tmp_path / "a", *LONG).returncode == 0
     reference = step_losses(tmp_path / "a" / "digits_demo")
     run = tmp_path / "b" / "digits_demo"
-    proc = start(tmp_path / "b", *LONG)
+    # as SLURM's scancel does: SIGTERM to the whole process group, DataLoader workers included
+    proc = start(tmp_path / "b", *LONG, "run.num_workers=1", new_session=True)
     wait_for_steps(run, 12, proc)
-    proc.send_signal(signal.SIGTERM)
+    os.killpg(proc.pid, signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err[-2000:]
     assert "stopped by SIGTERM at epoch" in err and "Traceback" not in err
@@ -260,7 +261,7 @@ def test_dataloader_worker_error_is_our_message(tmp_path):
                 Image.new("RGB", (8, 8), (i * 20, 0, 0)).save(folder / f"{i}.png")
     (tmp_path / "images" / "train" / "a" / "9.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
     res = here(tmp_path / "runs", "data.name=imagefolder", f"data.root={tmp_path / 'images'}",
-                    "run.num_workers=2", "run.stages=[pretrain]", "pretrain.batch_size=17")
+               "run.num_workers=2", "run.stages=[pretrain]", "pretrain.batch_size=17")
     assert res.returncode == 2, res.stderr[-2000:]
     assert "9.jpg" in res.stderr and "Caught" not in res.stderr and "Traceback" not in res.stderr
 

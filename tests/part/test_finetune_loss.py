@@ -4,8 +4,6 @@ label smoothing as timm's Mixup does it, soft-target cross-entropy, no class wei
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -132,12 +130,13 @@ def test_class_weights_are_refused_with_soft_targets():
 
 def test_deit_recipe_supervised_finetune_run_with_an_odd_batch(tmp_path, cifar):
     """End to end: the DeiT recipe's Mixup/CutMix through the core, odd batches (63) included."""
-    cmd = [sys.executable, "-m", "part.train", str(ROOT / "recipes" / "cifar100_vits_supervised.yaml"),
-           f"run.output_dir={tmp_path}", f"data.root={cifar}", *TINY_MODEL, "run.device=cpu",
-           "run.log_every=1", "run.stages=[finetune]", "finetune.epochs=1", "finetune.batch_size=63",
-           "finetune.warmup_epochs=0"]
-    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    from conftest import run_main
+    from part.train import main
+    args = [ROOT / "recipes" / "cifar100_vits_supervised.yaml",
+            f"run.output_dir={tmp_path}", f"data.root={cifar}", *TINY_MODEL, "run.device=cpu",
+            "run.log_every=1", "run.stages=[finetune]", "finetune.epochs=1", "finetune.batch_size=63",
+            "finetune.warmup_epochs=0"]
+    res = run_main(main, args)  # `python -m part.train ...`, in this process
     assert res.returncode == 0, res.stderr[-3000:]
     assert "BatchMixup(mixup=0.8, cutmix=1.0, num_classes=100)" in res.stdout
     run = tmp_path / "cifar100_vits_supervised"

@@ -1,14 +1,12 @@
 """Every shipped recipe validates; the ImageFolder path trains end to end on real JPEGs."""
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from part.config import load_recipe
 from part.registry import get_method
-from conftest import SHARED_DATA, requires_shared
+from conftest import SHARED_DATA, requires_shared, run_main
 
 ROOT = Path(__file__).resolve().parents[2]
 SUBSET = SHARED_DATA / "cifar10_subset"
@@ -59,13 +57,14 @@ def test_deit_recipes_use_mixup_cutmix_and_label_smoothing():
 
 @requires_shared("cifar10_subset/train")
 def test_imagefolder_run_on_real_jpegs(tmp_path):
-    cmd = [sys.executable, "-m", "part.train", str(ROOT / "recipes" / "digits_demo.yaml"),
-           f"run.output_dir={tmp_path}", "run.device=cpu", "data.name=imagefolder", f"data.root={SUBSET}",
-           "modality.patch_size=8", "modality.num_patches=16", "model.dim=32", "model.depth=2", "model.heads=4",
-           "method.num_pairs=32", "data.limit_train=128", "data.limit_test=100", "pretrain.epochs=1",
-           "finetune.epochs=1", "pretrain.batch_size=64", "finetune.batch_size=64",
-           "data.finetune_augment=deit", "data.pretrain_augment=pretrain"]
-    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    from part.train import main
+    args = [ROOT / "recipes" / "digits_demo.yaml",
+            f"run.output_dir={tmp_path}", "run.device=cpu", "data.name=imagefolder", f"data.root={SUBSET}",
+            "modality.patch_size=8", "modality.num_patches=16", "model.dim=32", "model.depth=2", "model.heads=4",
+            "method.num_pairs=32", "data.limit_train=128", "data.limit_test=100", "pretrain.epochs=1",
+            "finetune.epochs=1", "pretrain.batch_size=64", "finetune.batch_size=64",
+            "data.finetune_augment=deit", "data.pretrain_augment=pretrain"]
+    res = run_main(main, args)  # `python -m part.train ...`, in this process
     assert res.returncode == 0, res.stderr[-2000:]
     report = json.loads((tmp_path / "digits_demo" / "report" / "report.json").read_text())
     assert len(report["confusion"]) == 10 and sum(map(sum, report["confusion"])) == 100
