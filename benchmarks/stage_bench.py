@@ -39,9 +39,10 @@ CHANNELS = ("EEG Fpz-Cz", "EEG Pz-Oz")
 def card_for(recipe_name: str) -> dict:
     """A finetuned checkpoint's card for the recipe's encoder on 2 channels at 100 Hz."""
     r = load_recipe(REPO / "recipes" / recipe_name)
+    modality = {**recipe_to_dict(r.modality), "channels": len(CHANNELS)}
     return {
         "card_version": 1, "class_names": list(CLASS_NAMES), "method": r.method.name, "dataset": "sleep_edf",
-        "modality": {"name": "eeg", "options": recipe_to_dict(r.modality)},
+        "modality": {"name": "eeg", "options": modality},
         "input_info": {"channels": len(CHANNELS), "window_samples": 3000},
         "model": recipe_to_dict(r.model), "run": recipe_name,
         "data": {"channels": list(CHANNELS), "sampling_rate": 100.0, "window_s": 30.0, "window_samples": 3000,
