@@ -39,15 +39,20 @@ def run_main(main, argv) -> SimpleNamespace:
     ``.stdout`` and ``.stderr``. torch runs on one thread (as a subprocess with OMP_NUM_THREADS=1,
     so losses match such a subprocess's bit for bit); the global RNG states and the thread count
     are restored afterwards. An exception escaping ``main`` (a traceback in a subprocess) fails
-    the calling test."""
+    the calling test, and so do child processes (DataLoader workers) still alive once ``main`` has
+    returned: they would keep a real process from exiting (they are killed, not left to hang
+    pytest's exit)."""
     import contextlib
+    import gc
     import io
+    import multiprocessing
     import random
 
     import numpy as np
     import torch
 
     out, err = io.StringIO(), io.StringIO()
+    children = set(multiprocessing.active_children())
     saved = random.getstate(), np.random.get_state(), torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -57,4 +62,14 @@ def run_main(main, argv) -> SimpleNamespace:
         random.setstate(saved[0])
         np.random.set_state(saved[1])
         torch.set_num_threads(saved[2])
+    left = [p for p in multiprocessing.active_children() if p not in children]
+    if left:
+        gc.collect()  # a DataLoader iterator held by a traceback's frames shuts its workers down
+        for p in left:
+            p.join(timeout=10)
+        alive = [p for p in left if p.is_alive()]
+        for p in alive:
+            p.kill()
+            p.join()
+        assert not alive, f"main({argv}) returned {code} with child processes alive: {alive}"
     return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())

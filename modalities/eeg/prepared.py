@@ -49,7 +49,8 @@ def prepare_hint(root: Path) -> str:
 
 def _read_json(path: Path, root: Path) -> dict:
     if not path.is_file():
-        raise DataError(f"{path} not found: {root} is not a prepared PhysioNet 2018 directory; {prepare_hint(root)}")
+        raise DataError(f"{path} not found: {root} is not a prepared directory of sleep recordings; "
+                        f"{prepare_hint(root)}")
     try:
         obj = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as exc:

@@ -15,7 +15,6 @@ a checkpoint is written there and the run stops with exit code 143, resumable ex
 from __future__ import annotations
 
 import json
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,15 +32,6 @@ from part.training.optim import cosine_lr, param_groups, set_lr
 from part.training.rundir import truncate_metrics
 
 SIGTERM_EXIT = 143
-
-
-def leave_stop_signals_to_the_main_process(worker_id: int) -> None:
-    """DataLoader workers ignore SIGTERM and SIGINT: SLURM's ``scancel``, Kubernetes and a shell's
-    Ctrl-C signal the whole process group, and a worker killed by them would end the run with
-    "DataLoader worker killed" instead of the main process's checkpoint-and-stop. Workers still
-    exit when the loader shuts them down or their parent dies."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class EpochSampler(Sampler):
@@ -201,8 +191,7 @@ def train(spec: TrainSpec, ctx: RunContext) -> dict:
         sampler.set_epoch(ep, start)
         loader = DataLoader(spec.dataset, batch_size=per_rank, sampler=sampler, drop_last=True,
                             num_workers=ctx.num_workers, pin_memory=ctx.device.type == "cuda",
-                            generator=torch.Generator().manual_seed(ctx.seed * 7919 + ep),
-                            worker_init_fn=leave_stop_signals_to_the_main_process if ctx.num_workers else None)
+                            generator=torch.Generator().manual_seed(ctx.seed * 7919 + ep))
         bar = _progress(ctx, spec.stage, ep, cfg.epochs, steps_per_epoch, start)
         run_model.train()
         sums, count, t0 = torch.zeros((), device=ctx.device), 0, time.perf_counter()

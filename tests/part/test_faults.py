@@ -4,7 +4,7 @@ empty recipes, errors inside DataLoader workers, stages checked before anything 
 
 A fresh interpreter spends seconds importing torch, so runs that need no process of their own
 call `part.train.main` in this process (`here`); subprocesses are kept where the process is the
-point: signals, and a second process on a running directory."""
+point: signals, a second process on a running directory, DataLoader worker processes."""
 import os
 import signal
 import subprocess
@@ -197,10 +197,9 @@ def test_sigterm_checkpoints_at_a_step_and_resumes_exactly(tmp_path):
     assert here(tmp_path / "a", *LONG).returncode == 0
     reference = step_losses(tmp_path / "a" / "digits_demo")
     run = tmp_path / "b" / "digits_demo"
-    # as SLURM's scancel does: SIGTERM to the whole process group, DataLoader workers included
-    proc = start(tmp_path / "b", *LONG, "run.num_workers=1", new_session=True)
+    proc = start(tmp_path / "b", *LONG)
     wait_for_steps(run, 12, proc)
-    os.killpg(proc.pid, signal.SIGTERM)
+    proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err[-2000:]
     assert "stopped by SIGTERM at epoch" in err and "Traceback" not in err
@@ -260,8 +259,10 @@ def test_dataloader_worker_error_is_our_message(tmp_path):
             for i in range(8):
                 Image.new("RGB", (8, 8), (i * 20, 0, 0)).save(folder / f"{i}.png")
     (tmp_path / "images" / "train" / "a" / "9.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
-    res = here(tmp_path / "runs", "data.name=imagefolder", f"data.root={tmp_path / 'images'}",
-               "run.num_workers=2", "run.stages=[pretrain]", "pretrain.batch_size=17")
+    # a subprocess: the error arrives from worker processes, and the run must still exit
+    res = subprocess.run(command(tmp_path / "runs", "data.name=imagefolder", f"data.root={tmp_path / 'images'}",
+                                 "run.num_workers=2", "run.stages=[pretrain]", "pretrain.batch_size=17"),
+                         cwd=ROOT, capture_output=True, text=True, timeout=300, env=ENV)
     assert res.returncode == 2, res.stderr[-2000:]
     assert "9.jpg" in res.stderr and "Caught" not in res.stderr and "Traceback" not in res.stderr
 

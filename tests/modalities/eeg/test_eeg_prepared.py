@@ -185,10 +185,10 @@ def _edit_json(path: Path, **changes):
 
 
 def test_missing_or_old_manifest(tmp_path, prep):
-    with pytest.raises(DataError, match=r"manifest\.json not found.*physionet2018\.py --src RAW --out .*--synthetic N"):
+    with pytest.raises(DataError, match=r"manifest\.json not found.*part-prepare-pc18 --src RAW --out .*--synthetic N"):
         load_splits(tmp_path / "nothing")
     _edit_json(prep / "manifest.json", format_version=0)
-    with pytest.raises(DataError, match=r"manifest\.json: format_version 0.*reads format_version 1.*physionet2018\.py"):
+    with pytest.raises(DataError, match=r"manifest\.json: format_version 0.*reads format_version 1.*part-prepare-pc18"):
         PreparedEEG(prep, ["r2"], labelled_only=False)
     _edit_json(prep / "manifest.json", format_version=1, status="in_progress")
     with pytest.raises(DataError, match="did not finish.*rerun"):
