@@ -23,7 +23,8 @@ import wfdb
 
 from modalities.eeg.signal import TARGET_FS, RecordError, resampled_length
 from modalities.eeg.prepared import UNLABELLED
-from modalities.eeg.hypnogram import WindowGrid, label_counts  # noqa: F401 (label_counts: re-exported)
+from modalities.eeg.hypnogram import label_counts  # noqa: F401 (label_counts: re-exported)
+from modalities.eeg.windows import WindowGrid  # noqa: F401 (label_counts: re-exported)
 
 # PC18 stage note (aux_note of the .arousal files) -> stage code = label value (CLASS_NAMES index)
 STAGE_NOTES: dict[str, int] = {"W": 0, "N1": 1, "N2": 2, "N3": 3, "R": 4}

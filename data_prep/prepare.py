@@ -31,10 +31,12 @@ from typing import Callable
 
 import numpy as np
 
+from data_prep.manifest import build_manifest, check_existing_output, with_metadata
 from data_prep.pc18_splits import SplitSettings, make_splits
 from data_prep.workers import run_jobs
-from modalities.eeg.hypnogram import WindowGrid, label_counts
-from modalities.eeg.prepared import CLASS_NAMES, FORMAT_VERSION, UNLABELLED
+from modalities.eeg.hypnogram import label_counts
+from modalities.eeg.windows import WindowGrid
+from modalities.eeg.prepared import CLASS_NAMES, FORMAT_VERSION
 from modalities.eeg.signal import TARGET_FS, EegRecording, FilterSpec
 from modalities.eeg.wfdb_reader import EEG_CHANNELS
 from modalities.eeg.windows import WindowConfig, recording_windows
@@ -277,42 +279,6 @@ def _job(source: RecordSource, records_dir: Path, config: PrepConfig) -> tuple[s
     return source.name, None, " ".join(reason.split())
 
 
-def _check_existing_output(out: Path, config: PrepConfig, overwrite: bool) -> bool:
-    """Refuse an output prepared with other parameters unless ``overwrite``; return the previous
-    manifest's ``synthetic`` flag (False with ``overwrite``: every record is redone, so the flag
-    comes from the new records only)."""
-    path = out / "manifest.json"
-    if not path.exists():
-        return False
-    try:
-        old = json.loads(path.read_text())
-        old_hash, old_params = old["params_hash"], old.get("params", {})
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        if overwrite:
-            return False
-        raise DataError(
-            f"cannot read the existing {path} ({exc}); use --overwrite to replace that output, or "
-            "another --out"
-        ) from None
-    new_params = config.params()
-    if old_hash != config.params_hash() and not overwrite:
-        keys = sorted(set(old_params) | set(new_params))
-        changed = {k: [old_params.get(k), new_params.get(k)] for k in keys if old_params.get(k) != new_params.get(k)}
-        raise DataError(
-            f"{out} holds records prepared with other parameters (hash {old_hash}, this run "
-            f"{config.params_hash()}; changed [old, new]: {json.dumps(changed)}); use --overwrite "
-            f"to redo every record with the new parameters, or another --out"
-        )
-    return not overwrite and bool(old.get("synthetic", False))
-
-
-def _with_metadata(infos: dict[str, dict], meta: dict[str, dict], subjects: dict[str, str]) -> dict[str, dict]:
-    """Record infos sorted by name, with subject (this run's ``subjects``, default: the record), age
-    and sex added."""
-    empty = {"age": None, "sex": None}
-    return {n: {**infos[n], "subject": subjects.get(n) or n, **meta.get(n, empty)} for n in sorted(infos)}
-
-
 DEFAULT_SPLITS = SplitSettings()
 
 
@@ -326,47 +292,6 @@ class RunSettings:
     metadata: Path | None = None
     extra: dict = field(default_factory=dict, hash=False)
     desc: str = "records"
-
-
-def _manifest(run: RunSettings, config: PrepConfig, records: dict, failed: dict, status: str, synthetic: bool) -> dict:
-    """The content of ``manifest.json`` (keys in ``data_prep/pc18_prepare.py``'s docstring)."""
-    counts = {k: sum(r["label_counts"][k] for r in records.values()) for k in (*CLASS_NAMES, "unlabelled")}
-    unknown: dict[str, int] = {}
-    for r in records.values():
-        for text, n in (r.get("unknown_stages") or {}).items():
-            unknown[text] = unknown.get(text, 0) + n
-    windows = sum(r["n_windows"] for r in records.values())
-    return {
-        "format_version": FORMAT_VERSION,
-        "dataset": run.dataset,
-        "status": status,
-        "synthetic": synthetic,
-        "params": config.params(),
-        "params_hash": config.params_hash(),
-        "sampling_rate": config.target_fs,
-        "window_s": config.window_s,
-        "window_samples": int(round(config.window_s * config.target_fs)),
-        "channels": list(config.channels),
-        "dtype": config.dtype,
-        "label_names": list(CLASS_NAMES),
-        "label_codes": {**{n: i for i, n in enumerate(CLASS_NAMES)}, "unlabelled": UNLABELLED},
-        **run.extra,
-        "filter": config.filter.describe(),
-        "resampling": f"scipy.signal.resample_poly to {config.target_fs} Hz (polyphase, rational up/down; "
-        "its anti-aliasing FIR is the band-pass low-pass in 'filter')",
-        "normalisation": {
-            "method": "per window and channel: (x - mean) / (std + eps), uV before",
-            "eps": config.eps,
-            "flat_std_uv": config.flat_std_uv,
-        },
-        "source": str(run.src),
-        "metadata": str(run.metadata) if run.metadata else None,
-        "files": {"signal": "records/{record}.npy", "labels": "records/{record}.labels.npy"},
-        "totals": {"records": len(records), "failed": len(failed), "windows": windows, "label_counts": counts,
-                   "unknown_stages": dict(sorted(unknown.items()))},
-        "records": records,
-        "failed": failed,
-    }
 
 
 def _records_dir(out: Path) -> Path:
@@ -407,14 +332,14 @@ def prepare_sources(
     if clashes:
         raise DataError(f"several recordings get the same record name: {dict(sorted(clashes.items()))}; expected "
                         "one recording per name: rename or move the files")
-    synthetic = _check_existing_output(out, config, overwrite) or synthetic
+    synthetic = check_existing_output(out, config, overwrite) or synthetic
     records_dir = _records_dir(out)
     subjects = {s.name: s.subject or s.name for s in sources}
     done = {} if overwrite else {
         s.name: load_done(records_dir, s.name, config.params_hash(), record_fingerprint(s)) for s in sources}
     infos = {name: info for name, info in done.items() if info is not None}
     skipped, prepared = sorted(infos), []
-    started = _manifest(run, config, _with_metadata(infos, meta, subjects), {}, "in_progress", synthetic)
+    started = build_manifest(run, config, with_metadata(infos, meta, subjects), {}, "in_progress", synthetic)
     atomic_write_json(out / "manifest.json", started)
 
     todo = [s for s in sources if s.name not in infos]
@@ -425,11 +350,11 @@ def prepare_sources(
         else:
             infos[name] = info
             prepared.append(name)
-    records = _with_metadata(infos, meta, subjects)
+    records = with_metadata(infos, meta, subjects)
     split_dict, warnings = make_splits(records, splits)
     atomic_write_json(out / "splits.json", split_dict)
     failed = dict(sorted(failed.items()))
     synthetic = synthetic or any(r["origin"] == "synthetic" for r in records.values())
-    manifest = _manifest(run, config, records, failed, "complete", synthetic)
+    manifest = build_manifest(run, config, records, failed, "complete", synthetic)
     atomic_write_json(out / "manifest.json", manifest)
     return RunResult(manifest, split_dict, sorted(prepared), skipped, failed, warnings)

@@ -20,7 +20,7 @@ are seconds from the recording's first sample; with another recording format, or
 day apart of which one is EDF's placeholder date 01.01.85, the hypnogram is not aligned and the
 record gets a ``hypnogram_note``; real start dates more than a day apart make the record fail: the
 scoring is another night's), then builds the
-30-s grid with ``modalities.eeg.hypnogram.window_grid`` (epochs follow the hypnogram's onsets;
+30-s grid with ``modalities.eeg.windows.window_grid`` (epochs follow the hypnogram's onsets;
 time outside it is -1; unknown stage texts are -1 and counted in the record's ``unknown_stages``). An EDF/BDF
 recording whose header's patient or recording field says ``synthetic`` (the files of
 ``data_prep/sleep_edf_synthetic.py``) is flagged synthetic (``origin`` "synthetic").
@@ -38,7 +38,8 @@ from typing import Callable
 import numpy as np
 
 from data_prep.prepare import PrepConfig, ReadResult, RecordSource, relative_path
-from modalities.eeg.hypnogram import EDF_SUFFIXES, TABLE_SUFFIXES, read_hypnogram, window_grid
+from modalities.eeg.hypnogram import EDF_SUFFIXES, TABLE_SUFFIXES, read_hypnogram
+from modalities.eeg.windows import window_grid
 from modalities.eeg.hypnogram_edf import align_to_recording
 from modalities.eeg.mne_reader import READERS, read_recording_full, suffix_of
 from modalities.eeg.signal import RecordError

@@ -1,4 +1,4 @@
-"""Sleep-stage scoring files (hypnograms): stage labels, 30-s epochs, and the window grid they give.
+"""Sleep-stage scoring files (hypnograms): stage labels and 30-s epochs (their window grid: ``windows.py``).
 
 Stage codes are the label values of the prepared format (``CLASS_NAMES``): 0 W, 1 N1, 2 N2,
 3 N3, 4 REM, and ``UNLABELLED`` (-1) for an epoch without a usable stage.
@@ -108,18 +108,6 @@ def label_counts(labels) -> dict[str, int]:
     counts = np.bincount(labels[labels >= 0].astype(np.int64), minlength=len(CLASS_NAMES))
     return {**{n: int(c) for n, c in zip(CLASS_NAMES, counts)},
             "unlabelled": int(np.count_nonzero(labels == UNLABELLED))}
-
-
-@dataclass(frozen=True)
-class WindowGrid:
-    """``n_windows`` windows of ``window_len`` output samples from ``first_start`` (output samples
-    at ``target_fs``) and their ``labels`` (n_windows,) int8."""
-
-    first_start: int
-    n_windows: int
-    window_len: int
-    target_fs: float
-    labels: np.ndarray
 
 
 @dataclass(frozen=True, eq=False)
@@ -378,47 +366,3 @@ def hypnogram_from_raw(raw, epoch_s: float = EPOCH_S) -> Hypnogram | None:
     keep = ~clipped | (durations > TOLERANCE_S)  # drop what was only a partial epoch
     hyp = hypnogram_from_annotations(onsets[keep], durations[keep], list(descriptions[keep]), source, epoch_s)
     return hyp if hyp.n_epochs else None
-
-
-def window_grid(hypnogram: Hypnogram | None, duration_s: float, target_fs: float,
-                window_s: float = EPOCH_S) -> WindowGrid:
-    """Windows of ``window_s`` over a recording of ``duration_s`` seconds, in samples at ``target_fs``.
-
-    The grid follows the hypnogram: the first window starts at ``round(first_onset * target_fs)
-    mod window_len`` samples (the first epoch's phase), windows follow every ``window_len``
-    samples while they fit in ``floor(duration_s * target_fs)`` samples. A window lying fully
-    inside a run of one scored stage gets that stage; others (no epoch, unscored, a stage change
-    or an epoch off the grid) get -1. ``hypnogram=None``: a grid from 0, all -1 (unlabelled).
-    Raises :class:`HypnogramError` when the hypnogram does not overlap the recording.
-    """
-    window_len = int(round(window_s * target_fs))
-    n_out = int(np.floor(duration_s * target_fs + 1e-6))
-    first_start = 0
-    if hypnogram is not None:
-        if hypnogram.n_epochs == 0 or hypnogram.end_s <= 0 or hypnogram.start_s >= duration_s:
-            raise HypnogramError(
-                f"{hypnogram.source}: the hypnogram covers {hypnogram.start_s:.0f}-{hypnogram.end_s:.0f} s but the "
-                f"recording lasts {duration_s:.0f} s (0-{duration_s:.0f} s); expected scoring of this recording: "
-                "check that the hypnogram belongs to it and that both files start at the same time")
-        first_start = int(round(hypnogram.start_s * target_fs)) % window_len
-    n_windows = max(0, (n_out - first_start) // window_len)
-    starts = first_start + window_len * np.arange(n_windows, dtype=np.int64)
-    labels = (np.full(n_windows, UNLABELLED, np.int8) if hypnogram is None else
-              labels_at(hypnogram, starts, window_len, target_fs))
-    return WindowGrid(first_start, n_windows, window_len, float(target_fs), labels)
-
-
-def labels_at(hypnogram: Hypnogram, starts: np.ndarray, window_len: int, fs: float) -> np.ndarray:
-    """The stage code (n,) int8 of each window [start, start + window_len) (samples at ``fs``):
-    the stage of the run of one scored stage (:meth:`Hypnogram.runs`) it lies fully in, else -1.
-    The one labelling rule of :func:`window_grid` and of staging's reference labels."""
-    starts = np.asarray(starts, np.int64).reshape(-1)
-    run_start, run_end, run_stage = hypnogram.runs()
-    run_start = np.rint(run_start * fs).astype(np.int64)
-    run_end = np.rint(run_end * fs).astype(np.int64)
-    run = np.searchsorted(run_start, starts, side="right") - 1
-    inside = run >= 0
-    inside[inside] = run_end[run[inside]] >= starts[inside] + window_len
-    labels = np.full(starts.size, UNLABELLED, np.int8)
-    labels[inside] = run_stage[run[inside]]
-    return labels

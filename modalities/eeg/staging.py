@@ -42,7 +42,8 @@ import numpy as np
 import torch
 
 from modalities.eeg import mne_reader
-from modalities.eeg.hypnogram import Hypnogram, window_grid
+from modalities.eeg.hypnogram import Hypnogram
+from modalities.eeg.windows import window_grid
 from modalities.eeg.hypnogram_edf import align_to_recording
 from modalities.eeg.signal import EegRecording, FilterSpec, RecordError
 from modalities.eeg.staging_result import StagingResult, codes_to_classes, load_scoring

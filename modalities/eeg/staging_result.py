@@ -23,7 +23,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from modalities.eeg.hypnogram import Hypnogram, labels_at, read_hypnogram
+from modalities.eeg.hypnogram import Hypnogram, read_hypnogram
+from modalities.eeg.windows import labels_at
 from modalities.eeg.hypnogram_edf import write_hypnogram_edf
 from modalities.eeg.prepared import CLASS_NAMES, UNLABELLED
 from modalities.eeg.report import plot_hypnogram
@@ -49,7 +50,7 @@ def load_scoring(hypnogram: Any) -> Optional[Hypnogram]:
 def scoring_labels(hypnogram: Hypnogram, onsets_s: np.ndarray, window_s: float, fs: float,
                    class_names: list) -> np.ndarray:
     """The scoring's label of each window [onset, onset + window_s) as a model class index
-    (``hypnogram.labels_at``, the labelling of ``hypnogram.window_grid``; times compared in samples
+    (``windows.labels_at``, the labelling of ``windows.window_grid``; times compared in samples
     at ``fs`` Hz). (n,) int64, -1 unscored."""
     starts = np.rint(np.asarray(onsets_s) * fs).astype(np.int64)
     return codes_to_classes(labels_at(hypnogram, starts, int(round(window_s * fs)), fs), class_names)

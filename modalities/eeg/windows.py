@@ -5,8 +5,7 @@ preparation (``data_prep/prepare.py``) and the staging command.
 continuous recording (0.1-30 Hz zero-phase band-pass fused with polyphase resampling to 100 Hz,
 float32 uV), then cuts the grid's windows and z-scores each window and channel. The grid is any
 object with ``first_start`` (output samples at ``target_fs``), ``n_windows``, ``window_len`` and
-``labels`` (n_windows,) int8 (a ``modalities.eeg.hypnogram.WindowGrid``):
-``modalities.eeg.hypnogram.window_grid(...)`` for hypnograms,
+``labels`` (n_windows,) int8 (a :class:`WindowGrid`): :func:`window_grid` for hypnograms,
 ``data_prep.pc18_labels.window_labels(...)`` for PC18 stage notes, or :func:`unlabelled_grid`.
 """
 
@@ -16,10 +15,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from modalities.eeg.hypnogram import WindowGrid
+from modalities.eeg.hypnogram import EPOCH_S, Hypnogram, HypnogramError
 from modalities.eeg.prepared import UNLABELLED
 from modalities.eeg.signal import (TARGET_FS, EegRecording, FilterSpec, RecordError, filter_and_resample,
                                    normalise_windows, resampled_length)
+
+
+@dataclass(frozen=True)
+class WindowGrid:
+    """``n_windows`` windows of ``window_len`` output samples from ``first_start`` (output samples
+    at ``target_fs``) and their ``labels`` (n_windows,) int8."""
+
+    first_start: int
+    n_windows: int
+    window_len: int
+    target_fs: float
+    labels: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -98,3 +109,47 @@ def recording_windows(recording: EegRecording, grid=None, config: WindowConfig =
                                config.eps, config.flat_std_uv)
     return RecordingWindows(normed.windows, labels, normed.flat, int(grid.first_start), int(grid.window_len),
                             float(config.target_fs))
+
+
+def window_grid(hypnogram: Hypnogram | None, duration_s: float, target_fs: float,
+                window_s: float = EPOCH_S) -> WindowGrid:
+    """Windows of ``window_s`` over a recording of ``duration_s`` seconds, in samples at ``target_fs``.
+
+    The grid follows the hypnogram: the first window starts at ``round(first_onset * target_fs)
+    mod window_len`` samples (the first epoch's phase), windows follow every ``window_len``
+    samples while they fit in ``floor(duration_s * target_fs)`` samples. A window lying fully
+    inside a run of one scored stage gets that stage; others (no epoch, unscored, a stage change
+    or an epoch off the grid) get -1. ``hypnogram=None``: a grid from 0, all -1 (unlabelled).
+    Raises :class:`HypnogramError` when the hypnogram does not overlap the recording.
+    """
+    window_len = int(round(window_s * target_fs))
+    n_out = int(np.floor(duration_s * target_fs + 1e-6))
+    first_start = 0
+    if hypnogram is not None:
+        if hypnogram.n_epochs == 0 or hypnogram.end_s <= 0 or hypnogram.start_s >= duration_s:
+            raise HypnogramError(
+                f"{hypnogram.source}: the hypnogram covers {hypnogram.start_s:.0f}-{hypnogram.end_s:.0f} s but the "
+                f"recording lasts {duration_s:.0f} s (0-{duration_s:.0f} s); expected scoring of this recording: "
+                "check that the hypnogram belongs to it and that both files start at the same time")
+        first_start = int(round(hypnogram.start_s * target_fs)) % window_len
+    n_windows = max(0, (n_out - first_start) // window_len)
+    starts = first_start + window_len * np.arange(n_windows, dtype=np.int64)
+    labels = (np.full(n_windows, UNLABELLED, np.int8) if hypnogram is None else
+              labels_at(hypnogram, starts, window_len, target_fs))
+    return WindowGrid(first_start, n_windows, window_len, float(target_fs), labels)
+
+
+def labels_at(hypnogram: Hypnogram, starts: np.ndarray, window_len: int, fs: float) -> np.ndarray:
+    """The stage code (n,) int8 of each window [start, start + window_len) (samples at ``fs``):
+    the stage of the run of one scored stage (:meth:`Hypnogram.runs`) it lies fully in, else -1.
+    The one labelling rule of :func:`window_grid` and of staging's reference labels."""
+    starts = np.asarray(starts, np.int64).reshape(-1)
+    run_start, run_end, run_stage = hypnogram.runs()
+    run_start = np.rint(run_start * fs).astype(np.int64)
+    run_end = np.rint(run_end * fs).astype(np.int64)
+    run = np.searchsorted(run_start, starts, side="right") - 1
+    inside = run >= 0
+    inside[inside] = run_end[run[inside]] >= starts[inside] + window_len
+    labels = np.full(starts.size, UNLABELLED, np.int8)
+    labels[inside] = run_stage[run[inside]]
+    return labels

@@ -14,7 +14,8 @@ from data_prep.pc18_splits import SplitSettings, make_splits
 from data_prep.prepare import PrepConfig, trim_wake
 from data_prep.psg import main
 from data_prep.psg_sources import pair_hypnograms
-from modalities.eeg.hypnogram import WindowGrid, read_hypnogram, window_grid
+from modalities.eeg.hypnogram import read_hypnogram
+from modalities.eeg.windows import WindowGrid, window_grid
 from modalities.eeg.mne_reader import read_recording
 from modalities.eeg.windows import recording_windows
 

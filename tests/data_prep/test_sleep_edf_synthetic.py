@@ -13,7 +13,8 @@ import pytest
 import scipy.signal
 
 from data_prep.sleep_edf_synthetic import file_names, write_sleep_edf_night, write_synthetic_sleep_edf
-from modalities.eeg.hypnogram import read_hypnogram, window_grid
+from modalities.eeg.hypnogram import read_hypnogram
+from modalities.eeg.windows import window_grid
 
 CASSETTE = {"EEG Fpz-Cz": (100, "uV"), "EEG Pz-Oz": (100, "uV"), "EOG horizontal": (100, "uV"),
             "Resp oro-nasal": (1, ""), "EMG submental": (1, "uV"), "Temp rectal": (1, "DegC"),

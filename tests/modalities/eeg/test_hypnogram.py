@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from data_prep import pc18_labels
-from modalities.eeg.hypnogram import (EPOCH_S, Hypnogram, HypnogramError, WindowGrid, classify_stage,
-                                      hypnogram_from_annotations, hypnogram_from_raw, read_hypnogram, stage_code,
-                                      window_grid)
+from modalities.eeg.hypnogram import (EPOCH_S, Hypnogram, HypnogramError, classify_stage, hypnogram_from_annotations,
+                                      hypnogram_from_raw, read_hypnogram, stage_code)
 from modalities.eeg.hypnogram_edf import write_hypnogram_edf
+from modalities.eeg.windows import WindowGrid, window_grid
 from modalities.eeg.prepared import UNLABELLED
 from part.errors import DataError
 

@@ -22,7 +22,8 @@ from data_prep.pc18_synthetic import write_synthetic_records
 import modalities.eeg.report as report
 import modalities.eeg.staging_result as staging_result
 from modalities.eeg import mne_reader
-from modalities.eeg.hypnogram import Hypnogram, read_hypnogram, window_grid
+from modalities.eeg.hypnogram import Hypnogram, read_hypnogram
+from modalities.eeg.windows import window_grid
 from modalities.eeg.hypnogram_edf import write_hypnogram_edf
 from modalities.eeg.mne_reader import read_recording
 from modalities.eeg.report import hypnogram_figure, sleep_report_hook, write_hypnograms
