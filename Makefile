@@ -22,7 +22,7 @@ test: $(STAMP)
 # Synthetic PC18 records -> preparation -> PART, PART-grid, MAE and supervised (same finetune
 # budget) -> comparison table. Rerunning resumes / skips what is done.
 demo: $(STAMP)
-	$(BIN)/python -m modalities.eeg.demo --data $(DEMO_DATA) --runs $(DEMO_RUNS)
+	$(BIN)/python -m part.modalities.eeg.sleep.demo --data $(DEMO_DATA) --runs $(DEMO_RUNS)
 
 # The image path on scikit-learn's digits (embedded data, ~3 min on 2 CPU cores).
 demo-images: $(STAMP)
@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/loader_bench.py --step
 	$(BIN)/python benchmarks/prep_bench.py
 	$(BIN)/python benchmarks/stage_bench.py
+	$(BIN)/python benchmarks/startup_bench.py
 
 clean:
 	rm -rf $(VENV) runs $(DEMO_RUNS) $(DEMO_DATA)

@@ -24,10 +24,11 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from modalities import get_modality  # noqa: E402
-from modalities.eeg.wfdb_reader import EEG_CHANNELS  # noqa: E402
-from modalities.eeg.datasets import PreparedEEG  # noqa: E402
-from modalities.eeg.prepared import FORMAT_VERSION, PC18_WINDOW_SHAPE  # noqa: E402
+from part.modalities import get_modality  # noqa: E402
+from part.modalities.eeg.recordings.constants import PC18_EEG_CHANNELS  # noqa: E402
+from part.modalities.eeg.datasets import PreparedEEG  # noqa: E402
+from part.modalities.eeg.recordings.constants import PC18_WINDOW_SHAPE  # noqa: E402
+from part.modalities.eeg.recordings.prepared import FORMAT_VERSION  # noqa: E402
 
 C, L = PC18_WINDOW_SHAPE
 
@@ -45,7 +46,7 @@ def write_prepared(root: Path, n_records: int, n_windows: int, seed: int = 0) ->
         records[name] = {"n_windows": n_windows, "labelled_windows": int((labels >= 0).sum()), "subject": name}
         names.append(name)
     manifest = {"format_version": FORMAT_VERSION, "status": "complete", "params_hash": "bench", "window_samples": L,
-                "channels": list(EEG_CHANNELS), "dtype": "float16",
+                "channels": list(PC18_EEG_CHANNELS), "dtype": "float16",
                 "records": records, "failed": {}}
     (root / "manifest.json").write_text(json.dumps(manifest))
     return names

@@ -8,11 +8,11 @@ PC18: one record of the size of tr03-0005 (13 signals x 5,147,000 int16 samples 
 real header and annotations from ../shared/data/pc18 next to a MATLAB v4 .mat written here).
 Sleep-EDF: one SYNTHETIC night of ``--hours`` (22 h by default, about the longest SC night) in
 the exact layout (``SC4001E0-PSG.edf``: 3 channels at 100 Hz + 4 at 1 Hz, 30-s data records,
-and its EDF+ hypnogram), written by ``data_prep.sleep_edf_synthetic.write_sleep_edf_night``.
+and its EDF+ hypnogram), written by ``part.data_prep.sleep_edf_synthetic.write_sleep_edf_night``.
 Each measurement runs in a fresh Python process (imports excluded from the time, included in
 the memory), the two paths alternating ``--repeats`` times:
 
-- ``pc18_ours``: ``data_prep.prepare.prepare_record`` with the PC18 reader (fast WFDB read of
+- ``pc18_ours``: ``part.data_prep.prepare.prepare_record`` with the PC18 reader (fast WFDB read of
   6 EEG channels, band-pass, resample to 100 Hz, label, window, z-score, write float16 .npy);
 - ``pc18_mne``: ``wfdb.rdrecord`` of the 6 channels, ``mne.io.RawArray``, ``raw.filter(0.1, 30)``,
   ``raw.resample(100)``, windowing and z-scoring in memory (no labels, no writing);
@@ -79,7 +79,7 @@ def _peak_mb() -> float:
 
 
 def child_pc18_ours(header: Path, out: Path) -> dict:
-    from data_prep.pc18_prepare import PrepConfig, pc18_source, prepare_record
+    from part.data_prep.pc18_prepare import PrepConfig, pc18_source, prepare_record
 
     imports_mb = _peak_mb()
     source = pc18_source(RECORD, header, header.with_suffix(".arousal"), "training")
@@ -103,22 +103,22 @@ def child_pc18_mne(header: Path, out: Path) -> dict:
     import mne
     import wfdb
 
-    from modalities.eeg.wfdb_reader import EEG_CHANNELS
+    from part.modalities.eeg.recordings.constants import PC18_EEG_CHANNELS
 
     imports_mb = _peak_mb()
     start = time.perf_counter()
-    record = wfdb.rdrecord(str(header.with_suffix("")), channel_names=list(EEG_CHANNELS))
-    info = mne.create_info(list(EEG_CHANNELS), record.fs, "eeg")
+    record = wfdb.rdrecord(str(header.with_suffix("")), channel_names=list(PC18_EEG_CHANNELS))
+    info = mne.create_info(list(PC18_EEG_CHANNELS), record.fs, "eeg")
     raw = mne.io.RawArray(record.p_signal.T * 1e-6, info, verbose=False)
     del record
-    n_windows = _mne_windows(raw, len(EEG_CHANNELS))
+    n_windows = _mne_windows(raw, len(PC18_EEG_CHANNELS))
     return {"seconds": time.perf_counter() - start, "imports_peak_mb": imports_mb, "n_windows": n_windows}
 
 
 def child_pc18_stages(header: Path, out: Path) -> dict:
-    from data_prep.pc18_labels import read_stage_notes, window_labels
-    from modalities.eeg.signal import filter_and_resample, normalise_windows
-    from modalities.eeg.wfdb_reader import read_eeg
+    from part.data_prep.pc18_labels import read_stage_notes, window_labels
+    from part.modalities.eeg.recordings.signal import filter_and_resample, normalise_windows
+    from part.modalities.eeg.recordings.wfdb_reader import read_eeg
 
     times, start = {}, time.perf_counter()
     rec = read_eeg(header)
@@ -133,8 +133,8 @@ def child_pc18_stages(header: Path, out: Path) -> dict:
 
 
 def _sedf_source(psg: Path):
-    from data_prep.prepare import PrepConfig, RecordSource
-    from data_prep.psg_sources import read_psg
+    from part.data_prep.prepare import PrepConfig, RecordSource
+    from part.data_prep.psg_sources import read_psg
 
     hypnogram = next(psg.parent.glob(psg.name[:7] + "*-Hypnogram.edf"))
     source = RecordSource(psg.name[:6], psg, hypnogram, "cassette", read_psg, psg.name[:5], {"root": psg.parent})
@@ -142,7 +142,7 @@ def _sedf_source(psg: Path):
 
 
 def child_sedf_ours(psg: Path, out: Path) -> dict:
-    from data_prep.prepare import prepare_record
+    from part.data_prep.prepare import prepare_record
 
     imports_mb = _peak_mb()
     source, config = _sedf_source(psg)
@@ -162,8 +162,8 @@ def child_sedf_mne(psg: Path, out: Path) -> dict:
 
 
 def child_sedf_stages(psg: Path, out: Path) -> dict:
-    from data_prep.psg_sources import read_psg
-    from modalities.eeg.signal import filter_and_resample, normalise_windows
+    from part.data_prep.psg_sources import read_psg
+    from part.modalities.eeg.recordings.signal import filter_and_resample, normalise_windows
 
     source, config = _sedf_source(psg)
     start = time.perf_counter()
@@ -258,7 +258,7 @@ def main() -> int:
             print_report("PC18 (WFDB reader) vs MNE", report["pc18"], 5.0)
         if not args.skip_sleep_edf:
             sys.path.insert(0, str(REPO))
-            from data_prep.sleep_edf_synthetic import write_sleep_edf_night
+            from part.data_prep.sleep_edf_synthetic import write_sleep_edf_night
 
             start = time.perf_counter()
             psg, _ = write_sleep_edf_night(work / "sedf", 0, 1, args.hours, seed=0)

@@ -3,7 +3,7 @@
     python benchmarks/stage_bench.py [--hours 8] [--repeats 3] [--threads 2] [--workdir DIR]
 
 Writes one SYNTHETIC Sleep-EDF-layout night of ``--hours`` (``SC4001E0-PSG.edf``, 100 Hz EEG,
-``data_prep.sleep_edf_synthetic``) and stages it with ``Stager.predict_file`` (the code path of
+``part.data_prep.sleep_edf_synthetic``) and stages it with ``Stager.predict_file`` (the code path of
 ``python -m part.stage``: read 2 channels with MNE, band-pass + resample, 30-s windows, z-score,
 classify) for two encoders built from the shipped recipes, with random weights (speed does not
 depend on them): ``eeg_sleep_demo.yaml`` (dim 64, depth 4) and ``eeg_sleep.yaml`` (the paper's
@@ -25,11 +25,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from data_prep.sleep_edf_synthetic import write_sleep_edf_night  # noqa: E402
-from modalities.eeg.mne_reader import read_recording  # noqa: E402
-from modalities.eeg.prepared import CLASS_NAMES  # noqa: E402
-from modalities.eeg.signal import FilterSpec  # noqa: E402
-from modalities.eeg.staging import Stager  # noqa: E402
+from part.data_prep.sleep_edf_synthetic import write_sleep_edf_night  # noqa: E402
+from part.modalities.eeg.recordings.mne_reader import read_recording  # noqa: E402
+from part.modalities.eeg.recordings.constants import CLASS_NAMES  # noqa: E402
+from part.modalities.eeg.recordings.signal import FilterSpec  # noqa: E402
+from part.modalities.eeg.sleep.staging import Stager  # noqa: E402
 from part.config.loader import load_recipe, recipe_to_dict  # noqa: E402
 from part.inference import FinetunedModel, build_classifier  # noqa: E402
 

@@ -20,8 +20,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from modalities import get_modality  # noqa: E402
-from modalities.eeg.prepared import PC18_WINDOW_SHAPE  # noqa: E402
+from part.modalities import get_modality  # noqa: E402
+from part.modalities.eeg.recordings.constants import PC18_WINDOW_SHAPE  # noqa: E402
 from part.core.backbone import build_encoder  # noqa: E402
 from part.registry import build_method, get_method  # noqa: E402
 

@@ -28,15 +28,14 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 try:
-    import data_prep  # noqa: F401
-except ImportError:  # run as `python data_prep/cifar.py`: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from part.data_prep.download import download_file
+except ModuleNotFoundError as exc:  # `python data_prep/cifar.py` without the toolkit installed
+    sys.exit(f"error: {exc}; install the toolkit first (`pip install -e .` in the repository), then run "
+             "`part-prepare-cifar` or `python data_prep/cifar.py`")
+import numpy as np  # noqa: E402
 
-from data_prep.download import download_file  # noqa: E402
-from part.errors import DataError  # noqa: E402
+from part.errors import DataError, run_cli  # noqa: E402
 
 SUBSET_INFO = "subset.json"  # written last in an ImageFolder subset: its completion marker
 
@@ -162,7 +161,7 @@ def export_imagefolder(cifar_root: Path, dataset: str, subset_dir: Path, per_cla
     """
     from PIL import Image
 
-    from modalities.image.datasets import load_cifar
+    from part.modalities.image.datasets import load_cifar
 
     subset_dir = Path(subset_dir)
     settings = {"dataset": dataset, "per_class": list(per_class), "seed": seed, "quality": quality}
@@ -210,18 +209,16 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if min(args.per_class) < 1:
         p.error(f"--per-class {args.per_class[0]} {args.per_class[1]}: expected two positive integers")
-    try:
-        folder = prepare_cifar(args.out, args.dataset, args.url, args.md5,
-                               progress=not args.no_progress)
+
+    def work() -> None:
+        folder = prepare_cifar(args.out, args.dataset, args.url, args.md5, progress=not args.no_progress)
         print(f"{args.dataset} ready in {folder} (use data.root={args.out})")
         if args.imagefolder is not None:
             subset = export_imagefolder(args.out, args.dataset, args.imagefolder, tuple(args.per_class), args.seed)
             print(f"ImageFolder subset ({args.per_class[0]} train / {args.per_class[1]} test per class) in "
                   f"{subset} (use data.name=imagefolder data.root={subset})")
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(work, interrupted="interrupted: a partial download is kept as .part and resumed by the same "
+                                     "command")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from modalities.eeg.prepared import CLASS_NAMES, FORMAT_VERSION, UNLABELLED
+from part.modalities.eeg.recordings.constants import CLASS_NAMES, UNLABELLED
+
+from part.modalities.eeg.recordings.prepared import FORMAT_VERSION
 from part.errors import DataError
 
 

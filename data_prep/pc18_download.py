@@ -22,7 +22,7 @@ import io
 import re
 from pathlib import Path
 
-from data_prep.download import DownloadError, DownloadItem, download_many, fetch_bytes
+from part.data_prep.download import DownloadError, DownloadItem, download_many, fetch_bytes
 from part.errors import DataError
 
 BASE_URL = "https://physionet.org/files/challenge-2018/1.0.0/"

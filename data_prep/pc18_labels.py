@@ -21,13 +21,11 @@ from pathlib import Path
 import numpy as np
 import wfdb
 
-from modalities.eeg.signal import TARGET_FS, RecordError, resampled_length
-from modalities.eeg.prepared import UNLABELLED
-from modalities.eeg.hypnogram import label_counts  # noqa: F401 (label_counts: re-exported)
-from modalities.eeg.windows import WindowGrid  # noqa: F401 (label_counts: re-exported)
+from part.modalities.eeg.recordings.constants import PC18_STAGE_NOTES, TARGET_FS, UNLABELLED
+from part.modalities.eeg.recordings.hypnogram_io import label_counts  # noqa: F401 (re-exported for the PC18 tests)
+from part.modalities.eeg.recordings.signal import RecordError, resampled_length
+from part.modalities.eeg.recordings.windows import WindowGrid
 
-# PC18 stage note (aux_note of the .arousal files) -> stage code = label value (CLASS_NAMES index)
-STAGE_NOTES: dict[str, int] = {"W": 0, "N1": 1, "N2": 2, "N3": 3, "R": 4}
 
 
 @dataclass(frozen=True)
@@ -65,15 +63,15 @@ def read_stage_notes(annotation_path: Path, fs: float) -> StageNotes:
             f"{record}: {path.name} has negative or unsorted annotation samples; expected a valid "
             "WFDB annotation file: download it again"
         )
-    is_stage = np.isin(notes, list(STAGE_NOTES))
+    is_stage = np.isin(notes, list(PC18_STAGE_NOTES))
     if not is_stage.any():
         raise RecordError(
-            f"{record}: {path.name} holds no sleep-stage note ({', '.join(STAGE_NOTES)}) among "
+            f"{record}: {path.name} holds no sleep-stage note ({', '.join(PC18_STAGE_NOTES)}) among "
             f"{len(samples)} annotations; expected PC18 stage notes, or remove the file to prepare "
             "the record unlabelled"
         )
     onsets = samples[is_stage]
-    stages = np.array([STAGE_NOTES[s] for s in notes[is_stage]], dtype=np.int8)
+    stages = np.array([PC18_STAGE_NOTES[s] for s in notes[is_stage]], dtype=np.int8)
     change = np.concatenate([[True], stages[1:] != stages[:-1]])
     return StageNotes(onsets=onsets[change], stages=stages[change], fs=float(fs))
 

@@ -1,7 +1,7 @@
 """Prepare a directory of PhysioNet/CinC 2018 records: the PC18 finder and reader on the shared
 pipeline (``data_prep/prepare.py``: per-record jobs, workers, resume, splits, manifest).
 
-Output (the contract read by the EEG dataset, ``modalities/eeg/prepared.py``, which holds the
+Output (the contract read by the EEG dataset, ``recordings/prepared.py``, which holds the
 format's constants: FORMAT_VERSION, CLASS_NAMES, UNLABELLED; all JSON keys below are stable,
 format_version 1)::
 
@@ -37,7 +37,7 @@ Other sources (``data_prep/psg.py``, ``sleep_edf.py``) add per record ``unknown_
 ``rename`` and ``totals.unknown_stages`` (see ``data_prep/prepare.py``).
 ``failed[<record>]``: one-line reason. Read only the records listed in ``records``.
 
-Splits: see ``data_prep/pc18_splits.py`` (drawn over subjects, a subject's records always in one
+Splits: see ``data_prep/splits.py`` (drawn over subjects, a subject's records always in one
 split: test / finetune from labelled subjects, pretrain = every record whose subject is not in
 test; sizes clamp with a warning on small data).
 
@@ -52,12 +52,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from data_prep.pc18_labels import STAGE_NOTES, read_stage_notes, window_labels
-from data_prep.pc18_splits import SplitSettings, make_splits, read_metadata
-from data_prep.prepare import (PrepConfig, ReadResult, RecordSource, RunResult, RunSettings, load_done,
+from part.modalities.eeg.recordings.constants import PC18_STAGE_NOTES
+from part.data_prep.pc18_labels import read_stage_notes, window_labels
+from part.data_prep.splits import SplitSettings, make_splits, read_metadata
+from part.data_prep.prepare import (PrepConfig, ReadResult, RecordSource, RunResult, RunSettings, load_done,
                                prepare_record, prepare_sources, record_files, relative_path)
-from modalities.eeg.signal import RecordError
-from modalities.eeg.wfdb_reader import read_eeg, read_header
+from part.modalities.eeg.recordings.signal import RecordError
+from part.modalities.eeg.recordings.wfdb_reader import read_eeg, read_header
 from part.errors import DataError
 
 DATASET = "PhysioNet/CinC Challenge 2018 (You Snooze You Win), v1.0.0"
@@ -160,5 +161,5 @@ def prepare_dataset(
             f"no WFDB header (*.hea) under --src {src}; expected PC18 records, flat or in "
             "training/<rec>/ and test/<rec>/"
         )
-    run = RunSettings(DATASET, src, metadata, {"stage_notes": STAGE_NOTES}, "PC18 records")
+    run = RunSettings(DATASET, src, metadata, {"stage_notes": PC18_STAGE_NOTES}, "PC18 records")
     return prepare_sources(sources, out, run, config, failed, workers, splits, meta, overwrite, progress, synthetic)

@@ -38,16 +38,16 @@ import scipy.signal
 import wfdb
 from scipy.ndimage import gaussian_filter1d, uniform_filter1d
 
-from data_prep.pc18_labels import STAGE_NOTES
-from modalities.eeg.wfdb_reader import EEG_CHANNELS
+from part.modalities.eeg.recordings.constants import PC18_STAGE_NOTES
+from part.modalities.eeg.recordings.constants import PC18_EEG_CHANNELS
 from part.atomic import atomic_write, atomic_write_text
 
 FS = 200  # Hz, as in the 2018 challenge
 EPOCH = 30 * FS  # samples per scoring epoch
-W, N1, N2, N3, R = STAGE_NOTES.values()  # stage codes 0..4
-_NOTE_OF = tuple(STAGE_NOTES)  # stage code -> its note in the .arousal file
+W, N1, N2, N3, R = PC18_STAGE_NOTES.values()  # stage codes 0..4
+_NOTE_OF = tuple(PC18_STAGE_NOTES)  # stage code -> its note in the .arousal file
 # (name, header gain/units field, gain, baseline): copied from tr03-0005.hea
-SIGNALS = tuple((n, "1/uV", 1.0, 0) for n in EEG_CHANNELS) + (
+SIGNALS = tuple((n, "1/uV", 1.0, 0) for n in PC18_EEG_CHANNELS) + (
     ("E1-M2", "1/uV", 1.0, 0), ("Chin1-Chin2", "1/uV", 1.0, 0), ("ABD", "1/uV", 1.0, 0),
     ("CHEST", "1/uV", 1.0, 0), ("AIRFLOW", "1/uV", 1.0, 0),
     ("SaO2", "655.35(-32768)/%", 655.35, -32768), ("ECG", "1000/mV", 1000.0, 0),

@@ -23,14 +23,12 @@ import sys
 from pathlib import Path
 
 try:
-    import data_prep  # noqa: F401
-except ImportError:  # run as `python data_prep/physionet2018.py` without the package installed
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from data_prep.pc18_prepare import PrepConfig, SplitSettings, prepare_dataset
-from data_prep.psg import run_preparation
-from modalities.eeg.wfdb_reader import EEG_CHANNELS
-from part.errors import UserInputError
+    from part.data_prep.cli import run_preparation
+except ModuleNotFoundError as exc:  # `python data_prep/physionet2018.py` without the toolkit installed
+    sys.exit(f"error: {exc}; install the toolkit first (`pip install -e .` in the repository), then run "
+             "`part-prepare-pc18` or `python data_prep/physionet2018.py`")
+from part.errors import UserInputError  # noqa: E402
+from part.modalities.eeg.recordings.constants import PC18_EEG_CHANNELS  # noqa: E402
 
 DEFAULT_BASE_URL = "https://physionet.org/files/challenge-2018/1.0.0/"
 
@@ -44,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--out", type=Path, required=True, help="output directory of the prepared dataset")
     add("--workers", type=int, default=min(4, os.cpu_count() or 1), help="records prepared in parallel (processes)")
     add("--dtype", choices=("float16", "float32"), default="float16", help="storage type of the windows")
-    add("--channels", nargs="+", default=list(EEG_CHANNELS), metavar="NAME", help="signal names to keep, in order")
+    add("--channels", nargs="+", default=list(PC18_EEG_CHANNELS), metavar="NAME", help="signal names to keep, in order")
     add("--n-test", type=int, default=200, help="labelled subjects held out for testing")
     add("--n-finetune", type=int, default=10, help="labelled subjects for finetuning")
     add("--seed", type=int, default=0, help="seed of the subject splits (and of --synthetic)")
@@ -77,7 +75,7 @@ def _fetch(args: argparse.Namespace) -> None:
     """Run --download or --synthetic into --src (both modules are imported only when asked for)."""
     if args.download:
         try:
-            from data_prep.pc18_download import download_records
+            from part.data_prep.pc18_download import download_records
         except ModuleNotFoundError as exc:
             raise UserInputError(
                 f"--download is not available here ({exc}); get the records by hand into --src"
@@ -88,7 +86,7 @@ def _fetch(args: argparse.Namespace) -> None:
         print(f"downloaded {len(paths)} {args.split} records into {args.src / args.split}", file=sys.stderr)
     if args.synthetic is not None:
         try:
-            from data_prep.pc18_synthetic import write_synthetic_records
+            from part.data_prep.pc18_synthetic import write_synthetic_records
         except ModuleNotFoundError as exc:
             raise UserInputError(f"--synthetic is not available here ({exc})") from None
 
@@ -106,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     _check_args(parser, args)
 
     def prepare():
+        from part.data_prep.pc18_prepare import PrepConfig, SplitSettings, prepare_dataset
+
         _fetch(args)
         return prepare_dataset(
             args.src,

@@ -2,9 +2,9 @@
 
 A script finds its records as :class:`RecordSource` objects, each carrying a *reader*: a
 picklable ``reader(source, config) -> ReadResult`` that turns the record's files into an
-``EegRecording`` (``modalities/eeg/signal.py``) plus its 30-s label grid. Everything else is
+``EegRecording`` (``recordings/signal.py``) plus its 30-s label grid. Everything else is
 shared and lives here: :func:`prepare_record` (optional wake trimming, band-pass + resampling +
-windowing + per-window z-score via ``modalities.eeg.windows.recording_windows``, float16, atomic
+windowing + per-window z-score via ``part.modalities.eeg.recordings.windows.recording_windows``, float16, atomic
 writes) and :func:`prepare_sources` (workers, resume, per-record failures, manifest, subject
 splits). The output layout and every manifest key are described in ``data_prep/pc18_prepare.py``
 (format_version 1); keys added for other sources: per record ``subject`` (the subject id: records
@@ -31,15 +31,17 @@ from typing import Callable
 
 import numpy as np
 
-from data_prep.manifest import build_manifest, check_existing_output, with_metadata
-from data_prep.pc18_splits import SplitSettings, make_splits
-from data_prep.workers import run_jobs
-from modalities.eeg.hypnogram import label_counts
-from modalities.eeg.windows import WindowGrid
-from modalities.eeg.prepared import CLASS_NAMES, FORMAT_VERSION
-from modalities.eeg.signal import TARGET_FS, EegRecording, FilterSpec
-from modalities.eeg.wfdb_reader import EEG_CHANNELS
-from modalities.eeg.windows import WindowConfig, recording_windows
+from part.data_prep.manifest import build_manifest, check_existing_output, with_metadata
+from part.data_prep.splits import SplitSettings, make_splits
+from part.data_prep.workers import run_jobs
+from part.modalities.eeg.recordings.hypnogram_io import label_counts
+from part.modalities.eeg.recordings.windows import WindowGrid
+from part.modalities.eeg.recordings.constants import CLASS_NAMES
+from part.modalities.eeg.recordings.prepared import FORMAT_VERSION
+from part.modalities.eeg.recordings.constants import TARGET_FS
+from part.modalities.eeg.recordings.signal import EegRecording, FilterSpec
+from part.modalities.eeg.recordings.constants import PC18_EEG_CHANNELS
+from part.modalities.eeg.recordings.windows import WindowConfig, recording_windows
 from part.atomic import atomic_write, atomic_write_json
 from part.errors import DataError
 
@@ -53,7 +55,7 @@ class PrepConfig:
     so PC18 outputs keep their hash.
     """
 
-    channels: tuple[str, ...] = EEG_CHANNELS
+    channels: tuple[str, ...] = PC18_EEG_CHANNELS
     target_fs: float = TARGET_FS
     window_s: float = 30.0
     dtype: str = "float16"
@@ -92,7 +94,7 @@ class PrepConfig:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def windows(self) -> WindowConfig:
-        """The window settings of ``modalities.eeg.windows`` (shared with staging)."""
+        """The window settings of ``part.modalities.eeg.recordings.windows`` (shared with staging)."""
         return WindowConfig(self.target_fs, self.window_s, self.dtype, self.filter, self.eps, self.flat_std_uv)
 
 

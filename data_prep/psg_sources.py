@@ -1,7 +1,7 @@
 """Own polysomnography recordings as record sources for the shared pipeline (``data_prep/prepare.py``).
 
 :func:`find_psg` walks ``--src``: every file with a suffix of
-``modalities.eeg.mne_reader.READERS`` (EDF/BDF/GDF, FIF, BrainVision ``.vhdr``, EEGLAB ``.set``)
+``part.modalities.eeg.recordings.mne_reader.READERS`` (EDF/BDF/GDF, FIF, BrainVision ``.vhdr``, EEGLAB ``.set``)
 is a recording, unless its name matches the hypnogram glob (default ``*Hypnogram*``): files
 matching it with a hypnogram suffix (``.edf``, ``.bdf``, ``.txt``, ``.csv``, ``.tsv``) are
 scoring files. Pairing rule (:func:`pair_hypnograms`): a hypnogram pairs with the recording IN ITS
@@ -15,12 +15,12 @@ Record names are the recording's file name without its suffix; when two files sh
 their path relative to ``--src`` with ``/`` replaced by ``_``; names that still collide (e.g.
 ``x/night.edf`` and ``x_night.edf``) are a :class:`DataError` naming the files. The reader
 :func:`read_psg` aligns an EDF+ hypnogram on an EDF/BDF recording's start time
-(``modalities.eeg.hypnogram_edf.align_to_recording``: both headers' clock times, within a day; onsets
+(``part.modalities.eeg.recordings.hypnogram_edf.align_to_recording``: both headers' clock times, within a day; onsets
 are seconds from the recording's first sample; with another recording format, or starts more than a
 day apart of which one is EDF's placeholder date 01.01.85, the hypnogram is not aligned and the
 record gets a ``hypnogram_note``; real start dates more than a day apart make the record fail: the
 scoring is another night's), then builds the
-30-s grid with ``modalities.eeg.windows.window_grid`` (epochs follow the hypnogram's onsets;
+30-s grid with ``part.modalities.eeg.recordings.windows.window_grid`` (epochs follow the hypnogram's onsets;
 time outside it is -1; unknown stage texts are -1 and counted in the record's ``unknown_stages``). An EDF/BDF
 recording whose header's patient or recording field says ``synthetic`` (the files of
 ``data_prep/sleep_edf_synthetic.py``) is flagged synthetic (``origin`` "synthetic").
@@ -37,15 +37,16 @@ from typing import Callable
 
 import numpy as np
 
-from data_prep.prepare import PrepConfig, ReadResult, RecordSource, relative_path
-from modalities.eeg.hypnogram import EDF_SUFFIXES, TABLE_SUFFIXES, read_hypnogram
-from modalities.eeg.windows import window_grid
-from modalities.eeg.hypnogram_edf import align_to_recording
-from modalities.eeg.mne_reader import READERS, read_recording_full, suffix_of
-from modalities.eeg.signal import RecordError
+from part.data_prep.cli import HYPNOGRAM_GLOB
+from part.data_prep.prepare import PrepConfig, ReadResult, RecordSource, relative_path
 from part.errors import DataError
+from part.modalities.eeg.recordings.hypnogram_edf import EDF_SUFFIXES, align_to_recording
+from part.modalities.eeg.recordings.hypnogram_io import TABLE_SUFFIXES
+from part.modalities.eeg.recordings.mne_reader import READERS, read_recording_full, suffix_of
+from part.modalities.eeg.recordings.signal import RecordError
+from part.modalities.eeg.recordings.windows import window_grid
+from part.modalities.eeg.sleep.hypnogram import Hypnogram
 
-HYPNOGRAM_GLOB = "*Hypnogram*"
 HYPNOGRAM_SUFFIXES = EDF_SUFFIXES + TABLE_SUFFIXES
 
 
@@ -192,14 +193,14 @@ def read_psg(source: RecordSource, config: PrepConfig) -> ReadResult:
     hypnogram = None
     if source.annotation is not None:
         try:
-            hypnogram = read_hypnogram(source.annotation, config.window_s)
+            hypnogram = Hypnogram.from_file(source.annotation, config.window_s)
         except DataError as exc:
             raise RecordError(f"{source.name}: {exc}") from None
     read = read_recording_full(source.signal, config.channels, dict(config.rename), annotations=hypnogram is None,
                                epoch_s=config.window_s)
     offset, note = 0.0, None
     if hypnogram is None:
-        hypnogram = read.hypnogram
+        hypnogram = None if read.scoring is None else Hypnogram(**read.scoring)
     else:
         try:
             aligned, note = align_to_recording(hypnogram, source.annotation, read.start, source.signal)

@@ -30,16 +30,12 @@ import sys
 from pathlib import Path
 
 try:
-    import data_prep  # noqa: F401
-except ImportError:  # run as `python data_prep/sleep_edf.py` without the package installed
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from data_prep.pc18_splits import SplitSettings
-from data_prep.prepare import RecordSource, RunSettings, prepare_sources
-from data_prep.psg import add_common_args, check_common_args, run_preparation
-from data_prep.psg_sources import read_psg
-from data_prep.sleep_edf_download import BASE_URL, FOLDERS, PREFIXES
-from part.errors import DataError, UserInputError
+    from part.data_prep.cli import add_common_args, check_common_args, run_preparation
+except ModuleNotFoundError as exc:  # `python data_prep/sleep_edf.py` without the toolkit installed
+    sys.exit(f"error: {exc}; install the toolkit first (`pip install -e .` in the repository), then run "
+             "`part-prepare-sleep-edf` or `python data_prep/sleep_edf.py`")
+from part.data_prep.sleep_edf_download import BASE_URL, FOLDERS, PREFIXES  # noqa: E402
+from part.errors import DataError, UserInputError  # noqa: E402
 
 CHANNELS = "EEG Fpz-Cz,EEG Pz-Oz"
 DATASET = "Sleep-EDF Expanded (PhysioNet sleep-edfx 1.0.0)"
@@ -59,9 +55,12 @@ def _files(src: Path, subset: str) -> dict[str, dict[str, list[Path]]]:
 
 
 def find_sleep_edf(src: Path, subset: str = "cassette",
-                   limit: int | None = None) -> tuple[list[RecordSource], dict[str, str]]:
-    """Record sources (record ``SC4ssN``, subject ``SC4ss``) of the first ``limit`` subjects under
+                   limit: int | None = None) -> tuple[list, dict[str, str]]:
+    """``prepare.RecordSource`` records (record ``SC4ssN``, subject ``SC4ss``) of the first ``limit`` subjects under
     ``src``, and ``{name: reason}`` for unusable files. Raises DataError when none is found."""
+    from part.data_prep.prepare import RecordSource
+    from part.data_prep.psg_sources import read_psg
+
     src = Path(src)
     if not src.is_dir():
         raise DataError(f"--src {src} is not a directory; use --download or --synthetic N to fill it, or point it "
@@ -122,13 +121,13 @@ def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[float,
 def _fetch(args: argparse.Namespace, hours: tuple[float, float]) -> None:
     """Run --download or --synthetic into --src."""
     if args.download:
-        from data_prep.sleep_edf_download import download_sleep_edf
+        from part.data_prep.sleep_edf_download import download_sleep_edf
 
         paths = download_sleep_edf(args.src, args.subset, args.limit, args.base_url, args.workers,
                                    progress=not args.no_progress)
         print(f"downloaded {len(paths)} files into {args.src / FOLDERS[args.subset]}", file=sys.stderr)
     if args.synthetic is not None:
-        from data_prep.sleep_edf_synthetic import write_synthetic_sleep_edf
+        from part.data_prep.sleep_edf_synthetic import write_synthetic_sleep_edf
 
         try:
             paths = write_synthetic_sleep_edf(args.src, args.synthetic, seed=args.seed, hours=hours,
@@ -145,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     hours = _check(parser, args)
 
     def prepare():
+        from part.data_prep.prepare import RunSettings, prepare_sources
+        from part.data_prep.splits import SplitSettings
+
         _fetch(args, hours)
         sources, failed = find_sleep_edf(args.src, args.subset, args.limit)
         extra = {"rename": dict(config.rename), "subset": args.subset,

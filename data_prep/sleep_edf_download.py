@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from data_prep.download import DownloadItem, download_many, fetch_bytes
+from part.data_prep.download import DownloadItem, download_many, fetch_bytes
 from part.errors import DataError
 
 BASE_URL = "https://physionet.org/files/sleep-edfx/1.0.0/"

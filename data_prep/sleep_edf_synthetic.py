@@ -35,9 +35,9 @@ import numpy as np
 import scipy.signal
 from scipy.ndimage import uniform_filter1d
 
-from data_prep.pc18_synthetic import EPOCH, FS, N1, N3, W, draw_hypnogram, draw_subject, simulate_signals
-from modalities.eeg.hypnogram import EPOCH_S
-from modalities.eeg.hypnogram_edf import write_annotations_edf
+from part.data_prep.pc18_synthetic import EPOCH, FS, N1, N3, W, draw_hypnogram, draw_subject, simulate_signals
+from part.modalities.eeg.recordings.constants import EPOCH_S
+from part.modalities.eeg.recordings.hypnogram_edf import write_annotations_edf
 from part.atomic import atomic_write
 
 DIGITAL_RANGE = (-2048, 2047)

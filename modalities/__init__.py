@@ -1,8 +1,5 @@
-"""The built-in modality plugins (``image``, ``eeg``). They register themselves in ``part.registry``
-when imported; the core finds them through the ``part.modalities`` entry points in setup.cfg.
-
-``get_modality`` and ``available_modalities`` are thin aliases of the registry's.
+"""The built-in modality plugins (``image``, ``eeg``), installed as ``part.modalities`` (the folder
+is ``modalities/`` at the repository's top). Each registers itself in ``part.registry`` when its
+``plugin`` module is imported; the core finds them through the ``part.modalities`` entry points
+(setup.cfg) and never imports them.
 """
-from part.registry import available_modalities, get_modality
-
-__all__ = ["get_modality", "available_modalities"]

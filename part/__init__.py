@@ -1,4 +1,9 @@
-"""PART toolkit: self-supervised pretraining by pairwise relative translations (Ayoughi et al.).
+"""PART toolkit: self-supervised pretraining by pairwise relative translations.
+
+PART is the method of M. Ayoughi, S. Abnar, C. Huang, C. Sandino, S. Lala, E. G. Dhekane,
+D. Busbridge, S. Zhai, V. Thilak, J. Susskind, P. Mettes, P. Groth and H. Goh, "How PARTs assemble
+into wholes: Learning the relative composition of images", arXiv:2506.03682 (2025; prepared for
+Computer Vision and Image Understanding; NLDL 2026).
 
 The public API (``__all__``)::
 
@@ -14,8 +19,9 @@ The public API (``__all__``)::
 - plugins: ``get_modality``, ``get_method``, ``register_modality``, ``register_method``,
   ``register_dataset``, ``available_modalities``, ``available_methods``, ``available_datasets``,
   and the plugin interface ``Modality``, ``DataBundle``, ``Options``;
-- tools of plugins (``register_tool``, ``get_tool``, ``available_tools``): ``Stager`` (sleep
-  staging of recordings with a finetuned EEG run; the EEG plugin's tool ``stager``).
+- ``Stager``: the EEG plugin's sleep stager (``part.modalities.eeg.Stager``), an alias kept in the
+  namespace's front door; the core subpackages (``part.core``, ``part.training``, ``part.config``,
+  ``part.evaluation``) never import a plugin.
 
 Names are imported on first use, so ``import part`` (and ``import part.registry``) stays cheap
 and does not import torch. The training CLI is ``python -m part.train``; see
@@ -53,44 +59,25 @@ _EXPORTS = {
     "available_modalities": "part.registry",
     "available_methods": "part.registry",
     "available_datasets": "part.registry",
-    "register_tool": "part.registry",
-    "get_tool": "part.registry",
-    "available_tools": "part.registry",
     "Modality": "part.core.modality",
     "DataBundle": "part.core.modality",
     "Options": "part.config.options",
     "ConfigError": "part.errors",
     "DataError": "part.errors",
+    "Stager": "part.modalities.eeg.sleep.staging",
 }
 
-# public name -> the plugin tool it is (resolved through the registry: the core never imports
-# a plugin)
-_TOOL_EXPORTS = {"Stager": "stager"}
-
-__all__ = list(_EXPORTS) + list(_TOOL_EXPORTS)
+__all__ = list(_EXPORTS)
 
 
 def __getattr__(name: str):
     module = _EXPORTS.get(name)
-    if name in _TOOL_EXPORTS:
-        value = _tool(name)
-    elif module is None:
+    if module is None:
         raise AttributeError(f"module 'part' has no attribute {name!r}")
-    else:
-        value = getattr(import_module(module), name)
+    value = getattr(import_module(module), name)
     globals()[name] = value  # later lookups skip this function
     return value
 
 
-def _tool(name: str):
-    from part.registry import get_tool
-    try:
-        return get_tool(_TOOL_EXPORTS[name])
-    except KeyError:
-        raise AttributeError(f"part.{name} is the plugin tool '{_TOOL_EXPORTS[name]}', which no installed "
-                             f"plugin registers (the EEG plugin, modalities.eeg.plugin, does: reinstall the "
-                             f"toolkit with `pip install -e .`)") from None
-
-
 def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS) | set(_TOOL_EXPORTS))
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -21,11 +21,7 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-
-from part.config import load_recipe, recipe_to_dict
-from part.errors import ConfigError, DataError, UserInputError, user_message
-from part.registry import dataset_spec, method_spec
+from part.errors import ConfigError, DataError, run_cli
 
 SOURCES = {"pretrain": "pretext.pt"}
 
@@ -35,6 +31,9 @@ class NonFinite(Exception):
 
 
 def _recipe(run_dir: Path):
+    from part.config import load_recipe
+    from part.registry import method_spec
+
     if not (run_dir / "config.yaml").is_file():
         raise DataError(f"'{run_dir}' is not a run directory (no config.yaml); pass "
                         f"<run.output_dir>/<run.name> of a run of python -m part.train")
@@ -48,6 +47,8 @@ def _recipe(run_dir: Path):
 
 def _test_items(bundle, n_items: int, say):
     """The first min(K, test size) test items stacked (K, ...), and their indices."""
+    import torch
+
     n = len(bundle.test)
     if n == 0:
         raise DataError("the run's test split is empty; nothing to analyse")
@@ -61,9 +62,13 @@ def _test_items(bundle, n_items: int, say):
 def analyze_run(run_dir: str | Path, n_items: int = 8, out: str | Path | None = None, seed: int = 0,
                 device: str = "auto", source: str = "pretrain", say=print) -> dict:
     """Analyse a run (module doc); returns the analysis.json content."""
+    import torch
+
+    from part.config import recipe_to_dict
     from part.evaluation.analysis import analyze, check_relative
     from part.evaluation.analysis_plots import write_analysis
     from part.inference import resolve_device
+    from part.registry import dataset_spec
     from part.training.pretext import build_pretext, load_pretext, pretext_path, pretext_recipe
     from part.training.rundir import check_writable
 
@@ -124,18 +129,8 @@ def main(argv=None) -> int:
     if a.n_items < 1:
         print(f"error: --n-items must be >= 1, got {a.n_items}", file=sys.stderr)
         return 2
-    try:
-        analyze_run(a.run_dir, a.n_items, a.out, a.seed, a.device, a.source)
-    except NonFinite as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except UserInputError as e:
-        print(f"error: {user_message(e)}", file=sys.stderr)
-        return 2
-    except OSError as e:
-        print(f"error: cannot write the analysis ({e.strerror or e})", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(lambda: analyze_run(a.run_dir, a.n_items, a.out, a.seed, a.device, a.source) and None,
+                   codes={NonFinite: 1}, os_error="cannot write the analysis")
 
 
 if __name__ == "__main__":

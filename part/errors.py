@@ -42,3 +42,39 @@ def user_message(exc: BaseException) -> str:
     last = [line for line in text.splitlines() if line.strip()][-1]
     prefix = f"{type(exc).__module__}.{type(exc).__qualname__}: "
     return last.split(prefix, 1)[1] if prefix in last else last.split(": ", 1)[-1]
+
+
+def run_cli(work, *, codes=None, os_error: str | None = None,
+            interrupted: str = "interrupted; rerun the same command to continue") -> int:
+    """A command's exit code: ``work()``'s return value (None: 0), or the toolkit's errors turned
+    into one line on stderr and their code, the same for every command line of the toolkit:
+
+    - :class:`RunStopped`: ``stopped: <message>``, its ``exit_code`` (1, 130, 143);
+    - a class of ``codes`` ({exception class: exit code}): ``error: <message>``, that code;
+    - :class:`UserInputError`: ``error: <message>`` (:func:`user_message`), 2;
+    - ``OSError`` when ``os_error`` is given (what was being done, e.g. "cannot write the analysis"):
+      ``error: <os_error> (<reason>)``, 2;
+    - ``KeyboardInterrupt``: ``interrupted``, 130.
+    """
+    import sys
+
+    def fail(message: str, code: int) -> int:
+        print(message, file=sys.stderr)
+        return code
+
+    try:
+        code = work()
+    except RunStopped as exc:
+        return fail(f"stopped: {exc}", exc.exit_code)
+    except KeyboardInterrupt:
+        return fail(interrupted, 130)
+    except Exception as exc:
+        for cls, value in (codes or {}).items():
+            if isinstance(exc, cls):
+                return fail(f"error: {user_message(exc)}", value)
+        if isinstance(exc, UserInputError):
+            return fail(f"error: {user_message(exc)}", 2)
+        if isinstance(exc, OSError) and os_error is not None:
+            return fail(f"error: {os_error} ({exc.strerror or exc})", 2)
+        raise
+    return 0 if code is None else int(code)

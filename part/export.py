@@ -13,18 +13,15 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-
-from part.atomic import atomic_write
-from part.training.checkpoint import load_checkpoint
-from part.config import load_recipe
-from part.errors import DataError, UserInputError
-from part.registry import modality_spec
-from part.training.rundir import check_writable
+from part.errors import DataError, run_cli
 
 
 def timm_weights(run_dir: Path, source: str = "pretrain") -> dict:
     """State dict with timm key names from `checkpoints/pretrain.pt` or `checkpoints/finetuned.pt`."""
+    from part.config import load_recipe
+    from part.registry import modality_spec
+    from part.training.checkpoint import load_checkpoint
+
     recipe = load_recipe(run_dir / "config.yaml", ())
     name = {"pretrain": "pretrain.pt", "finetuned": "finetuned.pt"}[source]
     state = load_checkpoint(run_dir / "checkpoints" / name)
@@ -49,21 +46,20 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="default: RUN_DIR/timm_<from>.pth")
     a = ap.parse_args(argv)
     out = a.out or a.run_dir / f"timm_{a.source}.pth"
-    try:
+
+    def work() -> None:
+        import torch
+
+        from part.atomic import atomic_write
+        from part.training.rundir import check_writable
+
         if not (a.run_dir / "config.yaml").exists():
             raise DataError(f"'{a.run_dir}' is not a run directory (no config.yaml); pass <output_dir>/<name>")
         check_writable(out.parent, "--out")
         sd = timm_weights(a.run_dir, a.source)
-        atomic_write(out, lambda f: torch.save(sd, f))
-    except UserInputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:  # e.g. the disk filled up while writing: the old file is untouched
-        print(f"error: cannot write '{out}' ({e.strerror or e}); nothing was changed there",
-              file=sys.stderr)
-        return 2
-    print(f"wrote {out} ({len(sd)} tensors, timm VisionTransformer key names)")
-    return 0
+        atomic_write(out, lambda f: torch.save(sd, f))  # a failed write leaves the old file untouched
+        print(f"wrote {out} ({len(sd)} tensors, timm VisionTransformer key names)")
+    return run_cli(work, os_error=f"cannot write '{out}'; nothing was changed there")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -11,11 +11,6 @@ A plugin registers itself with a decorator when its module is imported::
     @register_dataset("eeg", "pc18", options=SleepDataOptions)
     def load_pc18(options, seed, repeat) -> DataBundle: ...
 
-A plugin may also offer tools beyond training (the EEG plugin's sleep ``Stager``)::
-
-    register_tool("stager", "modalities.eeg.staging:Stager")   # imported on first get_tool
-    get_tool("stager")                                           # -> the Stager class
-
 The core never imports a plugin: it finds them through Python entry points, groups
 ``part.modalities`` and ``part.methods`` (each entry point names a module to import; importing it
 registers what it defines). The built-in plugins declare theirs in this project's setup.cfg; a
@@ -25,7 +20,6 @@ imported once, on the first lookup.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import import_module
 from importlib.metadata import entry_points
 from typing import Any, Callable, Optional
 
@@ -72,20 +66,9 @@ class DatasetSpec:
     source: str
 
 
-@dataclass(frozen=True)
-class ToolSpec:
-    """A registered tool: ``target`` is the object, or ``"module:attr"`` imported on first
-    ``get_tool``; ``source`` the module that registered it."""
-
-    name: str
-    target: Any
-    source: str
-
-
 _MODALITIES: dict[str, ModalitySpec] = {}
 _METHODS: dict[str, MethodSpec] = {}
 _DATASETS: dict[str, DatasetSpec] = {}
-_TOOLS: dict[str, ToolSpec] = {}
 _loaded = False
 
 
@@ -147,37 +130,6 @@ def register_dataset(modality: str, name: str, *, options: type) -> Callable:
         _add(_DATASETS, "dataset", name, DatasetSpec(name, modality, load, options, _source(load)))
         return load
     return decorate
-
-
-def register_tool(name: str, target: Any = None):
-    """Register a tool a plugin offers beyond training (a class or function, e.g. the EEG
-    plugin's ``Stager``): ``register_tool(name, "module:attr")`` registers it by reference, imported
-    on the first ``get_tool(name)`` (plugin discovery stays cheap); without ``target`` it is a
-    decorator registering the decorated object."""
-    def decorate(obj: Any) -> Any:
-        source = obj.split(":")[0] if isinstance(obj, str) else _source(obj)
-        _add(_TOOLS, "tool", name, ToolSpec(name, obj, source))
-        return obj
-    if target is not None:
-        if isinstance(target, str) and target.count(":") != 1:
-            raise ValueError(f"register_tool({name!r}): a reference must be 'module:attr', got {target!r}")
-        return decorate(target)
-    return decorate
-
-
-def get_tool(name: str) -> Any:
-    """The tool registered as ``name`` (imported on first use when registered by reference)."""
-    spec = _lookup(_TOOLS, "tool", name)
-    if isinstance(spec.target, str):
-        module, attr = spec.target.split(":")
-        obj = getattr(import_module(module), attr)
-        _TOOLS[name] = spec = ToolSpec(name, obj, spec.source)
-    return spec.target
-
-
-def available_tools() -> list[str]:
-    load_plugins()
-    return sorted(_TOOLS)
 
 
 # ----------------------------------------------------------------------------- discovery

@@ -17,9 +17,7 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from part.config import load_recipe
-from part.errors import ConfigError, RunStopped, UserInputError, user_message
-from part.training.runner import run
+from part.errors import ConfigError, run_cli
 
 
 def shipped_recipes() -> list[str]:
@@ -54,19 +52,14 @@ def main(argv=None) -> int:
     if a.list or a.recipe is None:
         print("\n".join(shipped_recipes()) if a.list else ap.format_usage().strip())
         return 0 if a.list else 2
-    try:
-        recipe = load_recipe(find_recipe(a.recipe), a.overrides)
-        run(recipe)
-    except RunStopped as e:
-        print(f"stopped: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("interrupted before training started; nothing to resume", file=sys.stderr)
-        return 130
-    except UserInputError as e:
-        print(f"error: {user_message(e)}", file=sys.stderr)
-        return 2
-    return 0
+
+    def work() -> None:
+        from part.config import load_recipe  # after parsing: `--help` imports neither torch nor sklearn
+        from part.training.runner import run
+
+        run(load_recipe(find_recipe(a.recipe), a.overrides))
+    return run_cli(work, interrupted="interrupted before training started; nothing to resume")
+
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONUNBUFFERED", "1")

@@ -268,3 +268,25 @@ def test_console_scripts_resolve_and_show_help(capsys):
             main(["--help"])
         assert exc.value.code == 0, name
         assert "usage:" in capsys.readouterr().out, name
+
+
+HEAVY = ("torch", "sklearn", "timm", "torchvision", "mne", "matplotlib")
+
+
+def test_console_scripts_answer_help_without_heavy_imports():
+    """``--help`` of every installed console script starts at once: the real entry point, run in
+    a fresh process, imports none of torch, scikit-learn, timm, torchvision, MNE or matplotlib
+    (benchmarks/startup_bench.py measures the time)."""
+    from importlib.metadata import entry_points
+
+    scripts = {ep.name: ep.value for ep in entry_points(group="console_scripts") if ep.name.startswith("part-")}
+    assert len(scripts) >= 9
+    code = ("import sys; from importlib import import_module; module, attr = sys.argv[1].split(':'); "
+            "main = getattr(import_module(module), attr)\n"
+            "try:\n    main(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+            f"heavy = sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r}))\n"
+            "assert not heavy, f'--help imported {heavy}'")
+    for name, target in scripts.items():
+        result = subprocess.run([sys.executable, "-c", code, target], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, f"{name}: {result.stderr[-1500:]}"
+        assert "usage:" in result.stdout, name

@@ -11,7 +11,7 @@
 Test subjects are never in pretrain or finetune (checked here, a DataError otherwise). Items are
 ``(x float32 (C, L) = (6, 3000) (30 s at 100 Hz, z-scored per window and channel), label int)``
 with label 0 W, 1 N1, 2 N2, 3 N3, 4 REM, -1 unlabelled (pretraining only). Windows are read
-lazily from memory-mapped files (``modalities/eeg/prepared.py``, which also holds the format's
+lazily from memory-mapped files (``recordings/prepared.py``, which also holds the format's
 constants).
 """
 from __future__ import annotations
@@ -28,10 +28,12 @@ from part.config.schema import DataConfig
 from part.core.modality import DataBundle, subset_indices
 from part.errors import DataError
 from part.registry import register_dataset
-from modalities.eeg.report import sleep_report_hook
-from modalities.eeg.prepared import (CLASS_NAMES, FORMAT_VERSION, PREPARE_COMMAND, PREPARE_COMMANDS, check_disjoint,
-                                     data_description, draw_finetune_records, load_manifest, load_splits,
-                                     open_record, prepare_hint, record_paths)
+from part.modalities.eeg.sleep.report import sleep_report_hook
+from part.modalities.eeg.recordings.constants import CLASS_NAMES
+from part.modalities.eeg.recordings.prepared import (FORMAT_VERSION, PREPARE_COMMAND, PREPARE_COMMANDS,
+                                                    check_disjoint, data_description, draw_finetune_records,
+                                                    load_manifest, load_splits, open_record, prepare_hint,
+                                                    record_paths)
 
 class PreparedEEG(Dataset):
     """Windows of prepared records, memory-mapped; items ``(x, label, record_index)``.

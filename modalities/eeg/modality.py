@@ -31,8 +31,8 @@ from part.config.options import Options, OptionsError
 from part.core.geometry import relative_targets, target_dim
 from part.core.modality import Modality, check_input
 from part.registry import register_modality
-from modalities.eeg import sampling
-from modalities.eeg.prepared import PC18_WINDOW_SHAPE
+from part.modalities.eeg import sampling
+from part.modalities.eeg.recordings.constants import PC18_WINDOW_SHAPE
 
 
 @dataclass
@@ -165,5 +165,5 @@ class EEGModality(Modality):
     def analysis_plots(self, analysis, out_dir):
         """reconstruction.png and uncertainty.png of ``python -m part.analyze`` (30-s windows;
         ``modalities/eeg/analysis.py``)."""
-        from modalities.eeg.analysis import write_plots
+        from part.modalities.eeg.analysis import write_plots
         return write_plots(analysis, out_dir, self)

@@ -1,17 +1,11 @@
 """The EEG plugin's registrations, imported by the core through the ``part.modalities`` entry point.
 
-Registers the modality ``eeg`` (``modality.py``; sampling math in ``sampling.py``), the datasets
+Registers the modality ``eeg`` (``modality.py``; sampling math in ``sampling.py``) and the datasets
 ``pc18`` and ``sleep_edf`` (prepared sleep recordings, ``datasets.py``; the prepared format's
-reader and constants in ``prepared.py``) with their sleep-staging report hook (``report.py``), and
-the tools ``stager`` (``staging.py``: :class:`~modalities.eeg.staging.Stager`, ``part.Stager``)
-and ``stage_cli`` (``staging_cli.py``, ``python -m part.stage``), registered by reference so that
-they are imported only when used.
+reader in ``recordings/prepared.py``) with their sleep-staging report hook (``sleep/report.py``).
+Staging (``Stager``, ``part-stage``) is not a registration: import it from ``part.modalities.eeg``.
 """
-from modalities.eeg.modality import EEGModality, EEGOptions
-from modalities.eeg.datasets import SleepDataOptions, load_data
-from part.registry import register_tool
-
-register_tool("stager", "modalities.eeg.staging:Stager")
-register_tool("stage_cli", "modalities.eeg.staging_cli:main")
+from part.modalities.eeg.datasets import SleepDataOptions, load_data
+from part.modalities.eeg.modality import EEGModality, EEGOptions
 
 __all__ = ["EEGModality", "EEGOptions", "SleepDataOptions", "load_data"]

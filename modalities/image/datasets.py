@@ -27,7 +27,7 @@ from part.config.schema import DataConfig
 from part.core.modality import DataBundle, subset_indices
 from part.errors import DataError
 from part.registry import register_dataset
-from modalities.image.transforms import TRANSFORMS, BatchMixup, build_transform
+from part.modalities.image.transforms import TRANSFORMS, BatchMixup, build_transform
 
 SPLITS = ("train", "test")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")

@@ -15,7 +15,7 @@ from part.core.geometry import relative_targets, target_dim
 from part.core.modality import Modality, check_input
 from part.errors import ConfigError
 from part.registry import register_modality
-from modalities.image import sampling
+from part.modalities.image import sampling
 
 
 @dataclass
@@ -133,7 +133,7 @@ class ImageModality(Modality):
     def analysis_plots(self, analysis, out_dir):
         """reconstruction.png, uncertainty.png, mixing.png of ``python -m part.analyze``
         (``modalities/image/analysis.py``)."""
-        from modalities.image.analysis import write_plots
+        from part.modalities.image.analysis import write_plots
         return write_plots(analysis, out_dir, self)
 
     @classmethod

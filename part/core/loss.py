@@ -17,6 +17,11 @@ differs passes its own ``target_fn`` (the PART method passes ``modality.targets`
 
 The PART method (``part.core.methods.part``) is built on this module: there is one
 implementation of pairs, head and loss.
+
+PART: M. Ayoughi, S. Abnar, C. Huang, C. Sandino, S. Lala, E. G. Dhekane, D. Busbridge,
+S. Zhai, V. Thilak, J. Susskind, P. Mettes, P. Groth, H. Goh. "How PARTs assemble into wholes:
+Learning the relative composition of images." arXiv:2506.03682, 2025 (formatted for Computer
+Vision and Image Understanding; published at NLDL 2026, PMLR 307).
 """
 from __future__ import annotations
 

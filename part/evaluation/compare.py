@@ -1,4 +1,4 @@
-"""Compare finished runs side by side: ``python -m part.compare RUN_DIR [RUN_DIR ...] [--out DIR]``.
+"""Compare finished runs side by side (the logic of ``python -m part.compare`` / ``part-compare``).
 
 Reads each run's ``config.yaml`` (the resolved recipe) and ``report/report.json`` and writes
 ``comparison.md``, ``comparison.json`` and ``comparison.png`` (grouped bars) into ``--out``
@@ -14,20 +14,17 @@ with both runs and the differing value named.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
-import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import yaml
-from matplotlib.figure import Figure
 
 from part.atomic import atomic_write_json, atomic_write_text
-from part.errors import ConfigError, DataError, UserInputError
+from part.errors import ConfigError, DataError
 from part.registry import method_spec
 from part.evaluation.metrics import STD_NOTE
 from part.evaluation.report import fmt_value, fmt_mean_std, save_png, markdown_table, to_jsonable
@@ -228,6 +225,8 @@ def render_markdown(rows: Sequence[dict], reference: Mapping | None) -> str:
 def plot_comparison(path: Path, rows: Sequence[dict], reference: Mapping | None) -> Path:
     """Grouped bars (kappa, accuracy, macro-F1 per run, std as error bars) with the paper's
     number for each method drawn as a marker over its metric's bar."""
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(max(6.0, 1.6 * len(rows) + 2), 4.5), layout="constrained")
     ax = fig.add_subplot()
     x, width = np.arange(len(rows)), 0.8 / len(METRICS)
@@ -265,25 +264,3 @@ def compare(run_dirs: Sequence[str | Path], out_dir: str | Path | None = None) -
     return {"json": atomic_write_json(out / "comparison.json", payload),
             "markdown": atomic_write_text(out / "comparison.md", render_markdown(rows, reference)),
             "png": plot_comparison(out / "comparison.png", rows, reference)}
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m part.compare", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("runs", nargs="+", metavar="RUN_DIR",
-                    help="run directories (python -m part.train output)")
-    ap.add_argument("--out", default=None, help="folder for comparison.{md,json,png} "
-                                                "(default: the runs' common parent folder)")
-    args = ap.parse_args(argv)
-    try:
-        paths = compare(args.runs, args.out)
-    except UserInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(paths["markdown"].read_text(encoding="utf-8"))
-    print(f"wrote {paths['markdown']}, {paths['json']} and {paths['png']}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -10,6 +10,9 @@ Conventions used throughout:
 - Cohen's kappa is scikit-learn's ``cohen_kappa_score`` with ``labels`` fixed; where it is
   undefined (one class only, both in truth and prediction) it is reported as ``None`` (JSON null);
 - std is the sample standard deviation (ddof=1); with a single value it is ``None``.
+
+scikit-learn is imported when a metric is first computed, not with this module, so a command
+that only parses its arguments or trains never imports it.
 """
 
 from __future__ import annotations
@@ -18,8 +21,6 @@ import warnings
 from typing import Any, Iterable, Sequence
 
 import numpy as np
-from sklearn.exceptions import UndefinedMetricWarning
-from sklearn.metrics import cohen_kappa_score, confusion_matrix, f1_score
 
 from part.errors import DataError
 
@@ -34,6 +35,9 @@ def _finite_or_none(value: float) -> float | None:
 
 def _kappa(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[int]) -> float | None:
     """scikit-learn's Cohen's kappa, ``None`` where it is undefined (0/0)."""
+    from sklearn.exceptions import UndefinedMetricWarning
+    from sklearn.metrics import cohen_kappa_score
+
     with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
         warnings.simplefilter("ignore", UndefinedMetricWarning)
@@ -84,6 +88,8 @@ def classification_metrics(y_true: Any, y_pred: Any, labels: Sequence[int], prob
         raise DataError(f"true labels {unknown.tolist()} are not among the classes {labels}; "
                         f"check the dataset's labels (use {UNLABELLED} for unlabelled items).")
     yt, yp = y_true[keep], y_pred[keep]
+    from sklearn.metrics import confusion_matrix, f1_score
+
     confusion = confusion_matrix(yt, yp, labels=labels)
     support = (yt[:, None] == np.asarray(labels)[None, :]).sum(axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -133,123 +133,163 @@ def _global_batch(spec: TrainSpec, ctx: RunContext) -> int:
 
 def train(spec: TrainSpec, ctx: RunContext) -> dict:
     """Run (or resume) one stage to its last epoch; returns {"loss": last epoch mean, "steps": n}."""
-    cfg, dist_info = spec.optim, ctx.dist
-    gb = _global_batch(spec, ctx)
-    per_rank = gb // dist_info.world_size
-    lr = cfg.lr * gb / cfg.base_batch_size if cfg.base_batch_size else cfg.lr
-    sampler = EpochSampler(len(spec.dataset), gb, ctx.seed, dist_info.rank, dist_info.world_size,
-                           spec.sample_weights)
-    steps_per_epoch = sampler.batches
-    total, warmup = cfg.epochs * steps_per_epoch, round(cfg.warmup_epochs * steps_per_epoch)
-    model = spec.model.to(ctx.device)
-    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay, cfg.layer_decay, spec.depth), lr=lr,
-                            betas=tuple(cfg.betas), fused=ctx.device.type == "cuda")
-    ctx.say(f"[{spec.stage}] {len(spec.dataset)} items, global batch {gb} = {dist_info.world_size} x "
-            f"{per_rank}, lr {lr:.3g}"
-            + (f" (= {cfg.lr:g} x {gb}/{cfg.base_batch_size})" if cfg.base_batch_size else "")
-            + f", {cfg.epochs} epochs x {steps_per_epoch} steps, warmup {warmup} steps")
-    ckpt_path = ctx.run_dir / "checkpoints" / spec.checkpoint
-    epoch, step = 0, 0
-    if ckpt_path.exists():
-        state = load_checkpoint(ckpt_path)
-        if state.get("stage") == spec.stage and state.get("extra") == spec.extra_state:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            epoch, step = state["epoch"], state["step"]
-            set_rng_state(state["rng"][min(dist_info.rank, len(state["rng"]) - 1)])
-            if dist_info.is_main:
-                truncate_metrics(ctx.run_dir / "metrics.jsonl", spec.stage, step)
-            ctx.say(f"[{spec.stage}] resumed from {ckpt_path} at epoch {epoch}, step {step}")
-            if epoch >= cfg.epochs:
-                ctx.say(f"[{spec.stage}] already at its last epoch ({cfg.epochs}); raise "
-                        f"{spec.stage}.epochs to train further")
-    run_model = DistributedDataParallel(model) if dist_info.enabled else model
-    if ctx.compile:
-        run_model = torch.compile(run_model)
-
-    first_bad = torch.full((), -1, dtype=torch.long, device=ctx.device)  # first non-finite step
-
-    def check_finite() -> None:
-        """Raise RunStopped if any rank saw a non-finite loss since the start (one host sync)."""
-        bad = int(all_reduce_max(first_bad, dist_info).item())
-        if bad >= 0:
-            raise _nonfinite_stop(spec, ctx, ckpt_path, bad, steps_per_epoch,
-                                  cosine_lr(bad - 1, total, warmup, lr, cfg.min_lr))
-
-    def save(ep: int) -> None:
-        check_finite()  # never write non-finite weights
-        rngs = all_gather_objects(rng_state(), dist_info)
-        if dist_info.is_main:
-            save_checkpoint(ckpt_path, {"stage": spec.stage, "epoch": ep, "step": step, "model": model.state_dict(),
-                                        "optimizer": opt.state_dict(), "scheduler": {"step": step, "total": total},
-                                        "scaler": None, "rng": rngs, "recipe_hash": ctx.recipe_hash,
-                                        "extra": spec.extra_state})
-
+    loop = StageLoop(spec, ctx)
+    loop.resume()
     epoch_loss = float("nan")
-    for ep in range(epoch, cfg.epochs):
-        start = step - ep * steps_per_epoch
-        sampler.set_epoch(ep, start)
-        loader = DataLoader(spec.dataset, batch_size=per_rank, sampler=sampler, drop_last=True,
+    for ep in range(loop.epoch, spec.optim.epochs):
+        epoch_loss = loop.run_epoch(ep)
+    return {"loss": epoch_loss, "steps": loop.step}
+
+
+class StageLoop:
+    """One stage's training state and its parts: :meth:`resume` from ``last.pt``,
+    :meth:`run_epoch` (the steps, their logging, periodic checkpoints, the stop signal),
+    :meth:`log_step`, :meth:`check_finite` and :meth:`save` (checkpoints, never non-finite)."""
+
+    def __init__(self, spec: TrainSpec, ctx: RunContext):
+        cfg, dist_info = spec.optim, ctx.dist
+        self.spec, self.ctx, self.cfg = spec, ctx, cfg
+        self.gb = _global_batch(spec, ctx)
+        self.per_rank = self.gb // dist_info.world_size
+        self.lr = cfg.lr * self.gb / cfg.base_batch_size if cfg.base_batch_size else cfg.lr
+        self.sampler = EpochSampler(len(spec.dataset), self.gb, ctx.seed, dist_info.rank, dist_info.world_size,
+                                    spec.sample_weights)
+        self.steps_per_epoch = self.sampler.batches
+        self.total = cfg.epochs * self.steps_per_epoch
+        self.warmup = round(cfg.warmup_epochs * self.steps_per_epoch)
+        self.model = spec.model.to(ctx.device)
+        self.opt = torch.optim.AdamW(param_groups(self.model, cfg.weight_decay, cfg.layer_decay, spec.depth),
+                                     lr=self.lr, betas=tuple(cfg.betas), fused=ctx.device.type == "cuda")
+        self.ckpt_path = ctx.run_dir / "checkpoints" / spec.checkpoint
+        self.epoch, self.step = 0, 0
+        self.first_bad = torch.full((), -1, dtype=torch.long, device=ctx.device)  # first non-finite step
+        ctx.say(f"[{spec.stage}] {len(spec.dataset)} items, global batch {self.gb} = {dist_info.world_size} x "
+                f"{self.per_rank}, lr {self.lr:.3g}"
+                + (f" (= {cfg.lr:g} x {self.gb}/{cfg.base_batch_size})" if cfg.base_batch_size else "")
+                + f", {cfg.epochs} epochs x {self.steps_per_epoch} steps, warmup {self.warmup} steps")
+
+    # ------------------------------------------------------------------ resume
+    def resume(self) -> None:
+        """Continue from ``last.pt`` when it holds this stage: weights, optimizer, step, the RNG
+        state of this rank; metrics.jsonl lines after that step are dropped. Then wrap the model
+        for DDP / torch.compile."""
+        spec, ctx = self.spec, self.ctx
+        if self.ckpt_path.exists():
+            state = load_checkpoint(self.ckpt_path)
+            if state.get("stage") == spec.stage and state.get("extra") == spec.extra_state:
+                self.model.load_state_dict(state["model"])
+                self.opt.load_state_dict(state["optimizer"])
+                self.epoch, self.step = state["epoch"], state["step"]
+                set_rng_state(state["rng"][min(ctx.dist.rank, len(state["rng"]) - 1)])
+                if ctx.dist.is_main:
+                    truncate_metrics(ctx.run_dir / "metrics.jsonl", spec.stage, self.step)
+                ctx.say(f"[{spec.stage}] resumed from {self.ckpt_path} at epoch {self.epoch}, step {self.step}")
+                if self.epoch >= self.cfg.epochs:
+                    ctx.say(f"[{spec.stage}] already at its last epoch ({self.cfg.epochs}); raise "
+                            f"{spec.stage}.epochs to train further")
+        self.run_model = DistributedDataParallel(self.model) if ctx.dist.enabled else self.model
+        if ctx.compile:
+            self.run_model = torch.compile(self.run_model)
+
+    # ------------------------------------------------------------------ one epoch
+    def run_epoch(self, ep: int) -> float:
+        """Train epoch ``ep`` (from the resumed step within it); returns its mean loss."""
+        spec, ctx, cfg = self.spec, self.ctx, self.cfg
+        start = self.step - ep * self.steps_per_epoch
+        self.sampler.set_epoch(ep, start)
+        loader = DataLoader(spec.dataset, batch_size=self.per_rank, sampler=self.sampler, drop_last=True,
                             num_workers=ctx.num_workers, pin_memory=ctx.device.type == "cuda",
                             generator=torch.Generator().manual_seed(ctx.seed * 7919 + ep))
-        bar = _progress(ctx, spec.stage, ep, cfg.epochs, steps_per_epoch, start)
-        run_model.train()
+        bar = _progress(ctx, spec.stage, ep, cfg.epochs, self.steps_per_epoch, start)
+        self.run_model.train()
         sums, count, t0 = torch.zeros((), device=ctx.device), 0, time.perf_counter()
-        tick, logged_at = t0, step
+        self._tick, self._logged_at = t0, self.step
         for batch in loader:
-            ctx.position.update(stage=spec.stage, epoch=ep + 1, step=step)
-            if spec.on_step is not None:
-                spec.on_step(model, step, total)
-            set_lr(opt, cosine_lr(step, total, warmup, lr, cfg.min_lr))
-            with torch.autocast(ctx.device.type, dtype=ctx.amp_dtype or torch.float32,
-                                enabled=ctx.amp_dtype is not None):
-                loss, extras = spec.loss_fn(run_model, batch, ctx.device)
-            loss.backward()
-            if cfg.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            step += 1
-            finite = torch.isfinite(loss.detach()) | (first_bad >= 0)
-            first_bad = torch.where(finite, first_bad, first_bad.new_full((), step))
+            loss, extras = self.train_step(batch, ep)
             sums += loss.detach()
             count += 1
-            if step % ctx.log_every == 0 or step == total:
-                check_finite()
-                value = all_reduce_mean(loss.detach().float(), dist_info).item()
-                now = time.perf_counter()
-                rate = (step - logged_at) * gb / max(now - tick, 1e-9)
-                tick, logged_at = now, step
-                ctx.log({"stage": spec.stage, "epoch": ep, "step": step, "loss": value,
-                         "lr": opt.param_groups[0]["lr"] / opt.param_groups[0].get("lr_scale", 1.0),
-                         "items_per_s": round(rate, 1),
-                         **{k: float(v) for k, v in extras.items()}})
-                if bar is not None:
-                    bar.set_postfix(loss=f"{value:.4f}", items_s=f"{rate:.0f}")
+            if self.step % ctx.log_every == 0 or self.step == self.total:
+                self.log_step(ep, loss, extras, bar)
             if bar is not None:
                 bar.update(1)
-            if ctx.checkpoint_every and step % ctx.checkpoint_every == 0:
-                save(ep)
-            if _stop_requested(ctx, dist_info):
-                save(ep)
+            if ctx.checkpoint_every and self.step % ctx.checkpoint_every == 0:
+                self.save(ep)
+            if _stop_requested(ctx, ctx.dist):
+                self.save(ep)
                 raise RunStopped(f"[{spec.stage}] stopped by {ctx.stop_signal or 'SIGTERM'} at epoch "
-                                 f"{ep + 1} step {step}; checkpoint '{ckpt_path}' written. Rerun the "
+                                 f"{ep + 1} step {self.step}; checkpoint '{self.ckpt_path}' written. Rerun the "
                                  f"same command to resume exactly there.", SIGTERM_EXIT)
         if bar is not None:
             bar.close()
-        epoch_loss = all_reduce_mean(sums / max(count, 1), dist_info).item()
+        return self.end_epoch(ep, sums, count, t0)
+
+    def train_step(self, batch, ep: int):
+        """One optimisation step; the non-finite flag is updated on the device (no host sync)."""
+        spec, ctx = self.spec, self.ctx
+        ctx.position.update(stage=spec.stage, epoch=ep + 1, step=self.step)
+        if spec.on_step is not None:
+            spec.on_step(self.model, self.step, self.total)
+        set_lr(self.opt, cosine_lr(self.step, self.total, self.warmup, self.lr, self.cfg.min_lr))
+        with torch.autocast(ctx.device.type, dtype=ctx.amp_dtype or torch.float32, enabled=ctx.amp_dtype is not None):
+            loss, extras = spec.loss_fn(self.run_model, batch, ctx.device)
+        loss.backward()
+        if self.cfg.grad_clip:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.step += 1
+        finite = torch.isfinite(loss.detach()) | (self.first_bad >= 0)
+        self.first_bad = torch.where(finite, self.first_bad, self.first_bad.new_full((), self.step))
+        return loss, extras
+
+    def end_epoch(self, ep: int, sums: torch.Tensor, count: int, t0: float) -> float:
+        """The epoch's mean loss, its hook (held-out diagnostics), checkpoint and log line."""
+        spec, ctx = self.spec, self.ctx
+        epoch_loss = all_reduce_mean(sums / max(count, 1), ctx.dist).item()
         seconds = time.perf_counter() - t0
-        if spec.on_epoch_end is not None and int(first_bad.item()) < 0:  # local: the hook may be rank 0's only
-            record = spec.on_epoch_end(model, ep)
+        if spec.on_epoch_end is not None and int(self.first_bad.item()) < 0:  # local: the hook may be rank 0's only
+            record = spec.on_epoch_end(self.model, ep)
             if record:
-                ctx.log({"stage": spec.stage, "epoch": ep, "step": step, **record})
-        save(ep + 1)
-        rate = count * gb / max(seconds, 1e-9)
-        ctx.log({"stage": spec.stage, "event": "epoch_end", "epoch": ep, "step": step, "loss": epoch_loss,
+                ctx.log({"stage": spec.stage, "epoch": ep, "step": self.step, **record})
+        self.save(ep + 1)
+        rate = count * self.gb / max(seconds, 1e-9)
+        ctx.log({"stage": spec.stage, "event": "epoch_end", "epoch": ep, "step": self.step, "loss": epoch_loss,
                  "seconds": round(seconds, 2), "items_per_s": round(rate, 1)})
-        ctx.say(f"[{spec.stage}] epoch {ep + 1}/{cfg.epochs} loss {epoch_loss:.4f} ({seconds:.1f} s, "
-                f"{rate:.0f} items/s, step {step}/{total})")
-    return {"loss": epoch_loss, "steps": step}
+        ctx.say(f"[{spec.stage}] epoch {ep + 1}/{self.cfg.epochs} loss {epoch_loss:.4f} ({seconds:.1f} s, "
+                f"{rate:.0f} items/s, step {self.step}/{self.total})")
+        return epoch_loss
+
+    # ------------------------------------------------------------------ logging and checkpoints
+    def log_step(self, ep: int, loss: torch.Tensor, extras: dict, bar) -> None:
+        """A metrics.jsonl line (loss averaged over ranks, lr, items/s, the method's extras)."""
+        self.check_finite()
+        value = all_reduce_mean(loss.detach().float(), self.ctx.dist).item()
+        now = time.perf_counter()
+        rate = (self.step - self._logged_at) * self.gb / max(now - self._tick, 1e-9)
+        self._tick, self._logged_at = now, self.step
+        group = self.opt.param_groups[0]
+        self.ctx.log({"stage": self.spec.stage, "epoch": ep, "step": self.step, "loss": value,
+                      "lr": group["lr"] / group.get("lr_scale", 1.0), "items_per_s": round(rate, 1),
+                      **{k: float(v) for k, v in extras.items()}})
+        if bar is not None:
+            bar.set_postfix(loss=f"{value:.4f}", items_s=f"{rate:.0f}")
+
+    def check_finite(self) -> None:
+        """Raise RunStopped if any rank saw a non-finite loss since the start (one host sync)."""
+        bad = int(all_reduce_max(self.first_bad, self.ctx.dist).item())
+        if bad >= 0:
+            raise _nonfinite_stop(self.spec, self.ctx, self.ckpt_path, bad, self.steps_per_epoch,
+                                  cosine_lr(bad - 1, self.total, self.warmup, self.lr, self.cfg.min_lr))
+
+    def save(self, ep: int) -> None:
+        """Write ``last.pt`` (rank 0; every rank's RNG state), never with non-finite weights."""
+        self.check_finite()
+        rngs = all_gather_objects(rng_state(), self.ctx.dist)
+        if self.ctx.dist.is_main:
+            save_checkpoint(self.ckpt_path, {
+                "stage": self.spec.stage, "epoch": ep, "step": self.step, "model": self.model.state_dict(),
+                "optimizer": self.opt.state_dict(), "scheduler": {"step": self.step, "total": self.total},
+                "scaler": None, "rng": rngs, "recipe_hash": self.ctx.recipe_hash, "extra": self.spec.extra_state})
 
 
 def _stop_requested(ctx: RunContext, dist_info: DistInfo) -> bool:

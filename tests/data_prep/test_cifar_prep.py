@@ -20,8 +20,8 @@ sys.path.insert(0, str(REPO))
 from cifar_pickles import read_raw, write_cifar  # noqa: E402
 from loopback_http import LoopbackServer  # noqa: E402
 
-from data_prep.cifar import main, prepare_cifar  # noqa: E402
-from modalities.image.datasets import build_image_dataset  # noqa: E402
+from part.data_prep.cifar import main, prepare_cifar  # noqa: E402
+from part.modalities.image.datasets import build_image_dataset  # noqa: E402
 from part.errors import DataError  # noqa: E402
 
 
@@ -122,7 +122,7 @@ def test_archive_without_the_dataset_rejected(tmp_path):
 def test_imagefolder_subset_is_balanced_readable_and_kept(tmp_path):
     """--imagefolder writes N train / M test JPEGs per class that the imagefolder dataset reads
     back with the right labels (pixels within JPEG error), and a rerun keeps it."""
-    from data_prep.cifar import export_imagefolder
+    from part.data_prep.cifar import export_imagefolder
 
     write_cifar(tmp_path / "c", "cifar10", n_train=20, n_test=10)  # 100 train, 10 test images
     subset = export_imagefolder(tmp_path / "c", "cifar10", tmp_path / "sub", (3, 1), seed=1)

@@ -1,4 +1,4 @@
-"""data_prep.download against a loopback HTTP server: normal, resume, bad checksum, no Range."""
+"""part.data_prep.download against a loopback HTTP server: normal, resume, bad checksum, no Range."""
 from __future__ import annotations
 
 import hashlib
@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from loopback_http import LoopbackServer  # noqa: E402
 
-from data_prep.download import (  # noqa: E402
+from part.data_prep.download import (  # noqa: E402
     DownloadError, DownloadItem, download_file, download_many, file_checksum, part_path)
 from part.errors import DataError  # noqa: E402
 

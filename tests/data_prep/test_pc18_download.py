@@ -1,4 +1,4 @@
-"""data_prep.pc18_download against a loopback server in PhysioNet's layout.
+"""part.data_prep.pc18_download against a loopback server in PhysioNet's layout.
 
 The real tr03-0005 header and annotation files (../shared/data/pc18) are served and checked
 against their official SHA1s from sleep_records.csv; signal files are small stand-ins.
@@ -18,7 +18,7 @@ sys.path.insert(0, str(HERE.parents[1]))
 
 from loopback_http import LoopbackServer  # noqa: E402
 
-from data_prep.pc18_download import download_records  # noqa: E402
+from part.data_prep.pc18_download import download_records  # noqa: E402
 from part.errors import DataError  # noqa: E402
 
 from conftest import SHARED_DATA, requires_shared  # noqa: E402

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_prep.pc18_labels import StageNotes, label_counts, read_stage_notes, window_labels
-from modalities.eeg.signal import RecordError
-from modalities.eeg.wfdb_reader import read_header
-from modalities.eeg.prepared import UNLABELLED
+from part.data_prep.pc18_labels import StageNotes, label_counts, read_stage_notes, window_labels
+from part.modalities.eeg.recordings.signal import RecordError
+from part.modalities.eeg.recordings.wfdb_reader import read_header
+from part.modalities.eeg.recordings.constants import UNLABELLED
 
 from conftest import SHARED_DATA, requires_shared
 

@@ -1,4 +1,4 @@
-"""Reading, filtering, resampling and normalising PC18 EEG (modalities/eeg/signal.py, wfdb_reader.py).
+"""Reading, filtering, resampling and normalising PC18 EEG (modalities/eeg/recordings/signal.py, wfdb_reader.py).
 
 Records are the REAL tr03-0005 header (shortened) and annotations from ../shared/data/pc18 next to
 a MATLAB v4 ``.mat`` this test writes with scipy (int16 ``val`` 13 x n, 24-byte preamble).
@@ -15,9 +15,10 @@ import pytest
 import scipy.io
 import scipy.signal
 
-from modalities.eeg.signal import (EegRecording, FilterSpec, RecordError, filter_and_resample, normalise_windows,
-                                   resample_ratio, resampled_length)
-from modalities.eeg.wfdb_reader import EEG_CHANNELS, read_eeg
+from part.modalities.eeg.recordings.signal import (EegRecording, FilterSpec, RecordError, filter_and_resample,
+                                                   normalise_windows, resample_ratio, resampled_length)
+from part.modalities.eeg.recordings.constants import PC18_EEG_CHANNELS
+from part.modalities.eeg.recordings.wfdb_reader import read_eeg
 
 from conftest import SHARED_DATA, requires_shared
 
@@ -73,8 +74,8 @@ def test_read_eeg_matches_wfdb_across_chunks(tmp_path):
 
     digital = write_record(tmp_path, minutes=3)
     rec = read_eeg(tmp_path / "tr03-0005.hea", chunk_frames=4097)  # several chunks, ragged end
-    ref = wfdb.rdrecord(str(tmp_path / "tr03-0005"), channel_names=list(EEG_CHANNELS))
-    assert rec.channels == EEG_CHANNELS and rec.fs == 200.0
+    ref = wfdb.rdrecord(str(tmp_path / "tr03-0005"), channel_names=list(PC18_EEG_CHANNELS))
+    assert rec.channels == PC18_EEG_CHANNELS and rec.fs == 200.0
     np.testing.assert_array_equal(rec.digital, digital[:6])
     np.testing.assert_allclose(rec.uv(), ref.p_signal.T, rtol=0, atol=1e-3)
 

@@ -12,16 +12,16 @@ import scipy.io
 import scipy.signal
 import wfdb
 
-from data_prep.pc18_labels import STAGE_NOTES
-from modalities.eeg.wfdb_reader import EEG_CHANNELS
-from data_prep.pc18_synthetic import (EPOCH, EVENT_KINDS, FS, HEADER_COMMENT, N1, N2, N3, R, SIGNALS, W,
+from part.modalities.eeg.recordings.constants import PC18_STAGE_NOTES
+from part.modalities.eeg.recordings.constants import PC18_EEG_CHANNELS
+from part.data_prep.pc18_synthetic import (EPOCH, EVENT_KINDS, FS, HEADER_COMMENT, N1, N2, N3, R, SIGNALS, W,
                                       _hypnogram, write_synthetic_records)
 
 from conftest import SHARED_DATA, requires_shared
 
 REAL = SHARED_DATA / "pc18"
 needs_real = requires_shared("pc18/tr03-0005.hea", "pc18/tr03-0005.arousal", "pc18/tr03-0029.arousal")
-STAGES = set(STAGE_NOTES)
+STAGES = set(PC18_STAGE_NOTES)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def records(tmp_path_factory):
 def _epoch_labels(src: Path, rec: str, n_samples: int) -> np.ndarray:
     """Per 30-s epoch (from sample 0) stage code, -1 before the first stage note."""
     ann = wfdb.rdann(str(src / rec), "arousal")
-    stage = [(s, STAGE_NOTES[a]) for s, a in zip(ann.sample, ann.aux_note) if a in STAGES]
+    stage = [(s, PC18_STAGE_NOTES[a]) for s, a in zip(ann.sample, ann.aux_note) if a in STAGES]
     labels = np.full(n_samples // EPOCH, -1)
     for (start, code), end in zip(stage, [s for s, _ in stage[1:]] + [n_samples]):
         labels[start // EPOCH: end // EPOCH] = code
@@ -70,10 +70,10 @@ def test_header_matches_the_real_2018_layout(records):
 def test_eeg_signals_and_stage_codes_are_the_pc18_constants(records):
     src, names, _ = records
     hdr = wfdb.rdheader(str(src / names[0]))
-    assert tuple(hdr.sig_name[:6]) == tuple(s[0] for s in SIGNALS[:6]) == EEG_CHANNELS
-    assert (W, N1, N2, N3, R) == tuple(STAGE_NOTES[n] for n in ("W", "N1", "N2", "N3", "R")) == (0, 1, 2, 3, 4)
+    assert tuple(hdr.sig_name[:6]) == tuple(s[0] for s in SIGNALS[:6]) == PC18_EEG_CHANNELS
+    assert (W, N1, N2, N3, R) == tuple(PC18_STAGE_NOTES[n] for n in ("W", "N1", "N2", "N3", "R")) == (0, 1, 2, 3, 4)
     notes = set(wfdb.rdann(str(src / names[0]), "arousal").aux_note)
-    assert set(STAGE_NOTES) <= notes  # every stage written with its PC18 note
+    assert set(PC18_STAGE_NOTES) <= notes  # every stage written with its PC18 note
 
 
 def test_mat_is_matlab_v4_int16_that_wfdb_reads(records):

@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_prep.pc18_labels import read_stage_notes, window_labels
-from modalities.eeg.signal import filter_and_resample, normalise_windows
-from modalities.eeg.wfdb_reader import EEG_CHANNELS, read_eeg
-from data_prep.physionet2018 import main
+from part.data_prep.pc18_labels import read_stage_notes, window_labels
+from part.modalities.eeg.recordings.signal import filter_and_resample, normalise_windows
+from part.modalities.eeg.recordings.constants import PC18_EEG_CHANNELS
+from part.modalities.eeg.recordings.wfdb_reader import read_eeg
+from part.data_prep.physionet2018 import main
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_pc18_signal import needs_shared, write_record  # noqa: E402
@@ -62,7 +63,7 @@ def test_output_contract_labels_windows_and_splits(raw, tmp_path):
     assert _run("--src", raw, "--out", out, *args) == 0
     m = _manifest(out)
     assert m["format_version"] == 1 and m["status"] == "complete" and m["failed"] == {}
-    assert m["sampling_rate"] == 100 and m["window_s"] == 30 and m["channels"] == list(EEG_CHANNELS)
+    assert m["sampling_rate"] == 100 and m["window_s"] == 30 and m["channels"] == list(PC18_EEG_CHANNELS)
     assert m["filter"]["edges_hz"] == [0.1, 30.0] and len(m["params_hash"]) == 16 and m["synthetic"] is False
     assert sorted(m["records"]) == ["te03-0001", "tr03-0005", "tr03-0006"]
     headers = {"tr03-0005": "training/tr03-0005/", "tr03-0006": "", "te03-0001": "test/te03-0001/"}
@@ -252,7 +253,7 @@ def test_script_runs_as_a_file_and_reports_bad_arguments(tmp_path):
 
 
 def test_synthetic_records_are_prepared_and_a_used_src_is_refused(tmp_path, capsys):
-    pytest.importorskip("data_prep.pc18_synthetic", reason="data_prep/pc18_synthetic.py not present yet")
+    pytest.importorskip("part.data_prep.pc18_synthetic", reason="data_prep/pc18_synthetic.py not present yet")
     raw, out = tmp_path / "raw", tmp_path / "prep"
     assert _run("--src", raw, "--out", out, "--synthetic", 1, "--workers", 1) == 0
     m = _manifest(out)
@@ -265,7 +266,7 @@ def test_synthetic_records_are_prepared_and_a_used_src_is_refused(tmp_path, caps
 
 
 def test_download_fetches_into_src_then_prepares(tmp_path):
-    pytest.importorskip("data_prep.pc18_download", reason="data_prep/pc18_download.py not present yet")
+    pytest.importorskip("part.data_prep.pc18_download", reason="data_prep/pc18_download.py not present yet")
     loopback = pytest.importorskip("loopback_http", reason="tests/data_prep/loopback_http.py not present")
     site = tmp_path / "site"
     for name in ("tr03-0005", "tr03-0006"):

@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_prep.pc18_splits import SplitSettings, make_splits
-from data_prep.prepare import PrepConfig, trim_wake
-from data_prep.psg import main
-from data_prep.psg_sources import pair_hypnograms
-from modalities.eeg.hypnogram import read_hypnogram
-from modalities.eeg.windows import WindowGrid, window_grid
-from modalities.eeg.mne_reader import read_recording
-from modalities.eeg.windows import recording_windows
+from part.data_prep.splits import SplitSettings, make_splits
+from part.data_prep.prepare import PrepConfig, trim_wake
+from part.data_prep.psg import main
+from part.data_prep.psg_sources import pair_hypnograms
+from part.modalities.eeg.sleep.hypnogram import Hypnogram
+from part.modalities.eeg.recordings.windows import WindowGrid, window_grid
+from part.modalities.eeg.recordings.mne_reader import read_recording
+from part.modalities.eeg.recordings.windows import recording_windows
 
 START = datetime(1989, 4, 24, 22, 30)
 RNG = np.random.default_rng(1)
@@ -48,7 +48,7 @@ def _edf_with_start(path: Path, seconds: float, fs: float = 100, labels=("C4-A1"
 
 
 def _hypnogram_edf(path: Path, notes) -> Path:
-    from modalities.eeg.hypnogram_edf import write_annotations_edf
+    from part.modalities.eeg.recordings.hypnogram_edf import write_annotations_edf
 
     onsets, durations, texts = zip(*notes)
     return write_annotations_edf(path, onsets, durations, texts, start=START)
@@ -107,7 +107,7 @@ def test_every_format_is_prepared_with_labels_from_its_hypnogram(prepared):
 def test_windows_are_the_shared_pipeline_on_the_renamed_channels(prepared, src):
     out, _ = prepared
     rec = read_recording(src / "csv" / "night1.edf", ["C4-M1", "F4-M1"], {"C4-A1": "C4-M1"})
-    grid = window_grid(read_hypnogram(src / "csv" / "night1_Hypnogram.csv"), rec.n_samples / rec.fs, 100.0)
+    grid = window_grid(Hypnogram.from_file(src / "csv" / "night1_Hypnogram.csv"), rec.n_samples / rec.fs, 100.0)
     want = recording_windows(rec, grid, PrepConfig(channels=("C4-M1", "F4-M1")).windows())
     got = np.load(out / "records" / "night1.npy")
     assert got.shape == (20, 2, 3000) and got.dtype == np.float16
@@ -150,7 +150,7 @@ def test_an_edf_hypnogram_is_aligned_on_the_recordings_start(tmp_path):
 
     _edf_with_start(tmp_path / "src" / "late_start.edf", 300)
     onsets, durations, texts = (0, 60), (60, 60), ("Sleep stage W", "Sleep stage 2")
-    from modalities.eeg.hypnogram_edf import write_annotations_edf
+    from part.modalities.eeg.recordings.hypnogram_edf import write_annotations_edf
 
     write_annotations_edf(tmp_path / "src" / "late_start-Hypnogram.edf", onsets, durations, texts,
                           start=START + timedelta(seconds=90))  # scoring began 90 s into the recording

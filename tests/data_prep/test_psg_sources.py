@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_prep.prepare import PrepConfig, RecordSource, prepare_record, record_files
-from data_prep.psg_sources import _best_matches, _common_prefix, pair_hypnograms, record_names
-from modalities.eeg.hypnogram import Hypnogram, HypnogramError
-from modalities.eeg.hypnogram_edf import align_to_recording, write_annotations_edf
-from modalities.eeg.signal import RecordError
+from part.data_prep.prepare import PrepConfig, RecordSource, prepare_record, record_files
+from part.data_prep.psg_sources import _best_matches, _common_prefix, pair_hypnograms, record_names
+from part.modalities.eeg.recordings.hypnogram_io import HypnogramError
+from part.modalities.eeg.sleep.hypnogram import Hypnogram
+from part.modalities.eeg.recordings.hypnogram_edf import align_to_recording, write_annotations_edf
+from part.modalities.eeg.recordings.signal import RecordError
 from part.errors import DataError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -58,7 +59,7 @@ def _failing_reader(source, config):
 
 def test_a_record_that_fails_loses_its_old_done_marker(tmp_path):
     path = _edf_with_start(tmp_path / "night.edf", 60)
-    from data_prep.psg_sources import read_psg
+    from part.data_prep.psg_sources import read_psg
 
     config = PrepConfig(channels=("C4-A1", "F4-M1"))
     source = RecordSource("night", path, None, "psg", read_psg, options={"root": tmp_path})
@@ -87,7 +88,7 @@ def test_a_fif_recording_is_not_aligned_on_an_edf_hypnograms_clock(tmp_path):
 
 
 def test_align_to_recording_compares_edf_header_clocks_only(tmp_path):
-    hyp = Hypnogram(30.0 * np.arange(3), np.zeros(3, np.int8), source="h")
+    hyp = Hypnogram(np.zeros(3, np.int8), onsets_s=30.0 * np.arange(3), source="h")
     edf = write_annotations_edf(tmp_path / "h.edf", [0], [90], ["W"], start=START + timedelta(seconds=90))
     rec = _edf_with_start(tmp_path / "r.edf", 60)
     moved, note = align_to_recording(hyp, edf, START.replace(tzinfo=timezone.utc), rec)

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_prep.sleep_edf import find_sleep_edf, main
-from data_prep.sleep_edf_download import download_sleep_edf, parse_sha256sums
+from part.data_prep.sleep_edf import find_sleep_edf, main
+from part.data_prep.sleep_edf_download import download_sleep_edf, parse_sha256sums
 from part.errors import DataError
 
 HERE = Path(__file__).resolve().parent

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from data_prep.sleep_edf_synthetic import file_names, write_sleep_edf_night, write_synthetic_sleep_edf
-from modalities.eeg.hypnogram import read_hypnogram
-from modalities.eeg.windows import window_grid
+from part.data_prep.sleep_edf_synthetic import file_names, write_sleep_edf_night, write_synthetic_sleep_edf
+from part.modalities.eeg.sleep.hypnogram import Hypnogram
+from part.modalities.eeg.recordings.windows import window_grid
 
 CASSETTE = {"EEG Fpz-Cz": (100, "uV"), "EEG Pz-Oz": (100, "uV"), "EOG horizontal": (100, "uV"),
             "Resp oro-nasal": (1, ""), "EMG submental": (1, "uV"), "Temp rectal": (1, "DegC"),
@@ -71,7 +71,7 @@ def test_hypnogram_reads_back_in_the_sleep_edf_style(nights):
     assert all(a != b for a, b in zip(ann.description[1:], ann.description[:-1]))  # equal epochs merged
     assert ann.description[0] == "Sleep stage W" and ann.duration[0] >= 0.15 * duration  # long wake first
     assert ann.description[-1] == "Sleep stage ?" and ann.description[-2] == "Sleep stage W"
-    hyp = read_hypnogram(hyp_path)
+    hyp = Hypnogram.from_file(hyp_path)
     assert hyp.start_s == 0 and 0.9 * duration <= hyp.end_s < duration  # the recording runs past it
     assert hyp.unknown == {} and hyp.n_epochs == hyp.end_s / 30
     counts = hyp.counts()
@@ -88,7 +88,7 @@ def _band_power(windows: np.ndarray, lo: float, hi: float) -> np.ndarray:
 def test_signals_carry_the_stages(nights):
     psg, hyp_path = nights["cassette"]
     raw = mne.io.read_raw_edf(psg, verbose="error")
-    grid = window_grid(read_hypnogram(hyp_path), raw.n_times / 100, 100.0)
+    grid = window_grid(Hypnogram.from_file(hyp_path), raw.n_times / 100, 100.0)
     x = raw.get_data(picks=["EEG Fpz-Cz", "EEG Pz-Oz"], units="uV")
     windows = x[:, grid.first_start:grid.first_start + grid.n_windows * 3000].reshape(2, grid.n_windows, 3000)
     wake, deep = grid.labels == 0, grid.labels == 3

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from part.evaluation.compare import compare, main, paper_value
+from part.compare import main
+from part.evaluation.compare import compare, paper_value
 from part.config import recipe_from_dict
 from part.errors import ConfigError
 

@@ -10,7 +10,6 @@ from sklearn.metrics import (balanced_accuracy_score, cohen_kappa_score, confusi
 from part.errors import DataError
 from part.evaluation.metrics import classification_metrics, mean_std, per_group_metrics
 from part.evaluation.report import REFERENCE_HEADING, aggregate_repeats, write_report
-from modalities.eeg.report import plot_hypnogram
 
 STAGES = ["W", "N1", "N2", "N3", "REM"]
 LABELS = list(range(5))
@@ -161,13 +160,3 @@ def test_report_mentions_the_paper_only_when_given(tmp_path):
     assert "## Per subject" not in text and "## Repeats" not in text
     with pytest.raises(ValueError, match="kappa"):
         write_report(tmp_path, {"accuracy": 1.0}, STAGES, "Incomplete")
-
-
-def test_hypnogram_png(tmp_path):
-    y_true, y_pred, _ = _predictions(n=600, seed=8, unlabelled=0.0)
-    y_true[:40] = -1  # unscored start of the night
-    path = plot_hypnogram(tmp_path / "hypnogram_s01.png", y_true, y_pred, STAGES, "s01")
-    data = path.read_bytes()
-    assert len(data) > 1000 and data.startswith(b"\x89PNG")
-    with pytest.raises(ValueError, match="600 true labels but 3 predictions"):
-        plot_hypnogram(tmp_path / "bad.png", y_true, y_pred[:3], STAGES, "bad")

@@ -155,18 +155,31 @@ def test_register_rejects_empty_names():
 
 # ----------------------------------------------------------------------------- boundary
 
-IMPORT_OF_PLUGIN = re.compile(r"^\s*(from|import)\s+(modalities|data_prep)\b", re.M)
+IMPORT_OF_PLUGIN = re.compile(r"^\s*(from|import)\s+((part\.)?(modalities|data_prep))\b", re.M)
+IMPORTED_NAME = re.compile(r"^\s*from\s+part\s+import\s+[^\n]*\b(modalities|data_prep)\b", re.M)
+# the namespace's front door may name the EEG plugin's Stager (part.Stager, python -m part.stage)
+FRONT_DOOR = {"__init__.py", "stage.py"}
 
 
 def test_core_never_imports_plugins_or_data_prep():
-    """Nothing under part/ imports ``modalities`` or ``data_prep`` (not even lazily inside a
-    function): the core finds plugins through entry points only."""
-    files = sorted(p for p in PART_DIR.rglob("*.py") if "__pycache__" not in p.parts)
-    assert len(files) > 20
+    """Nothing under part/ imports ``modalities`` / ``data_prep``, installed as ``part.modalities``
+    and ``part.data_prep`` (not even lazily inside a function): the core (part/core, training,
+    config, evaluation, the registry and the CLIs) finds plugins through entry points only."""
+    files = sorted(p for p in PART_DIR.rglob("*.py") if "__pycache__" not in p.parts
+                   and p.relative_to(PART_DIR).as_posix() not in FRONT_DOOR)
+    assert len(files) > 20 and {"core", "training", "config", "evaluation"} <= {p.parent.name for p in files}
     offenders = [f"{p.relative_to(PART_DIR.parent)}:{text.count(chr(10), 0, m.start()) + 1}: "
                  f"{m.group(0).strip()}"
-                 for p in files for text in [p.read_text()] for m in IMPORT_OF_PLUGIN.finditer(text)]
+                 for p in files for text in [p.read_text()]
+                 for pattern in (IMPORT_OF_PLUGIN, IMPORTED_NAME) for m in pattern.finditer(text)]
     assert not offenders, offenders
+
+
+def test_the_boundary_check_catches_namespaced_imports():
+    for line in ("from part.modalities.eeg import Stager", "    import part.data_prep.prepare",
+                 "from modalities.eeg.modality import EEGModality", "from part import modalities"):
+        assert IMPORT_OF_PLUGIN.search(line) or IMPORTED_NAME.search(line), line
+    assert not IMPORT_OF_PLUGIN.search("from part.registry import available_modalities")
 
 
 # ----------------------------------------------------------------------------- the full matrix

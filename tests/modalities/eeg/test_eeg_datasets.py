@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from data_prep.pc18_prepare import SplitSettings, make_splits
+from part.data_prep.pc18_prepare import SplitSettings, make_splits
 from part.registry import dataset_spec, get_modality
 from part.errors import ConfigError, DataError
-from modalities.eeg.datasets import SleepDataOptions as DataConfig
+from part.modalities.eeg.datasets import SleepDataOptions as DataConfig
 from part.config import recipe_from_dict
 
 C, L = 6, 3000
@@ -194,13 +194,14 @@ def test_report_hook_draws_test_records_at_their_onsets(tmp_path):
     first = np.array([10.0 * sorted(manifest["records"]).index(r) for r in b.test.records])
     np.testing.assert_allclose(b.test.onsets_s, first + 30.0 * b.test.window_index)
     drawn = []
-    import modalities.eeg.report as report
-    real = report.plot_hypnogram
-    report.plot_hypnogram = lambda path, *a, **k: drawn.append((Path(path).name, a[1], k["onset_s"]))
+    from part.modalities.eeg.sleep.hypnogram import Hypnogram
+    real = Hypnogram.plot
+    Hypnogram.plot = lambda self, path, *a, **k: drawn.append((Path(path).name, self.contiguous().stages,
+                                                               self.contiguous().start_s))
     try:
         b.report_hook(tmp_path / "report", {"y_true": b.test.targets, "y_pred": b.test.targets})
     finally:
-        report.plot_hypnogram = real
+        Hypnogram.plot = real
     records = list(dict.fromkeys(b.test.records))
     assert [d[0] for d in drawn] == [f"hypnogram_{r}.png" for r in records]
     for (_, y_pred, onset), r in zip(drawn, records):  # window 1 is unlabelled: a gap, not collapsed
@@ -209,8 +210,8 @@ def test_report_hook_draws_test_records_at_their_onsets(tmp_path):
 
 def test_reads_what_the_preparation_writes(tmp_path):
     """End to end with the real preparation code on three short synthetic records."""
-    from data_prep.pc18_prepare import prepare_dataset
-    from data_prep.pc18_synthetic import write_synthetic_records
+    from part.data_prep.pc18_prepare import prepare_dataset
+    from part.data_prep.pc18_synthetic import write_synthetic_records
 
     write_synthetic_records(tmp_path / "raw", 3, seed=0, minutes=(10, 11))
     prepare_dataset(tmp_path / "raw", tmp_path / "prep", splits=SplitSettings(n_test=1, n_finetune=1),

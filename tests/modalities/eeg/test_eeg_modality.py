@@ -11,9 +11,9 @@ import torch
 
 from part.core.backbone import ViTEncoder
 from part.registry import build_method, get_method, get_modality, modality_spec
-from modalities.eeg.modality import EEGModality, EEGOptions
-from modalities.eeg.prepared import PC18_WINDOW_SHAPE
-from modalities.eeg.sampling import extract_fixed_windows, extract_windows, sample_windows, window_geometry
+from part.modalities.eeg.modality import EEGModality, EEGOptions
+from part.modalities.eeg.recordings.constants import PC18_WINDOW_SHAPE
+from part.modalities.eeg.sampling import extract_fixed_windows, extract_windows, sample_windows, window_geometry
 
 
 def eeg(channels, window_samples, patch_samples=100, **options):

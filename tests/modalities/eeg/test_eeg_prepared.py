@@ -12,9 +12,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from modalities.eeg.datasets import PreparedEEG
-from modalities.eeg.prepared import (CLASS_NAMES, FORMAT_VERSION, PC18_WINDOW_SHAPE, UNLABELLED, check_disjoint,
-                                     draw_finetune_records, load_manifest, load_splits)
+from part.modalities.eeg.datasets import PreparedEEG
+from part.modalities.eeg.recordings.constants import CLASS_NAMES, PC18_WINDOW_SHAPE, UNLABELLED
+from part.modalities.eeg.recordings.prepared import (FORMAT_VERSION, check_disjoint, draw_finetune_records,
+                                                    load_manifest, load_splits)
 from part.errors import DataError
 
 C, L = 6, 3000
@@ -230,8 +231,8 @@ def test_test_split_without_labelled_window(prep):
 
 def test_reads_what_the_preparation_writes(tmp_path):
     """End to end with the real preparation code on two short synthetic records."""
-    from data_prep.pc18_prepare import SplitSettings, prepare_dataset
-    from data_prep.pc18_synthetic import write_synthetic_records
+    from part.data_prep.pc18_prepare import SplitSettings, prepare_dataset
+    from part.data_prep.pc18_synthetic import write_synthetic_records
 
     write_synthetic_records(tmp_path / "raw", 3, seed=0, minutes=(10, 11))
     prepare_dataset(tmp_path / "raw", tmp_path / "prep", splits=SplitSettings(n_test=1, n_finetune=1),

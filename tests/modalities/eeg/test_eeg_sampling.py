@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from modalities.eeg.sampling import (extract_fixed_windows, extract_windows, grid_geometry,
+from part.modalities.eeg.sampling import (extract_fixed_windows, extract_windows, grid_geometry,
                                      sample_windows, window_geometry)
 
 C, T, P = 6, 3000, 100

@@ -1,4 +1,5 @@
-"""Scoring files -> 30-s epochs -> window labels (modalities/eeg/hypnogram.py): every spelling,
+"""Scoring files -> 30-s epochs -> window labels (recordings/hypnogram_io.py, read into a
+sleep.Hypnogram): every spelling,
 annotation expansion and its errors, the window grid against a per-sample oracle, text/CSV
 variants, MNE Raw annotations and the EDF+ round trip."""
 
@@ -10,13 +11,21 @@ import mne
 import numpy as np
 import pytest
 
-from data_prep import pc18_labels
-from modalities.eeg.hypnogram import (EPOCH_S, Hypnogram, HypnogramError, classify_stage, hypnogram_from_annotations,
-                                      hypnogram_from_raw, read_hypnogram, stage_code)
-from modalities.eeg.hypnogram_edf import write_hypnogram_edf
-from modalities.eeg.windows import WindowGrid, window_grid
-from modalities.eeg.prepared import UNLABELLED
+from part.data_prep import pc18_labels
 from part.errors import DataError
+from part.modalities.eeg.recordings.constants import EPOCH_S, UNLABELLED
+from part.modalities.eeg.recordings.hypnogram_edf import write_hypnogram_edf
+from part.modalities.eeg.recordings.hypnogram_io import (HypnogramError, classify_stage, scoring_from_annotations,
+                                                         stage_code)
+from part.modalities.eeg.recordings.windows import WindowGrid, window_grid
+from part.modalities.eeg.sleep.hypnogram import Hypnogram
+
+read_hypnogram = Hypnogram.from_file
+hypnogram_from_raw = Hypnogram.from_raw
+
+
+def hypnogram_from_annotations(*args, **kwargs) -> Hypnogram:
+    return Hypnogram(**scoring_from_annotations(*args, **kwargs))
 
 SPELLINGS = [
     # Sleep-EDF (R&K): stages 3 and 4 are both N3
@@ -117,7 +126,7 @@ def _oracle_labels(hyp: Hypnogram, n_out: int, fs: float, first_start: int, wind
 
 def test_grid_follows_an_offset_first_onset_and_time_past_the_hypnogram_is_unlabelled():
     stages = [0, 0, 1, 2, 2, 3]
-    hyp = Hypnogram(45.5 + 30 * np.arange(6), np.array(stages, np.int8), source="h.csv")
+    hyp = Hypnogram(np.array(stages, np.int8), onsets_s=45.5 + 30 * np.arange(6), source="h.csv")
     grid = window_grid(hyp, duration_s=400.0, target_fs=100.0)
     assert isinstance(grid, WindowGrid) and grid.window_len == 3000 and grid.target_fs == 100.0
     assert grid.first_start == 1550  # 45.5 s mod 30 s, in samples at 100 Hz
@@ -129,7 +138,7 @@ def test_grid_matches_a_per_sample_oracle_with_gaps_and_off_grid_epochs():
     rng = np.random.default_rng(0)
     onsets = np.r_[12.0 + 30 * np.arange(40), 1500.0 + 30 * np.arange(20), 2117.0 + 30 * np.arange(10)]
     stages = np.repeat(rng.integers(-1, 5, 14), 5).astype(np.int8)
-    hyp = Hypnogram(onsets, stages, source="x")
+    hyp = Hypnogram(stages, onsets_s=onsets, source="x")
     for fs in (100.0, 128.0):
         grid = window_grid(hyp, 2600.0, fs)
         assert grid.first_start == round(12.0 * fs) and grid.window_len == round(30 * fs)
@@ -142,7 +151,7 @@ def test_grid_matches_a_per_sample_oracle_with_gaps_and_off_grid_epochs():
 
 
 def test_a_hypnogram_starting_before_the_recording():
-    hyp = Hypnogram(-75.0 + 30 * np.arange(6), np.array([0, 1, 2, 3, 4, 0], np.int8), source="x")
+    hyp = Hypnogram(np.array([0, 1, 2, 3, 4, 0], np.int8), onsets_s=-75.0 + 30 * np.arange(6), source="x")
     grid = window_grid(hyp, 100.0, 100.0)
     assert grid.first_start == 1500  # -75 s mod 30 s = 15 s
     np.testing.assert_array_equal(grid.labels, [3, 4])  # epochs at 15 and 45 s
@@ -156,7 +165,7 @@ def test_grid_without_hypnogram_is_unlabelled_from_zero():
 
 @pytest.mark.parametrize("start", [30000.0, -28830.0])
 def test_a_hypnogram_not_overlapping_the_recording_is_refused(start):
-    hyp = Hypnogram(start + 30 * np.arange(960), np.zeros(960, np.int8), source="SC4011EH-Hypnogram.edf")
+    hyp = Hypnogram(np.zeros(960, np.int8), onsets_s=start + 30 * np.arange(960), source="SC4011EH-Hypnogram.edf")
     end = start + 28800
     with pytest.raises(HypnogramError, match=rf"SC4011EH-Hypnogram\.edf: the hypnogram covers {start:.0f}-{end:.0f} s "
                                              r"but the recording lasts 20000 s"):
@@ -223,7 +232,7 @@ def test_edf_round_trip_with_unscored_runs_gaps_and_a_start_offset(tmp_path):
     stages = np.array([-1, -1, 0, 0, 0, 1, 2, 2, 3, -1, 4, 4, 0, 0], np.int8)
     onsets = 90.0 + 30 * np.arange(stages.size)
     onsets[10:] += 300  # a 300-s gap without scoring
-    hyp = Hypnogram(onsets, stages, source="x")
+    hyp = Hypnogram(stages, onsets_s=onsets, source="x")
     path = write_hypnogram_edf(tmp_path / "SC4001EC-Hypnogram.edf", hyp, start=datetime(1989, 4, 24, 16, 13, 5))
     back = read_hypnogram(path)
     np.testing.assert_array_equal(back.onsets_s, onsets)
@@ -285,14 +294,14 @@ def test_raw_stage_annotations_inside_the_data_must_last_whole_epochs():
 
 
 def test_is_stage_label():
-    from modalities.eeg.hypnogram import is_stage_label
+    from part.modalities.eeg.recordings.hypnogram_io import is_stage_label
 
     assert all(is_stage_label(t) for t in ("Sleep stage 4", "?", "Movement time", "Sleep stage X", "Stage 7"))
     assert not any(is_stage_label(t) for t in ("Arousal", "Lights off", "Wach", "stages of sleep"))
 
 
 def test_an_edf_with_events_only_is_refused(tmp_path):
-    from modalities.eeg.hypnogram_edf import write_annotations_edf
+    from part.modalities.eeg.recordings.hypnogram_edf import write_annotations_edf
 
     path = write_annotations_edf(tmp_path / "events.edf", [10, 20], [0, 5], ["Lights off", "Arousal"])
     with pytest.raises(HypnogramError, match=r"holds no sleep-stage annotation \(annotations seen: Lights off, "
@@ -319,8 +328,8 @@ def test_a_one_column_file_of_no_stage_labels_is_refused(tmp_path):
 
 
 def test_edf_hypnograms_and_stored_annotations_use_the_epoch_length(tmp_path):
-    from modalities.eeg.hypnogram_edf import write_annotations_edf
-    from modalities.eeg.mne_reader import stage_annotations
+    from part.modalities.eeg.recordings.hypnogram_edf import write_annotations_edf
+    from part.modalities.eeg.recordings.mne_reader import stage_annotations
 
     path = write_annotations_edf(tmp_path / "h.edf", [0, 20], [20, 40], ["Sleep stage W", "Sleep stage 2"])
     hyp = read_hypnogram(path, epoch_s=20)
@@ -334,15 +343,15 @@ def test_edf_hypnograms_and_stored_annotations_use_the_epoch_length(tmp_path):
     edfio.Edf([signal], annotations=[edfio.EdfAnnotation(0, 20, "W"), edfio.EdfAnnotation(20, 40, "N2")],
               data_record_duration=1).write(tmp_path / "rec.edf")
     stored = stage_annotations(tmp_path / "rec.edf", epoch_s=20)
-    np.testing.assert_array_equal(stored.stages, [0, 2, 2])
+    np.testing.assert_array_equal(stored["stages"], [0, 2, 2])
     with pytest.raises(HypnogramError, match="expected 30-s scoring epochs"):
         stage_annotations(tmp_path / "rec.edf")
 
 
 def test_one_label_count_function():
-    from data_prep.pc18_labels import label_counts as pc18_counts
-    from modalities.eeg.hypnogram import label_counts
+    from part.data_prep.pc18_labels import label_counts as pc18_counts
+    from part.modalities.eeg.recordings.hypnogram_io import label_counts
 
     assert pc18_counts is label_counts
-    hyp = Hypnogram(30.0 * np.arange(4), np.array([0, 4, -1, 4], np.int8))
+    hyp = Hypnogram(np.array([0, 4, -1, 4], np.int8), onsets_s=30.0 * np.arange(4))
     assert hyp.counts() == label_counts(hyp.stages) == {"W": 1, "N1": 0, "N2": 0, "N3": 0, "REM": 2, "unlabelled": 1}

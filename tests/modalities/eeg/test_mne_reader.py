@@ -1,4 +1,4 @@
-"""modalities.eeg.mne_reader: channels by name (rename, loose prefix, bipolar derivations), micro-volts,
+"""part.modalities.eeg.recordings.mne_reader: channels by name (rename, loose prefix, bipolar derivations), micro-volts,
 mixed sampling rates, FIF and WFDB dispatch, stage annotations inside a recording, and bad input."""
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modalities.eeg.mne_reader import (ChannelSource, combine, parse_channels, parse_rename, read_recording,
-                                       read_recording_with_annotations, recording_channels, resolve_channels,
-                                       stage_annotations)
-from modalities.eeg.signal import EegRecording, RecordError
-from modalities.eeg.windows import WindowConfig, recording_windows
+from part.modalities.eeg.recordings.channels import ChannelSource, parse_channels, parse_rename, resolve_channels
+from part.modalities.eeg.recordings.mne_reader import (combine, read_recording, read_recording_with_annotations,
+                                                       recording_channels, stage_annotations)
+from part.modalities.eeg.recordings.signal import EegRecording, RecordError
+from part.modalities.eeg.recordings.windows import WindowConfig, recording_windows
 
 RNG = np.random.default_rng(0)
 
@@ -142,15 +142,15 @@ def test_fif_in_volts_becomes_microvolts_and_its_annotations_are_a_hypnogram(tmp
     rec, hyp = read_recording_with_annotations(path, ["F3-M2", "C4"])
     assert rec.fs == 256 and rec.channels == ("F3-M2", "C4")
     np.testing.assert_allclose(rec.uv(), np.stack([data[0] - data[1], data[2]]) * 1e6, atol=1e-3)
-    assert hyp.stages.tolist() == [0, 1] and hyp.onsets_s.tolist() == [0.0, 30.0]
-    assert stage_annotations(path).stages.tolist() == [0, 1]
+    assert hyp["stages"].tolist() == [0, 1] and hyp["onsets_s"].tolist() == [0.0, 30.0]
+    assert stage_annotations(path)["stages"].tolist() == [0, 1]
 
 
 def test_edf_plus_annotations_inside_the_recording(tmp_path):
     notes = [(0, 60, "Sleep stage W"), (60, 30, "Sleep stage 2"), (90, 30, "Sleep stage X")]
     path = write_edf(tmp_path / "plus.edf", [("C4", 100, eeg(150, 100))], notes)
     hyp = stage_annotations(path)
-    assert hyp.stages.tolist() == [0, 0, 2, -1] and hyp.unknown == {"Sleep stage X": 1}
+    assert hyp["stages"].tolist() == [0, 0, 2, -1] and hyp["unknown"] == {"Sleep stage X": 1}
 
 
 def test_wfdb_headers_use_the_fast_reader_with_derivations(tmp_path):

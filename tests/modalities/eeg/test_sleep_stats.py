@@ -1,8 +1,8 @@
-"""Sleep statistics (modalities/eeg/sleep_stats.py) on a hand-built hypnogram with hand-computed
+"""Sleep statistics (modalities/eeg/sleep/stats.py) on a hand-built hypnogram with hand-computed
 numbers, and the edge cases (no sleep, no REM, nothing scored)."""
 import pytest
 
-from modalities.eeg.sleep_stats import sleep_statistics
+from part.modalities.eeg.sleep.stats import sleep_statistics
 
 W, N1, N2, N3, R, U = 0, 1, 2, 3, 4, -1
 # epoch: 0  1  2  3  4  5   6   7   8  9   10  11  12 13 14 15  16 17 18

@@ -1,4 +1,4 @@
-"""Staging new recordings (modalities/eeg/staging*.py, python -m part.stage) with a tiny run trained on
+"""Staging new recordings (modalities/eeg/sleep/, part-stage) with a tiny run trained on
 SYNTHETIC PC18 records: self-describing checkpoints, windows identical to the training preparation,
 PC18 .hea / EDF / MNE Raw / arrays, the output files (CSV, EDF+ round trip, PNG, statistics,
 agreement), channel mapping and its errors, exit codes, and the hypnogram plot convention."""
@@ -16,25 +16,27 @@ import numpy as np
 import pytest
 import torch
 
-from data_prep.pc18_labels import read_stage_notes
-from data_prep.pc18_prepare import SplitSettings, prepare_dataset
-from data_prep.pc18_synthetic import write_synthetic_records
-import modalities.eeg.report as report
-import modalities.eeg.staging_result as staging_result
-from modalities.eeg import mne_reader
-from modalities.eeg.hypnogram import Hypnogram, read_hypnogram
-from modalities.eeg.windows import window_grid
-from modalities.eeg.hypnogram_edf import write_hypnogram_edf
-from modalities.eeg.mne_reader import read_recording
-from modalities.eeg.report import hypnogram_figure, sleep_report_hook, write_hypnograms
-from modalities.eeg.signal import RecordError
-from modalities.eeg.staging import ChannelError, Stager
-from modalities.eeg.wfdb_reader import EEG_CHANNELS, read_eeg
+from part.data_prep.pc18_labels import read_stage_notes
+from part.data_prep.pc18_prepare import SplitSettings, prepare_dataset
+from part.data_prep.pc18_synthetic import write_synthetic_records
+import part.modalities.eeg.sleep.hypnogram as hypnogram_module
+from part.modalities.eeg.recordings import mne_reader
+from part.modalities.eeg.recordings.channels import ChannelError
+from part.modalities.eeg.recordings.constants import CLASS_NAMES, PC18_EEG_CHANNELS
+from part.modalities.eeg.recordings.hypnogram_edf import write_hypnogram_edf
+from part.modalities.eeg.recordings.mne_reader import read_recording
+from part.modalities.eeg.recordings.signal import RecordError
+from part.modalities.eeg.recordings.wfdb_reader import read_eeg
+from part.modalities.eeg.recordings.windows import window_grid
+from part.modalities.eeg.sleep.hypnogram import Hypnogram
+from part.modalities.eeg.sleep.staging import Stager
 from part.config import load_recipe
 from part.errors import DataError
 from part.evaluation.metrics import classification_metrics
 from part.stage import main as stage_main
 from part.training.runner import run
+
+read_hypnogram = Hypnogram.from_file
 
 ROOT = Path(__file__).resolve().parents[3]
 REC = "syn00-0003"  # the test split's record (n_test=1 takes the last one)
@@ -67,15 +69,15 @@ def night(tmp_path_factory):
         "finetune.epochs=1", "finetune.batch_size=32", "evaluate.repeats=1"])
     run(recipe)
     hea = base / "raw" / f"{REC}.hea"
-    rec = read_eeg(hea, EEG_CHANNELS)
+    rec = read_eeg(hea, PC18_EEG_CHANNELS)
     whole = int(rec.n_samples // rec.fs * rec.fs)  # EDF data records of 1 s: whole seconds
     uv = rec.digital[:, :whole].astype(np.float64)  # gain 1 uV, baseline 0 (the synthetic PC18 layout)
-    edf = write_edf(base / f"{REC}.edf", EEG_CHANNELS, uv, rec.fs)
+    edf = write_edf(base / f"{REC}.edf", PC18_EEG_CHANNELS, uv, rec.fs)
     two = write_edf(base / "two.edf", ["EEG Fpz-Cz", "EEG Pz-Oz"], uv[[0, 4]], rec.fs, start=None)
     notes = read_stage_notes(base / "raw" / f"{REC}.arousal", rec.fs)
     onsets = notes.onsets[0] / rec.fs + 30.0 * np.arange(int((rec.n_samples - notes.onsets[0]) // (30 * rec.fs)))
     stages = notes.stages[np.searchsorted(notes.onsets / rec.fs, onsets, side="right") - 1]
-    scoring = write_hypnogram_edf(base / f"{REC}-Hypnogram.edf", Hypnogram(onsets, stages, source="synthetic"))
+    scoring = write_hypnogram_edf(base / f"{REC}-Hypnogram.edf", Hypnogram(stages, onsets_s=onsets, source="synthetic"))
     stager = Stager.from_run(base / "runs" / "tiny")
     return {"base": base, "run": base / "runs" / "tiny", "hea": hea, "edf": edf, "two": two, "scoring": scoring,
             "uv": uv, "fs": rec.fs, "stager": stager}
@@ -88,7 +90,7 @@ def test_checkpoint_describes_itself(night):
     assert card["modality"]["name"] == "eeg" and card["modality"]["options"]["patch_samples"] == 100
     assert card["model"]["dim"] == 16 and card["model"]["depth"] == 1 and card["dataset"] == "pc18"
     data = card["data"]
-    assert data["channels"] == list(EEG_CHANNELS) and data["sampling_rate"] == 100.0
+    assert data["channels"] == list(PC18_EEG_CHANNELS) and data["sampling_rate"] == 100.0
     assert data["window_s"] == 30.0 and data["window_samples"] == 3000 and data["dtype"] == "float16"
     assert data["filter"]["l_freq"] == 0.1 and data["filter"]["h_freq"] == 30.0
     assert data["normalisation"]["eps"] == 1e-6 and data["label_names"] == card["class_names"]
@@ -101,12 +103,14 @@ def test_windows_are_the_training_windows(night):
     stager = night["stager"]
     prepared = np.load(night["base"] / "prep" / "records" / f"{REC}.npy")
     labels = np.load(night["base"] / "prep" / "records" / f"{REC}.labels.npy")
-    windows = stager.windows(read_recording(night["hea"], EEG_CHANNELS), night["scoring"])
+    windows = stager.windows(read_recording(night["hea"], PC18_EEG_CHANNELS), night["scoring"])
     n = min(len(prepared), windows.n_windows)
     assert n >= len(prepared) - 1 and windows.windows.dtype == prepared.dtype
     np.testing.assert_array_equal(windows.windows[:n], prepared[:n])
+    np.testing.assert_array_equal(windows.labels[:n], labels[:n])
     result = stager.predict_file(night["hea"], hypnogram=night["scoring"])
-    np.testing.assert_array_equal(result.reference[:n], labels[:n])
+    reference = read_hypnogram(night["scoring"]).aligned_to(result).labels_at(result.onsets_s)
+    np.testing.assert_array_equal(reference[:n], labels[:n])
     np.testing.assert_allclose(result.proba[:n], stager.classify(prepared[:n]), rtol=0, atol=1e-6)
 
 
@@ -117,15 +121,16 @@ def test_hea_edf_array_raw_agree(night):
     assert len(by_hea) == len(by_edf) == int(night["uv"].shape[1] / night["fs"] // 30)
     np.testing.assert_allclose(by_edf.proba, by_hea.proba, atol=1e-4)
     np.testing.assert_allclose(by_hea.proba.sum(1), 1.0, atol=1e-9)
-    np.testing.assert_array_equal(by_hea.onsets, 30.0 * np.arange(len(by_hea)))
+    np.testing.assert_array_equal(by_hea.onsets_s, 30.0 * np.arange(len(by_hea)))
     assert by_hea.start is None and by_edf.start == START
-    by_array = stager.predict_array(night["uv"] * 1e-6, night["fs"], EEG_CHANNELS)
+    by_array = stager.predict_array(night["uv"] * 1e-6, night["fs"], PC18_EEG_CHANNELS)
     np.testing.assert_allclose(by_array.proba, by_hea.proba, atol=1e-4)
     import mne
-    raw = mne.io.RawArray(night["uv"] * 1e-6, mne.create_info(list(EEG_CHANNELS), night["fs"], "eeg"), verbose=False)
+    info = mne.create_info(list(PC18_EEG_CHANNELS), night["fs"], "eeg")
+    raw = mne.io.RawArray(night["uv"] * 1e-6, info, verbose=False)
     np.testing.assert_array_equal(stager.predict(raw).proba, by_array.proba)
     with pytest.raises(DataError, match="volts like mne.io.RawArray"):
-        stager.predict_array(night["uv"], night["fs"], EEG_CHANNELS)  # micro-volts by mistake
+        stager.predict_array(night["uv"], night["fs"], PC18_EEG_CHANNELS)  # micro-volts by mistake
 
 
 def test_cli_writes_the_files_and_matches_the_api(night, tmp_path, capsys):
@@ -143,7 +148,7 @@ def test_cli_writes_the_files_and_matches_the_api(night, tmp_path, capsys):
     assert set(rows[:, 2]) <= {"W", "N1", "N2", "N3", "REM"} and (rows[:, 1].astype(float) == 30).all()
     # EDF+ hypnogram round trip (Sleep-EDF labels) and the CSV read back as a scoring
     back = read_hypnogram(out / f"{REC}.hypnogram.edf")
-    np.testing.assert_allclose(back.onsets_s, api.onsets, atol=1e-3)
+    np.testing.assert_allclose(back.onsets_s, api.onsets_s, atol=1e-3)
     np.testing.assert_array_equal(back.stages, api.stages)
     np.testing.assert_array_equal(read_hypnogram(out / f"{REC}.hypnogram.csv").stages, api.stages)
     stats = json.loads((out / f"{REC}.stats.json").read_text())
@@ -151,9 +156,10 @@ def test_cli_writes_the_files_and_matches_the_api(night, tmp_path, capsys):
     assert (out / f"{REC}.hypnogram.png").read_bytes().startswith(b"\x89PNG")
     # agreement.json = part.evaluation.metrics on the epochs scored in both
     agreement = json.loads((out / f"{REC}.agreement.json").read_text())
-    expected = classification_metrics(api.reference, api.stages, range(5), class_names=api.class_names)
+    reference = read_hypnogram(night["scoring"]).aligned_to(api).labels_at(api.onsets_s)
+    expected = classification_metrics(reference, api.stages, range(5), class_names=list(CLASS_NAMES))
     assert agreement["kappa"] == expected["kappa"] and agreement["confusion"] == expected["confusion"]
-    assert agreement["n_compared"] == int((api.reference >= 0).sum()) and "macro_f1" in agreement
+    assert agreement["n_compared"] == int((reference >= 0).sum()) and "macro_f1" in agreement
     assert set(agreement["per_class_f1"]) == {"W", "N1", "N2", "N3", "REM"}
 
 
@@ -163,9 +169,9 @@ def test_channel_mismatch_and_mapping(night, tmp_path, capsys, monkeypatch):
         stager.predict_file(night["two"])
     message = str(info.value)
     assert "\n" not in message and "two.edf" in message
-    assert str(list(EEG_CHANNELS)) in message and "['EEG Fpz-Cz', 'EEG Pz-Oz']" in message
+    assert str(list(PC18_EEG_CHANNELS)) in message and "['EEG Fpz-Cz', 'EEG Pz-Oz']" in message
     assert '--channels "F3-M2=EEG Fpz-Cz,F4-M1=EEG Pz-Oz,..."' in message and "channels={" in message
-    mapping = {c: ("EEG Fpz-Cz" if i % 2 == 0 else "EEG Pz-Oz") for i, c in enumerate(EEG_CHANNELS)}
+    mapping = {c: ("EEG Fpz-Cz" if i % 2 == 0 else "EEG Pz-Oz") for i, c in enumerate(PC18_EEG_CHANNELS)}
     mapped = stager.predict_file(night["two"], channels=mapping)
     assert mapped.proba.shape == (len(mapped), 5) and mapped.start is None
     text = ",".join(f"{k}={v}" for k, v in mapping.items())
@@ -173,8 +179,8 @@ def test_channel_mismatch_and_mapping(night, tmp_path, capsys, monkeypatch):
     with pytest.raises(DataError, match="MODEL=RECORDING"):
         stager.predict_file(night["two"], channels="F3-M2")
     # file names the training preparation renamed (the card's data.rename) are found by themselves
-    monkeypatch.setattr(stager, "rename", {"EEG Fpz-Cz": "F3-M2", "EEG Pz-Oz": "F4-M1"})
-    rest = {c: mapping[c] for c in EEG_CHANNELS[2:]}
+    monkeypatch.setattr(stager.montage, "rename", {"EEG Fpz-Cz": "F3-M2", "EEG Pz-Oz": "F4-M1"})
+    rest = {c: mapping[c] for c in PC18_EEG_CHANNELS[2:]}
     assert stager.predict_file(night["two"], channels=rest).stages.tolist() == mapped.stages.tolist()
     # CLI: one recording fails (exit 1), the other is still written
     code = stage_main([str(night["run"]), str(night["two"]), str(night["hea"]), "--out", str(tmp_path)])
@@ -186,9 +192,9 @@ def test_channel_mismatch_and_mapping(night, tmp_path, capsys, monkeypatch):
 def test_bad_recordings_are_one_line_errors(night, tmp_path):
     stager, uv, fs = night["stager"], night["uv"], night["fs"]
     with pytest.raises(DataError, match="short.wav: 20.0 s long, shorter than one 30-s window"):
-        stager.predict_array(uv[:, :int(20 * fs)] * 1e-6, fs, EEG_CHANNELS, name="short.wav")
+        stager.predict_array(uv[:, :int(20 * fs)] * 1e-6, fs, PC18_EEG_CHANNELS, name="short.wav")
     with pytest.raises(DataError, match="slow: sampled at 50 Hz; .* needs more than 60 Hz"):
-        stager.predict_array(uv[:, ::4] * 1e-6, fs / 4, EEG_CHANNELS, name="slow")
+        stager.predict_array(uv[:, ::4] * 1e-6, fs / 4, PC18_EEG_CHANNELS, name="slow")
     broken = tmp_path / "broken.edf"
     broken.write_bytes(b"0       not an edf")
     for path in (broken, tmp_path / "missing.edf"):
@@ -223,52 +229,7 @@ def test_old_checkpoint_without_card(night, tmp_path):
     with pytest.raises(DataError, match="old_run.*no 'card'.*config.yaml' is missing.*refinetune"):
         Stager.from_run(old)
     shutil.copy(night["run"] / "config.yaml", old / "config.yaml")
-    assert Stager.from_run(old).channels == tuple(EEG_CHANNELS)
-
-
-def test_hypnogram_plot_convention(tmp_path):
-    """W on top, REM next to it, then N1, N2, N3 (in the report's true-vs-predicted figure too)."""
-    names = ["W", "N1", "N2", "N3", "REM"]
-    y = np.array([0, 1, 2, 3, 4, -1, 2])
-    fig = hypnogram_figure(y, names, "t", y_true=y, proba=np.full((7, 5), 0.2), start=START)
-    for ax in fig.axes[:2]:
-        ticks = {t.get_position()[1]: t.get_text() for t in ax.get_yticklabels()}
-        top_to_bottom = [ticks[k] for k in sorted(ticks)] if ax.get_ylim()[0] > ax.get_ylim()[1] else None
-        assert top_to_bottom == ["W", "REM", "N1", "N2", "N3"]
-    assert len(fig.axes) == 3 and fig.axes[-1].get_ylabel() == "probability"
-    assert fig.axes[-1].xaxis.get_major_formatter()(1.0, 0) == "23:45"  # clock time
-    predictions = {"y_true": y, "y_pred": y, "probs": np.full((7, 5), 0.2), "groups": np.array(["s1"] * 7)}
-    paths = write_hypnograms(tmp_path, predictions, names, 3, ["r1"] * 7, 30.0 * np.arange(7))
-    assert [p.name for p in paths] == ["hypnogram_r1.png"]
-
-
-def test_report_draws_each_record_on_its_own_time_axis(tmp_path, monkeypatch):
-    """A subject with two nights gives one figure per record; a window missing from the test set
-    (unscored, trimmed) is a gap at its time, not collapsed: -1 labels and NaN probabilities."""
-    names = ["W", "N1", "N2", "N3", "REM"]
-    records = np.array(["s1-n1", "s1-n1", "s1-n1", "s1-n2", "s1-n2"])
-    onsets = np.array([15.0, 45.0, 105.0, 0.0, 30.0])  # night 1: windows 0, 1 and 3 from 15 s; 75-105 s missing
-    y = np.array([0, 2, 4, 1, 3])
-    predictions = {"y_true": y, "y_pred": y, "probs": np.eye(5)[y], "groups": np.array(["s1"] * 5)}
-    drawn, real = {}, report.hypnogram_figure
-
-    def spy(y_pred, class_names, title, **kw):
-        drawn[title.split(" ")[0]] = (np.asarray(y_pred), kw, real(y_pred, class_names, title, **kw))
-        return drawn[title.split(" ")[0]][2]
-    monkeypatch.setattr(report, "hypnogram_figure", spy)
-    sleep_report_hook(names, 5, records, onsets, 30.0)(tmp_path, predictions)
-    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["hypnogram_s1-n1.png", "hypnogram_s1-n2.png"]
-    y_pred, kw, fig = drawn["s1-n1"]
-    assert y_pred.tolist() == [0, 2, -1, 4] and kw["y_true"].tolist() == [0, 2, -1, 4] and kw["onset_s"] == 15.0
-    assert np.isnan(kw["proba"][2]).all() and not np.isnan(kw["proba"][[0, 1, 3]]).any()
-    hours = np.array(fig.axes[0].get_xlim()) * 3600
-    np.testing.assert_allclose(hours, [15.0, 135.0])  # the record's time, hours since its start
-    segments = np.concatenate([c.get_segments() for c in fig.axes[1].collections if hasattr(c, "get_segments")])
-    xs = np.array([seg[:, 0] for seg in segments]) * 3600
-    assert not ((xs.min(1) < 105 - 1e-6) & (xs.max(1) > 75 + 1e-6)).any()  # nothing drawn in the gap
-    assert drawn["s1-n2"][0].tolist() == [1, 3] and drawn["s1-n2"][1]["onset_s"] == 0.0
-    assert [p.name for p in write_hypnograms(tmp_path / "one", predictions, names, 1, records, onsets)] == [
-        "hypnogram_s1-n1.png"]  # data.hypnograms counts records
+    assert Stager.from_run(old).channels == tuple(PC18_EEG_CHANNELS)
 
 
 def test_one_nan_sample_is_a_one_line_error(night):
@@ -278,15 +239,16 @@ def test_one_nan_sample_is_a_one_line_error(night):
     stager, fs = night["stager"], night["fs"]
     volts = night["uv"] * 1e-6
     volts[2, 1234] = np.nan
-    message = rf"night: channel '{EEG_CHANNELS[2]}' holds 1 non-finite sample\(s\) \(NaN or Inf\) of {volts.shape[1]}"
+    message = (rf"night: channel '{PC18_EEG_CHANNELS[2]}' holds 1 non-finite sample\(s\) \(NaN or Inf\) of "
+               rf"{volts.shape[1]}")
     with pytest.raises(RecordError, match=message) as info:
-        stager.predict_array(volts, fs, EEG_CHANNELS, name="night")
+        stager.predict_array(volts, fs, PC18_EEG_CHANNELS, name="night")
     assert "\n" not in str(info.value)
-    raw = mne.io.RawArray(volts, mne.create_info(list(EEG_CHANNELS), fs, "eeg"), verbose=False)
-    with pytest.raises(RecordError, match=f"raw: channel '{EEG_CHANNELS[2]}' holds 1 non-finite"):
+    raw = mne.io.RawArray(volts, mne.create_info(list(PC18_EEG_CHANNELS), fs, "eeg"), verbose=False)
+    with pytest.raises(RecordError, match=f"raw: channel '{PC18_EEG_CHANNELS[2]}' holds 1 non-finite"):
         stager.predict(raw)
     extra = np.vstack([night["uv"] * 1e-6, np.full((1, volts.shape[1]), np.nan)])
-    assert len(stager.predict_array(extra, fs, [*EEG_CHANNELS, "EXTRA"])) > 0
+    assert len(stager.predict_array(extra, fs, [*PC18_EEG_CHANNELS, "EXTRA"])) > 0
 
 
 def test_hypnogram_file_is_aligned_by_start_time_and_outputs_are_computed_once(night, tmp_path, capsys,
@@ -297,19 +259,22 @@ def test_hypnogram_file_is_aligned_by_start_time_and_outputs_are_computed_once(n
     scoring = read_hypnogram(night["scoring"])
     keep = scoring.onsets_s >= 60
     on, st = scoring.onsets_s[keep], scoring.stages[keep]
-    later = write_hypnogram_edf(tmp_path / "later.edf", Hypnogram(on - 60, st, source="later"),
+    later = write_hypnogram_edf(tmp_path / "later.edf", Hypnogram(st, onsets_s=on - 60, source="later"),
                                 START + timedelta(seconds=60))
     duration = night["uv"].shape[1] / night["fs"]
-    expected = window_grid(Hypnogram(on, st), duration, 100.0, 30.0)
-    assert not np.array_equal(window_grid(Hypnogram(on - 60, st), duration, 100.0, 30.0).labels, expected.labels)
+    expected = window_grid(Hypnogram(st, onsets_s=on), duration, 100.0, 30.0)
+    earlier = window_grid(Hypnogram(st, onsets_s=on - 60), duration, 100.0, 30.0)
+    assert not np.array_equal(earlier.labels, expected.labels)
     result = night["stager"].predict_file(night["edf"], hypnogram=later)
-    np.testing.assert_array_equal(result.reference, expected.labels)  # class index = stage code here
-    assert result.reference_offset_s == 60.0 and result.reference_note is None
+    aligned = read_hypnogram(later).aligned_to(result)
+    np.testing.assert_array_equal(aligned.labels_at(result.onsets_s), expected.labels)
+    assert aligned.offset_s == 60.0 and aligned.note is None
+    assert result.agreement(later)["reference_offset_s"] == 60.0
     opens, calls, real_open = [], Counter(), mne_reader.open_raw
     monkeypatch.setattr(mne_reader, "open_raw", lambda *a, **k: opens.append(a) or real_open(*a, **k))
     for fn in ("classification_metrics", "sleep_statistics"):
-        monkeypatch.setattr(staging_result, fn, (lambda f, real: lambda *a, **k: calls.update([f]) or real(*a, **k))(
-            fn, getattr(staging_result, fn)))
+        monkeypatch.setattr(hypnogram_module, fn, (lambda f, real: lambda *a, **k: calls.update([f]) or real(*a, **k))(
+            fn, getattr(hypnogram_module, fn)))
     out = tmp_path / "out"
     assert stage_main([str(night["run"]), str(night["edf"]), "--out", str(out), "--hypnogram", str(later)]) == 0
     assert "(aligned by start time: +60 s)" in capsys.readouterr().out
@@ -346,10 +311,10 @@ def test_channel_messages_suggest_only_what_needs_mapping(night, tmp_path, capsy
     # (a) the model's channels are all present under their own names: no identity mapping suggested
     with pytest.raises(ChannelError) as info:
         stager.predict_file(edf, channels={"F3-M2": "EEG Foo"})
-    assert str(info.value) == (f"{edf}: 'EEG Foo' is not in the recording (channels: {list(EEG_CHANNELS)}); the "
+    assert str(info.value) == (f"{edf}: 'EEG Foo' is not in the recording (channels: {list(PC18_EEG_CHANNELS)}); the "
                                "model's channels are all present under their own names: omit --channels")
     # only the absent model channel is in the suggestion, with a recording channel no other one uses
-    names = [*EEG_CHANNELS[:5], "EEG X1"]
+    names = [*PC18_EEG_CHANNELS[:5], "EEG X1"]
     with pytest.raises(ChannelError) as info:
         stager.predict_array(np.zeros((6, 10)), 100.0, names, channels={"F3-M2": "EEG Foo"}, name="rec")
     message = str(info.value)
@@ -364,7 +329,7 @@ def test_channel_messages_suggest_only_what_needs_mapping(night, tmp_path, capsy
         captured = capsys.readouterr()
         key = mapping.split("=")[0]
         assert captured.err.startswith(f"error: --channels maps ['{key}'], which the model does not have{extra}")
-        assert f"the model's channels are {list(EEG_CHANNELS)}" in captured.err
+        assert f"the model's channels are {list(PC18_EEG_CHANNELS)}" in captured.err
         assert captured.out == "" and "two.edf" not in captured.err and not out.exists()
 
 
@@ -381,16 +346,3 @@ def test_checkpoint_errors_name_what_exists(night, tmp_path, capsys):
     assert (f"error: '{best}' is a checkpoint file, not a run directory: pass the run directory '{run_dir}' "
             "(<run.output_dir>/<run.name>), or --checkpoint <file>") in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
-
-
-def test_the_legend_does_not_cover_the_traces():
-    """The REM / unscored legend lies outside the hypnogram panels (right of them), not over the
-    end of the night."""
-    y = np.array([0, 0, 4, 4, -1, 2, 0, 0])
-    fig = hypnogram_figure(y, ["W", "N1", "N2", "N3", "REM"], "t", y_true=y, proba=np.full((8, 5), 0.2))
-    fig.draw_without_rendering()
-    legend = fig.axes[0].get_legend()
-    assert [t.get_text() for t in legend.get_texts()] == ["REM", "unscored"]
-    box = legend.get_window_extent()
-    for ax in fig.axes:
-        assert box.x0 >= ax.get_window_extent().x1 - 1  # right of every panel

@@ -17,8 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cifar_pickles import read_raw, write_cifar  # noqa: E402
 
-from modalities.image.datasets import build_image_dataset  # noqa: E402
-from modalities.image.transforms import build_transform  # noqa: E402
+from part.modalities.image.datasets import build_image_dataset  # noqa: E402
+from part.modalities.image.transforms import build_transform  # noqa: E402
 from part.errors import DataError  # noqa: E402
 
 from conftest import SHARED_DATA, requires_shared  # noqa: E402

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from part.registry import get_modality
-from modalities.image.sampling import extract_patches, grid_boxes, sample_boxes
+from part.modalities.image.sampling import extract_patches, grid_boxes, sample_boxes
 
 
 def test_grid_patches_equal_extracted_grid():

@@ -3,7 +3,7 @@ import math
 
 import torch
 
-from modalities.image.sampling import extract_patches, grid_boxes, sample_boxes
+from part.modalities.image.sampling import extract_patches, grid_boxes, sample_boxes
 
 
 def test_random_boxes_inside_image_fixed_size():

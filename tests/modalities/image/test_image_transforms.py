@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from modalities.image.datasets import ImageDataOptions
-from modalities.image.transforms import BatchMixup, build_transform, clamp_posterize
+from part.modalities.image.datasets import ImageDataOptions
+from part.modalities.image.transforms import BatchMixup, build_transform, clamp_posterize
 from part.config.options import OptionsError
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)

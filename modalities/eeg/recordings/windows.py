@@ -1,12 +1,16 @@
 """A recording and its 30-s grid -> normalised windows and labels: the step shared by the
 preparation (``data_prep/prepare.py``) and the staging command.
 
-:func:`recording_windows` runs the signal pipeline of ``modalities/eeg/signal.py`` on the
+:func:`recording_windows` runs the signal pipeline of ``recordings/signal.py`` on the
 continuous recording (0.1-30 Hz zero-phase band-pass fused with polyphase resampling to 100 Hz,
 float32 uV), then cuts the grid's windows and z-scores each window and channel. The grid is any
 object with ``first_start`` (output samples at ``target_fs``), ``n_windows``, ``window_len`` and
 ``labels`` (n_windows,) int8 (a :class:`WindowGrid`): :func:`window_grid` for hypnograms,
-``data_prep.pc18_labels.window_labels(...)`` for PC18 stage notes, or :func:`unlabelled_grid`.
+``part.data_prep.pc18_labels.window_labels(...)`` for PC18 stage notes, or :func:`unlabelled_grid`.
+
+A *hypnogram* here is any object with ``onsets_s``, ``stages``, ``epoch_s``, ``start_s``,
+``end_s``, ``n_epochs``, ``source`` and ``runs()``: a ``part.modalities.eeg.sleep.Hypnogram``
+(this layer does not import it).
 """
 
 from __future__ import annotations
@@ -15,10 +19,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from modalities.eeg.hypnogram import EPOCH_S, Hypnogram, HypnogramError
-from modalities.eeg.prepared import UNLABELLED
-from modalities.eeg.signal import (TARGET_FS, EegRecording, FilterSpec, RecordError, filter_and_resample,
-                                   normalise_windows, resampled_length)
+from part.modalities.eeg.recordings.constants import EPOCH_S, TARGET_FS, UNLABELLED
+from part.modalities.eeg.recordings.hypnogram_edf import HypnogramError
+from part.modalities.eeg.recordings.signal import (EegRecording, FilterSpec, RecordError, filter_and_resample,
+                                                   normalise_windows, resampled_length)
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,7 @@ class WindowConfig:
     window-channel with a smaller std, in uV, counts as flat)."""
 
     target_fs: float = TARGET_FS
-    window_s: float = 30.0
+    window_s: float = EPOCH_S
     dtype: str = "float16"
     filter: FilterSpec = field(default_factory=FilterSpec)
     eps: float = 1e-6
@@ -111,7 +115,7 @@ def recording_windows(recording: EegRecording, grid=None, config: WindowConfig =
                             float(config.target_fs))
 
 
-def window_grid(hypnogram: Hypnogram | None, duration_s: float, target_fs: float,
+def window_grid(hypnogram, duration_s: float, target_fs: float,
                 window_s: float = EPOCH_S) -> WindowGrid:
     """Windows of ``window_s`` over a recording of ``duration_s`` seconds, in samples at ``target_fs``.
 
@@ -139,9 +143,9 @@ def window_grid(hypnogram: Hypnogram | None, duration_s: float, target_fs: float
     return WindowGrid(first_start, n_windows, window_len, float(target_fs), labels)
 
 
-def labels_at(hypnogram: Hypnogram, starts: np.ndarray, window_len: int, fs: float) -> np.ndarray:
+def labels_at(hypnogram, starts: np.ndarray, window_len: int, fs: float) -> np.ndarray:
     """The stage code (n,) int8 of each window [start, start + window_len) (samples at ``fs``):
-    the stage of the run of one scored stage (:meth:`Hypnogram.runs`) it lies fully in, else -1.
+    the stage of the run of one scored stage (``hypnogram.runs()``) it lies fully in, else -1.
     The one labelling rule of :func:`window_grid` and of staging's reference labels."""
     starts = np.asarray(starts, np.int64).reshape(-1)
     run_start, run_end, run_stage = hypnogram.runs()

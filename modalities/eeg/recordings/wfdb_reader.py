@@ -3,7 +3,7 @@
 :func:`read_eeg` parses the WFDB header with ``wfdb.rdheader``, picks the requested signals BY
 NAME and reads only their columns of the interleaved signal file (PC18: MATLAB v4 ``.mat``,
 header format ``16+24`` = int16 after a 24-byte preamble) in chunks, so the other signals are
-never held in memory. Result: an :class:`~modalities.eeg.signal.EegRecording` of digital samples
+never held in memory. Result: an :class:`~part.modalities.eeg.recordings.signal.EegRecording` of digital samples
 ``(C, n)`` plus gain, baseline and unit scale, exactly what ``wfdb.rdrecord(...,
 channel_names=...)`` would give (tested). Several times faster than a generic reader (see
 ``benchmarks/prep_bench.py``).
@@ -18,9 +18,9 @@ from typing import Sequence
 import numpy as np
 import wfdb
 
-from modalities.eeg.signal import UNIT_TO_UV, EegRecording, RecordError
+from part.modalities.eeg.recordings.constants import PC18_EEG_CHANNELS
+from part.modalities.eeg.recordings.signal import UNIT_TO_UV, EegRecording, RecordError
 
-EEG_CHANNELS: tuple[str, ...] = ("F3-M2", "F4-M1", "C3-M2", "C4-M1", "O1-M2", "O2-M1")  # PC18's six EEG
 
 # WFDB format code -> (numpy dtype of one sample, the "invalid sample" sentinel wfdb reads as NaN).
 # Only uncompressed formats whose samples numpy can read directly are supported.
@@ -141,7 +141,7 @@ def _check_signal_file(layout: _Layout, record: str) -> None:
 
 
 def read_eeg(
-    header_path: Path, channels: Sequence[str] = EEG_CHANNELS, chunk_frames: int = 1 << 18
+    header_path: Path, channels: Sequence[str] = PC18_EEG_CHANNELS, chunk_frames: int = 1 << 18
 ) -> EegRecording:
     """Read only ``channels`` (by name, in that order) of the record whose header is ``header_path``.
 

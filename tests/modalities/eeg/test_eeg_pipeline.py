@@ -12,12 +12,12 @@ from conftest import run_main
 from part.errors import DataError
 from part.train import main as train_main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    from data_prep.physionet2018 import main as prepare_main  # `part-prepare-pc18`, in this process
+    from part.data_prep.physionet2018 import main as prepare_main  # `part-prepare-pc18`, in this process
     base = tmp_path_factory.mktemp("pc18")
     args = ["--synthetic", "6", "--src", base / "raw", "--out", base / "prep", "--n-test", "2", "--n-finetune", "2",
             "--workers", "1", "--no-progress"]
@@ -70,6 +70,6 @@ def test_paper_recipe_without_data_names_the_prep_command(tmp_path):
 
 
 def test_sleep_edf_recipe_without_data_leads_with_the_sleep_edf_command(tmp_path):
-    from modalities.eeg.datasets import PreparedRecordingsOptions, load_prepared_recordings
+    from part.modalities.eeg.datasets import PreparedRecordingsOptions, load_prepared_recordings
     with pytest.raises(DataError, match=r"Prepare it with `part-prepare-sleep-edf --src RAW --out "):
         load_prepared_recordings(PreparedRecordingsOptions(root=str(tmp_path / "missing")))

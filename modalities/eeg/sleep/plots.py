@@ -1,32 +1,22 @@
-"""Sleep-staging outputs of the EEG plugin: hypnogram plots, given to the core as a report hook
-and used by staging (``modalities/eeg/staging.py``).
-
-One plotting function, :func:`hypnogram_figure` (saved by :func:`plot_hypnogram`), in the usual
-convention: W on top, REM next to it (thick red), then N1, N2, N3; unscored epochs as gaps; clock
-time on the x axis when the recording's start is known; optionally the class probabilities as a
-stacked band under the trace(s).
-
-The core's evaluation calls ``DataBundle.report_hook(report_dir, predictions)`` when a dataset
-provides one; PhysioNet-style sleep datasets return ``sleep_report_hook(...)``, which draws
-``hypnogram_<record>.png`` (scored vs predicted, with the probabilities) for the first
-``data.hypnograms`` test records (a subject may have several nights: one figure per record), each
-on the record's own time axis: every test window at its onset in the record, windows absent from
-the test set (unscored, trimmed) as gaps.
+"""Hypnogram plots, in the usual convention: W on top, REM next to it (thick red), then N1, N2,
+N3; unscored epochs as gaps; clock time on the x axis when the recording's start is known;
+optionally the reference scoring above and the class probabilities as a stacked band under the
+trace(s). :func:`hypnogram_figure` draws, :func:`plot_hypnogram` saves it as a PNG;
+``Hypnogram.plot`` and the evaluation report's hypnograms (``report.py``) use them.
 """
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from functools import partial
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from part.evaluation.report import save_png
+from part.modalities.eeg.recordings.constants import EPOCH_S
 
-EPOCH_SECONDS = 30.0
 # The usual hypnogram convention, top to bottom: wake, REM next to it, then NREM by depth.
 STAGE_ORDER = ("W", "REM", "N1", "N2", "N3")
 STAGE_COLOURS = {"W": "#e9b949", "REM": "#d62728", "N1": "#a6cee3", "N2": "#1f78b4", "N3": "#08306b"}
@@ -90,7 +80,7 @@ def _draw_proba(ax, proba: np.ndarray, class_names: Sequence[str], rows: np.ndar
 
 
 def hypnogram_figure(y_pred: Any, class_names: Sequence[str], title: str = "", *, y_true: Any = None,
-                     proba: Any = None, epoch_seconds: float | None = EPOCH_SECONDS, onset_s: float = 0.0,
+                     proba: Any = None, epoch_seconds: float | None = EPOCH_S, onset_s: float = 0.0,
                      start: datetime | None = None) -> Figure:
     """The hypnogram figure: panels (the scoring ``y_true`` when given, then ``y_pred``), the class
     probabilities ``proba`` (n, classes) as a stacked band under them when given.
@@ -140,7 +130,7 @@ def hypnogram_figure(y_pred: Any, class_names: Sequence[str], title: str = "", *
 
 
 def plot_hypnogram(path: str | Path, y_true: Any, y_pred: Any, class_names: Sequence[str], title: str,
-                   epoch_seconds: float | None = EPOCH_SECONDS, *, proba: Any = None, onset_s: float = 0.0,
+                   epoch_seconds: float | None = EPOCH_S, *, proba: Any = None, onset_s: float = 0.0,
                    start: datetime | None = None) -> Path:
     """Save :func:`hypnogram_figure` as a PNG at ``path`` (atomically); ``y_true`` may be None
     (predictions only). Used by the report (scored vs predicted) and by staging (predicted +
@@ -150,65 +140,3 @@ def plot_hypnogram(path: str | Path, y_true: Any, y_pred: Any, class_names: Sequ
     return save_png(fig, path)
 
 
-def record_hypnograms(predictions: Mapping[str, np.ndarray], records: Any, onsets_s: Any,
-                      window_s: float = EPOCH_SECONDS, count: int | None = None) -> list[dict]:
-    """The test windows of each record (the first ``count``, in test order) on the record's window
-    grid: ``{"record", "onset_s" (the first test window's onset in the record), "y_true", "y_pred"
-    (m,) int with -1 where the record has no test window (a gap), "proba" (m, classes) with NaN
-    rows there (or None), "group"}``.
-
-    predictions: ``y_true``, ``y_pred`` (n,) int, optionally ``probs`` (n, classes) and ``groups``
-    (n,) (the subject); ``records`` (n,) the record of each test window and ``onsets_s`` (n,) its
-    onset in seconds from the record's start (windows of ``window_s`` s on one grid per record)."""
-    records = np.asarray(records).astype(str)
-    onsets = np.asarray(onsets_s, np.float64)
-    y_true, y_pred = np.asarray(predictions["y_true"]), np.asarray(predictions["y_pred"])
-    probs = predictions.get("probs")
-    if not records.shape == onsets.shape == y_pred.shape == y_true.shape:
-        raise ValueError(f"record_hypnograms: {y_pred.size} predictions but {records.size} records and "
-                         f"{onsets.size} onsets; expected one record and onset per test window")
-    names, first = np.unique(records, return_index=True)
-    out = []
-    for name in names[np.argsort(first)][:count]:
-        sel = np.flatnonzero(records == name)
-        start = float(onsets[sel].min())
-        slot = np.rint((onsets[sel] - start) / window_s).astype(np.int64)
-        size = int(slot.max()) + 1
-        trace_true, trace_pred = np.full(size, -1, np.int64), np.full(size, -1, np.int64)
-        trace_true[slot], trace_pred[slot] = y_true[sel], y_pred[sel]
-        proba = None
-        if probs is not None:
-            proba = np.full((size, np.shape(probs)[1]), np.nan)
-            proba[slot] = np.asarray(probs)[sel]
-        group = str(np.asarray(predictions["groups"])[sel[0]]) if "groups" in predictions else name
-        out.append({"record": str(name), "onset_s": start, "y_true": trace_true, "y_pred": trace_pred,
-                    "proba": proba, "group": group})
-    return out
-
-
-def write_hypnograms(report_dir: Path, predictions: Mapping[str, np.ndarray], class_names: Sequence[str],
-                     count: int, records: Any, onsets_s: Any, window_s: float = EPOCH_SECONDS) -> list[Path]:
-    """hypnogram_<record>.png (scored vs predicted, repeat 0, with the probabilities) for the first
-    ``count`` test records, on hours since the record's start (:func:`record_hypnograms`)."""
-    paths = []
-    for r in record_hypnograms(predictions, records, onsets_s, window_s, count):
-        subject = f" (subject {r['group']})" if r["group"] != r["record"] else ""
-        paths.append(plot_hypnogram(Path(report_dir) / f"hypnogram_{r['record']}.png", r["y_true"], r["y_pred"],
-                                    class_names, f"{r['record']}{subject}: scored vs predicted (repeat 0)",
-                                    window_s, proba=r["proba"], onset_s=r["onset_s"]))
-    return paths
-
-
-def sleep_report_hook(class_names: Sequence[str], count: int, records: Any, onsets_s: Any,
-                      window_s: float = EPOCH_SECONDS) -> Any:
-    """The report hook of a sleep dataset: ``hook(report_dir, predictions)`` drawing the first
-    ``count`` test records; ``records`` / ``onsets_s`` (n,): per test item its record and its
-    window's onset (s) in the record (``EEGWindows.records`` / ``onsets_s``)."""
-    return partial(_hook, class_names=list(class_names), count=count, records=np.asarray(records),
-                   onsets_s=np.asarray(onsets_s, np.float64), window_s=float(window_s))
-
-
-def _hook(report_dir: Path, predictions: Mapping[str, np.ndarray], class_names, count, records, onsets_s,
-          window_s) -> None:
-    if count > 0:
-        write_hypnograms(report_dir, predictions, class_names, count, records, onsets_s, window_s)

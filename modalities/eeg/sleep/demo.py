@@ -1,7 +1,7 @@
 """`make demo`: sleep staging end to end on SYNTHETIC PhysioNet-2018-format records.
 
 1. writes synthetic records in the exact 2018 layout and prepares them
-   (`data_prep/physionet2018.py --synthetic`), unless already prepared;
+   (`part-prepare-pc18 --synthetic`), unless already prepared;
 2. runs the demo recipes (PART, PART-grid, MAE, supervised from scratch; the same finetuning
    budget), each resumable;
 3. prints their Cohen's kappas with `python -m part.compare` and where the reports are.
@@ -17,25 +17,23 @@ from pathlib import Path
 from part import compare, train
 from part.config import load_recipe
 
-RECIPES = ("eeg_sleep_demo.yaml", "eeg_sleep_demo_part_grid.yaml", "eeg_sleep_demo_mae.yaml",
-           "eeg_sleep_demo_supervised.yaml")
-ROOT = Path(__file__).resolve().parents[2]
+RECIPES = ("eeg_sleep_demo", "eeg_sleep_demo_part_grid", "eeg_sleep_demo_mae", "eeg_sleep_demo_supervised")
 
 
 def prepare(data: Path, records: int, n_test: int, n_finetune: int) -> None:
     if (data / "prep" / "splits.json").exists():
         print(f"using the prepared synthetic data in {data / 'prep'}")
         return
-    cmd = [sys.executable, str(ROOT / "data_prep" / "physionet2018.py"), "--synthetic", str(records),
+    cmd = [sys.executable, "-m", "part.data_prep.physionet2018", "--synthetic", str(records),
            "--src", str(data / "raw"), "--out", str(data / "prep"), "--n-test", str(n_test),
            "--n-finetune", str(n_finetune), "--no-progress"]
-    print("$ " + " ".join(cmd[1:]), flush=True)
+    print("$ part-prepare-pc18 " + " ".join(cmd[3:]), flush=True)
     if subprocess.call(cmd) != 0:
         sys.exit("error: preparing the synthetic demo data failed (see above)")
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m modalities.eeg.demo", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m part.modalities.eeg.sleep.demo", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=Path("demo_data"))
     ap.add_argument("--runs", type=Path, default=Path("demo_runs"))
@@ -48,11 +46,10 @@ def main(argv=None) -> int:
     run_dirs = []
     for recipe in RECIPES:
         print(f"\n=== {recipe} ===", flush=True)
-        code = train.main([str(ROOT / "recipes" / recipe), f"data.root={a.data / 'prep'}",
-                           f"run.output_dir={a.runs}"])
+        code = train.main([recipe, f"data.root={a.data / 'prep'}", f"run.output_dir={a.runs}"])
         if code != 0:
             return code
-        run_dirs.append(a.runs / load_recipe(ROOT / "recipes" / recipe, ()).run.name)
+        run_dirs.append(a.runs / load_recipe(train.find_recipe(recipe), ()).run.name)
     print("\n=== comparison (SYNTHETIC data; the paper's numbers are for real PC18 recordings) ===")
     code = compare.main([str(d) for d in run_dirs] + ["--out", str(a.runs)])
     print("\nreports: " + ", ".join(str(d / "report" / "report.md") for d in run_dirs))

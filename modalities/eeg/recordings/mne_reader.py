@@ -1,27 +1,18 @@
 """Read the EEG channels of any polysomnography file MNE reads, or of a PhysioNet WFDB record.
 
-:func:`read_recording` turns ``path`` into an :class:`~modalities.eeg.signal.EegRecording` of the
+:func:`read_recording` turns ``path`` into an :class:`~part.modalities.eeg.recordings.signal.EegRecording` of the
 requested ``channels`` (in that order, named as requested), ready for the shared signal pipeline
-(``modalities/eeg/signal.py``). It is used by the preparation (``data_prep/prepare.py``) and by
+(``recordings/signal.py``). It is used by the preparation (``data_prep/prepare.py``) and by
 the staging command alike.
 
 Formats (by suffix, :data:`READERS`): ``.hea`` -> the fast WFDB reader
-(``modalities/eeg/wfdb_reader.py``); EDF/EDF+ (``.edf``), BDF (``.bdf``), GDF (``.gdf``), FIF
+(``recordings/wfdb_reader.py``); EDF/EDF+ (``.edf``), BDF (``.bdf``), GDF (``.gdf``), FIF
 (``.fif``, ``.fif.gz``), BrainVision (``.vhdr``) and EEGLAB (``.set``) -> ``mne.io.read_raw(path,
 preload=False)``. Only the requested channels are loaded: EDF/BDF/GDF are opened with
 ``include=`` (the other signals are never decoded), the other formats are ``pick``-ed before
 ``get_data``. MNE gives volts; the result holds float32 micro-volts (gain 1, baseline 0).
 
-Channel names (:func:`resolve_channels`), for each requested name, first match wins:
-
-1. ``rename`` ({file name: our name}, e.g. ``{"C4-A1": "C4-M1"}``) is applied to the file's names;
-2. the exact (renamed) name;
-3. the same name up to case, a leading ``"EEG "`` type prefix and a trailing ``"-REF"``
-   (requested ``F3-M2`` matches ``EEG F3-M2``; ``Fpz-Cz`` matches ``EEG Fpz-Cz``), if exactly one
-   channel matches;
-4. a bipolar derivation ``A-B`` computed as ``A - B`` from two referential channels ``A`` and
-   ``B`` (each matched by rules 2-3; e.g. ``F3-M2`` from ``F3`` and ``M2``) when ``A-B`` itself
-   is absent.
+Channel names are matched as ``channels.py`` describes (rename, loose names, bipolar derivations).
 
 Mixed sampling rates: MNE's EDF/BDF/GDF readers report the highest rate among the channels
 opened and upsample the others to it with FFT resampling (``mne.filter.resample``, band-limited)
@@ -33,7 +24,7 @@ sampled above :data:`MIN_FS` = 60 Hz (the band's 30 Hz edge needs a Nyquist freq
 
 Stage annotations stored in the recording itself (EDF+ annotations, FIF/BrainVision
 annotations): :func:`stage_annotations` or :func:`read_recording_with_annotations`, both through
-``modalities.eeg.hypnogram.hypnogram_from_raw``. Errors are :class:`RecordError`, one line naming
+``hypnogram_io.scoring_from_raw``. Errors are :class:`RecordError`, one line naming
 the file, what was expected and what to do.
 """
 
@@ -46,7 +37,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from modalities.eeg.signal import EegRecording, RecordError
+from part.modalities.eeg.recordings.channels import ChannelSource, needed_channels, parse_channels, resolve_channels
+from part.modalities.eeg.recordings.constants import EPOCH_S, MIN_FS
+from part.modalities.eeg.recordings.signal import EegRecording, RecordError
 
 # file suffix -> the MNE reader mne.io.read_raw dispatches to (for messages and discovery)
 READERS: dict[str, str] = {
@@ -59,19 +52,6 @@ READERS: dict[str, str] = {
     ".set": "mne.io.read_raw_eeglab",
 }
 EDF_FAMILY = (".edf", ".bdf", ".gdf")  # readers that take include= and may mix sampling rates
-MIN_FS = 60.0  # Hz: a requested channel must be sampled faster (30 Hz band edge)
-CHANNEL_HELP = ('pass --channels with names the file uses (comma-separated), or map names with --rename '
-                '"OLD=NEW" (e.g. --rename "C4-A1=C4-M1"); a bipolar "A-B" is derived from channels A and B')
-
-
-@dataclass(frozen=True)
-class ChannelSource:
-    """Where requested channel ``name`` comes from: file channel ``first`` (after rename), minus
-    file channel ``second`` for a derivation (else None)."""
-
-    name: str
-    first: str
-    second: str | None = None
 
 
 def suffix_of(path: str | Path) -> str:
@@ -83,7 +63,9 @@ def suffix_of(path: str | Path) -> str:
 def reader_name(path: str | Path) -> str:
     """The reader used for ``path``: ``wfdb_reader.read_eeg`` or the MNE reader's name."""
     suffix = suffix_of(path)
-    return "modalities.eeg.wfdb_reader.read_eeg" if suffix == ".hea" else READERS.get(suffix, "mne.io.read_raw")
+    if suffix == ".hea":
+        return "part.modalities.eeg.recordings.wfdb_reader.read_eeg"
+    return READERS.get(suffix, "mne.io.read_raw")
 
 
 def _record(path: Path) -> str:
@@ -118,95 +100,10 @@ def recording_channels(path: str | Path) -> list[str]:
     """Names of the channels ``path`` holds (its header only), in file order."""
     path = Path(path)
     if suffix_of(path) == ".hea":
-        from modalities.eeg.wfdb_reader import read_header
+        from part.modalities.eeg.recordings.wfdb_reader import read_header
 
         return list(read_header(path).sig_name)
     return list(open_raw(path).ch_names)
-
-
-def parse_pairs(text: str | Mapping[str, str] | None, option: str, syntax: str, example: str,
-                explain: str = "") -> dict[str, str]:
-    """``"A=B,C=D"`` (or a mapping) -> ``{"A": "B", "C": "D"}``: the parser of ``--rename`` and
-    ``--channels`` maps. A malformed item is a one-line :class:`RecordError`: ``<option> item 'X'
-    is not <syntax>; expected e.g. <option> "<example>"<explain>``."""
-    if text is None or isinstance(text, Mapping):
-        return {str(k): str(v) for k, v in (text or {}).items()}
-    out: dict[str, str] = {}
-    for item in filter(None, (s.strip() for s in str(text).split(","))):
-        key, sep, value = (s.strip() for s in item.partition("="))
-        if not sep or not key or not value:
-            raise RecordError(f"{option} item {item!r} is not {syntax}; expected e.g. {option} \"{example}\"{explain}")
-        out[key] = value
-    return out
-
-
-def parse_rename(text: str | Mapping[str, str] | None) -> dict[str, str]:
-    """``"C4-A1=C4-M1,C3-A2=C3-M2"`` (or a mapping) -> ``{"C4-A1": "C4-M1", ...}``."""
-    return parse_pairs(text, "--rename", "OLD=NEW", "C4-A1=C4-M1,C3-A2=C3-M2")
-
-
-def parse_channels(text: str | Sequence[str]) -> tuple[str, ...]:
-    """``"C4-M1,F4-M1"`` (or a sequence) -> ``("C4-M1", "F4-M1")``; names must be distinct."""
-    names = [s.strip() for s in (text.split(",") if isinstance(text, str) else text)]
-    names = [n for n in names if n]
-    if not names or len(set(names)) != len(names):
-        raise RecordError(f"--channels {text!r}: expected distinct, comma-separated names, e.g. \"C4-M1,F4-M1\"")
-    return tuple(names)
-
-
-def _normal(name: str) -> str:
-    """Name for loose matching: case-folded, no leading "EEG " type prefix, no trailing "-REF"."""
-    key = " ".join(name.split()).casefold()
-    key = key[4:] if key.startswith("eeg ") else key
-    return key[:-4] if key.endswith("-ref") and len(key) > 4 else key
-
-
-def _match(name: str, present: Sequence[str]) -> str | None:
-    """The channel of ``present`` that ``name`` denotes (exact, else unique loose match)."""
-    if name in present:
-        return name
-    loose = [p for p in present if _normal(p) == _normal(name)]
-    if len(loose) > 1:
-        raise RecordError(
-            f"requested channel {name!r} matches several channels {loose}; pick one with --rename "
-            f'"{loose[0]}={name}"'
-        )
-    return loose[0] if loose else None
-
-
-def resolve_channels(
-    present: Sequence[str], channels: Sequence[str], rename: Mapping[str, str] | None = None
-) -> list[ChannelSource]:
-    """Map each requested channel to file channels (rules in the module docstring).
-
-    ``present`` are the file's names; the result names channels after ``rename``. Raises
-    :class:`RecordError` (without the file name; :func:`read_recording` adds it) for an absent
-    channel, listing the channels present.
-    """
-    renamed = [(rename or {}).get(p, p) for p in present]
-    out = []
-    for name in channels:
-        found = _match(name, renamed)
-        if found is not None:
-            out.append(ChannelSource(name, found))
-            continue
-        pieces = name.split("-")
-        for cut in range(1, len(pieces)):
-            first, second = _match("-".join(pieces[:cut]), renamed), _match("-".join(pieces[cut:]), renamed)
-            if first is not None and second is not None:
-                out.append(ChannelSource(name, first, second))
-                break
-        else:
-            shown = renamed if not rename else [f"{p} (renamed {r})" if p != r else p for p, r in zip(present, renamed)]
-            raise RecordError(f"no channel {name!r} (nor two channels to derive it from); channels present: "
-                              f"{shown}; {CHANNEL_HELP}")
-    return out
-
-
-def needed_channels(sources: Sequence[ChannelSource]) -> list[str]:
-    """The distinct file channels (renamed names) the sources read (a derivation reads two), in
-    order of first use."""
-    return list(dict.fromkeys(n for s in sources for n in (s.first, s.second) if n is not None))
 
 
 def _native_rates(raw, names: Sequence[str]) -> dict[str, float]:
@@ -268,7 +165,7 @@ def combine(record: str, fs: float, sources: Sequence[ChannelSource], rows: Mapp
 
 def _read_wfdb(path: Path, channels: Sequence[str], rename: Mapping[str, str] | None) -> EegRecording:
     """The WFDB fast path; renamed/loose names map back to the header's names, derivations in uV."""
-    from modalities.eeg.wfdb_reader import read_eeg, read_header
+    from part.modalities.eeg.recordings.wfdb_reader import read_eeg, read_header
 
     present = list(read_header(path).sig_name)
     try:
@@ -330,26 +227,27 @@ def read_recording_with_annotations(
 ):
     """``(read_recording(...), stage annotations of the file or None)`` opening the file once.
 
-    The annotations come from ``modalities.eeg.hypnogram.hypnogram_from_raw`` (a ``Hypnogram`` or
-    None when the file holds no stage annotation; always None for WFDB records, whose stages live
-    in a separate ``.arousal`` file). ``annotations=False`` skips them (None).
+    The annotations are a scoring (``hypnogram_io.scoring_from_raw``: the keyword arguments of a
+    ``Hypnogram``), or None when the file holds no stage annotation; always None for WFDB records,
+    whose stages live in a separate ``.arousal`` file. ``annotations=False`` skips them (None).
     """
     read = read_recording_full(path, channels, rename, annotations)
-    return read.recording, read.hypnogram
+    return read.recording, read.scoring
 
 
 @dataclass
 class RecordingRead:
-    """``recording``; ``hypnogram``: its own stage annotations or None; ``start``: the
-    recording's start (MNE ``meas_date``, timezone-aware UTC) or None when the file has none."""
+    """``recording``; ``scoring``: its own stage annotations (``hypnogram_io.scoring_from_raw``)
+    or None; ``start``: the recording's start (MNE ``meas_date``, timezone-aware UTC) or None
+    when the file has none."""
 
     recording: EegRecording
-    hypnogram: object | None
+    scoring: dict | None
     start: datetime | None
 
 
 def read_recording_full(path: str | Path, channels: Sequence[str], rename: Mapping[str, str] | None = None,
-                        annotations: bool = True, raw=None, epoch_s: float = 30.0) -> RecordingRead:
+                        annotations: bool = True, raw=None, epoch_s: float = EPOCH_S) -> RecordingRead:
     """:func:`read_recording_with_annotations` plus the recording's start time. ``raw``: the
     header-only Raw of ``path`` when the caller already opened it (:func:`open_raw`; not reopened);
     ``epoch_s``: the scoring epoch of the stage annotations."""
@@ -358,23 +256,23 @@ def read_recording_full(path: str | Path, channels: Sequence[str], rename: Mappi
     if suffix_of(path) == ".hea":
         return RecordingRead(_read_wfdb(path, channels, rename), None, None)
     raw = open_raw(path) if raw is None else raw
-    hypnogram = _hypnogram(raw, epoch_s) if annotations else None
+    scoring = _scoring(raw, epoch_s) if annotations else None
     start = raw.info.get("meas_date")
-    return RecordingRead(_read_mne(raw, path, channels, rename), hypnogram, start)
+    return RecordingRead(_read_mne(raw, path, channels, rename), scoring, start)
 
 
-def _hypnogram(raw, epoch_s: float = 30.0):
-    """``hypnogram_from_raw(raw, epoch_s)``: a Hypnogram or None; HypnogramError (a DataError
-    naming the file) for stage annotations that are not ``epoch_s`` epochs or overlap."""
-    from modalities.eeg.hypnogram import hypnogram_from_raw
+def _scoring(raw, epoch_s: float = EPOCH_S) -> dict | None:
+    """``scoring_from_raw(raw, epoch_s)``: a scoring or None; HypnogramError (a DataError naming
+    the file) for stage annotations that are not ``epoch_s`` epochs or overlap."""
+    from part.modalities.eeg.recordings.hypnogram_io import scoring_from_raw
 
-    return hypnogram_from_raw(raw, epoch_s)
+    return scoring_from_raw(raw, epoch_s)
 
 
-def stage_annotations(path: str | Path, epoch_s: float = 30.0):
+def stage_annotations(path: str | Path, epoch_s: float = EPOCH_S) -> dict | None:
     """The stage annotations (``epoch_s`` epochs) stored in the recording ``path`` itself as a
-    ``modalities.eeg.hypnogram.Hypnogram``, or None (none there, or a WFDB record)."""
+    scoring (``Hypnogram(**stage_annotations(path))``), or None (none there, or a WFDB record)."""
     path = Path(path)
     if suffix_of(path) == ".hea":
         return None
-    return _hypnogram(open_raw(path), epoch_s)
+    return _scoring(open_raw(path), epoch_s)

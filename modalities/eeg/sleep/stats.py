@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-STAGE_NAMES = ("W", "N1", "N2", "N3", "REM")
+from part.modalities.eeg.recordings.constants import CLASS_NAMES as STAGE_NAMES
 DEFINITIONS = {
     "tib_min": "time in bed: the scored period, from the first to the end of the last scored epoch",
     "tst_min": "total sleep time: epochs of N1, N2, N3 or REM",

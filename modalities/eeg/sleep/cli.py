@@ -1,4 +1,4 @@
-"""`python -m part.stage RUN_DIR RECORDING [RECORDING ...] --out DIR` (also `part-stage`): stage
+"""`part-stage RUN_DIR RECORDING [RECORDING ...] --out DIR` (also `python -m part.stage`): stage
 overnight recordings with a finetuned EEG run.
 
 RECORDING: any file MNE reads (EDF/BDF/GDF, FIF, BrainVision .vhdr, EEGLAB .set) or a WFDB
@@ -22,10 +22,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from modalities.eeg.mne_reader import suffix_of
-from modalities.eeg.staging import Stager, parse_channel_map
 from part.errors import UserInputError, user_message
-from part.training.rundir import check_writable
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -48,6 +45,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 def recording_name(path: Path) -> str:
     """Output file stem of a recording: its name less the format suffix (``night.fif.gz`` -> ``night``)."""
+    from part.modalities.eeg.recordings.mne_reader import suffix_of
+
     suffix = suffix_of(path)
     return path.name[: -len(suffix)] if suffix and path.name.lower().endswith(suffix) else path.name
 
@@ -68,22 +67,26 @@ def _check_usage(p: argparse.ArgumentParser, a: argparse.Namespace) -> list[str]
     return names
 
 
-def stage_one(stager: Stager, path: Path, name: str, a: argparse.Namespace, hypnogram: Path | None,
+def stage_one(stager, path: Path, name: str, a: argparse.Namespace, hypnogram: Path | None,
               channels: dict) -> str:
     """Stage one recording and write its files; returns the summary line (the statistics and the
-    agreement are computed once, when the files are written, and cached on the result)."""
-    result = stager.predict_file(path, channels=channels, hypnogram=hypnogram, batch_size=a.batch_size)
-    paths = result.write(a.out, name)
-    stats = result.statistics()
-    line = (f"{name}: {len(result)} epochs of {result.epoch_s:g} s, TST {stats['tst_min']:.1f} min, "
+    agreement are computed once, when the files are written, and cached on the hypnogram)."""
+    from part.modalities.eeg.sleep.hypnogram import Hypnogram
+
+    reference = None if hypnogram is None else Hypnogram.from_file(hypnogram)
+    staged = stager.predict_file(path, channels=channels, hypnogram=reference, batch_size=a.batch_size)
+    paths = staged.write(a.out, name, reference)
+    stats = staged.statistics()
+    line = (f"{name}: {len(staged)} epochs of {staged.epoch_s:g} s, TST {stats['tst_min']:.1f} min, "
             f"SE {stats['sleep_efficiency_pct'] or 0:.1f}%")
     if "agreement" in paths:
-        kappa = result.agreement()["kappa"]
+        agreement = staged.agreement(reference)
+        kappa = agreement["kappa"]
         line += f", kappa {'n/a' if kappa is None else f'{kappa:.3f}'} vs {hypnogram.name}"
-        if result.reference_offset_s:
-            line += f" (aligned by start time: {result.reference_offset_s:+g} s)"
-        if result.reference_note:
-            line += f" (note: {result.reference_note})"
+        if agreement["reference_offset_s"]:
+            line += f" (aligned by start time: {agreement['reference_offset_s']:+g} s)"
+        if agreement.get("reference_note"):
+            line += f" (note: {agreement['reference_note']})"
     return f"{line} -> {Path(a.out) / name}.{{{','.join(p.name[len(name) + 1:] for p in paths.values())}}}"
 
 
@@ -105,7 +108,7 @@ def _remove_if_empty(dirs: list[Path]) -> None:
             return
 
 
-def main(argv=None, prog: str = "python -m part.stage") -> int:
+def main(argv=None, prog: str = "part-stage") -> int:
     p = build_parser(prog)
     a = p.parse_args(argv)
     names = _check_usage(p, a)
@@ -113,6 +116,10 @@ def main(argv=None, prog: str = "python -m part.stage") -> int:
     staged = 0
     try:
         try:
+            from part.modalities.eeg.recordings.channels import parse_channel_map
+            from part.modalities.eeg.sleep.staging import Stager
+            from part.training.rundir import check_writable
+
             channels = parse_channel_map(a.channels)
             check_writable(a.out, "--out")
             stager = Stager.from_run(a.run_dir, a.checkpoint, a.device)

@@ -24,12 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from part.errors import DataError
+from part.modalities.eeg.recordings.constants import CLASS_NAMES, UNLABELLED
 
 # The format contract, shared with the writer (data_prep/pc18_prepare.py).
 FORMAT_VERSION = 1
-CLASS_NAMES = ("W", "N1", "N2", "N3", "REM")  # label value -> sleep stage
-UNLABELLED = -1  # label of a window without a (single) scored stage
-PC18_WINDOW_SHAPE = (6, 3000)  # (C, L) of the default preparation: 6 EEG channels, 30 s at 100 Hz
 PREPARE_COMMANDS = {  # data.name -> how to prepare a directory it reads (first: the matching command)
     "pc18": "`part-prepare-pc18 --src RAW --out {root}` (PhysioNet 2018; synthetic demo records: "
             "`part-prepare-pc18 --synthetic N --src DEMO_RAW --out {root}`)",

@@ -1,7 +1,7 @@
 """The EEG signal pipeline shared by every reader and by staging: band-pass, resample, window,
 normalise.
 
-Readers (``modalities/eeg/wfdb_reader.py`` for PhysioNet WFDB records, ``mne_reader.py`` for any
+Readers (``recordings/wfdb_reader.py`` for PhysioNet WFDB records, ``mne_reader.py`` for any
 MNE-readable PSG) give an :class:`EegRecording`: samples of the requested channels plus how to
 turn them into micro-volts. The pipeline works on the continuous recording, never per window:
 
@@ -27,7 +27,7 @@ import scipy.signal
 
 from part.errors import DataError
 
-TARGET_FS = 100.0
+from part.modalities.eeg.recordings.constants import TARGET_FS  # noqa: F401 (the default output rate)
 
 # physical unit in the header -> factor to micro-volts
 UNIT_TO_UV: dict[str, float] = {"uV": 1.0, "µV": 1.0, "nV": 1e-3, "mV": 1e3, "V": 1e6}

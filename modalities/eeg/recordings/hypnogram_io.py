@@ -1,9 +1,17 @@
-"""Sleep-stage scoring files (hypnograms): stage labels and 30-s epochs (their window grid: ``windows.py``).
+"""Scoring files (hypnograms) read into 30-s epochs of stage codes, and the stage spellings.
 
-Stage codes are the label values of the prepared format (``CLASS_NAMES``): 0 W, 1 N1, 2 N2,
-3 N3, 4 REM, and ``UNLABELLED`` (-1) for an epoch without a usable stage.
+The readers return *scorings*: the keyword arguments of a
+``part.modalities.eeg.sleep.Hypnogram`` (``Hypnogram(**read_scoring(path))`` is
+``Hypnogram.from_file(path)``), i.e. a dict with ``stages`` (n,) int8 stage codes (0 W, 1 N1, 2 N2,
+3 N3, 4 REM, -1 unscored), ``onsets_s`` (n,) float64 epoch starts in seconds from the file's (or
+recording's) start, ascending, ``epoch_s``, ``source`` (the file name), ``unknown`` {label text:
+epochs set to -1 because the text was no known spelling}, ``ignored`` {event text: annotations
+ignored}, and from some files ``start`` (an EDF header's clock time, naive datetime) and ``proba``
+(n, 5) (the ``p_W..p_REM`` columns of a hypnogram CSV this toolkit wrote). Epochs need not be
+contiguous (time between them is unscored).
 
-Spellings (:func:`classify_stage`, case, ``_`` and repeated spaces ignored):
+Spellings (:func:`classify_stage`; the tables are in ``constants.py``; case, ``_`` and repeated
+spaces ignored):
 
 - W: ``W``, ``Wake``, ``Awake``, ``0``; N1/N2: ``N1``, ``S1``, ``NREM1``, ``1`` (same for 2); N3:
   ``N3``, ``S3``, ``S4``, ``N4``, ``NREM3``, ``3`` (R&K stages 3 and 4 are both N3); REM: ``R``,
@@ -14,16 +22,17 @@ Spellings (:func:`classify_stage`, case, ``_`` and repeated spaces ignored):
 - Deliberately unscored (-1, not *unknown*): ``?``, ``Sleep stage ?``, ``Movement time``, ``MT``,
   ``M``, ``Unscored``, ``Artifact``, ``-1``, ``6`` and ``9`` (R&K movement / unscored codes), and
   an empty cell.
-- Anything else is *unknown*: -1, and counted in :attr:`Hypnogram.unknown`.
+- Anything else is *unknown*: -1, and counted in ``unknown``.
 
 Annotations (EDF+ files, an MNE Raw's annotations): an annotation is a stage annotation when
 its text is a known or unscored spelling, or starts with ``Stage``/``Sleep stage`` (then an
 unknown stage, counted). Every other annotation (``Arousal``, ``Lights off``, ...) is an event,
-ignored and counted in :attr:`Hypnogram.ignored`. In a text/CSV file every row is a stage. A stage
-annotation lasts a positive multiple of 30 s (1 ms tolerance) and is expanded to 30-s epochs;
-stage annotations must not overlap. Onsets are seconds from the recording's (file's) start.
+ignored and counted in ``ignored``. In a text/CSV file every row is a stage. A stage annotation
+lasts a positive multiple of 30 s (1 ms tolerance) and is expanded to 30-s epochs; stage
+annotations must not overlap.
 
-EDF+ hypnograms' start times, their alignment to a recording and writing them: ``hypnogram_edf.py``.
+EDF header start times, the alignment of a scoring to a recording and the EDF+ writer:
+``hypnogram_edf.py``.
 """
 
 from __future__ import annotations
@@ -31,44 +40,27 @@ from __future__ import annotations
 import csv
 import re
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from modalities.eeg.prepared import CLASS_NAMES, UNLABELLED
-from part.errors import DataError
+from part.modalities.eeg.recordings.constants import (BARE_REM, CLASS_NAMES, EPOCH_S, N3, PREFIXED_SPELLINGS,
+                                                      REM, STAGE_PREFIXES, UNLABELLED, UNSCORED_SPELLINGS)
+from part.modalities.eeg.recordings.hypnogram_edf import EDF_SUFFIXES, HypnogramError, edf_start, known_start
 
-EPOCH_S = 30.0
 TOLERANCE_S = 1e-3  # durations and epoch joins are compared within this many seconds
-EDF_SUFFIXES = (".edf", ".bdf")
 TABLE_SUFFIXES = (".txt", ".csv", ".tsv")
 STAGE_COLUMNS = ("stage", "label", "sleep_stage", "hypnogram")  # stage column of a CSV with a header
 FORMATS = ("EDF+/BDF+ annotations (.edf, .bdf; e.g. Sleep-EDF *-Hypnogram.edf), or text/CSV with one stage "
            "per 30-s epoch (.txt, .csv, .tsv; one column, or a header with a stage/label/sleep_stage/hypnogram "
            "column and optionally onset_s and duration_s)")
-# Sleep-EDF hypnogram label of each stage code, as write_hypnogram_edf writes it
-SLEEP_EDF_LABELS = {0: "Sleep stage W", 1: "Sleep stage 1", 2: "Sleep stage 2", 3: "Sleep stage 3",
-                    4: "Sleep stage R", UNLABELLED: "Sleep stage ?"}
 
-W, N1, N2, N3, REM = range(len(CLASS_NAMES))
-_BASES = {  # spellings that may also carry a "stage " / "sleep stage " prefix
-    W: ("w", "wake", "awake", "0"), N1: ("n1", "s1", "nrem1", "nrem 1", "1"),
-    N2: ("n2", "s2", "nrem2", "nrem 2", "2"), REM: ("r", "rem"),
-    N3: ("n3", "n4", "s3", "s4", "nrem3", "nrem4", "nrem 3", "nrem 4", "3", "4"),
-    UNLABELLED: ("?", "m", "mt", "movement", "movement time", "unscored"),
-}
-_PLAIN = {**{t: c for c, texts in _BASES.items() for t in texts}, "4": REM, "5": REM}
-_PLAIN.update(dict.fromkeys(("", "-1", "6", "9", "unlabelled", "unlabeled", "not scored", "artifact",
-                             "artefact"), UNLABELLED))
-_STAGE_TEXT = {**{f"{p}{t}": c for c, texts in _BASES.items() for t in texts
-                  for p in ("stage ", "sleep stage ")}, **_PLAIN}
+_PLAIN = {**{t: c for c, texts in PREFIXED_SPELLINGS.items() for t in texts}, **dict.fromkeys(BARE_REM, REM)}
+_PLAIN.update(dict.fromkeys(UNSCORED_SPELLINGS, UNLABELLED))
+_STAGE_TEXT = {**{f"{p}{t}": c for c, texts in PREFIXED_SPELLINGS.items() for t in texts
+                  for p in STAGE_PREFIXES}, **_PLAIN}
 _STAGE_LIKE = re.compile(r"^(sleep )?stage\b")
-
-
-class HypnogramError(DataError):
-    """A scoring file or scoring annotations that cannot be used; one line naming the file."""
 
 
 def _normalise(text: str) -> str:
@@ -110,60 +102,17 @@ def label_counts(labels) -> dict[str, int]:
             "unlabelled": int(np.count_nonzero(labels == UNLABELLED))}
 
 
-@dataclass(frozen=True, eq=False)
-class Hypnogram:
-    """Scored epochs of one recording.
-
-    ``onsets_s`` (n,) float64 epoch starts in seconds from the recording's start, ascending;
-    ``stages`` (n,) int8 stage codes (-1 unscored); ``epoch_s`` epoch length in seconds;
-    ``unknown`` label text -> epochs set to -1 because the text was no known spelling;
-    ``source`` the file (name) it came from; ``ignored`` event text -> annotations ignored.
-    Epochs need not be contiguous (time between them is unscored).
-    """
-
-    onsets_s: np.ndarray
-    stages: np.ndarray
-    epoch_s: float = EPOCH_S
-    unknown: dict[str, int] = field(default_factory=dict)
-    source: str = ""
-    ignored: dict[str, int] = field(default_factory=dict)
-
-    def __post_init__(self):
-        onsets = np.asarray(self.onsets_s, np.float64).reshape(-1)
-        stages = np.asarray(self.stages, np.int8).reshape(-1)
-        if onsets.shape != stages.shape or np.any(np.diff(onsets) < self.epoch_s - TOLERANCE_S):
-            raise ValueError(f"Hypnogram({self.source}): onsets ({onsets.size}) and stages ({stages.size}) must "
-                             f"have one entry per epoch, onsets ascending at least {self.epoch_s} s apart")
-        object.__setattr__(self, "onsets_s", onsets)
-        object.__setattr__(self, "stages", stages)
-
-    @property
-    def n_epochs(self) -> int:
-        return int(self.stages.size)
-
-    @property
-    def start_s(self) -> float:
-        """Onset of the first epoch (s); 0 for an empty hypnogram."""
-        return float(self.onsets_s[0]) if self.n_epochs else 0.0
-
-    @property
-    def end_s(self) -> float:
-        """End of the last epoch (s); 0 for an empty hypnogram."""
-        return float(self.onsets_s[-1] + self.epoch_s) if self.n_epochs else 0.0
-
-    def counts(self) -> dict[str, int]:
-        """Epochs per stage name plus ``unlabelled`` (:func:`label_counts` of the stages)."""
-        return label_counts(self.stages)
-
-    def runs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Contiguous epochs of one stage merged: (start_s (r,), end_s (r,), stage (r,) int8)."""
-        onsets, stages = self.onsets_s, self.stages
-        if not self.n_epochs:
-            return np.empty(0), np.empty(0), np.empty(0, np.int8)
-        joined = np.abs(np.diff(onsets) - self.epoch_s) <= TOLERANCE_S
-        first = np.flatnonzero(np.r_[True, ~joined | (stages[1:] != stages[:-1])])
-        last = np.r_[first[1:], stages.size] - 1
-        return onsets[first], onsets[last] + self.epoch_s, stages[first]
+def stage_runs(onsets_s: np.ndarray, stages: np.ndarray,
+               epoch_s: float = EPOCH_S) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Contiguous epochs of one stage merged: (start_s (r,), end_s (r,), stage (r,) int8) of the
+    epochs ``onsets_s`` (n,) s, ``stages`` (n,) codes, each ``epoch_s`` long."""
+    onsets, stages = np.asarray(onsets_s, np.float64), np.asarray(stages, np.int8)
+    if not stages.size:
+        return np.empty(0), np.empty(0), np.empty(0, np.int8)
+    joined = np.abs(np.diff(onsets) - epoch_s) <= TOLERANCE_S
+    first = np.flatnonzero(np.r_[True, ~joined | (stages[1:] != stages[:-1])])
+    last = np.r_[first[1:], stages.size] - 1
+    return onsets[first], onsets[last] + epoch_s, stages[first]
 
 
 def _classify_all(descriptions: Sequence[str], all_stages: bool, rk_integers: bool):
@@ -178,10 +127,12 @@ def _classify_all(descriptions: Sequence[str], all_stages: bool, rk_integers: bo
     return np.array(codes, np.int8), np.array(unknown, bool), np.array(stage, bool)
 
 
-def hypnogram_from_annotations(onsets_s, durations_s, descriptions: Sequence[str], source: str,
-                               epoch_s: float = EPOCH_S, *, all_stages: bool = False,
-                               rk_integers: bool = False) -> Hypnogram:
-    """Expand stage annotations (onset s, duration s, text) into ``epoch_s`` epochs.
+def scoring_from_annotations(onsets_s, durations_s, descriptions: Sequence[str], source: str,
+                             epoch_s: float = EPOCH_S, *, all_stages: bool = False, rk_integers: bool = False,
+                             values: np.ndarray | None = None) -> dict[str, Any]:
+    """Expand stage annotations (onset s, duration s, text) into ``epoch_s`` epochs: a scoring
+    (module docstring). ``values`` (k, m): per annotation m numbers repeated on each of its epochs
+    (returned as ``proba`` (n, m)).
 
     Which annotations are stages: see the module docstring (``all_stages``: every one is).
     Raises :class:`HypnogramError` naming ``source``, the onset and the duration for a stage
@@ -195,6 +146,7 @@ def hypnogram_from_annotations(onsets_s, durations_s, descriptions: Sequence[str
     codes, unknown, is_stage = _classify_all(desc, all_stages, rk_integers)
     ignored = dict(Counter(desc[~is_stage].tolist()))
     on, dur, desc, codes, unknown = on[is_stage], dur[is_stage], desc[is_stage], codes[is_stage], unknown[is_stage]
+    values = None if values is None else np.asarray(values, np.float64)[is_stage]
     n_ep = np.rint(np.nan_to_num(dur / epoch_s, nan=0.0)).astype(np.int64)
     bad = ~np.isfinite(on) | ~(np.abs(dur - n_ep * epoch_s) <= TOLERANCE_S) | (n_ep < 1)
     if bad.any():
@@ -218,10 +170,11 @@ def hypnogram_from_annotations(onsets_s, durations_s, descriptions: Sequence[str
     counts = Counter()
     for text, n in zip(desc[unknown].tolist(), n_ep[unknown].tolist()):
         counts[text] += n
-    return Hypnogram(onsets, codes[owner], float(epoch_s), dict(counts), str(source), ignored)
+    return {"stages": codes[owner], "onsets_s": onsets, "epoch_s": float(epoch_s), "source": str(source),
+            "unknown": dict(counts), "ignored": ignored, **({} if values is None else {"proba": values[owner]})}
 
 
-def _read_edf_annotations(path: Path, epoch_s: float = EPOCH_S) -> Hypnogram:
+def _read_edf_annotations(path: Path, epoch_s: float = EPOCH_S) -> dict[str, Any]:
     import mne
 
     try:
@@ -232,7 +185,8 @@ def _read_edf_annotations(path: Path, epoch_s: float = EPOCH_S) -> Hypnogram:
     except Exception as exc:  # mne raises many types on files it cannot parse
         raise HypnogramError(f"{path}: cannot read EDF+ annotations ({type(exc).__name__}: {exc}); "
                              f"expected one of: {FORMATS}") from None
-    return hypnogram_from_annotations(ann.onset, ann.duration, list(ann.description), path.name, epoch_s)
+    scoring = scoring_from_annotations(ann.onset, ann.duration, list(ann.description), path.name, epoch_s)
+    return {**scoring, "start": known_start(edf_start(path))}
 
 
 def _table_rows(path: Path) -> list[list[str]]:
@@ -281,7 +235,7 @@ def _one_column_header(path: Path, rows: list[list[str]]) -> bool:
                          f"expected one of: {FORMATS}")
 
 
-def _read_table(path: Path, epoch_s: float) -> Hypnogram:
+def _read_table(path: Path, epoch_s: float) -> dict[str, Any]:
     """A text/CSV hypnogram: one stage per row (see :data:`FORMATS`)."""
     rows = _table_rows(path)
     header = [_column_key(c) for c in rows[0]]
@@ -303,12 +257,28 @@ def _read_table(path: Path, epoch_s: float) -> Hypnogram:
     durations = (_column_floats(path, body, header.index("duration_s"), "duration_s") if "duration_s" in header
                  else np.full(len(texts), epoch_s))
     rk = any(_normalise(t) == "5" for t in texts)  # R&K integer codes: 4 = stage 4 (N3), 5 = REM
-    return hypnogram_from_annotations(onsets, durations, texts, path.name, epoch_s, all_stages=True, rk_integers=rk)
+    return scoring_from_annotations(onsets, durations, texts, path.name, epoch_s, all_stages=True, rk_integers=rk,
+                                    values=_probability_columns(path, body, header))
 
 
-def read_hypnogram(path: str | Path, epoch_s: float = EPOCH_S) -> Hypnogram:
-    """Read a scoring file: EDF+/BDF+ annotations (onsets from the file's start) or text/CSV with
-    one stage per ``epoch_s`` epoch (onsets ``0, 30, ...`` unless an ``onset_s`` column gives them).
+def _probability_columns(path: Path, body: list[list[str]], header: list[str]) -> np.ndarray | None:
+    """The ``p_W, ..., p_REM`` columns of a hypnogram CSV (as ``Sleep stage`` hypnograms written by
+    this toolkit have them) as (rows, 5) float64, an empty cell NaN; None unless all five are there."""
+    names = [f"p_{n.lower()}" for n in CLASS_NAMES]
+    if not all(n in header for n in names):
+        return None
+    columns = [header.index(n) for n in names]
+    try:
+        return np.array([[float(row[c]) if row[c].strip() else np.nan for c in columns] for row in body], np.float64)
+    except ValueError:
+        raise HypnogramError(f"{path}: the columns {names} must hold probabilities (numbers, or empty for an "
+                             f"epoch without one) on every row; expected one of: {FORMATS}") from None
+
+
+def read_scoring(path: str | Path, epoch_s: float = EPOCH_S) -> dict[str, Any]:
+    """Read a scoring file (a scoring: see the module docstring): EDF+/BDF+ annotations (onsets
+    from the file's start, ``start`` its header's clock time) or text/CSV with one stage per
+    ``epoch_s`` epoch (onsets ``0, 30, ...`` unless an ``onset_s`` column gives them).
 
     Raises :class:`HypnogramError` for a missing/unreadable file, an unknown extension, or a file
     holding no stage at all.
@@ -319,12 +289,12 @@ def read_hypnogram(path: str | Path, epoch_s: float = EPOCH_S) -> Hypnogram:
         raise HypnogramError(f"{path}: unknown hypnogram extension {path.suffix!r}; expected one of: {FORMATS}")
     if not path.is_file():
         raise HypnogramError(f"{path}: hypnogram file not found; expected one of: {FORMATS}")
-    hyp = _read_edf_annotations(path, epoch_s) if suffix in EDF_SUFFIXES else _read_table(path, epoch_s)
-    if hyp.n_epochs == 0:
-        seen = ", ".join(list(hyp.ignored)[:5]) or "none"
+    scoring = _read_edf_annotations(path, epoch_s) if suffix in EDF_SUFFIXES else _read_table(path, epoch_s)
+    if scoring["stages"].size == 0:
+        seen = ", ".join(list(scoring["ignored"])[:5]) or "none"
         raise HypnogramError(f"{path}: holds no sleep-stage annotation (annotations seen: {seen}); expected "
                              "stage labels such as 'Sleep stage W' / 'W' / 'N1' / 'R' in 30-s epochs")
-    return hyp
+    return scoring
 
 
 def _trim_clipped(onsets: np.ndarray, durations: np.ndarray, stop_s: float, epoch_s: float,
@@ -346,9 +316,9 @@ def _trim_clipped(onsets: np.ndarray, durations: np.ndarray, stop_s: float, epoc
     return onsets, np.where(at_start | at_end, whole, durations), at_start | at_end
 
 
-def hypnogram_from_raw(raw, epoch_s: float = EPOCH_S) -> Hypnogram | None:
-    """The stage annotations of an MNE Raw as a :class:`Hypnogram` with onsets in seconds from
-    the Raw's first sample; None when it holds no stage annotation.
+def scoring_from_raw(raw, epoch_s: float = EPOCH_S) -> dict[str, Any] | None:
+    """The stage annotations of an MNE Raw as a scoring with onsets in seconds from the Raw's
+    first sample; None when it holds no stage annotation.
 
     A stage annotation MNE clipped at the data's edges keeps its whole epochs (the partial one is
     dropped, i.e. unscored); see :func:`_trim_clipped` for when an annotation counts as clipped.
@@ -364,5 +334,5 @@ def hypnogram_from_raw(raw, epoch_s: float = EPOCH_S) -> Hypnogram | None:
     source = Path(names[0]).name if names else "the recording's annotations"
     descriptions = np.array(list(ann.description), dtype=object)
     keep = ~clipped | (durations > TOLERANCE_S)  # drop what was only a partial epoch
-    hyp = hypnogram_from_annotations(onsets[keep], durations[keep], list(descriptions[keep]), source, epoch_s)
-    return hyp if hyp.n_epochs else None
+    scoring = scoring_from_annotations(onsets[keep], durations[keep], list(descriptions[keep]), source, epoch_s)
+    return scoring if scoring["stages"].size else None
