@@ -73,11 +73,31 @@ def summary(result, out: Path) -> str:
                      f"only): {', '.join(unlabelled[:10])}{' ...' if len(unlabelled) > 10 else ''}")
     if unknown:
         lines.append(f"unknown stage labels scored -1 (epochs): {unknown}")
+    lines += flat_warnings(m["records"])
     if result.failed:
         lines.append(f"FAILED {len(result.failed)} records (listed under 'failed' in {out / 'manifest.json'}; "
                      "the others are prepared):")
         lines += [f"  {reason}" for reason in result.failed.values()]
     return "\n".join(lines)
+
+
+def flat_warnings(records: dict, limit: int = 10) -> list[str]:
+    """Warning lines for records with windows without signal (every channel flat) or with a
+    channel flat in most windows (disconnected?), from the manifest's per-record counts."""
+    lines = []
+    silent = {n: r["no_signal_windows"] for n, r in records.items() if r.get("no_signal_windows")}
+    if silent:
+        shown = ", ".join(f"{n} ({k} of {records[n]['n_windows']})" for n, k in sorted(silent.items())[:limit])
+        lines.append(f"warning: {len(silent)} records have windows without signal (every channel flat, e.g. a "
+                     f"disconnected headbox): {shown}{' ...' if len(silent) > limit else ''}")
+    dead = {n: [c for c, k in (r.get("flat_by_channel") or {}).items() if k > r["n_windows"] // 2]
+            for n, r in sorted(records.items())}
+    dead = {n: c for n, c in dead.items() if c}
+    if dead:
+        shown = ", ".join(f"{n} {c}" for n, c in list(dead.items())[:limit])
+        lines.append(f"warning: {len(dead)} records have a channel flat in more than half of their windows "
+                     f"(a disconnected electrode? check the montage): {shown}{' ...' if len(dead) > limit else ''}")
+    return lines
 
 
 def run_preparation(prepare) -> int:
@@ -87,8 +107,8 @@ def run_preparation(prepare) -> int:
         result, out = prepare()
         print(summary(result, out), file=sys.stderr if result.failed else sys.stdout)
         return result.exit_code
-    return run_cli(work, os_error="writing the prepared data failed; finished records are kept, rerun the same "
-                                  "command to resume",
+    return run_cli(work, os_error="the preparation stopped on a file error; finished records are kept, rerun the "
+                                  "same command to resume",
                    interrupted="interrupted: finished records are kept; rerun the same command to resume")
 
 

@@ -1,9 +1,9 @@
 """Prepare a directory of PhysioNet/CinC 2018 records: the PC18 finder and reader on the shared
 pipeline (``data_prep/prepare.py``: per-record jobs, workers, resume, splits, manifest).
 
-Output (the contract read by the EEG dataset, ``recordings/prepared.py``, which holds the
-format's constants: FORMAT_VERSION, CLASS_NAMES, UNLABELLED; all JSON keys below are stable,
-format_version 1)::
+Output (the contract read by the EEG dataset, ``recordings/prepared.py``, which holds
+FORMAT_VERSION; CLASS_NAMES and UNLABELLED are in ``recordings/constants.py``; all JSON keys
+below are stable, format_version 1)::
 
     OUT/records/<record>.npy          float16 (default) or float32, (n_windows, C, L):
                                       C channels in manifest["channels"] order (6 EEG by
@@ -27,8 +27,10 @@ decides whether a record is up to date), ``sampling_rate`` (100), ``window_s`` (
 "unlabelled": n}), ``first_window_start_s`` (start of window 0 in the record, s),
 ``duration_s``, ``input_fs``, ``n_samples``, ``has_annotations``, ``origin`` ("training",
 "test", "synthetic" (a header comment says so) or "unknown"), ``flat_windows`` (windows with at
-least one flat channel), ``flat_channel_windows``, ``subject`` (= the record name: one PC18
-record is one subject), ``age`` and ``sex`` (from ``--metadata``, else null), ``params_hash``,
+least one flat channel: std below ``flat_std_uv``), ``no_signal_windows`` (every channel flat),
+``flat_channel_windows``, ``flat_by_channel`` ({channel: windows in which it is flat}),
+``subject`` (= the record name: one PC18 record is one subject), ``age`` and ``sex`` (from
+``--metadata``, else null), ``params_hash``,
 ``source_fingerprint`` (a hash of the files read, their sizes and modification times, the subject
 and the reader options: see ``data_prep/prepare.py``), ``signal``, ``labels``; ``source_files``
 (the files read, relative to the source directory).

@@ -213,10 +213,20 @@ def trim_wake(grid: WindowGrid, window_s: float, minutes: float | None) -> tuple
 
 def prepare_record(source: RecordSource, records_dir: Path, config: PrepConfig) -> dict:
     """Read (``source.reader``), trim, filter, resample, window, z-score and write one record;
-    return its info dict. Raises :class:`RecordError` before writing anything but the removal of
-    the record's old ``.info.json`` marker (so a record that now fails is never taken as done)."""
+    return its info dict. A record that fails (:class:`RecordError`, or anything else) leaves none
+    of its files behind: its old ``.info.json`` marker goes first (a record that now fails is never
+    taken as done), its ``.npy`` files with the failure (no stale windows of an earlier run)."""
     files = record_files(records_dir, source.name)
     files["info"].unlink(missing_ok=True)  # the record is not done until the marker is back
+    try:
+        return _prepare_record(source, files, config)
+    except BaseException:
+        for path in files.values():
+            path.unlink(missing_ok=True)
+        raise
+
+
+def _prepare_record(source: RecordSource, files: dict[str, Path], config: PrepConfig) -> dict:
     fingerprint = record_fingerprint(source)  # before reading: a file changed meanwhile is redone next time
     result = source.reader(source, config)
     recording = result.recording
@@ -238,7 +248,9 @@ def prepare_record(source: RecordSource, records_dir: Path, config: PrepConfig) 
         "has_annotations": False,
         "origin": "synthetic" if synthetic else source.origin,
         "flat_windows": int(out.flat.any(axis=1).sum()),
+        "no_signal_windows": int(out.flat.all(axis=1).sum()),
         "flat_channel_windows": int(out.flat.sum()),
+        "flat_by_channel": {c: int(k) for c, k in zip(recording.channels, out.flat.sum(0)) if k},
         **extra,
         "subject": source.subject or source.name,
         **({"trim": trim} if trim is not None else {}),

@@ -16,7 +16,8 @@ Hypnograms: files matching --hypnogram-glob (EDF+ annotations, or .txt/.csv/.tsv
 per 30-s epoch) pair with the recording in the same folder whose name shares the longest prefix
 (SC4001E0-PSG.edf <- SC4001EC-Hypnogram.edf); without one, the stage annotations inside the
 recording are used; without any, the recording is prepared UNLABELLED (pretraining only).
-Stage spellings: modalities/eeg/recordings/hypnogram_io.py; unknown ones are -1 and counted in the manifest.
+Stage spellings: modalities/eeg/recordings/constants.py (read by hypnogram_io.py); unknown ones are -1
+and counted in the manifest.
 --subject-regex: the subject id is the regex's first group on the record name (records of one
 subject share a split), else each record is its own subject. Exit codes: 0 all prepared, 1 some
 records failed (reasons listed), 2 bad arguments or input, 130 interrupted. Rerunning resumes.

@@ -1,9 +1,9 @@
 """PART toolkit: self-supervised pretraining by pairwise relative translations.
 
-PART is the method of M. Ayoughi, S. Abnar, C. Huang, C. Sandino, S. Lala, E. G. Dhekane,
-D. Busbridge, S. Zhai, V. Thilak, J. Susskind, P. Mettes, P. Groth and H. Goh, "How PARTs assemble
-into wholes: Learning the relative composition of images", arXiv:2506.03682 (2025; prepared for
-Computer Vision and Image Understanding; NLDL 2026).
+PART: M. Ayoughi, S. Abnar, C. Huang, C. Sandino, S. Lala, E. G. Dhekane, D. Busbridge,
+S. Zhai, V. Thilak, J. Susskind, P. Mettes, P. Groth, H. Goh. "How PARTs assemble into wholes:
+Learning the relative composition of images." arXiv:2506.03682, 2025 (formatted for Computer
+Vision and Image Understanding; published at NLDL 2026, PMLR 307).
 
 The public API (``__all__``)::
 
@@ -19,9 +19,10 @@ The public API (``__all__``)::
 - plugins: ``get_modality``, ``get_method``, ``register_modality``, ``register_method``,
   ``register_dataset``, ``available_modalities``, ``available_methods``, ``available_datasets``,
   and the plugin interface ``Modality``, ``DataBundle``, ``Options``;
-- ``Stager``: the EEG plugin's sleep stager (``part.modalities.eeg.Stager``), an alias kept in the
-  namespace's front door; the core subpackages (``part.core``, ``part.training``, ``part.config``,
-  ``part.evaluation``) never import a plugin.
+- names plugins add through the entry-point group ``part.api`` (``name = module:attr``), e.g. the
+  EEG plugin's ``Stager`` (``part.Stager`` is ``part.modalities.eeg.Stager``): this module names
+  no plugin, and the core (``part.core``, ``part.training``, ``part.config``,
+  ``part.evaluation``) never imports one.
 
 Names are imported on first use, so ``import part`` (and ``import part.registry``) stays cheap
 and does not import torch. The training CLI is ``python -m part.train``; see
@@ -64,20 +65,30 @@ _EXPORTS = {
     "Options": "part.config.options",
     "ConfigError": "part.errors",
     "DataError": "part.errors",
-    "Stager": "part.modalities.eeg.sleep.staging",
 }
+API_GROUP = "part.api"  # entry points: public names a plugin adds to this namespace ("module:attr")
 
-__all__ = list(_EXPORTS)
+
+def _plugin_exports() -> dict[str, str]:
+    """{name: "module:attr"} of the ``part.api`` entry points of the installed plugins."""
+    from importlib.metadata import entry_points
+    return {ep.name: ep.value for ep in entry_points(group=API_GROUP)}
 
 
 def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'part' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
+    if name == "__all__":  # computed on use: reading entry points is not paid by `import part`
+        return [*_EXPORTS, *_plugin_exports()]
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name]), name)
+    else:
+        target = _plugin_exports().get(name) if not name.startswith("__") else None
+        if target is None:
+            raise AttributeError(f"module 'part' has no attribute {name!r}")
+        module, _, attr = target.partition(":")
+        value = getattr(import_module(module), attr)
     globals()[name] = value  # later lookups skip this function
     return value
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+    return sorted(set(globals()) | set(_EXPORTS) | set(_plugin_exports()))

@@ -129,8 +129,10 @@ def main(argv=None) -> int:
     if a.n_items < 1:
         print(f"error: --n-items must be >= 1, got {a.n_items}", file=sys.stderr)
         return 2
-    return run_cli(lambda: analyze_run(a.run_dir, a.n_items, a.out, a.seed, a.device, a.source) and None,
-                   codes={NonFinite: 1}, os_error="cannot write the analysis")
+
+    def work() -> None:
+        analyze_run(a.run_dir, a.n_items, a.out, a.seed, a.device, a.source)
+    return run_cli(work, codes={NonFinite: 1}, os_error="cannot write the analysis")
 
 
 if __name__ == "__main__":

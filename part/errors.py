@@ -53,7 +53,7 @@ def run_cli(work, *, codes=None, os_error: str | None = None,
     - a class of ``codes`` ({exception class: exit code}): ``error: <message>``, that code;
     - :class:`UserInputError`: ``error: <message>`` (:func:`user_message`), 2;
     - ``OSError`` when ``os_error`` is given (what was being done, e.g. "cannot write the analysis"):
-      ``error: <os_error> (<reason>)``, 2;
+      ``error: <os_error> (<the OS's message, with the file>)``, 2;
     - ``KeyboardInterrupt``: ``interrupted``, 130.
     """
     import sys
@@ -75,6 +75,6 @@ def run_cli(work, *, codes=None, os_error: str | None = None,
         if isinstance(exc, UserInputError):
             return fail(f"error: {user_message(exc)}", 2)
         if isinstance(exc, OSError) and os_error is not None:
-            return fail(f"error: {os_error} ({exc.strerror or exc})", 2)
+            return fail(f"error: {os_error} ({exc})", 2)
         raise
     return 0 if code is None else int(code)

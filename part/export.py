@@ -24,6 +24,12 @@ def timm_weights(run_dir: Path, source: str = "pretrain") -> dict:
 
     recipe = load_recipe(run_dir / "config.yaml", ())
     name = {"pretrain": "pretrain.pt", "finetuned": "finetuned.pt"}[source]
+    if not (run_dir / "checkpoints" / name).is_file():
+        stage = "pretrain" if source == "pretrain" else "finetune"
+        raise DataError(f"run directory '{run_dir}' has no checkpoints/{name}: its {stage} stage has not "
+                        f"finished; finish it first (`part-train {run_dir / 'config.yaml'}` resumes the run; "
+                        f"add 'run.stages=[{stage}]' to run only that stage), or export --from "
+                        f"{'finetuned' if source == 'pretrain' else 'pretrain'}")
     state = load_checkpoint(run_dir / "checkpoints" / name)
     if source == "pretrain":
         tokenizer = {k: v for k, v in state["tokenizer"].items()}

@@ -14,31 +14,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from importlib import resources
-from pathlib import Path
 
-from part.errors import ConfigError, run_cli
-
-
-def shipped_recipes() -> list[str]:
-    """Names of the recipes shipped inside the installed package (``part/recipes/*.yaml``)."""
-    folder = resources.files("part") / "recipes"
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
-
-
-def find_recipe(name: str) -> Path:
-    """A recipe path: ``name`` if it exists or names a folder, else the shipped recipe of that
-    name (``eeg_sleep_demo`` or ``eeg_sleep_demo.yaml``)."""
-    path = Path(name)
-    if path.exists() or len(path.parts) > 1:
-        return path
-    shipped = resources.files("part") / "recipes" / (name if path.suffix else f"{name}.yaml")
-    if shipped.is_file():
-        return Path(str(shipped))
-    if path.suffix:
-        return path  # the loader names the missing file
-    raise ConfigError(f"recipe '{name}' is neither a file nor a recipe shipped with the toolkit; "
-                      f"shipped: {', '.join(shipped_recipes())} (or pass a path to a YAML file)")
+from part.config.recipes import find_recipe, shipped_recipes
+from part.errors import run_cli
 
 
 def main(argv=None) -> int:

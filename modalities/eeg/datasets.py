@@ -1,7 +1,8 @@
 """The EEG plugin's datasets for a recipe (``data.name: pc18``): pretrain / finetune / test.
 
-``data.root`` is a directory prepared by ``python data_prep/physionet2018.py --src RAW --out PREP``
-(layout in ``data_prep/pc18_prepare.py``). Splits come from its ``splits.json``:
+``data.root`` is a directory prepared by ``part-prepare-pc18 --src RAW --out PREP`` (or
+``part-prepare-sleep-edf`` / ``part-prepare-psg``; layout in ``data_prep/pc18_prepare.py``).
+Splits come from its ``splits.json``:
 
 - pretrain: every window (labelled or not) of the ``pretrain`` records;
 - finetune: the labelled windows of the ``finetune`` subjects (repeat 0), or of the k-th
@@ -11,8 +12,8 @@
 Test subjects are never in pretrain or finetune (checked here, a DataError otherwise). Items are
 ``(x float32 (C, L) = (6, 3000) (30 s at 100 Hz, z-scored per window and channel), label int)``
 with label 0 W, 1 N1, 2 N2, 3 N3, 4 REM, -1 unlabelled (pretraining only). Windows are read
-lazily from memory-mapped files (``recordings/prepared.py``, which also holds the format's
-constants).
+lazily from memory-mapped files (``recordings/prepared.py``; the stage classes are in
+``recordings/constants.py``).
 """
 from __future__ import annotations
 

@@ -3,7 +3,8 @@
 A recipe is a YAML mapping of sections (see ``part.config.schema``). Loading does, in order:
 
 1. read the file (missing, unreadable, not YAML or not a mapping -> ``ConfigError`` naming it);
-2. resolve ``base: other.yaml`` (or a list of files), relative to the recipe's directory,
+2. resolve ``base: other.yaml`` (or a list of files), relative to the recipe's directory (a bare
+   name without such a file: the shipped recipe of that name, ``part.config.recipes``),
    recursively, with cycle detection; the child is deep-merged over its base (mappings merge,
    the child wins, lists are replaced). A dispatched section (``modality``, ``method``) whose
    ``name`` differs from the base's replaces the base's section instead of merging into it;
@@ -31,6 +32,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from part.atomic import atomic_write_text
+from part.config.recipes import shipped_recipe
 from part.errors import ConfigError
 from part.config.validation import (Resolver, default_schema, dispatch_paths, join_path,
                                     recipe_from_dict, show_value)
@@ -122,10 +124,13 @@ def _load_tree(path: Path, dispatched: Mapping[str, str | None], chain: tuple = 
         bases = [bases]
     elif not (isinstance(bases, list) and all(isinstance(b, str) for b in bases)):
         raise ConfigError(f"'base' in recipe '{path}' must be a file name or a list of file "
-                          f"names (relative to the recipe's folder), got {show_value(bases)}.")
+                          f"names (relative to the recipe's folder, or shipped recipes' names), got "
+                          f"{show_value(bases)}.")
     merged, origins = {}, {}
     for base in bases:
         base_path = Path(base) if Path(base).is_absolute() else path.parent / base
+        if not base_path.exists():  # a bare name: the shipped recipe of that name
+            base_path = shipped_recipe(base) or base_path
         tree, tree_origins = _load_tree(base_path, dispatched, (*chain, identity), path)
         merged = _deep_merge(merged, tree, dispatched)
         origins.update(tree_origins)

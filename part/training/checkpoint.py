@@ -26,8 +26,8 @@ import torch
 from part.atomic import atomic_write
 from part.errors import DataError
 
-_RESUME_HINT = ("delete it to start that stage afresh, or run with run.resume=never to ignore "
-                "existing checkpoints")
+_RESUME_HINT = ("delete it and rerun the same command: the stage it belonged to restarts from its "
+                "beginning and finished stages are kept (or choose a new run.name to start a new run)")
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
@@ -48,8 +48,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu",
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"checkpoint '{path}' does not exist; check the run directory, or run "
-                        f"with run.resume=never to start without it.")
+        raise DataError(f"checkpoint '{path}' does not exist; check the run directory (or run the stage that "
+                        f"writes it).")
     try:
         state = torch.load(path, map_location=map_location, weights_only=weights_only)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError,

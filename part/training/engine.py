@@ -7,8 +7,11 @@ epoch skips the batches already done without loading them, and the checkpoint re
 optimizer, step and every RNG state (each rank's), so the loss curve continues step for step.
 
 Faults: a non-finite loss is detected at every step by a flag kept on the device (no host sync
-per step), read at log points, before every checkpoint write and at epoch ends; the run then
-stops (``RunStopped``, exit 1) and no checkpoint with non-finite weights is ever written.
+per step), read at log points, before every checkpoint write and at epoch ends; before every
+checkpoint write the weights and the optimizer state are checked too (an update can overflow
+them while the loss that led to it was finite). Either stops the run (``RunStopped``, exit 1)
+and no checkpoint with non-finite weights is ever written: the previous good one is kept.
+Epochs in messages count from 1 (``metrics.jsonl`` keeps its 0-based ``epoch`` field).
 SIGTERM (``ctx.stop_signal``) is honoured at the next step boundary, all DDP ranks agreeing:
 a checkpoint is written there and the run stops with exit code 143, resumable exactly.
 """
@@ -163,6 +166,8 @@ class StageLoop:
         self.ckpt_path = ctx.run_dir / "checkpoints" / spec.checkpoint
         self.epoch, self.step = 0, 0
         self.first_bad = torch.full((), -1, dtype=torch.long, device=ctx.device)  # first non-finite step
+        self.run_model: nn.Module = self.model  # wrapped for DDP / torch.compile by resume()
+        self._tick, self._logged_at = time.perf_counter(), 0  # the last log point: time, step
         ctx.say(f"[{spec.stage}] {len(spec.dataset)} items, global batch {self.gb} = {dist_info.world_size} x "
                 f"{self.per_rank}, lr {self.lr:.3g}"
                 + (f" (= {cfg.lr:g} x {self.gb}/{cfg.base_batch_size})" if cfg.base_batch_size else "")
@@ -174,19 +179,20 @@ class StageLoop:
         state of this rank; metrics.jsonl lines after that step are dropped. Then wrap the model
         for DDP / torch.compile."""
         spec, ctx = self.spec, self.ctx
-        if self.ckpt_path.exists():
-            state = load_checkpoint(self.ckpt_path)
-            if state.get("stage") == spec.stage and state.get("extra") == spec.extra_state:
-                self.model.load_state_dict(state["model"])
-                self.opt.load_state_dict(state["optimizer"])
-                self.epoch, self.step = state["epoch"], state["step"]
-                set_rng_state(state["rng"][min(ctx.dist.rank, len(state["rng"]) - 1)])
-                if ctx.dist.is_main:
-                    truncate_metrics(ctx.run_dir / "metrics.jsonl", spec.stage, self.step)
-                ctx.say(f"[{spec.stage}] resumed from {self.ckpt_path} at epoch {self.epoch}, step {self.step}")
-                if self.epoch >= self.cfg.epochs:
-                    ctx.say(f"[{spec.stage}] already at its last epoch ({self.cfg.epochs}); raise "
-                            f"{spec.stage}.epochs to train further")
+        state = load_checkpoint(self.ckpt_path) if self.ckpt_path.exists() else {}
+        if state.get("stage") == spec.stage and state.get("extra") == spec.extra_state:
+            self.model.load_state_dict(state["model"])
+            self.opt.load_state_dict(state["optimizer"])
+            self.epoch, self.step = state["epoch"], state["step"]
+            set_rng_state(state["rng"][min(ctx.dist.rank, len(state["rng"]) - 1)])
+            if self.epoch >= self.cfg.epochs:
+                ctx.say(f"[{spec.stage}] resumed from {self.ckpt_path} after its last epoch ({self.cfg.epochs}, "
+                        f"step {self.step}); raise {spec.stage}.epochs to train further")
+            else:
+                ctx.say(f"[{spec.stage}] resumed from {self.ckpt_path} in epoch {self.epoch + 1}/{self.cfg.epochs}, "
+                        f"after step {self.step}")
+        if ctx.dist.is_main:  # lines logged after the checkpoint (all of them on a fresh start) go
+            truncate_metrics(ctx.run_dir / "metrics.jsonl", spec.stage, self.step, spec.extra_state)
         self.run_model = DistributedDataParallel(self.model) if ctx.dist.enabled else self.model
         if ctx.compile:
             self.run_model = torch.compile(self.run_model)
@@ -250,10 +256,11 @@ class StageLoop:
         if spec.on_epoch_end is not None and int(self.first_bad.item()) < 0:  # local: the hook may be rank 0's only
             record = spec.on_epoch_end(self.model, ep)
             if record:
-                ctx.log({"stage": spec.stage, "epoch": ep, "step": self.step, **record})
+                ctx.log({"stage": spec.stage, **spec.extra_state, "epoch": ep, "step": self.step, **record})
         self.save(ep + 1)
         rate = count * self.gb / max(seconds, 1e-9)
-        ctx.log({"stage": spec.stage, "event": "epoch_end", "epoch": ep, "step": self.step, "loss": epoch_loss,
+        ctx.log({"stage": spec.stage, **spec.extra_state, "event": "epoch_end", "epoch": ep, "step": self.step,
+                 "loss": epoch_loss,
                  "seconds": round(seconds, 2), "items_per_s": round(rate, 1)})
         ctx.say(f"[{spec.stage}] epoch {ep + 1}/{self.cfg.epochs} loss {epoch_loss:.4f} ({seconds:.1f} s, "
                 f"{rate:.0f} items/s, step {self.step}/{self.total})")
@@ -268,7 +275,7 @@ class StageLoop:
         rate = (self.step - self._logged_at) * self.gb / max(now - self._tick, 1e-9)
         self._tick, self._logged_at = now, self.step
         group = self.opt.param_groups[0]
-        self.ctx.log({"stage": self.spec.stage, "epoch": ep, "step": self.step, "loss": value,
+        self.ctx.log({"stage": self.spec.stage, **self.spec.extra_state, "epoch": ep, "step": self.step, "loss": value,
                       "lr": group["lr"] / group.get("lr_scale", 1.0), "items_per_s": round(rate, 1),
                       **{k: float(v) for k, v in extras.items()}})
         if bar is not None:
@@ -282,8 +289,14 @@ class StageLoop:
                                   cosine_lr(bad - 1, self.total, self.warmup, self.lr, self.cfg.min_lr))
 
     def save(self, ep: int) -> None:
-        """Write ``last.pt`` (rank 0; every rank's RNG state), never with non-finite weights."""
+        """Write ``last.pt`` (rank 0; every rank's RNG state), never with a non-finite loss behind
+        it nor non-finite weights or optimizer state (the previous checkpoint is kept)."""
         self.check_finite()
+        if not _finite_state(self.model, self.opt, self.ctx):
+            raise _nonfinite_stop(self.spec, self.ctx, self.ckpt_path, self.step, self.steps_per_epoch,
+                                  self.opt.param_groups[0]["lr"] / self.opt.param_groups[0].get("lr_scale", 1.0),
+                                  what="the weights (or the optimizer state) became non-finite (NaN or Inf) after "
+                                       "the update of")
         rngs = all_gather_objects(rng_state(), self.ctx.dist)
         if self.ctx.dist.is_main:
             save_checkpoint(self.ckpt_path, {
@@ -300,18 +313,29 @@ def _stop_requested(ctx: RunContext, dist_info: DistInfo) -> bool:
     return bool(all_reduce_max(torch.tensor(int(flag), device=ctx.device), dist_info).item())
 
 
-def _nonfinite_stop(spec: TrainSpec, ctx: RunContext, ckpt: Path, bad_step: int,
-                    steps_per_epoch: int, lr: float) -> RunStopped:
-    kept = "no checkpoint of this stage was written yet"
+def _finite_state(model: nn.Module, opt: torch.optim.Optimizer, ctx: RunContext) -> bool:
+    """Whether every parameter and floating optimizer-state tensor is finite, agreed by all ranks:
+    one fused max-abs norm (NaN and Inf propagate, large finite values do not overflow) and one
+    host sync, at checkpoint writes only."""
+    tensors = [p.detach() for p in model.parameters()]
+    tensors += [v for s in opt.state.values() for v in s.values() if torch.is_tensor(v) and v.is_floating_point()]
+    total = nn.utils.get_total_norm(tensors, norm_type=float("inf")) if tensors else torch.zeros((), device=ctx.device)
+    bad = (~torch.isfinite(total)).to(torch.long).to(ctx.device)
+    return not bool(all_reduce_max(bad, ctx.dist).item())
+
+
+def _nonfinite_stop(spec: TrainSpec, ctx: RunContext, ckpt: Path, bad_step: int, steps_per_epoch: int, lr: float,
+                    what: str = "the loss became non-finite (NaN or Inf) at") -> RunStopped:
+    kept = "no checkpoint of this stage was written yet, so it restarts from its beginning"
     if ckpt.exists():
         state = load_checkpoint(ckpt)
         if state.get("stage") == spec.stage and state.get("extra") == spec.extra_state:
-            kept = f"the last good checkpoint '{ckpt}' (step {state['step']}) is kept"
+            kept = f"the last good checkpoint '{ckpt}' (step {state['step']}) is kept and continued from"
     epoch = (bad_step - 1) // max(steps_per_epoch, 1) + 1
     return RunStopped(
-        f"[{spec.stage}] the loss became non-finite (NaN or Inf) at epoch {epoch}, step {bad_step} "
-        f"(lr {lr:.3g}); training stopped and {kept}. Lower {spec.stage}.lr (or check the input "
-        f"data for NaN/Inf), then continue with the same command plus "
+        f"[{spec.stage}] {what} epoch {epoch}, step {bad_step} (lr {lr:.3g}); training stopped and "
+        f"nothing non-finite was saved: {kept}. Lower {spec.stage}.lr (or {spec.stage}.weight_decay, or check "
+        f"the input data for NaN/Inf), then continue with the same command plus "
         f"'{spec.stage}.lr=<lower> run.resume=force'.", 1)
 
 

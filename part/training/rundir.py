@@ -138,16 +138,26 @@ def read_metrics(path: Path) -> list[dict]:
     return rows
 
 
-def truncate_metrics(path: Path, stage: str, step: int) -> None:
-    """Drop the rows of ``stage`` past ``step`` (logged after the checkpoint a run resumes
-    from) and any torn line, atomically."""
+def truncate_metrics(path: Path, stage: str, step: int, extra: dict | None = None) -> None:
+    """Drop the rows of ``stage`` past ``step`` (logged after the checkpoint a run resumes from;
+    every row of the stage for ``step`` 0, a stage that restarts) and any torn line, atomically.
+    ``extra``: the stage's extra state (``{"repeat": k}`` of a finetune repeat): only rows that
+    carry the same values are dropped, so one repeat never removes another's."""
     if not path.exists():
         return
-    keep = [r for r in read_metrics(path) if not (r.get("stage") == stage and r.get("step", 0) > step)]
+    extra = extra or {}
+
+    def drop(r: dict) -> bool:
+        return (r.get("stage") == stage and r.get("step", 0) > step
+                and all(r.get(k, 0 if k == "repeat" else None) == v for k, v in extra.items()))
+    keep = [r for r in read_metrics(path) if not drop(r)]
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
 
 
 # ----------------------------------------------------------------------------- same recipe?
+
+MAX_SHOWN = 12  # differing keys named in the refusal; the rest are counted
+
 
 def _has_started(run_dir: Path) -> bool:
     return (run_dir / "metrics.jsonl").exists() or any((run_dir / "checkpoints").glob("*.pt"))
@@ -176,7 +186,9 @@ def check_run_dir(recipe, run_dir: Path) -> list[str]:
     fixed = [d for d in diff if not d.startswith(FORCE_CHANGEABLE)]
     if recipe.run.resume == "force" and not fixed:
         return diff
-    shown = "; ".join((fixed or diff)[:6])
+    listed = fixed + [d for d in diff if d not in fixed]  # what refuses the run first
+    shown = "; ".join(listed[:MAX_SHOWN]) + (f"; and {len(listed) - MAX_SHOWN} more differing keys"
+                                             if len(listed) > MAX_SHOWN else "")
     hint = ("run.resume=force continues it with changed optimisation keys (pretrain.*, "
             "finetune.*, evaluate.*, run.stages), not with these"
             if fixed and recipe.run.resume == "force" else

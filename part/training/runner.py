@@ -49,6 +49,9 @@ def run(recipe) -> dict:
     run_dir = Path(recipe.run.output_dir) / recipe.run.name
     if dist_info.is_main:
         check_writable(run_dir.parent, "run.output_dir")
+        if run_dir.exists() and not run_dir.is_dir():
+            raise ConfigError(f"the run directory '{run_dir}' (run.output_dir/run.name) is a file, not a "
+                              f"directory; choose another run.name or run.output_dir, or move that file away")
     precision = recipe.run.precision
     amp = torch.bfloat16 if precision == "bf16" or (precision == "auto" and device.type == "cuda") else None
     ctx = RunContext(run_dir, device, dist_info, amp, recipe.run.compile, recipe.run.num_workers,

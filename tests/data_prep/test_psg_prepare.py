@@ -207,3 +207,45 @@ def test_splits_keep_a_subjects_records_together_and_pc18_hash_is_unchanged():
     assert pc18["subjects"] == {f"r{i}": f"r{i}" for i in range(4)} and len(pc18["test"]) == 2
     # PC18 outputs prepared before the split into readers + one pipeline stay up to date
     assert PrepConfig().params_hash() == "4de8874f1a102378"
+
+
+def test_a_truncated_recording_fails_its_record_and_leaves_no_files(tmp_path, capsys):
+    """An EDF cut to half its size (an interrupted copy): MNE would read what is there with a
+    warning; the record fails with one line saying so, and the windows an earlier run wrote for it
+    are removed (no stale .npy beside a manifest that lists it as failed)."""
+    night = _edf_with_start(tmp_path / "src" / "night1.edf", 600)
+    _edf_with_start(tmp_path / "src" / "night2.edf", 600)
+    _edf_with_start(tmp_path / "src" / "night3.edf", 600)
+    assert _run(tmp_path / "src", tmp_path / "out") == 0
+    records = tmp_path / "out" / "records"
+    assert (records / "night1.npy").is_file()
+    data = night.read_bytes()
+    night.write_bytes(data[: len(data) // 2])
+    assert _run(tmp_path / "src", tmp_path / "out") == 1
+    err = capsys.readouterr().err
+    assert "night1.edf is truncated: its header says 20 data records of 30 s (0.17 h) but the file holds 9" in err
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert "night1" in manifest["failed"] and "night1" not in manifest["records"]
+    assert not any(records.glob("night1.*")), sorted(p.name for p in records.iterdir())
+
+
+def test_flat_windows_are_reported_per_record(tmp_path, capsys):
+    import edfio
+
+    signal = eeg(600, 100)
+    signal[: 100 * 120] = 0.0  # the first 120 s without any signal on either channel
+    other = eeg(600, 100)
+    other[: 100 * 120] = 0.0
+    signals = [edfio.EdfSignal(s, 100, label=n, physical_dimension="uV", physical_range=(-1000.0, 1000.0))
+               for n, s in (("C4-A1", signal), ("F4-M1", other))]
+    (tmp_path / "src").mkdir()
+    edfio.Edf(signals, data_record_duration=30).write(tmp_path / "src" / "flat.edf")
+    _edf_with_start(tmp_path / "src" / "ok.edf", 600)
+    _edf_with_start(tmp_path / "src" / "ok2.edf", 600)
+    assert _run(tmp_path / "src", tmp_path / "out") == 0
+    out = capsys.readouterr().out
+    # windows 0-2 are flat; window 3 (90-120 s) catches the zero-phase band-pass's ringing of the
+    # signal that starts at 120 s
+    assert "warning: 1 records have windows without signal" in out and "flat (3 of 20)" in out
+    info = json.loads((tmp_path / "out" / "manifest.json").read_text())["records"]["flat"]
+    assert info["no_signal_windows"] == 3 and info["flat_by_channel"] == {"C4-M1": 3, "F4-M1": 3}

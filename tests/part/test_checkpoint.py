@@ -80,7 +80,8 @@ def test_damaged_checkpoint_is_a_clear_data_error(tmp_path, damage):
     with pytest.raises(DataError) as info:
         load_checkpoint(path)
     message = str(info.value)
-    assert str(path) in message and "run.resume=never" in message and "delete it" in message
+    assert str(path) in message and "delete it and rerun the same command" in message
+    assert "run.resume=never" not in message  # that setting refuses any existing run: no advice
 
 
 def test_missing_checkpoint_and_non_dict_content(tmp_path):

@@ -134,6 +134,51 @@ def test_nan_in_the_first_steps_writes_no_checkpoint(tmp_path):
     assert not (tmp_path / "checkpoints" / "last.pt").exists()
 
 
+def test_non_finite_weights_are_never_checkpointed_and_the_advice_works(tmp_path):
+    """An update that overflows the weights while its loss was finite: the step-2 save is refused
+    (no checkpoint with NaN/Inf weights or optimizer state), and the advised rerun with a lower lr
+    and run.resume=force trains to the end."""
+    bad = ["pretrain.lr=10", "pretrain.weight_decay=10", "pretrain.warmup_epochs=1", "pretrain.base_batch_size=1",
+           "run.checkpoint_every=2", "pretrain.epochs=2", "run.stages=[pretrain]", "data.limit_train=64",
+           "pretrain.batch_size=16"]
+    res = here(tmp_path, *bad)
+    run = tmp_path / "digits_demo"
+    assert res.returncode == 1, res.stderr
+    assert "non-finite (NaN or Inf)" in res.stderr and "nothing non-finite was saved" in res.stderr
+    assert "'pretrain.lr=<lower> run.resume=force'" in res.stderr and "Traceback" not in res.stderr
+    last = run / "checkpoints" / "last.pt"
+    if last.exists():  # whatever is kept is finite, weights and optimizer state
+        state = load_checkpoint(last)
+        tensors = [*state["model"].values(), *(v for s in state["optimizer"]["state"].values()
+                                                for v in s.values() if torch.is_tensor(v))]
+        assert all(torch.isfinite(v).all() for v in tensors if v.is_floating_point())
+    fixed = here(tmp_path, *bad, "pretrain.lr=0.001", "pretrain.weight_decay=0.05", "run.resume=force")
+    assert fixed.returncode == 0, fixed.stderr
+    assert "pretrain" in finished_stages(run)
+    steps = [s for s, _ in step_losses(run)]
+    assert steps == sorted(set(steps)) and steps[-1] == 8  # 2 epochs x 4 steps, each logged once
+
+
+def test_finite_weights_check_sees_the_optimizer_state(tmp_path):
+    from part.training.engine import _finite_state
+    model = nn.Linear(3, 1)
+    opt = torch.optim.AdamW(model.parameters())
+    model(torch.randn(2, 3)).sum().backward()
+    opt.step()
+    ctx = RunContext(tmp_path, torch.device("cpu"), DistInfo())
+    assert _finite_state(model, opt, ctx)
+    with torch.no_grad():
+        next(iter(opt.state.values()))["exp_avg_sq"].fill_(float("inf"))
+    assert not _finite_state(model, opt, ctx)
+    opt.state.clear()
+    with torch.no_grad():
+        model.weight[0, 0] = float("nan")
+    assert not _finite_state(model, opt, ctx)
+    with torch.no_grad():
+        model.weight.fill_(1e30)  # huge but finite: no overflow of a sum of squares
+    assert _finite_state(model, opt, ctx)
+
+
 def test_lr_above_10_is_refused(tmp_path):
     res = here(tmp_path, "pretrain.lr=1e30")
     assert res.returncode == 2 and "'pretrain.lr' = 1.0e+30 is out of range; allowed: > 0 and <= 10" in res.stderr
@@ -179,6 +224,34 @@ def test_torn_last_metrics_line_is_dropped_on_resume(tmp_path, capsys):
         read_metrics(path)
 
 
+def test_a_stage_that_restarts_drops_its_earlier_metrics(tmp_path):
+    """After the advice for a truncated last.pt (delete it, rerun), the stage restarts from step 1:
+    its earlier lines go, the other stages' stay, and no step appears twice."""
+    base = ["pretrain.epochs=2", "run.stages=[pretrain]", "data.limit_train=64", "pretrain.batch_size=16",
+            "run.checkpoint_every=3"]
+    assert here(tmp_path, *base, "pretrain.epochs=1").returncode == 0  # 4 steps logged
+    run = tmp_path / "digits_demo"
+    (run / "state.json").unlink()  # the advice for a damaged state.json: the stage runs again
+    (run / "checkpoints" / "last.pt").write_bytes(b"torn")
+    res = here(tmp_path, *base, "pretrain.epochs=1")
+    assert res.returncode == 2 and "delete it and rerun the same command" in res.stderr
+    assert "run.resume=never" not in res.stderr
+    (run / "checkpoints" / "last.pt").unlink()  # the advice for the truncated checkpoint
+    assert here(tmp_path, *base, "pretrain.epochs=1").returncode == 0
+    assert [s for s, _ in step_losses(run)] == [1, 2, 3, 4]
+
+
+def test_finetune_repeats_keep_each_others_metrics(tmp_path):
+    rows = [{"stage": "finetune", "repeat": 0, "step": s} for s in (1, 2, 3)]
+    rows += [{"stage": "finetune", "repeat": 1, "step": s} for s in (1, 2, 3)] + [{"stage": "pretrain", "step": 9}]
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(__import__("json").dumps(r) + "\n" for r in rows))
+    truncate_metrics(path, "finetune", 1, {"repeat": 1})
+    kept = [(r["stage"], r.get("repeat"), r["step"]) for r in read_metrics(path)]
+    assert kept == [("finetune", 0, 1), ("finetune", 0, 2), ("finetune", 0, 3), ("finetune", 1, 1),
+                    ("pretrain", None, 9)]
+
+
 def test_damaged_state_json_names_the_file(tmp_path):
     (tmp_path / "state.json").write_text('{"done": ["pretr')
     with pytest.raises(DataError, match=r"state\.json' is unreadable .*delete it and rerun"):
@@ -205,7 +278,11 @@ def test_sigterm_checkpoints_at_a_step_and_resumes_exactly(tmp_path):
     assert "stopped by SIGTERM at epoch" in err and "Traceback" not in err
     stopped_at = load_checkpoint(run / "checkpoints" / "last.pt")["step"]
     assert 12 <= stopped_at < 30 and stopped_at % 10 != 0  # a mid-epoch step, not an epoch end
-    assert here(tmp_path / "b", *LONG).returncode == 0
+    epoch = stopped_at // 10 + 1  # 10 steps an epoch; messages count epochs from 1
+    assert f"stopped by SIGTERM at epoch {epoch} step {stopped_at};" in err
+    rerun = here(tmp_path / "b", *LONG)
+    assert rerun.returncode == 0
+    assert f"resumed from {run / 'checkpoints' / 'last.pt'} in epoch {epoch}/3, after step {stopped_at}" in rerun.stdout
     resumed = step_losses(run)
     assert [s for s, _ in resumed] == list(range(1, 31))
     for (s, a), (_, b) in zip(reference, resumed):
@@ -224,6 +301,28 @@ def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
 
 
 # ----------------------------------------------------------------------------- 6-10. inputs checked first
+
+def test_a_run_directory_that_is_a_file_is_one_line(tmp_path):
+    (tmp_path / "digits_demo").write_text("not a directory")
+    res = here(tmp_path, "pretrain.epochs=1")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert f"the run directory '{tmp_path / 'digits_demo'}' (run.output_dir/run.name) is a file" in res.stderr
+    assert (tmp_path / "digits_demo").read_text() == "not a directory"
+
+
+def test_every_differing_key_is_named_or_counted(tmp_path, monkeypatch):
+    """The refusal names what refuses the run first (model / method / data keys) and counts what
+    it does not show, so a changed method.name can never hide behind a list of lr changes."""
+    base = ["pretrain.epochs=1", "run.stages=[pretrain]", "data.limit_train=64", "pretrain.batch_size=32"]
+    assert here(tmp_path, *base).returncode == 0
+    monkeypatch.setattr("part.training.rundir.MAX_SHOWN", 3)
+    changed = [*base, "pretrain.lr=0.002", "pretrain.min_lr=1e-7", "pretrain.weight_decay=0.01", "finetune.lr=0.002",
+               "finetune.min_lr=1e-7", "method.name=part_grid"]
+    message = here(tmp_path, *changed).stderr
+    assert message.index("method.name: 'part' -> 'part_grid'") < message.index("finetune.lr")  # what refuses first
+    assert message.count(" -> ") == 3 and "; and 3 more differing keys" in message
+
+
 
 def test_unwritable_output_dir_is_one_line(tmp_path):
     blocker = tmp_path / "a_file"

@@ -68,3 +68,18 @@ def test_imagefolder_run_on_real_jpegs(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     report = json.loads((tmp_path / "digits_demo" / "report" / "report.json").read_text())
     assert len(report["confusion"]) == 10 and sum(map(sum, report["confusion"])) == 100
+
+
+def test_base_may_name_a_shipped_recipe_by_its_bare_name(tmp_path):
+    """``base: eeg_sleep_demo`` (or ``.yaml``) with no such file beside the recipe inherits the shipped
+    recipe; a file of that name beside it wins."""
+    from part.config import load_recipe
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("base: eeg_sleep_demo\nrun: {name: mine}\npretrain: {epochs: 2}\n")
+    recipe = load_recipe(mine, ())
+    shipped = load_recipe(ROOT / "recipes" / "eeg_sleep_demo.yaml", ())
+    assert recipe.run.name == "mine" and recipe.pretrain.epochs == 2
+    assert recipe.model == shipped.model and recipe.method == shipped.method and recipe.data == shipped.data
+    (tmp_path / "eeg_sleep_demo.yaml").write_text("base: eeg_sleep_demo\nrun: {seed: 7}\n")  # shipped + a change
+    (tmp_path / "mine2.yaml").write_text("base: eeg_sleep_demo.yaml\n")
+    assert load_recipe(tmp_path / "mine2.yaml", ()).run.seed == 7

@@ -185,6 +185,12 @@ def test_export_loads_into_timm(chained, tmp_path):
     # a subprocess: `python -m part.export` itself turns a user error into exit code 2, no traceback
     res = subprocess.run([sys.executable, "-m", "part.export", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 2 and "not a run directory" in res.stderr and "Traceback" not in res.stderr
+    unfinished = tmp_path / "unfinished"
+    (unfinished / "checkpoints").mkdir(parents=True)
+    (unfinished / "config.yaml").write_text((run / "config.yaml").read_text())
+    res = run_main(export_main, [unfinished, "--from", "finetuned"])
+    assert res.returncode == 2 and "has no checkpoints/finetuned.pt: its finetune stage has not finished" in res.stderr
+    assert "run.stages=[finetune]" in res.stderr and "run.resume=never" not in res.stderr
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     res = run_main(export_main, [run, "--out", blocker / "w.pth"])

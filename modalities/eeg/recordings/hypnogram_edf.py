@@ -1,7 +1,9 @@
-"""EDF+ hypnograms: header start times, the alignment of a scoring to its recording, writing them.
+"""EDF headers and EDF+ hypnograms: start times, truncated files, the alignment of a scoring to its
+recording, writing hypnograms.
 
 Reading an EDF+ hypnogram's stages is ``hypnogram_io.read_scoring``; this module holds what
-depends on the EDF header: :func:`edf_start` (the clock time as written), :func:`clock_offset`
+depends on the EDF header: :func:`edf_start` (the clock time as written), :func:`edf_size_problem`
+(a file shorter than its header says: a cut-off copy or download), :func:`clock_offset`
 (the rule that puts a scoring on its recording's clock, used by the preparation, by staging and
 by ``Hypnogram.agreement``), :func:`align_to_recording` (that rule for a scoring file and a
 recording file), and the writers (:func:`write_hypnogram_edf`, Sleep-EDF style, atomic).
@@ -13,7 +15,7 @@ is true UTC; two starts are comparable only when both are naive or both aware.
 """
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -45,6 +47,37 @@ def edf_start(path: str | Path) -> datetime | None:
         return datetime(year + (1900 if year >= 85 else 2000), month, day, hour, minute, second)
     except (OSError, ValueError, UnicodeDecodeError):
         return None
+
+
+def edf_size_problem(path: str | Path) -> str | None:
+    """Why an EDF(+)/BDF(+) file is shorter than its header says, or None (complete, another
+    format, a header giving -1 records, i.e. unknown, or one that cannot be parsed: the reader
+    says so). The header's record count, record duration and samples per record give the data's
+    size (2 bytes a sample in EDF, 3 in BDF); a file cut off (an interrupted copy or download)
+    holds fewer whole records than its header says."""
+    path = Path(path)
+    if path.suffix.lower() not in EDF_SUFFIXES:
+        return None
+    try:
+        with open(path, "rb") as f:
+            head = f.read(256)
+            ns = int(head[252:256].decode("ascii"))
+            n_records, duration = int(head[236:244].decode("ascii")), float(head[244:252].decode("ascii"))
+            header_bytes = int(head[184:192].decode("ascii"))
+            f.seek(256 + ns * 216)  # labels 16, transducer 80, dimension and ranges 5 x 8, prefilter 80
+            per_record = sum(int(f.read(8).decode("ascii")) for _ in range(ns))
+        size = path.stat().st_size
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    width = 3 if head[:1] == b"\xff" else 2
+    record_bytes = per_record * width
+    if n_records < 0 or record_bytes <= 0 or size >= header_bytes + n_records * record_bytes:
+        return None
+    held = max(0, size - header_bytes) // record_bytes
+    return (f"{path.name} is truncated: its header says {n_records} data records of {duration:g} s "
+            f"({n_records * duration / 3600:.2f} h) but the file holds {held} ({held * duration / 3600:.2f} h, "
+            f"{size} of {header_bytes + n_records * record_bytes} bytes); copy or download it again (an "
+            "interrupted transfer?)")
 
 
 def edf_start_known(start: datetime | None) -> bool:
@@ -95,26 +128,40 @@ def clock_offset(scoring_start: datetime | None, scoring_name: str, recording_st
                  "date 01.01.85 (date unknown): not aligned")
 
 
+def recording_clock(start: Any, path: str | Path | None) -> datetime | None:
+    """A recording's start as the clock rule compares it (module docstring): the clock time of an
+    EDF/BDF or WFDB header as a naive datetime (MNE labels an EDF header's time UTC without
+    converting it: the label is dropped), any other format's start (MNE ``meas_date``: UTC) as
+    an aware UTC datetime; None when unknown (or EDF's placeholder start)."""
+    if not isinstance(start, datetime):
+        return None
+    header_clock = path is None or Path(path).suffix.lower() in (*EDF_SUFFIXES, ".hea")
+    if header_clock:
+        return known_start(start.replace(tzinfo=None))
+    return known_start(start if start.tzinfo else start.replace(tzinfo=timezone.utc))
+
+
 def align_to_recording(hypnogram, hypnogram_path: str | Path, recording_start: datetime | None,
                        recording_path: str | Path | None):
-    """(``hypnogram`` read from ``hypnogram_path`` with its onsets moved to seconds from the
-    recording's start, a note or None): :func:`clock_offset` of the two files' clocks.
-
-    ``hypnogram``: a ``Hypnogram`` (moved with its ``shifted``; returned as given without a shift).
-    Only an EDF+/BDF+ hypnogram has a start time, and it is compared only with the start of an
-    EDF/BDF recording (``recording_start``, else read from ``recording_path``'s header), both
-    header clock times; another recording format's start may be UTC: not aligned, with a note.
-    Raises :class:`HypnogramError` for a scoring of another night."""
-    hyp_start = edf_start(hypnogram_path)
+    """(``hypnogram`` read from ``hypnogram_path``, put on the recording's clock, a note or None):
+    the preparation's alignment, the same rule as staging's (``Hypnogram.aligned_to`` with
+    :func:`clock_offset`): the scoring's start is its EDF header's clock time (text/CSV files have
+    none: no shift), compared with an EDF/BDF recording's clock time (``recording_start``, else
+    read from ``recording_path``'s header). Another recording format's start may be UTC: not
+    aligned, with a note. Returned as given when nothing moves. Raises :class:`HypnogramError`
+    for a scoring of another night."""
+    scoring = hypnogram.replace(start=known_start(edf_start(hypnogram_path)), source=Path(hypnogram_path).name)
     rec_name = "" if recording_path is None else Path(recording_path).name
+    reason = None
     if recording_path is None or Path(recording_path).suffix.lower() not in EDF_SUFFIXES:
-        why = "its file is unknown" if recording_path is None else f"{rec_name} is no EDF/BDF file"
-        return hypnogram, clock_offset(hyp_start, Path(hypnogram_path).name, None, rec_name,
-                                       f"{why}; its start time may be UTC")[1]
-    rec_start = (recording_start.replace(tzinfo=None) if isinstance(recording_start, datetime)
-                 else edf_start(recording_path))
-    offset, note = clock_offset(hyp_start, Path(hypnogram_path).name, rec_start, rec_name)
-    return (hypnogram.shifted(offset) if offset else hypnogram), note
+        reason = ("its file is unknown" if recording_path is None else f"{rec_name} is no EDF/BDF file") + \
+            "; its start time may be UTC"
+        start = None
+    else:
+        start = recording_clock(recording_start, recording_path) if isinstance(recording_start, datetime) \
+            else known_start(edf_start(recording_path))
+    aligned = scoring.aligned_to(start, rec_name, not_comparable=reason)
+    return (aligned if aligned.offset_s != scoring.offset_s else hypnogram), aligned.note
 
 
 def write_annotations_edf(path: str | Path, onsets_s, durations_s, descriptions: Sequence[str],

@@ -47,7 +47,8 @@ import numpy as np
 
 from part.modalities.eeg.recordings.constants import (BARE_REM, CLASS_NAMES, EPOCH_S, N3, PREFIXED_SPELLINGS,
                                                       REM, STAGE_PREFIXES, UNLABELLED, UNSCORED_SPELLINGS)
-from part.modalities.eeg.recordings.hypnogram_edf import EDF_SUFFIXES, HypnogramError, edf_start, known_start
+from part.modalities.eeg.recordings.hypnogram_edf import (EDF_SUFFIXES, HypnogramError, edf_size_problem, edf_start,
+                                                          known_start)
 
 TOLERANCE_S = 1e-3  # durations and epoch joins are compared within this many seconds
 TABLE_SUFFIXES = (".txt", ".csv", ".tsv")
@@ -181,7 +182,12 @@ def _read_edf_annotations(path: Path, epoch_s: float = EPOCH_S) -> dict[str, Any
         with open(path, "rb") as f:
             if f.read(8) not in (b"0       ", b"\xffBIOSEMI"):
                 raise ValueError("the file does not start with an EDF/BDF header")
+        truncated = edf_size_problem(path)
+        if truncated:
+            raise HypnogramError(f"{path}: {truncated}")
         ann = mne.read_annotations(path)
+    except HypnogramError:
+        raise
     except Exception as exc:  # mne raises many types on files it cannot parse
         raise HypnogramError(f"{path}: cannot read EDF+ annotations ({type(exc).__name__}: {exc}); "
                              f"expected one of: {FORMATS}") from None

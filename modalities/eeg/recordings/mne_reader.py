@@ -39,6 +39,7 @@ import numpy as np
 
 from part.modalities.eeg.recordings.channels import ChannelSource, needed_channels, parse_channels, resolve_channels
 from part.modalities.eeg.recordings.constants import EPOCH_S, MIN_FS
+from part.modalities.eeg.recordings.hypnogram_edf import edf_size_problem
 from part.modalities.eeg.recordings.signal import EegRecording, RecordError
 
 # file suffix -> the MNE reader mne.io.read_raw dispatches to (for messages and discovery)
@@ -68,14 +69,18 @@ def reader_name(path: str | Path) -> str:
     return READERS.get(suffix, "mne.io.read_raw")
 
 
-def _record(path: Path) -> str:
-    return path.name[: -len(suffix_of(path))] if suffix_of(path) else path.name
+def recording_name(path: str | Path) -> str:
+    """A recording's name: its file name less the format suffix (``night.fif.gz`` -> ``night``):
+    record names of the preparation, output file stems of staging, ``Hypnogram.record``."""
+    name, suffix = Path(path).name, suffix_of(path)
+    return name[: -len(suffix)] if suffix and name.lower().endswith(suffix) else name
 
 
 def open_raw(path: str | Path, include: Sequence[str] | None = None):
     """``mne.io.read_raw(path, preload=False)`` (header only), ``include=`` for EDF/BDF/GDF.
 
-    Raises :class:`RecordError` naming the file and the reader when MNE cannot read it.
+    Raises :class:`RecordError` naming the file and the reader when MNE cannot read it, or when
+    an EDF/BDF file is shorter than its header says (``hypnogram_edf.edf_size_problem``).
     """
     import mne
 
@@ -83,15 +88,18 @@ def open_raw(path: str | Path, include: Sequence[str] | None = None):
     suffix = suffix_of(path)
     if suffix not in READERS:
         raise RecordError(
-            f"{_record(path)}: {path} has suffix {suffix!r}, which no reader here takes; expected one of "
+            f"{recording_name(path)}: {path} has suffix {suffix!r}, which no reader here takes; expected one of "
             f"{sorted(READERS)} or a WFDB .hea header: convert the file (e.g. to EDF) first"
         )
+    truncated = edf_size_problem(path)
+    if truncated:  # MNE would read what is there with a warning only
+        raise RecordError(f"{recording_name(path)}: {truncated}")
     kwargs = {"include": list(include)} if include is not None and suffix in EDF_FAMILY else {}
     try:
         return mne.io.read_raw(path, preload=False, verbose="error", **kwargs)
     except Exception as exc:  # MNE raises many types on bad files
         raise RecordError(
-            f"{_record(path)}: {READERS[suffix]} cannot read {path}: {type(exc).__name__}: "
+            f"{recording_name(path)}: {READERS[suffix]} cannot read {path}: {type(exc).__name__}: "
             f"{' '.join(str(exc).split())[:300]}; expected a valid {suffix} file: check or re-export it"
         ) from None
 
@@ -126,8 +134,8 @@ def _check_rates(path: Path, rates: Mapping[str, float]) -> None:
     low = {n: r for n, r in rates.items() if r <= MIN_FS}
     if low:
         raise RecordError(
-            f"{_record(path)}: {path.name} samples channels {low} (Hz); expected more than {MIN_FS:g} Hz for the "
-            f"0.1-30 Hz band-pass (its 30 Hz edge needs a Nyquist frequency above 30 Hz): choose EEG channels "
+            f"{recording_name(path)}: {path.name} samples channels {low} (Hz); expected more than {MIN_FS:g} Hz for "
+            f"the 0.1-30 Hz band-pass (its 30 Hz edge needs a Nyquist frequency above 30 Hz): choose EEG channels "
             f"sampled faster with --channels"
         )
 
@@ -184,7 +192,7 @@ def _read_wfdb(path: Path, channels: Sequence[str], rename: Mapping[str, str] | 
 
 def _read_mne(raw, path: Path, channels: Sequence[str], rename: Mapping[str, str] | None) -> EegRecording:
     """Load only the needed channels of ``raw`` (header-only Raw of ``path``) as float32 uV."""
-    record = _record(path)
+    record = recording_name(path)
     try:
         sources = resolve_channels(raw.ch_names, channels, rename)
     except RecordError as exc:

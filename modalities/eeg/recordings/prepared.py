@@ -1,9 +1,10 @@
-"""The prepared PhysioNet/CinC 2018 format: its constants, and its windows read lazily from
-memory-mapped ``.npy`` files.
+"""The prepared sleep-recording format: its version and prepare commands, and its windows read
+lazily from memory-mapped ``.npy`` files (the stage classes are in ``constants.py``).
 
-The directory is the one ``python data_prep/physionet2018.py --src RAW --out PREP`` writes
-(writer in ``data_prep/prepare.py``, shared by ``sleep_edf.py`` and ``psg.py``; format described in
-``data_prep/pc18_prepare.py``; the writer takes the format constants below from here)::
+The directory is the one ``part-prepare-pc18`` (``data_prep/physionet2018.py``),
+``part-prepare-sleep-edf`` or ``part-prepare-psg`` writes (the writer is ``data_prep/prepare.py``;
+the format is described in ``data_prep/pc18_prepare.py``; the writer takes ``FORMAT_VERSION``
+from here)::
 
     PREP/manifest.json              format_version, status, channels, window_samples, records{...}
     PREP/splits.json                {"seed", "test", "finetune", "pretrain", "subjects", ...}
@@ -73,7 +74,7 @@ def load_manifest(root: str | Path, expected_format_version: int = FORMAT_VERSIO
     if manifest.get("status", "complete") != "complete":
         raise DataError(
             f"{path}: status {manifest.get('status')!r}: the preparation did not finish; rerun the "
-            "same data_prep/physionet2018.py command, it resumes where it stopped")
+            "same part-prepare-* command (e.g. data_prep/physionet2018.py), it resumes where it stopped")
     records = manifest.get("records")
     if not isinstance(records, dict) or not all(isinstance(v, dict) and "n_windows" in v for v in records.values()):
         raise DataError(f"{path}: key 'records' must map each record to an object with 'n_windows'; "
@@ -124,8 +125,9 @@ def _missing_record(root: Path, manifest: dict, record: str, where: str) -> Data
     reason = (manifest.get("failed") or {}).get(record)
     why = f"its preparation failed: {reason}" if reason else "it is not among the manifest's prepared records"
     return DataError(
-        f"{where} names record {record!r}, but {why}; re-run `python data_prep/physionet2018.py` "
-        f"for {root} (it rewrites splits.json from the records it prepared)")
+        f"{where} names record {record!r}, but {why}; re-run the preparation that wrote {root} "
+        f"(`part-prepare-pc18`, i.e. data_prep/physionet2018.py, or part-prepare-sleep-edf / -psg): it rewrites "
+        f"splits.json from the records it prepared")
 
 
 def open_record(root: Path, manifest: dict, record: str, where: str = "") -> tuple[np.ndarray, np.ndarray]:
@@ -180,7 +182,8 @@ def check_disjoint(splits: dict) -> None:
         if shared or shared_subj:
             raise DataError(
                 f"splits.json: test and {name} overlap (records {shared[:5]}, subjects {shared_subj[:5]}); "
-                "test subjects must never be trained on: re-run data_prep/physionet2018.py to rewrite the splits")
+                "test subjects must never be trained on: re-run the preparation (part-prepare-pc18 / -sleep-edf / "
+                "-psg) to rewrite the splits")
 
 
 def load_splits(root: str | Path, expected_format_version: int = FORMAT_VERSION) -> dict:

@@ -22,7 +22,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from part.errors import UserInputError, user_message
+from part.errors import UserInputError, run_cli, user_message
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -43,14 +43,6 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     return p
 
 
-def recording_name(path: Path) -> str:
-    """Output file stem of a recording: its name less the format suffix (``night.fif.gz`` -> ``night``)."""
-    from part.modalities.eeg.recordings.mne_reader import suffix_of
-
-    suffix = suffix_of(path)
-    return path.name[: -len(suffix)] if suffix and path.name.lower().endswith(suffix) else path.name
-
-
 def _check_usage(p: argparse.ArgumentParser, a: argparse.Namespace) -> list[str]:
     if a.batch_size < 1:
         p.error(f"--batch-size must be >= 1, got {a.batch_size}")
@@ -59,6 +51,8 @@ def _check_usage(p: argparse.ArgumentParser, a: argparse.Namespace) -> list[str]
                 if len(a.hypnogram) > len(a.recordings) else "")
         p.error(f"--hypnogram given {len(a.hypnogram)} file(s) for {len(a.recordings)} recording(s); give one "
                 f"per RECORDING, in the same order (or none){hint}")
+    from part.modalities.eeg.recordings.mne_reader import recording_name
+
     names = [recording_name(r) for r in a.recordings]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
@@ -87,7 +81,23 @@ def stage_one(stager, path: Path, name: str, a: argparse.Namespace, hypnogram: P
             line += f" (aligned by start time: {agreement['reference_offset_s']:+g} s)"
         if agreement.get("reference_note"):
             line += f" (note: {agreement['reference_note']})"
+    for warning in signal_warnings(staged):
+        print(f"warning: {name}: {warning}", file=sys.stderr)
     return f"{line} -> {Path(a.out) / name}.{{{','.join(p.name[len(name) + 1:] for p in paths.values())}}}"
+
+
+def signal_warnings(staged) -> list[str]:
+    """What the staged hypnogram's ``info`` says about missing signal: epochs left unscored
+    because every channel was flat, channels flat in more than half of the epochs."""
+    info, n, out = staged.info, len(staged), []
+    if info.get("no_signal_epochs"):
+        out.append(f"{info['no_signal_epochs']} of {n} epochs have no signal (every channel flat) and are left "
+                   "unscored (stage 'unscored' in the CSV; no_signal_epochs in stats.json)")
+    dead = [c for c, k in (info.get("flat_epochs") or {}).items() if k > n // 2]
+    if dead:
+        out.append(f"channel(s) {dead} flat in more than half of the epochs (disconnected electrode?): the "
+                   "stages rest on the other channels; map another channel with --channels")
+    return out
 
 
 def _missing_dirs(path: Path) -> list[Path]:
@@ -113,39 +123,43 @@ def main(argv=None, prog: str = "part-stage") -> int:
     a = p.parse_args(argv)
     names = _check_usage(p, a)
     created = _missing_dirs(a.out)
-    staged = 0
+    done: list[str] = []
     try:
-        try:
-            from part.modalities.eeg.recordings.channels import parse_channel_map
-            from part.modalities.eeg.sleep.staging import Stager
-            from part.training.rundir import check_writable
-
-            channels = parse_channel_map(a.channels)
-            check_writable(a.out, "--out")
-            stager = Stager.from_run(a.run_dir, a.checkpoint, a.device)
-            channels = stager.check_channel_map(channels)  # model-side names: the same for every recording
-        except UserInputError as exc:
-            print(f"error: {user_message(exc)}", file=sys.stderr)
-            return 2
-        failed = 0
-        for i, (path, name) in enumerate(zip(a.recordings, names)):
-            hypnogram = a.hypnogram[i] if a.hypnogram else None
-            try:
-                print(stage_one(stager, path, name, a, hypnogram, channels), flush=True)
-                staged += 1
-            except UserInputError as exc:
-                failed += 1
-                message = user_message(exc)
-                print(f"error: {message if path.name in message else f'{path}: {message}'}", file=sys.stderr)
-            except Exception as exc:  # a bug or an unforeseen file problem: report it, stage the others
-                failed += 1
-                print(f"error: {path}: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
-        if failed == len(names):
-            print(f"no recording was staged ({failed} of {len(names)} failed, listed above)", file=sys.stderr)
-        elif failed:
-            print(f"{failed} of {len(names)} recordings failed (listed above); the others are written to {a.out}",
-                  file=sys.stderr)
-        return 1 if failed else 0
+        return run_cli(lambda: _stage_all(a, names, done),
+                       interrupted=f"interrupted: the {len(done) or 'no'} recording(s) staged so far are complete in "
+                                   f"{a.out}; rerun the command for the others")
     finally:
-        if not staged:
+        if not done:
             _remove_if_empty(created)  # leave no empty --out behind
+
+
+def _stage_all(a: argparse.Namespace, names: list[str], done: list[str]) -> int:
+    """Load the stager (bad usage, run directory or --channels: UserInputError, exit 2), stage
+    every recording (one failing is reported and the others go on) and return the exit code."""
+    from part.modalities.eeg.recordings.channels import parse_channel_map
+    from part.modalities.eeg.sleep.staging import Stager
+    from part.training.rundir import check_writable
+
+    channels = parse_channel_map(a.channels)
+    check_writable(a.out, "--out")
+    stager = Stager.from_run(a.run_dir, a.checkpoint, a.device)
+    channels = stager.check_channel_map(channels)  # model-side names: the same for every recording
+    failed = 0
+    for i, (path, name) in enumerate(zip(a.recordings, names)):
+        hypnogram = a.hypnogram[i] if a.hypnogram else None
+        try:
+            print(stage_one(stager, path, name, a, hypnogram, channels), flush=True)
+            done.append(name)
+        except UserInputError as exc:
+            failed += 1
+            message = user_message(exc)
+            print(f"error: {message if path.name in message else f'{path}: {message}'}", file=sys.stderr)
+        except Exception as exc:  # a bug or an unforeseen file problem: report it, stage the others
+            failed += 1
+            print(f"error: {path}: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
+    if failed == len(names):
+        print(f"no recording was staged ({failed} of {len(names)} failed, listed above)", file=sys.stderr)
+    elif failed:
+        print(f"{failed} of {len(names)} recordings failed (listed above); the others are written to {a.out}",
+              file=sys.stderr)
+    return 1 if failed else 0

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from part import compare, train
 from part.config import load_recipe
+from part.config.recipes import find_recipe
 
 RECIPES = ("eeg_sleep_demo", "eeg_sleep_demo_part_grid", "eeg_sleep_demo_mae", "eeg_sleep_demo_supervised")
 
@@ -49,7 +50,7 @@ def main(argv=None) -> int:
         code = train.main([recipe, f"data.root={a.data / 'prep'}", f"run.output_dir={a.runs}"])
         if code != 0:
             return code
-        run_dirs.append(a.runs / load_recipe(train.find_recipe(recipe), ()).run.name)
+        run_dirs.append(a.runs / load_recipe(find_recipe(recipe), ()).run.name)
     print("\n=== comparison (SYNTHETIC data; the paper's numbers are for real PC18 recordings) ===")
     code = compare.main([str(d) for d in run_dirs] + ["--out", str(a.runs)])
     print("\nreports: " + ", ".join(str(d / "report" / "report.md") for d in run_dirs))

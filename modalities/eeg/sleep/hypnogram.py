@@ -25,7 +25,7 @@ Files written by :meth:`Hypnogram.write` (each atomically; ``<rec>`` = the recor
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Optional
 
@@ -38,7 +38,7 @@ from part.modalities.eeg.recordings.constants import CLASS_NAMES, EPOCH_S, UNLAB
 from part.modalities.eeg.recordings.hypnogram_edf import clock_offset, write_hypnogram_edf
 from part.modalities.eeg.recordings.hypnogram_io import (TOLERANCE_S, label_counts, read_scoring, scoring_from_raw,
                                                          stage_runs)
-from part.modalities.eeg.recordings.mne_reader import suffix_of
+from part.modalities.eeg.recordings.mne_reader import recording_name
 from part.modalities.eeg.recordings.windows import labels_at
 from part.modalities.eeg.sleep.stats import sleep_statistics
 
@@ -82,16 +82,17 @@ class Hypnogram:
                             or stages.max() >= len(CLASS_NAMES)):
             raise ValueError(f"Hypnogram({self.source}): stages must be stage codes -1..{len(CLASS_NAMES) - 1} "
                              f"(integers), got {stages.dtype} values {np.unique(stages)[:8].tolist()}")
-        stages = stages.astype(np.int8)
+        stages = stages.astype(np.int8)  # a copy: the caller's array stays writable
         onsets = (np.arange(stages.size) * float(self.epoch_s) if self.onsets_s is None
-                  else np.asarray(self.onsets_s, np.float64).reshape(-1))
+                  else np.array(self.onsets_s, np.float64).reshape(-1))
         if onsets.shape != stages.shape or np.any(np.diff(onsets) < self.epoch_s - TOLERANCE_S):
             raise ValueError(f"Hypnogram({self.source}): onsets ({onsets.size}) and stages ({stages.size}) must "
                              f"have one entry per epoch, onsets ascending at least {self.epoch_s} s apart")
-        object.__setattr__(self, "stages", stages)
-        object.__setattr__(self, "onsets_s", onsets)
-        if self.proba is not None:
-            object.__setattr__(self, "proba", _checked_proba(self.proba, stages.size, self.source))
+        proba = None if self.proba is None else _checked_proba(self.proba, stages.size, self.source)
+        for name, value in (("stages", stages), ("onsets_s", onsets), ("proba", proba)):
+            if value is not None:
+                value.setflags(write=False)  # immutable, as the cached statistics assume
+            object.__setattr__(self, name, value)
 
     # ------------------------------------------------------------------ reading
     @classmethod
@@ -99,7 +100,8 @@ class Hypnogram:
         """A scoring file: EDF+/BDF+ annotations (``start`` from its header) or text/CSV/TSV with
         one stage per epoch (a ``*.hypnogram.csv`` written here keeps its probabilities); see
         ``recordings/hypnogram_io.py``. ``scorer`` defaults to the file's name. Raises
-        ``HypnogramError`` naming the file."""
+        ``HypnogramError`` naming the file (missing, unreadable, truncated, no stage, epochs that
+        are not ``epoch_s`` long)."""
         return cls(**read_scoring(path, epoch_s), scorer=Path(path).name if scorer is None else scorer)
 
     @classmethod
@@ -119,8 +121,7 @@ class Hypnogram:
     @property
     def record(self) -> str:
         """The recording's name: ``source``'s file name less its format suffix."""
-        name, suffix = Path(self.source).name, suffix_of(self.source)
-        return name[: -len(suffix)] if suffix and name.lower().endswith(suffix) else name
+        return recording_name(self.source)
 
     @property
     def start_s(self) -> float:
@@ -152,12 +153,13 @@ class Hypnogram:
 
     def contiguous(self) -> "Hypnogram":
         """The epochs on one contiguous grid from the first onset: time between epochs becomes
-        unscored epochs (-1, NaN probabilities). Epochs off that grid keep their slot rounded."""
-        if not len(self):
+        unscored epochs (-1, NaN probabilities); an epoch off that grid takes its nearest slot."""
+        if len(self) < 2 or np.all(np.abs(np.diff(self.onsets_s) - self.epoch_s) <= TOLERANCE_S):
             return self
-        slot = np.rint((self.onsets_s - self.onsets_s[0]) / self.epoch_s).astype(np.int64)
-        if slot[-1] == len(self) - 1:
-            return self
+        slot = np.floor((self.onsets_s - self.onsets_s[0]) / self.epoch_s + 0.5).astype(np.int64)
+        if np.any(np.diff(slot) < 1):  # onsets at least an epoch apart never share a slot; refuse if they do
+            raise ValueError(f"Hypnogram({self.source}): epochs at {self.onsets_s[1:][np.diff(slot) < 1][:3]} s fall "
+                             "into the slot of their predecessor on a contiguous grid")
         stages = np.full(slot[-1] + 1, UNLABELLED, np.int8)
         stages[slot] = self.stages
         proba = None
@@ -168,19 +170,26 @@ class Hypnogram:
         return self.replace(stages=stages, proba=proba, onsets_s=onsets)
 
     def shifted(self, offset_s: float, note: str | None = None) -> "Hypnogram":
-        """The same epochs ``offset_s`` seconds later (``offset_s`` added to the record's)."""
-        return self.replace(onsets_s=self.onsets_s + offset_s, offset_s=self.offset_s + offset_s,
+        """The same epochs counted from a clock ``offset_s`` seconds earlier: onsets + offset,
+        ``start`` - offset (the epochs' absolute times do not change, so aligning twice is
+        aligning once), ``offset_s`` accumulated."""
+        start = None if self.start is None else self.start - timedelta(seconds=float(offset_s))
+        return self.replace(onsets_s=self.onsets_s + offset_s, start=start, offset_s=self.offset_s + offset_s,
                             note=note if note is not None else self.note)
 
-    def aligned_to(self, recording: "Hypnogram | datetime | None", name: str = "the recording") -> "Hypnogram":
+    def aligned_to(self, recording: "Hypnogram | datetime | None", name: str = "the recording",
+                   not_comparable: str | None = None) -> "Hypnogram":
         """This scoring on a recording's clock: onsets moved by the difference of the two start
         times (``hypnogram_edf.clock_offset``: header clock times or UTC, not mixed; within a
         day), with ``offset_s`` and, when it was not moved, the ``note`` saying why.
-        ``recording``: the staged Hypnogram of the recording, or its start. Raises
-        ``HypnogramError`` for starts on different dates more than a day apart (another night)."""
+        ``recording``: the staged Hypnogram of the recording, or its start; ``not_comparable``:
+        a reason the two clocks cannot be compared (no shift, a note). Raises ``HypnogramError``
+        for starts on different dates more than a day apart (another night). The preparation
+        (``hypnogram_edf.align_to_recording``) and staging both align through here."""
         if isinstance(recording, Hypnogram):
             recording, name = recording.start, Path(recording.source).name or name
-        offset, note = clock_offset(self.start, Path(self.source).name or self.scorer, recording, name)
+        mine = Path(self.source).name or self.scorer or "the scoring"
+        offset, note = clock_offset(self.start, mine, recording, name, not_comparable)
         return self.shifted(offset, note) if offset or note else self
 
     def labels_at(self, onsets_s: Any, epoch_s: float | None = None) -> np.ndarray:
@@ -192,13 +201,15 @@ class Hypnogram:
     # ------------------------------------------------------------------ statistics, agreement
     def statistics(self) -> dict:
         """Sleep statistics (``stats.sleep_statistics``, AASM) plus ``record``, ``source``,
-        ``scorer``, ``start`` (ISO), ``first_epoch_onset_s`` and ``info``; computed once."""
+        ``scorer``, ``start`` (ISO), ``first_epoch_onset_s`` and ``info``; computed once, on the
+        contiguous grid (time between epochs counts as unscored, so TIB spans the gaps)."""
         if "statistics" not in self._cache:
             self._cache["statistics"] = {
                 "record": self.record, "source": self.source, "scorer": self.scorer,
                 "start": None if self.start is None else self.start.isoformat(),
                 "first_epoch_onset_s": float(self.onsets_s[0]) if len(self) else None,
-                **sleep_statistics(self.stages, self.epoch_s), **({"info": self.info} if self.info else {})}
+                **sleep_statistics(self.contiguous().stages, self.epoch_s),
+                **({"info": self.info} if self.info else {})}
         return self._cache["statistics"]
 
     def agreement(self, reference: "Hypnogram | str | Path") -> dict:
@@ -207,10 +218,10 @@ class Hypnogram:
         there: kappa, accuracy, macro_f1, balanced_accuracy, per_class_f1, per_class_recall,
         support, confusion (rows = reference, columns = these stages), n_compared,
         n_unscored_excluded, reference_offset_s, reference_note. Computed once per reference."""
-        ref = reference if isinstance(reference, Hypnogram) else Hypnogram.from_file(reference)
         cached = self._cache.get(("agreement", id(reference)))
         if cached is not None and cached[0] is reference:
             return cached[1]
+        ref = reference if isinstance(reference, Hypnogram) else Hypnogram.from_file(reference, self.epoch_s)
         aligned = ref.aligned_to(self)
         truth = aligned.labels_at(self.onsets_s, self.epoch_s)
         staged = self.stages >= 0
@@ -247,23 +258,31 @@ class Hypnogram:
         return atomic_write_text(path, "\n".join([",".join(header), *lines.tolist()]) + "\n")
 
     def to_edf(self, path: str | Path) -> Path:
-        """An EDF+ hypnogram in the Sleep-EDF style (``Sleep stage W/1/2/3/R/?``), header start
-        = ``start`` (its clock time as given; EDF holds no time zone)."""
-        start = None if self.start is None else self.start.replace(tzinfo=None)
+        """An EDF+ hypnogram in the Sleep-EDF style (``Sleep stage W/1/2/3/R/?``), header start =
+        ``start``: a naive start as its clock time, an aware one as its UTC time (EDF headers hold
+        no time zone). DataError for an empty hypnogram (EDF+ needs an annotation)."""
+        if not len(self):
+            raise DataError(f"{self.source or 'hypnogram'}: no epoch to write to {path}")
+        start = self.start
+        if start is not None and start.tzinfo is not None:
+            start = start.astimezone(timezone.utc).replace(tzinfo=None)
         return write_hypnogram_edf(path, self, start)
 
-    def plot(self, path: str | Path | None = None, reference: "Hypnogram | None" = None,
+    def plot(self, path: str | Path | None = None, reference: "Hypnogram | str | Path | None" = None,
              title: str | None = None):
-        """The hypnogram (and ``reference``'s stages above it, on this clock) with the
-        probabilities as a band: a PNG at ``path`` (returned), or the matplotlib Figure."""
+        """The hypnogram (and ``reference``'s stages above it, a Hypnogram or a scoring file, on
+        this clock) with the probabilities as a band: a PNG at ``path`` (returned), or the
+        matplotlib Figure."""
         from part.evaluation.report import save_png
         from part.modalities.eeg.sleep.plots import hypnogram_figure
 
+        if reference is not None and not isinstance(reference, Hypnogram):
+            reference = Hypnogram.from_file(reference, self.epoch_s)
         drawn = self.contiguous()
         truth = None if reference is None else reference.aligned_to(self).labels_at(drawn.onsets_s, self.epoch_s)
         if title is None:
             title = f"{self.record or 'hypnogram'}: {'predicted ' if self.proba is not None else ''}sleep stages"
-            if reference is not None and (truth >= 0).any() and (self.stages >= 0).any():
+            if reference is not None and ((truth >= 0) & (drawn.stages >= 0)).any():
                 kappa = self.agreement(reference)["kappa"]
                 shown = "n/a" if kappa is None else f"{kappa:.3f}"
                 title += f" vs {reference.scorer or reference.source} (kappa {shown})"
@@ -294,7 +313,12 @@ def stage_codes(class_names) -> np.ndarray:
     if bad:
         raise DataError(f"classes {bad} are no sleep stages; a sleep model's classes are stage names such as "
                         f"{list(CLASS_NAMES)}")
-    return np.array([c for c, _ in codes], np.int64)
+    codes = np.array([c for c, _ in codes], np.int64)
+    if len(set(codes.tolist())) < codes.size:
+        twice = [n for n, c in zip(class_names, codes) if (codes == c).sum() > 1]
+        raise DataError(f"classes {twice} name the same sleep stage; a sleep model's classes are distinct stages "
+                        f"(e.g. {list(CLASS_NAMES)}: R&K stages 3 and 4 are both N3)")
+    return codes
 
 
 def _checked_proba(proba: Any, n: int, source: str) -> np.ndarray:
@@ -307,6 +331,6 @@ def _checked_proba(proba: Any, n: int, source: str) -> np.ndarray:
     bad = rows & ((np.abs(proba.sum(1) - 1.0) > 1e-4) | (proba < -1e-9).any(1) | np.isnan(proba).any(1))
     if bad.any():
         raise ValueError(f"Hypnogram({source}): epoch {int(np.flatnonzero(bad)[0])}'s probabilities "
-                         f"{proba[bad][0].round(6).tolist()} do not sum to 1; expected a distribution per epoch "
-                         "(or NaN for an epoch without one)")
+                         f"{proba[bad][0].round(6).tolist()} are no distribution; expected per epoch numbers >= 0 "
+                         "summing to 1 (or a row of NaN for an epoch without probabilities)")
     return proba

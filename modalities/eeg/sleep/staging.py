@@ -21,7 +21,8 @@ on the recording's clock by the two start times (``Hypnogram.aligned_to``).
 Windows without signal (every channel flat: std below the card's ``flat_std_uv``, e.g. a
 disconnected headbox or zero-filled data) are not staged: stage -1 (unscored), NaN
 probabilities, counted in the hypnogram's ``info`` (``no_signal_epochs``; per channel
-``flat_epochs``), which ``stats.json`` carries and the command line warns about.
+``flat_epochs``), which ``stats.json`` carries and the command line warns about. A recording
+without signal in any window is refused (RecordError) rather than staged.
 
 Channels (``recordings/channels.py``): each model channel is read from the recording channel
 ``channels`` maps it to ({model name: recording name}; the CLI's ``--channels "F3-M2=EEG
@@ -38,7 +39,7 @@ one-line RecordError names the recording, the channel and the number of NaN/Inf 
 from __future__ import annotations
 
 from dataclasses import fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -50,7 +51,7 @@ from part.inference import FinetunedModel, load_finetuned
 from part.modalities.eeg.recordings import mne_reader
 from part.modalities.eeg.recordings.channels import ModelChannels, Selection, expand, needed_channels
 from part.modalities.eeg.recordings.constants import CLASS_NAMES
-from part.modalities.eeg.recordings.hypnogram_edf import EDF_SUFFIXES, known_start
+from part.modalities.eeg.recordings.hypnogram_edf import known_start, recording_clock
 from part.modalities.eeg.recordings.signal import EegRecording, FilterSpec, RecordError
 from part.modalities.eeg.recordings.windows import (RecordingWindows, WindowConfig, output_length, recording_windows,
                                                     unlabelled_grid, window_grid)
@@ -111,7 +112,7 @@ class Stager:
             present, start = list(header.sig_name), _wfdb_start(header)
         else:
             raw = mne_reader.open_raw(path)
-            present, start = list(raw.ch_names), _recording_start(raw.info.get("meas_date"), path)
+            present, start = list(raw.ch_names), _raw_start(raw, path)
         selection = self.montage.select(present, channels, str(path))
         recording = mne_reader.read_recording_full(path, selection.targets, annotations=False, raw=raw).recording
         return self.predict_recording(expand(recording, selection, self.channels), hypnogram, start, str(path),
@@ -126,7 +127,7 @@ class Stager:
         volts = raw.get_data(picks=needed)
         recording = self._from_volts(name, float(raw.info["sfreq"]), selection, dict(zip(needed, volts)))
         return self.predict_recording(expand(recording, selection, self.channels), hypnogram,
-                                      _recording_start(raw.info.get("meas_date"), name), name, batch_size)
+                                      _raw_start(raw, name), name, batch_size)
 
     def predict_array(self, data: Any, sfreq: float, ch_names: Sequence[str],
                       channels: str | Mapping[str, str] | None = None, hypnogram: Any = None,
@@ -162,6 +163,10 @@ class Stager:
         windows = self.windows(recording, hypnogram, source, start)
         cfg, n = self.config, windows.n_windows
         no_signal = windows.flat.all(1)
+        if no_signal.all():
+            raise RecordError(f"{source}: no signal in any of its {n} {cfg.window_s:g}-s windows (every channel flat: "
+                              f"std below {cfg.flat_std_uv:g} uV in each); nothing to stage: check the file and the "
+                              "channels read (--channels)")
         proba = np.full((n, len(CLASS_NAMES)), np.nan)
         stages = np.full(n, -1, np.int64)
         if (~no_signal).any():
@@ -190,21 +195,21 @@ class Stager:
         if output_length(recording, cfg) < cfg.window_len:
             raise RecordError(f"{source}: {recording.n_samples / recording.fs:.1f} s long, shorter than one "
                               f"{cfg.window_s:g}-s window; expected a recording of at least {cfg.window_s:g} s")
-        scoring = self.reference(hypnogram, start, source)
+        scoring = self.reference(hypnogram, start, source, cfg.window_s)
         grid = (unlabelled_grid(recording, cfg) if scoring is None else
                 window_grid(scoring, recording.n_samples / recording.fs, cfg.target_fs, cfg.window_s))
         return recording_windows(recording, grid, cfg)
 
     @staticmethod
-    def reference(hypnogram: Any, start: datetime | None, source: str) -> Hypnogram | None:
-        """``hypnogram`` (None, a Hypnogram or a scoring file) on the clock of the recording
-        ``source`` starting at ``start`` (``Hypnogram.aligned_to``)."""
+    def reference(hypnogram: Any, start: datetime | None, source: str, epoch_s: float = 30.0) -> Hypnogram | None:
+        """``hypnogram`` (None, a Hypnogram or a scoring file of ``epoch_s`` epochs) on the clock of
+        the recording ``source`` starting at ``start`` (``Hypnogram.aligned_to``)."""
         if hypnogram is None:
             return None
         if not isinstance(hypnogram, Hypnogram):
             if not isinstance(hypnogram, (str, Path)):
                 raise TypeError(f"hypnogram: expected a path or a Hypnogram, got {type(hypnogram).__name__}")
-            hypnogram = Hypnogram.from_file(hypnogram)
+            hypnogram = Hypnogram.from_file(hypnogram, epoch_s)
         return hypnogram.aligned_to(known_start(start), Path(source).name)
 
     @torch.no_grad()
@@ -246,12 +251,14 @@ def _window_config(data: Mapping[str, Any], where: str) -> tuple[tuple[str, ...]
     return tuple(need("channels")), config
 
 
-def _recording_start(meas_date: Any, path: str | Path) -> datetime | None:
-    """A recording's start from MNE's ``meas_date``: an EDF/BDF header's clock time (MNE labels it
-    UTC without converting) as a naive datetime, any other format's as the aware UTC time."""
-    if not isinstance(meas_date, datetime):
+def _raw_start(raw, path: str | Path) -> datetime | None:
+    """The clock time of an MNE Raw's first data sample (``meas_date`` is that of sample 0 of the
+    acquisition: a cropped Raw or a FIF file starts ``first_time`` seconds later), by the clock
+    rule of ``hypnogram_edf.recording_clock``."""
+    start = raw.info.get("meas_date")
+    if not isinstance(start, datetime):
         return None
-    return meas_date.replace(tzinfo=None) if Path(path).suffix.lower() in EDF_SUFFIXES else meas_date
+    return recording_clock(start + timedelta(seconds=float(raw.first_time)), path)
 
 
 def _wfdb_start(header) -> datetime | None:

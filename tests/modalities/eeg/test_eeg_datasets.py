@@ -194,16 +194,20 @@ def test_report_hook_draws_test_records_at_their_onsets(tmp_path):
     first = np.array([10.0 * sorted(manifest["records"]).index(r) for r in b.test.records])
     np.testing.assert_allclose(b.test.onsets_s, first + 30.0 * b.test.window_index)
     drawn = []
-    from part.modalities.eeg.sleep.hypnogram import Hypnogram
-    real = Hypnogram.plot
-    Hypnogram.plot = lambda self, path, *a, **k: drawn.append((Path(path).name, self.contiguous().stages,
-                                                               self.contiguous().start_s))
+    import part.modalities.eeg.sleep.plots as plots
+    real = plots.hypnogram_figure
+
+    def spy(y_pred, class_names, title, **kw):  # the figure the report draws, as it is drawn
+        drawn.append((title.split(":")[0].split(" ")[0], np.asarray(y_pred), kw["onset_s"]))
+        return real(y_pred, class_names, title, **kw)
+    plots.hypnogram_figure = spy
     try:
         b.report_hook(tmp_path / "report", {"y_true": b.test.targets, "y_pred": b.test.targets})
     finally:
-        Hypnogram.plot = real
+        plots.hypnogram_figure = real
     records = list(dict.fromkeys(b.test.records))
-    assert [d[0] for d in drawn] == [f"hypnogram_{r}.png" for r in records]
+    assert [d[0] for d in drawn] == records
+    assert sorted(p.name for p in (tmp_path / "report").glob("*.png")) == sorted(f"hypnogram_{r}.png" for r in records)
     for (_, y_pred, onset), r in zip(drawn, records):  # window 1 is unlabelled: a gap, not collapsed
         assert y_pred.tolist() == [0, -1, 2, 3, 4] and onset == first[list(b.test.records).index(r)]
 

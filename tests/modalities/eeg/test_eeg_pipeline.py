@@ -73,3 +73,21 @@ def test_sleep_edf_recipe_without_data_leads_with_the_sleep_edf_command(tmp_path
     from part.modalities.eeg.datasets import PreparedRecordingsOptions, load_prepared_recordings
     with pytest.raises(DataError, match=r"Prepare it with `part-prepare-sleep-edf --src RAW --out "):
         load_prepared_recordings(PreparedRecordingsOptions(root=str(tmp_path / "missing")))
+
+
+def test_a_run_imports_scikit_learn_only_when_it_evaluates(prepared, tmp_path):
+    """A fresh process pretraining and finetuning (no evaluate stage) never imports scikit-learn;
+    the evaluation does (the metrics import it on first use)."""
+    import subprocess
+    import sys
+    common = [str(ROOT / "recipes/eeg_sleep_demo.yaml"), f"data.root={prepared}", f"run.output_dir={tmp_path}",
+              "run.device=cpu", "model.dim=16", "model.depth=1", "model.heads=2", "method.num_pairs=16",
+              "pretrain.epochs=1", "finetune.epochs=1", "pretrain.batch_size=64", "finetune.batch_size=64",
+              "evaluate.repeats=1"]
+    code = ("import sys; from part.train import main; code = main(sys.argv[2:]); "
+            "print('sklearn' in sys.modules, code)")
+    for stages, expected in (("run.stages=[pretrain,finetune]", "False 0"),
+                             ("run.stages=[evaluate] run.resume=force", "True 0")):
+        out = subprocess.run([sys.executable, "-c", code, "x", *common, *stages.split()], capture_output=True,
+                             text=True, timeout=600, cwd=tmp_path)
+        assert out.stdout.strip().splitlines()[-1] == expected, out.stderr[-2000:]

@@ -355,3 +355,15 @@ def test_one_label_count_function():
     assert pc18_counts is label_counts
     hyp = Hypnogram(np.array([0, 4, -1, 4], np.int8), onsets_s=30.0 * np.arange(4))
     assert hyp.counts() == label_counts(hyp.stages) == {"W": 1, "N1": 0, "N2": 0, "N3": 0, "REM": 2, "unlabelled": 1}
+
+
+def test_a_truncated_edf_hypnogram_is_refused(tmp_path):
+    from part.modalities.eeg.recordings.hypnogram_edf import write_annotations_edf
+
+    notes = [(30.0 * i, 30.0, "Sleep stage W" if i % 2 else "Sleep stage 2") for i in range(200)]
+    path = write_annotations_edf(tmp_path / "h.edf", *zip(*notes))
+    assert read_hypnogram(path).n_epochs == 200
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(HypnogramError, match=r"h\.edf is truncated: its header says \d+ data records"):
+        read_hypnogram(path)

@@ -44,7 +44,7 @@ def test_bad_input_is_refused_with_what_was_expected():
         Hypnogram([0, 1], onsets_s=[0, 10])
     with pytest.raises(ValueError, match=r"probabilities of shape \(3, 4\); expected \(3, 5\)"):
         Hypnogram([0, 1, 2], proba=np.full((3, 4), 0.25))
-    with pytest.raises(ValueError, match="epoch 1's probabilities .* do not sum to 1"):
+    with pytest.raises(ValueError, match="epoch 1's probabilities .* are no distribution; expected .* summing to 1"):
         Hypnogram([0, 1], proba=[[1, 0, 0, 0, 0], [0.5, 0, 0, 0, 0]])
     ok = Hypnogram([0, -1], proba=[[1, 0, 0, 0, 0], [np.nan] * 5])  # an epoch without probabilities
     assert np.isnan(ok.proba[1]).all()
@@ -55,6 +55,35 @@ def test_stage_codes_of_class_names():
     np.testing.assert_array_equal(stage_codes(["Wake", "R", "N2"]), [0, 4, 2])
     with pytest.raises(DataError, match=r"classes \['cat'\] are no sleep stages"):
         stage_codes(["W", "cat"])
+    with pytest.raises(DataError, match=r"classes \['N3', 'N4'\] name the same sleep stage"):
+        stage_codes(["W", "N1", "N2", "N3", "N4", "REM"])  # R&K 4 is N3: probabilities would be lost
+
+
+def test_the_object_is_immutable_and_keeps_the_callers_arrays():
+    stages = NIGHT.copy()
+    hyp = Hypnogram(stages)
+    with pytest.raises(ValueError, match="read-only"):
+        hyp.stages[0] = 4
+    stages[0] = 4  # the caller's array is the caller's
+    assert hyp.stages[0] == 0 and hyp.statistics()["minutes"]["W"] == 1.5
+
+
+def test_aligning_twice_is_aligning_once():
+    recording = Hypnogram(NIGHT, start=START, source="n.edf")
+    later = Hypnogram(NIGHT[2:], start=START + timedelta(seconds=60), source="ref.edf")
+    once = later.aligned_to(recording)
+    assert once.offset_s == 60.0 and once.start == START and once.onsets_s[0] == 60.0
+    twice = once.aligned_to(recording)
+    assert twice.offset_s == 60.0 and twice.onsets_s[0] == 60.0 and twice is once
+    assert recording.agreement(once)["reference_offset_s"] == 0.0 and recording.agreement(once)["kappa"] == 1.0
+
+
+def test_statistics_count_the_time_between_epochs():
+    """Epochs at 0, 30 s and at 1 h, 1 h 30 s: the scored period is 61 min, not 2 min."""
+    hyp = Hypnogram([0, 2, 2, 0], onsets_s=[0.0, 30.0, 3600.0, 3630.0])
+    stats = hyp.statistics()
+    assert stats["tib_min"] == 61.0 and stats["tst_min"] == 1.0 and stats["unscored_min"] == 59.0
+    assert stats["waso_min"] == 0.0 and stats["n_epochs"] == 122
 
 
 def test_csv_round_trip_keeps_stages_onsets_and_probabilities(tmp_path):
@@ -126,6 +155,21 @@ def test_plot_returns_a_figure_or_writes_a_png(tmp_path):
     fig = staged.plot(reference=Hypnogram(NIGHT, start=START))
     assert isinstance(fig, Figure) and len(fig.axes) == 3 and "kappa 1.000" in fig.axes[0].get_title()
     assert staged.plot(tmp_path / "n.png").read_bytes().startswith(b"\x89PNG")
+    scoring = Hypnogram(NIGHT, start=START).to_csv(tmp_path / "ref.csv")
+    assert "kappa 1.000" in staged.plot(reference=scoring).axes[0].get_title()  # a scoring file too
+    disjoint = Hypnogram([-1] * 4 + [2] * 10)  # scored only where nothing is staged: no kappa in the title
+    assert "kappa" not in Hypnogram([2] * 4 + [-1] * 10).plot(reference=disjoint).axes[0].get_title()
+
+
+def test_an_empty_hypnogram_cannot_be_written_as_edf(tmp_path):
+    with pytest.raises(DataError, match="no epoch to write"):
+        Hypnogram([]).to_edf(tmp_path / "e.edf")
+
+
+def test_an_aware_start_is_written_as_its_utc_clock(tmp_path):
+    local = datetime(2021, 3, 4, 23, 45, tzinfo=timezone(timedelta(hours=1)))
+    back = Hypnogram.from_file(Hypnogram(NIGHT, start=local).to_edf(tmp_path / "u.edf"))
+    assert back.start == datetime(2021, 3, 4, 22, 45)
 
 
 def test_contiguous_fills_gaps_with_unscored_epochs():
@@ -134,6 +178,9 @@ def test_contiguous_fills_gaps_with_unscored_epochs():
     np.testing.assert_array_equal(filled.stages, [0, 2, -1, 4])
     np.testing.assert_allclose(filled.onsets_s, [15, 45, 75, 105])
     assert np.isnan(filled.proba[2]).all() and filled.contiguous() is filled
+    off_grid = Hypnogram([0, 2, 4], onsets_s=[0.0, 45.0, 75.0])  # the last slot is right, the middle is not
+    assert off_grid.contiguous() is not off_grid
+    np.testing.assert_array_equal(off_grid.contiguous().stages, [0, -1, 2, 4])  # 45 s -> slot 2, 75 s -> slot 3
 
 
 def test_write_puts_every_file_in_place(tmp_path):

@@ -14,14 +14,19 @@ EEG = Path(__file__).resolve().parents[3] / "modalities" / "eeg"
 RECORDINGS = sorted((EEG / "recordings").glob("*.py"))
 
 
-def _imports(path: Path) -> set[str]:
-    """Every module a file imports, at any depth (lazy imports inside functions too)."""
+def _imports(path: Path, package: str = "part.modalities.eeg.recordings") -> set[str]:
+    """Every module a file imports, at any depth (lazy imports inside functions too); relative
+    imports resolved against ``package``."""
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             names.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
+        elif isinstance(node, ast.ImportFrom):
+            base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+            module = ".".join(p for p in (base, node.module) if p)
+            names.add(module)
+            if node.module is None:  # from . import x
+                names.update(f"{module}.{a.name}" for a in node.names)
     return names
 
 
@@ -34,8 +39,10 @@ def test_recordings_source_imports_no_torch_and_no_sleep(path):
 
 def test_the_layer_check_sees_lazy_imports(tmp_path):
     probe = tmp_path / "probe.py"
-    probe.write_text("def f():\n    import torch\n    from part.modalities.eeg.sleep.hypnogram import Hypnogram\n")
-    assert {"torch", "part.modalities.eeg.sleep.hypnogram"} <= _imports(probe)
+    probe.write_text("def f():\n    import torch\n    from part.modalities.eeg.sleep.hypnogram import Hypnogram\n"
+                     "from ..sleep import staging\nfrom . import signal\n")
+    assert {"torch", "part.modalities.eeg.sleep.hypnogram", "part.modalities.eeg.sleep",
+            "part.modalities.eeg.recordings.signal"} <= _imports(probe)
 
 
 def test_importing_recordings_and_the_hypnogram_loads_no_torch_nor_sklearn():

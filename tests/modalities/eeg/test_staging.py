@@ -156,7 +156,9 @@ def test_cli_writes_the_files_and_matches_the_api(night, tmp_path, capsys):
     assert (out / f"{REC}.hypnogram.png").read_bytes().startswith(b"\x89PNG")
     # agreement.json = part.evaluation.metrics on the epochs scored in both
     agreement = json.loads((out / f"{REC}.agreement.json").read_text())
-    reference = read_hypnogram(night["scoring"]).aligned_to(api).labels_at(api.onsets_s)
+    # the reference labels of the staged windows: the window grid's labels (the preparation's rule)
+    reference = night["stager"].windows(read_recording(night["edf"], PC18_EEG_CHANNELS), night["scoring"],
+                                        str(night["edf"]), START).labels
     expected = classification_metrics(reference, api.stages, range(5), class_names=list(CLASS_NAMES))
     assert agreement["kappa"] == expected["kappa"] and agreement["confusion"] == expected["confusion"]
     assert agreement["n_compared"] == int((reference >= 0).sum()) and "macro_f1" in agreement
@@ -266,10 +268,16 @@ def test_hypnogram_file_is_aligned_by_start_time_and_outputs_are_computed_once(n
     earlier = window_grid(Hypnogram(st, onsets_s=on - 60), duration, 100.0, 30.0)
     assert not np.array_equal(earlier.labels, expected.labels)
     result = night["stager"].predict_file(night["edf"], hypnogram=later)
-    aligned = read_hypnogram(later).aligned_to(result)
-    np.testing.assert_array_equal(aligned.labels_at(result.onsets_s), expected.labels)
-    assert aligned.offset_s == 60.0 and aligned.note is None
-    assert result.agreement(later)["reference_offset_s"] == 60.0
+    # staging put the scoring on the recording's clock before cutting its windows ...
+    staged_labels = night["stager"].windows(read_recording(night["edf"], PC18_EEG_CHANNELS), later, str(night["edf"]),
+                                            START).labels
+    np.testing.assert_array_equal(staged_labels, expected.labels)
+    # ... with an offset that is not a multiple of 30 s the grid itself moves with the scoring
+    odd = write_hypnogram_edf(tmp_path / "odd.edf", Hypnogram(st, onsets_s=on - 60), START + timedelta(seconds=75))
+    moved = night["stager"].predict_file(night["edf"], hypnogram=odd)
+    assert moved.onsets_s[0] % 30 == 15.0 and result.onsets_s[0] % 30 == 0.0
+    assert result.agreement(later)["reference_offset_s"] == 60.0 and "reference_note" not in result.agreement(later)
+    np.testing.assert_array_equal(read_hypnogram(later).aligned_to(result).labels_at(result.onsets_s), expected.labels)
     opens, calls, real_open = [], Counter(), mne_reader.open_raw
     monkeypatch.setattr(mne_reader, "open_raw", lambda *a, **k: opens.append(a) or real_open(*a, **k))
     for fn in ("classification_metrics", "sleep_statistics"):
@@ -346,3 +354,43 @@ def test_checkpoint_errors_name_what_exists(night, tmp_path, capsys):
     assert (f"error: '{best}' is a checkpoint file, not a run directory: pass the run directory '{run_dir}' "
             "(<run.output_dir>/<run.name>), or --checkpoint <file>") in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_truncated_edf_is_refused_not_staged(night, tmp_path, capsys):
+    """An EDF cut to half its size was staged as half a night with exit 0: now that recording
+    fails with one line saying it is truncated, and nothing is written for it."""
+    cut = tmp_path / "cut.edf"
+    data = night["edf"].read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(RecordError, match=r"cut.edf is truncated: its header says \d+ data records"):
+        night["stager"].predict_file(cut)
+    out = tmp_path / "out"
+    assert stage_main([str(night["run"]), str(cut), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "cut.edf is truncated" in err and "copy or download it again" in err and not out.exists()
+
+
+def test_flat_recordings_and_windows_are_not_staged_as_sleep(night, tmp_path, capsys):
+    """An all-zero recording was staged as an hour of REM at 100 % sleep efficiency: it is refused.
+    Windows without signal in an otherwise good night are unscored (not sleep), counted in
+    stats.json and warned about; a dead channel is named."""
+    fs, uv = night["fs"], night["uv"].copy()
+    flat_night = write_edf(tmp_path / "flat.edf", PC18_EEG_CHANNELS, np.zeros_like(uv), fs)
+    with pytest.raises(RecordError, match="flat.edf: no signal in any of its .* windows"):
+        night["stager"].predict_file(flat_night)
+    uv[:, : int(120 * fs)] = 0.0  # a disconnected headbox for 2 min: 3 windows flat (the 4th catches the
+    # zero-phase band-pass's ringing of the signal that starts at 120 s)
+    uv[1] = 0.0  # and F4-M1 dead all night
+    gap = write_edf(tmp_path / "gap.edf", PC18_EEG_CHANNELS, uv, fs)
+    out = tmp_path / "out"
+    assert stage_main([str(night["run"]), str(gap), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: gap: 3 of " in err and "epochs have no signal" in err
+    assert "channel(s) ['F4-M1'] flat in more than half of the epochs" in err
+    stats = json.loads((out / "gap.stats.json").read_text())
+    assert stats["info"]["no_signal_epochs"] == 3 and stats["info"]["flat_epochs"]["F4-M1"] == stats["n_epochs"]
+    assert stats["n_scored"] == stats["n_epochs"] - 3
+    rows = (out / "gap.hypnogram.csv").read_text().splitlines()[1:4]
+    assert all(r.split(",")[2] == "unscored" and r.endswith(",,,,,") for r in rows)
+    staged = Hypnogram.from_file(out / "gap.hypnogram.csv")
+    assert (staged.stages[:3] == -1).all() and (staged.stages[3:] >= 0).all()
