@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DATA ?= demo_data
 DEMO_RUNS ?= demo_runs
 
-.PHONY: install test demo demo-images bench clean
+.PHONY: install test demo demo-eeg-ssl demo-images bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -23,6 +23,11 @@ test: $(STAMP)
 # budget) -> comparison table. Rerunning resumes / skips what is done.
 demo: $(STAMP)
 	$(BIN)/python -m part.modalities.eeg.sleep.demo --data $(DEMO_DATA) --runs $(DEMO_RUNS)
+
+# The same with the EEG field's self-supervised baselines (relative positioning, temporal
+# shuffling, CPC) beside PART in one table.
+demo-eeg-ssl: $(STAMP)
+	$(BIN)/python -m part.modalities.eeg.sleep.demo --data $(DEMO_DATA) --runs $(DEMO_RUNS) --eeg-baselines
 
 # The image path on scikit-learn's digits (embedded data, ~3 min on 2 CPU cores).
 demo-images: $(STAMP)

@@ -15,8 +15,8 @@ from functools import partial
 from pathlib import Path
 
 from part.errors import DataError, run_cli
+from part.modalities.eeg.recordings.discovery import HYPNOGRAM_GLOB  # noqa: F401 (psg.py's default)
 
-HYPNOGRAM_GLOB = "*Hypnogram*"  # default --hypnogram-glob: file names of hypnograms (fnmatch)
 
 
 def add_common_args(p: argparse.ArgumentParser, channels: str | None, n_test: int, n_finetune: int,

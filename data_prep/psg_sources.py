@@ -4,7 +4,8 @@
 ``part.modalities.eeg.recordings.mne_reader.READERS`` (EDF/BDF/GDF, FIF, BrainVision ``.vhdr``, EEGLAB ``.set``)
 is a recording, unless its name matches the hypnogram glob (default ``*Hypnogram*``): files
 matching it with a hypnogram suffix (``.edf``, ``.bdf``, ``.txt``, ``.csv``, ``.tsv``) are
-scoring files. Pairing rule (:func:`pair_hypnograms`): a hypnogram pairs with the recording IN ITS
+scoring files (``recordings/discovery.py``, shared with staging). Pairing rule
+(``discovery.pair_hypnograms``): a hypnogram pairs with the recording IN ITS
 OWN FOLDER whose file name shares the longest common prefix with the hypnogram's name
 (``SC4001E0-PSG.edf`` <- ``SC4001EC-Hypnogram.edf``); a tie is an error unless the folder holds
 a single recording. Two hypnograms for one recording, or a hypnogram without a recording, are
@@ -28,8 +29,6 @@ recording whose header's patient or recording field says ``synthetic`` (the file
 
 from __future__ import annotations
 
-import bisect
-import fnmatch
 import os
 import re
 from pathlib import Path
@@ -37,88 +36,14 @@ from typing import Callable
 
 import numpy as np
 
-from part.data_prep.cli import HYPNOGRAM_GLOB
 from part.data_prep.prepare import PrepConfig, ReadResult, RecordSource, relative_path
 from part.errors import DataError
+from part.modalities.eeg.recordings.discovery import HYPNOGRAM_GLOB, pair_hypnograms, scan
 from part.modalities.eeg.recordings.hypnogram_edf import EDF_SUFFIXES, align_to_recording
-from part.modalities.eeg.recordings.hypnogram_io import TABLE_SUFFIXES
 from part.modalities.eeg.recordings.mne_reader import READERS, read_recording_full, suffix_of
 from part.modalities.eeg.recordings.signal import RecordError
 from part.modalities.eeg.recordings.windows import window_grid
 from part.modalities.eeg.sleep.hypnogram import Hypnogram
-
-HYPNOGRAM_SUFFIXES = EDF_SUFFIXES + TABLE_SUFFIXES
-
-
-def _common_prefix(a: str, b: str) -> int:
-    return len(os.path.commonprefix([a, b]))
-
-
-def _best_matches(names: list[str], query: str) -> tuple[int, int]:
-    """Index range ``[lo, hi)`` of the names (sorted) sharing the longest common prefix with
-    ``query``: that prefix is the longer one shared with the neighbours of ``query``'s place in
-    the order, and every name starting with it is adjacent (all names when it is empty)."""
-    at = bisect.bisect_left(names, query)
-    length = max((_common_prefix(names[i], query) for i in (at - 1, at) if 0 <= i < len(names)), default=0)
-    prefix = query[:length]
-    lo = bisect.bisect_left(names, prefix)
-    hi = lo
-    step = 1
-    while hi + step <= len(names) and names[hi + step - 1].startswith(prefix):  # gallop, then bisect
-        hi, step = hi + step, step * 2
-    while step > 1:
-        step //= 2
-        if hi + step <= len(names) and names[hi + step - 1].startswith(prefix):
-            hi += step
-    return lo, hi
-
-
-def pair_hypnograms(recordings: list[Path], hypnograms: list[Path]) -> tuple[dict[Path, Path], dict[str, str]]:
-    """``({recording: hypnogram}, {name: reason})`` by the pairing rule of the module docstring."""
-    pairs: dict[Path, list[Path]] = {}
-    failed: dict[str, str] = {}
-    folders: dict[Path, list[Path]] = {}
-    for rec in recordings:
-        folders.setdefault(rec.parent, []).append(rec)
-    by_folder = {folder: sorted(recs, key=lambda r: r.name) for folder, recs in folders.items()}
-    names = {folder: [r.name for r in recs] for folder, recs in by_folder.items()}
-    for hyp in hypnograms:
-        here = by_folder.get(hyp.parent, [])
-        lo, hi = _best_matches(names[hyp.parent], hyp.name) if here else (0, 0)
-        best = here[lo:hi]
-        if len(best) == 1:
-            pairs.setdefault(best[0], []).append(hyp)
-            continue
-        what = (f"{len(best)} recordings share its longest name prefix: {[r.name for r in best][:5]}" if best
-                else "its folder holds no recording")
-        failed[hyp.name] = (f"hypnogram {hyp}: {what}; expected exactly one recording in the same folder whose name "
-                            "starts like the hypnogram's (e.g. SC4001E0-PSG.edf / SC4001EC-Hypnogram.edf): rename "
-                            "or move the files")
-    out = {}
-    for rec, hyps in pairs.items():
-        if len(hyps) == 1:
-            out[rec] = hyps[0]
-        else:
-            failed[rec.name] = (f"recording {rec} pairs with {len(hyps)} hypnograms {[h.name for h in hyps]}; "
-                                "expected one: remove or rename the extra scoring files")
-    return out, failed
-
-
-def scan(src: Path, hypnogram_glob: str = HYPNOGRAM_GLOB) -> tuple[list[Path], list[Path]]:
-    """(recordings, hypnograms) under ``src``, sorted (hidden files and folders skipped)."""
-    recordings, hypnograms = [], []
-    for path in sorted(Path(src).rglob("*")):
-        rel = path.relative_to(src)
-        if not path.is_file() or any(part.startswith(".") for part in rel.parts):
-            continue
-        suffix = suffix_of(path)
-        if fnmatch.fnmatch(path.name, hypnogram_glob):
-            if suffix in HYPNOGRAM_SUFFIXES:
-                hypnograms.append(path)
-        elif suffix in READERS:
-            recordings.append(path)
-    return recordings, hypnograms
-
 
 def record_names(recordings: list[Path], src: Path) -> dict[Path, str]:
     """Record name of each recording: its stem, or its relative path when stems collide.

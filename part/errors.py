@@ -54,7 +54,7 @@ def run_cli(work, *, codes=None, os_error: str | None = None,
     - :class:`UserInputError`: ``error: <message>`` (:func:`user_message`), 2;
     - ``OSError`` when ``os_error`` is given (what was being done, e.g. "cannot write the analysis"):
       ``error: <os_error> (<the OS's message, with the file>)``, 2;
-    - ``KeyboardInterrupt``: ``interrupted``, 130.
+    - ``KeyboardInterrupt``: ``interrupted`` (a string, or a function giving it then), 130.
     """
     import sys
 
@@ -67,7 +67,7 @@ def run_cli(work, *, codes=None, os_error: str | None = None,
     except RunStopped as exc:
         return fail(f"stopped: {exc}", exc.exit_code)
     except KeyboardInterrupt:
-        return fail(interrupted, 130)
+        return fail(interrupted() if callable(interrupted) else interrupted, 130)
     except Exception as exc:
         for cls, value in (codes or {}).items():
             if isinstance(exc, cls):

@@ -44,7 +44,11 @@ class MethodSpec:
     """A registered pretext method: ``build(modality, encoder, tokenizer, options) -> nn.Module``
     whose forward(x) returns a dict with a scalar ``loss``. ``pretrains=False`` marks a method
     without a pretraining stage (the supervised baseline; ``build`` is then None).
-    ``position_embedding``: whether its pretraining uses position embeddings (for tables)."""
+    ``position_embedding``: whether its pretraining uses position embeddings (for tables).
+    ``modalities``: the modalities it works on (None: any), with ``needs`` saying why (for the
+    refusal). ``pretrain_data(dataset, options, seed) -> Dataset``: the samples it trains on,
+    made from the pretraining dataset (e.g. pairs of windows and their labels); its items are
+    ``(inputs, target)`` and the method's forward is called as ``forward(inputs, target)``."""
 
     name: str
     build: Optional[Callable]
@@ -52,6 +56,17 @@ class MethodSpec:
     pretrains: bool
     position_embedding: bool
     source: str
+    modalities: Optional[tuple] = None
+    needs: str = ""
+    pretrain_data: Optional[Callable] = None
+
+    def check_modality(self, modality: str) -> Optional[str]:
+        """Why this method cannot train on ``modality`` (one line), or None."""
+        if self.modalities is None or modality in self.modalities:
+            return None
+        why = f" ({self.needs})" if self.needs else ""
+        return (f"method {self.name!r} works on the modalit{'y' if len(self.modalities) == 1 else 'ies'} "
+                f"{', '.join(repr(m) for m in self.modalities)} only{why}, not on {modality!r}")
 
 
 @dataclass(frozen=True)
@@ -108,14 +123,18 @@ def register_modality(name: str, *, options: type) -> Callable[[type], type]:
 
 
 def register_method(name: str, *, options: type, build: Optional[Callable] = None,
-                    pretrains: bool = True, position_embedding: bool = False):
+                    pretrains: bool = True, position_embedding: bool = False,
+                    modalities: Optional[tuple] = None, needs: str = "",
+                    pretrain_data: Optional[Callable] = None):
     """Register a pretext method. As a decorator on its builder (a class or a function taking
     ``(modality, encoder, tokenizer, options)``), or called with ``build=`` (or ``build=None``
-    with ``pretrains=False`` for a method without pretraining)."""
+    with ``pretrains=False`` for a method without pretraining). ``modalities``, ``needs`` and
+    ``pretrain_data``: see :class:`MethodSpec`."""
     def decorate(builder: Optional[Callable]):
         source = _source(builder) if builder is not None else _source(options)
         _add(_METHODS, "method", name,
-             MethodSpec(name, builder, options, pretrains, position_embedding, source))
+             MethodSpec(name, builder, options, pretrains, position_embedding, source,
+                        None if modalities is None else tuple(modalities), needs, pretrain_data))
         return builder
     if build is not None or not pretrains:
         decorate(build)
@@ -222,4 +241,7 @@ def build_method(name: str, modality, encoder, tokenizer, options: Any = None):
                           f"to build; the finetune stage trains it from random initialisation. "
                           f"Remove 'pretrain' from run.stages or pick a pretext method "
                           f"({', '.join(n for n in available_methods() if _METHODS[n].pretrains)}).")
+    refusal = spec.check_modality(getattr(modality, "name", ""))
+    if refusal:
+        raise ConfigError(refusal)
     return spec.build(modality, encoder, tokenizer, options if options is not None else spec.options())

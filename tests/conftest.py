@@ -73,3 +73,14 @@ def run_main(main, argv) -> SimpleNamespace:
             p.join()
         assert not alive, f"main({argv}) returned {code} with child processes alive: {alive}"
     return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+
+
+def prepare_synthetic_pc18(base, records: int, n_test: int, n_finetune: int):
+    """``part-prepare-pc18 --synthetic RECORDS`` into ``base/raw`` -> ``base/prep`` (in this
+    process, one worker); returns the prepared folder."""
+    from part.data_prep.physionet2018 import main as prepare_main
+    args = ["--synthetic", str(records), "--src", base / "raw", "--out", base / "prep", "--n-test", str(n_test),
+            "--n-finetune", str(n_finetune), "--workers", "1", "--no-progress"]
+    res = run_main(prepare_main, args)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return base / "prep"

@@ -169,6 +169,12 @@ PAPER_REFERENCE = {
     "values": {"supervised": 0.531, "mp3": 0.553, "droppos": 0.582, "mae": 0.595, "part": 0.616,
                "part_grid": 0.500},
     "source": "PART paper, Table 3/4 (PhysioNet 2018, 10 finetune subjects, 200 test subjects)",
+    "other_methods": ("the EEG field's baselines relative positioning, temporal shuffling and CPC are not in the "
+                      "PART paper; Banville et al., 'Uncovering the structure of clinical EEG signals with "
+                      "self-supervised learning', J. Neural Eng. 18(4) 046020 (2021) evaluate them on PC18 with "
+                      "another protocol (their CNN encoder on 2 EEG channels, a linear classifier on frozen "
+                      "features, balanced accuracy) and show those results in figures, not in a table, so no "
+                      "number of theirs is quoted here; compare the methods within this table"),
 }
 
 

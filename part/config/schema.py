@@ -142,7 +142,14 @@ class Recipe(Options):
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
     def check(self):
-        from part.registry import dataset_spec  # late: the registry is needed only here
+        from part.registry import dataset_spec, method_spec  # late: the registry is needed only here
+        if self.modality is not None and self.method is not None:
+            try:
+                refusal = method_spec(self.method.name).check_modality(self.modality.name)
+            except KeyError:
+                refusal = None  # reported by the method section itself
+            if refusal:
+                yield "method.name", f"= {self.method.name!r}: {refusal}; pick a method for {self.modality.name!r}"
         if self.data is None or self.modality is None:
             return
         try:

@@ -1,4 +1,5 @@
-"""The transformer encoder: a ViT over a *set* of tokens, built from timm's `Block`.
+"""The transformer encoder: a ViT over a *set* of tokens, built from `Block`s that compute what
+timm's do under timm's module names (``part/core/blocks.py``; timm itself is not imported).
 
 PART pretrains with NO position embedding (the tokens are an unordered set of patches); the
 learnable position embedding of the fixed grid is added for finetuning (paper section 3.4, random
@@ -7,13 +8,12 @@ init). Module names mirror timm's VisionTransformer (`cls_token`, `pos_embed`, `
 """
 from __future__ import annotations
 
-from functools import partial
 from typing import Optional
 
 import torch
 from torch import nn
-from timm.layers import trunc_normal_
-from timm.models.vision_transformer import Block
+
+from part.core.blocks import Block, LayerNorm, trunc_normal_
 
 # name -> (dim, depth, heads). "eeg" is the paper's 1-D encoder: 16 blocks of width 256 with
 # 8 heads = 12.6M parameters in the blocks, ~12.9M with tokenizer, position embedding and head.
@@ -50,10 +50,9 @@ class ViTEncoder(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed: Optional[nn.Parameter] = None
         rates = torch.linspace(0, drop_path, depth).tolist()
-        norm = partial(nn.LayerNorm, eps=1e-6)
         self.blocks = nn.ModuleList(
-            Block(dim, num_heads, mlp_ratio, qkv_bias=qkv_bias, drop_path=r, norm_layer=norm) for r in rates)
-        self.norm = norm(dim)
+            Block(dim, num_heads, mlp_ratio, qkv_bias=qkv_bias, drop_path=r, norm_layer=LayerNorm) for r in rates)
+        self.norm = LayerNorm(dim)
         nn.init.normal_(self.cls_token, std=1e-6)
         self.apply(init_weights)
         if num_positions:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from timm.layers import trunc_normal_
+from part.core.blocks import trunc_normal_
 
 from part.core.backbone import random_position_drop
 

@@ -3,9 +3,11 @@
 Reads each run's ``config.yaml`` (the resolved recipe) and ``report/report.json`` and writes
 ``comparison.md``, ``comparison.json`` and ``comparison.png`` (grouped bars) into ``--out``
 (default: the runs' common parent folder). One row per run: method, pretraining and finetuning
-epochs, whether pretraining used position embeddings, Cohen's kappa, accuracy and macro-F1
-(mean ± std over finetune repeats where the run has them), per-class F1, and the paper's number
-for that method, labelled as the paper's.
+epochs, whether pretraining used position embeddings, Cohen's kappa, accuracy, macro-F1 and
+balanced accuracy (the mean recall over classes, the metric of Banville et al.'s EEG
+self-supervised baselines) as mean ± std over finetune repeats where the run has them, per-class
+F1, and the paper's number for that method, labelled as the paper's; a reference's
+``other_methods`` note says where the numbers of methods outside the paper come from.
 
 A comparison is only meaningful on the same test data with the same finetuning budget, so runs
 that differ in ``data.name``, ``data.root``, ``data.limit_test`` (or report ``test_split_hash``),
@@ -31,8 +33,9 @@ from part.evaluation.report import fmt_value, fmt_mean_std, save_png, markdown_t
 
 SPLIT_KEYS = ("data.name", "data.root", "data.limit_test")
 BUDGET_KEYS = ("finetune.epochs", "finetune.batch_size", "data.limit_train")
-METRICS = ("kappa", "accuracy", "macro_f1")
-METRIC_LABELS = {"kappa": "kappa", "accuracy": "accuracy", "macro_f1": "macro-F1"}
+METRICS = ("kappa", "accuracy", "macro_f1", "balanced_accuracy")
+METRIC_LABELS = {"kappa": "kappa", "accuracy": "accuracy", "macro_f1": "macro-F1",
+                 "balanced_accuracy": "balanced acc."}
 _MISSING = object()
 
 
@@ -174,14 +177,14 @@ def build_row(run: dict, reference: Mapping | None) -> dict:
 
 
 def _merged_reference(runs: Sequence[dict]) -> dict | None:
-    """The runs' paper references merged (the first run that names a label wins)."""
+    """The runs' paper references merged (the first run that has a key or names a label wins)."""
     refs = [r["report"].get("paper_reference") for r in runs]
     refs = [r for r in refs if isinstance(r, Mapping) and isinstance(r.get("values"), Mapping)]
     if not refs:
         return None
-    merged = {k: v for k, v in refs[0].items() if k != "values"}
-    merged["values"] = {}
-    for ref in reversed(refs):
+    merged: dict = {"values": {}}
+    for ref in reversed(refs):  # the first run's reference wins, key by key and label by label
+        merged.update({k: v for k, v in ref.items() if k != "values"})
         merged["values"].update(ref["values"])
     return merged
 
@@ -198,22 +201,25 @@ def _class_names(rows: Sequence[dict]) -> list:
 def render_markdown(rows: Sequence[dict], reference: Mapping | None) -> str:
     metric = (reference or {}).get("metric", "value")
     paper = [f"paper's {metric} (not ours)"] if reference else []
-    header = ["run", "method", "PT epochs", "FT epochs", "pos. embed in PT", "kappa", "accuracy",
-              "macro-F1", *paper]
+    header = ["run", "method", "PT epochs", "FT epochs", "pos. embed in PT",
+              *(METRIC_LABELS[k] for k in METRICS), *paper]
     body = [(Path(r["run"]).name, r["method_label"], r["pretrain_epochs"], r["finetune_epochs"],
              {True: "yes", False: "no", None: "n/a (no pretraining)"}[r["pretrain_position_embedding"]],
              *(fmt_mean_std(r[k]["mean"], r[k]["std"]) for k in METRICS), *([fmt_value(r["paper"])] if paper else []))
             for r in rows]
     n_rep = sorted({r["kappa"]["n"] for r in rows if r["kappa"]["n"]})
     lines = ["# Method comparison", "",
-             "Same test split and finetuning budget for every run (checked). kappa, accuracy and "
-             f"macro-F1 are mean ± std over finetune repeats where a run has repeats "
+             "Same test split and finetuning budget for every run (checked). kappa, accuracy, "
+             f"macro-F1 and balanced accuracy are mean ± std over finetune repeats where a run has repeats "
              f"(repeats per run: {', '.join(map(str, n_rep)) or 'n/a'}; {STD_NOTE}).", ""]
     lines += markdown_table(header, body)
     if reference:
         source = fmt_value(reference.get("source", "the PART paper"))
         lines += [f"The last column is quoted from the paper ({source}); it was not produced "
                   "by these runs and used the paper's own data, budget and hardware.", ""]
+        outside = sorted({r["method"] for r in rows if r["paper"] is None})
+        if outside and reference.get("other_methods"):
+            lines += [f"Not in the paper ({', '.join(outside)}): {fmt_value(reference['other_methods'])}", ""]
     classes = _class_names(rows)
     if classes:
         lines += ["## Per-class F1", ""]
@@ -223,7 +229,7 @@ def render_markdown(rows: Sequence[dict], reference: Mapping | None) -> str:
 
 
 def plot_comparison(path: Path, rows: Sequence[dict], reference: Mapping | None) -> Path:
-    """Grouped bars (kappa, accuracy, macro-F1 per run, std as error bars) with the paper's
+    """Grouped bars (kappa, accuracy, macro-F1, balanced accuracy per run, std as error bars) with the paper's
     number for each method drawn as a marker over its metric's bar."""
     from matplotlib.figure import Figure
 
@@ -233,10 +239,10 @@ def plot_comparison(path: Path, rows: Sequence[dict], reference: Mapping | None)
     for i, key in enumerate(METRICS):
         means = [np.nan if r[key]["mean"] is None else r[key]["mean"] for r in rows]
         stds = [np.nan if r[key]["std"] is None else r[key]["std"] for r in rows]
-        ax.bar(x + (i - 1) * width, means, width, yerr=stds, capsize=3, label=METRIC_LABELS[key])
+        ax.bar(x + (i - (len(METRICS) - 1) / 2) * width, means, width, yerr=stds, capsize=3, label=METRIC_LABELS[key])
     metric = (reference or {}).get("metric")
     if metric in METRICS:
-        offset = (METRICS.index(metric) - 1) * width
+        offset = (METRICS.index(metric) - (len(METRICS) - 1) / 2) * width
         paper = [np.nan if r["paper"] is None else r["paper"] for r in rows]
         ax.scatter(x + offset, paper, marker="D", color="black", zorder=3,
                    label=f"paper's {metric} (not ours)")

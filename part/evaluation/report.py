@@ -21,7 +21,7 @@ from part.evaluation.metrics import STD_NOTE, mean_std
 
 REQUIRED_KEYS = ("kappa", "accuracy", "macro_f1", "balanced_accuracy", "per_class_f1", "confusion")
 REFERENCE_HEADING = "Paper's reference numbers (from the PART paper, not ours)"
-_REPEATED_METRICS = ("kappa", "accuracy", "macro_f1")
+_REPEATED_METRICS = ("kappa", "accuracy", "macro_f1", "balanced_accuracy")
 
 
 def to_jsonable(value: Any) -> Any:
@@ -42,7 +42,8 @@ def to_jsonable(value: Any) -> Any:
 
 
 def aggregate_repeats(list_of_metrics: Sequence[Mapping], seeds: Sequence[int]) -> dict:
-    """Mean and std of kappa, accuracy and macro F1 over repeated finetunes, with each repeat.
+    """Mean and std of kappa, accuracy, macro F1 and balanced accuracy over repeated finetunes,
+    with each repeat.
 
     ``list_of_metrics[i]`` is the ``classification_metrics`` dict of the run with ``seeds[i]``.
     """

@@ -12,8 +12,11 @@ checkpoint write the weights and the optimizer state are checked too (an update 
 them while the loss that led to it was finite). Either stops the run (``RunStopped``, exit 1)
 and no checkpoint with non-finite weights is ever written: the previous good one is kept.
 Epochs in messages count from 1 (``metrics.jsonl`` keeps its 0-based ``epoch`` field).
-SIGTERM (``ctx.stop_signal``) is honoured at the next step boundary, all DDP ranks agreeing:
-a checkpoint is written there and the run stops with exit code 143, resumable exactly.
+SIGTERM and a first Ctrl-C (``ctx.stop_signal``) are honoured at the next step boundary, all DDP
+ranks agreeing: a checkpoint is written there and the run stops with exit code 143 (130 for
+SIGINT), resumable exactly. When the signal went to the whole process group (``scancel``, Ctrl-C
+in a shell), the DataLoader workers die of it first: fetching the next batch then fails, which,
+with a stop signal received, is the step boundary to stop at, not an error.
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ from part.training.optim import cosine_lr, param_groups, set_lr
 from part.training.rundir import truncate_metrics
 
 SIGTERM_EXIT = 143
+SIGINT_EXIT = 130
 
 
 class EpochSampler(Sampler):
@@ -85,7 +89,8 @@ class RunContext:
     tb_writer: object = None
     progress: bool = True
     position: dict = field(default_factory=dict)  # stage, epoch, step: for interrupt messages
-    stop_signal: Optional[str] = None  # set by the SIGTERM handler; honoured at a step boundary
+    stop_signal: Optional[str] = None  # set by the SIGTERM / first SIGINT handler; honoured at a step boundary
+    training: bool = False  # inside a training loop's steps (where a stop signal is honoured)
 
     def log(self, record: dict) -> None:
         """Append one JSON object to metrics.jsonl (rank 0 only) and to TensorBoard if available."""
@@ -203,6 +208,8 @@ class StageLoop:
         spec, ctx, cfg = self.spec, self.ctx, self.cfg
         start = self.step - ep * self.steps_per_epoch
         self.sampler.set_epoch(ep, start)
+        if callable(getattr(spec.dataset, "set_epoch", None)):  # datasets that draw samples per epoch
+            spec.dataset.set_epoch(ep)
         loader = DataLoader(spec.dataset, batch_size=self.per_rank, sampler=self.sampler, drop_last=True,
                             num_workers=ctx.num_workers, pin_memory=ctx.device.type == "cuda",
                             generator=torch.Generator().manual_seed(ctx.seed * 7919 + ep))
@@ -210,24 +217,66 @@ class StageLoop:
         self.run_model.train()
         sums, count, t0 = torch.zeros((), device=ctx.device), 0, time.perf_counter()
         self._tick, self._logged_at = t0, self.step
-        for batch in loader:
-            loss, extras = self.train_step(batch, ep)
-            sums += loss.detach()
-            count += 1
-            if self.step % ctx.log_every == 0 or self.step == self.total:
-                self.log_step(ep, loss, extras, bar)
-            if bar is not None:
-                bar.update(1)
-            if ctx.checkpoint_every and self.step % ctx.checkpoint_every == 0:
-                self.save(ep)
-            if _stop_requested(ctx, ctx.dist):
-                self.save(ep)
-                raise RunStopped(f"[{spec.stage}] stopped by {ctx.stop_signal or 'SIGTERM'} at epoch "
-                                 f"{ep + 1} step {self.step}; checkpoint '{self.ckpt_path}' written. Rerun the "
-                                 f"same command to resume exactly there.", SIGTERM_EXIT)
+        ctx.training = True
+        try:
+            for batch in self._batches(loader, ep):
+                loss, extras = self._step_or_stop(batch, ep)
+                sums += loss.detach()
+                count += 1
+                if self.step % ctx.log_every == 0 or self.step == self.total:
+                    self.log_step(ep, loss, extras, bar)
+                if bar is not None:
+                    bar.update(1)
+                if ctx.checkpoint_every and self.step % ctx.checkpoint_every == 0:
+                    self.save(ep)
+                if _stop_requested(ctx, ctx.dist):
+                    self.stop(ep)
+        finally:
+            ctx.training = False
         if bar is not None:
             bar.close()
         return self.end_epoch(ep, sums, count, t0)
+
+    def _batches(self, loader: DataLoader, ep: int):
+        """The loader's batches; a batch that cannot be fetched because the DataLoader workers died
+        after this process received a stop signal (the signal reached the whole process group) is
+        the step boundary to stop at: checkpoint and stop there."""
+        batches = iter(loader)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except RuntimeError:
+                if self.ctx.stop_signal is None:
+                    raise  # a worker died on its own: a real failure
+                self.stop(ep)
+            yield batch
+
+    def _step_or_stop(self, batch, ep: int):
+        """:meth:`train_step`; an error inside it after a stop signal (a worker's death reported
+        mid-step) stops without a checkpoint of the half-done step: the last one is kept."""
+        try:
+            return self.train_step(batch, ep)
+        except RuntimeError:
+            if self.ctx.stop_signal is None:
+                raise
+            name = self.ctx.stop_signal
+            raise RunStopped(f"[{self.spec.stage}] stopped by {name} during step {self.step + 1} of epoch {ep + 1} "
+                             f"(its DataLoader workers died of the signal); the last checkpoint '{self.ckpt_path}' "
+                             "is kept: rerun the same command to resume from it",
+                             SIGINT_EXIT if name == "SIGINT" else SIGTERM_EXIT) from None
+
+    def stop(self, ep: int) -> None:
+        """Checkpoint at this step boundary and stop (``RunStopped``: 143 SIGTERM, 130 SIGINT)."""
+        self.save(ep)
+        name, stage = self.ctx.stop_signal or "SIGTERM", self.spec.stage
+        if name == "SIGINT":
+            raise RunStopped(f"[{stage}] interrupted in {stage} at epoch {ep + 1} step {self.step} (Ctrl-C); "
+                             f"checkpoint '{self.ckpt_path}' written: rerun the same command to resume exactly "
+                             "there", SIGINT_EXIT)
+        raise RunStopped(f"[{stage}] stopped by {name} at epoch {ep + 1} step {self.step}; checkpoint "
+                         f"'{self.ckpt_path}' written. Rerun the same command to resume exactly there.", SIGTERM_EXIT)
 
     def train_step(self, batch, ep: int):
         """One optimisation step; the non-finite flag is updated on the device (no host sync)."""

@@ -12,6 +12,8 @@ check that it holds this recipe's run.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import fcntl
 import json
 import os
@@ -163,11 +165,29 @@ def _has_started(run_dir: Path) -> bool:
     return (run_dir / "metrics.jsonl").exists() or any((run_dir / "checkpoints").glob("*.pt"))
 
 
+def kept_stages(recipe, run_dir: Path):
+    """``recipe`` with the run directory's own ``run.stages`` when it asks for some of them only
+    (``run.stages=[evaluate]`` on a finished run: the same run, the same config.yaml), else
+    ``recipe`` itself."""
+    config = run_dir / "config.yaml"
+    if not config.exists():
+        return recipe
+    try:
+        old = load_recipe(config, ())
+    except ConfigError:
+        return recipe  # check_run_dir says what is wrong with it
+    if recipe.run.stages != old.run.stages and set(recipe.run.stages) <= set(old.run.stages):
+        return dataclasses.replace(recipe, run=dataclasses.replace(recipe.run, stages=list(old.run.stages)))
+    return recipe
+
+
 def check_run_dir(recipe, run_dir: Path) -> list[str]:
     """Refuse a run directory holding another recipe's run (or any run, with resume=never).
 
-    With ``run.resume=force``, differences in optimisation keys (``FORCE_CHANGEABLE``) are
-    accepted: returns them (``'key: old -> new'``), else []. The caller records them."""
+    ``recipe`` asking for some of the run's stages only is the same run (compare it as
+    :func:`kept_stages` gives it). With ``run.resume=force``, differences in optimisation keys
+    (``FORCE_CHANGEABLE``) are accepted: returns them (``'key: old -> new'``), else []. The
+    caller records them."""
     config = run_dir / "config.yaml"
     if not config.exists() or not _has_started(run_dir):
         return []  # nothing trained there yet (e.g. an earlier attempt stopped on bad data)
@@ -180,7 +200,7 @@ def check_run_dir(recipe, run_dir: Path) -> list[str]:
         raise ConfigError(f"the run directory's '{config}' cannot be read as a recipe ({exc}); "
                           f"it was written by another version or damaged. Choose another "
                           f"run.name, or delete the directory to start over") from None
-    if recipe_hash(old) == recipe_hash(recipe):
+    if recipe_hash(old) == recipe_hash(kept_stages(recipe, run_dir)):
         return []
     diff = recipe_differences(old, recipe)
     fixed = [d for d in diff if not d.startswith(FORCE_CHANGEABLE)]

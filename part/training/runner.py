@@ -17,7 +17,7 @@ from part.errors import ConfigError, DataError, RunStopped
 from part.registry import method_spec
 from part.training.distributed import barrier, init_distributed, shutdown
 from part.training.engine import RunContext
-from part.training.rundir import (RunDirLock, check_run_dir, check_writable, unmark_finished,
+from part.training.rundir import (RunDirLock, check_run_dir, check_writable, kept_stages, unmark_finished,
                                   write_config)
 from part.training.stages import Pipeline, evaluate, finetune, finetuned_name, pretrain
 
@@ -87,7 +87,7 @@ def _prepare_run_dir(recipe, pipe: Pipeline, run_dir: Path) -> None:
         print(f"run.resume=force: continuing '{run_dir}' with {'; '.join(changes)}"
               + (f"; redoing {', '.join(forgotten)}" if forgotten else ""), flush=True)
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    write_config(recipe, run_dir, changes)
+    write_config(kept_stages(recipe, run_dir), run_dir, changes)
 
 
 def check_stage_inputs(recipe, pipe: Pipeline) -> None:
@@ -131,11 +131,25 @@ def _run_stages(recipe, pipe: Pipeline, ctx: RunContext) -> dict:
 
 @contextlib.contextmanager
 def _signals(ctx: RunContext):
-    """SIGTERM asks the training loop to checkpoint and stop at the next step boundary;
-    Ctrl-C (SIGINT) becomes one line naming where the run stopped (exit 130)."""
-    def on_sigterm(signum, frame):
-        ctx.stop_signal = "SIGTERM"
-    previous = signal.signal(signal.SIGTERM, on_sigterm) if _main_thread() else None
+    """SIGTERM, and a first Ctrl-C (SIGINT) during training steps, ask the training loop to
+    checkpoint and stop at the next step boundary (exit 143 / 130). A second Ctrl-C, or one
+    outside the training steps, interrupts at once: one line naming where the run stopped (exit
+    130). Once a stop signal has arrived, DataLoader workers that die (of the same signal, sent to
+    the whole process group by scancel or a shell's Ctrl-C) are no failure: PyTorch's SIGCHLD
+    handler, which would raise it as one at any point of a step, is switched off and the loop
+    stops at its next batch."""
+    if not _main_thread():
+        yield
+        return
+
+    def on_signal(signum, frame):
+        name = signal.Signals(signum).name
+        if signum == signal.SIGINT and (ctx.stop_signal is not None or not ctx.training):
+            raise KeyboardInterrupt
+        ctx.stop_signal = ctx.stop_signal or name
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    previous_chld = signal.getsignal(signal.SIGCHLD)
     try:
         yield
     except KeyboardInterrupt:
@@ -145,8 +159,9 @@ def _signals(ctx: RunContext):
         raise RunStopped(f"interrupted{at}; rerun the same command to resume from the last "
                          f"checkpoint", 130) from None
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        signal.signal(signal.SIGCHLD, previous_chld if previous_chld is not None else signal.SIG_DFL)
 
 
 def _main_thread() -> bool:

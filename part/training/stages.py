@@ -21,7 +21,7 @@ from part.evaluation.metrics import classification_metrics, per_group_metrics
 from part.evaluation.pretext import heldout_hook, last_heldout
 from part.evaluation.report import aggregate_repeats, write_report
 from part.inference import model_card
-from part.registry import dataset_spec, method_spec, modality_spec
+from part.registry import build_method, dataset_spec, method_spec, modality_spec
 from part.training.pretext import PRETEXT_FILE, pretext_state
 from part.training.rundir import finished_stages, mark_finished
 
@@ -82,10 +82,14 @@ def pretrain(p: Pipeline) -> None:
         return p.mark_done("pretrain")
     bundle = p.bundle(0)
     modality, encoder = p.modality(bundle), p.encoder()
-    method = spec.build(modality, encoder, modality.tokenizer(encoder.dim), r.method)
+    method = build_method(r.method.name, modality, encoder, modality.tokenizer(encoder.dim), r.method)
+    data = bundle.pretrain if spec.pretrain_data is None else spec.pretrain_data(bundle.pretrain, r.method, r.run.seed)
 
     def loss_fn(model, batch, device):
-        out = model(_inputs(batch).to(device, non_blocking=True))
+        if spec.pretrain_data is None:
+            out = model(_inputs(batch).to(device, non_blocking=True))
+        else:  # (inputs, target) samples the method made from the pretraining data
+            out = model(batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True))
         return out["loss"], {k: v for k, v in out.items() if k != "loss"}
 
     def anneal(model, step, total):  # methods with schedules (e.g. DropPos smoothing) read this
@@ -94,7 +98,7 @@ def pretrain(p: Pipeline) -> None:
     ctx.say(f"[pretrain] {r.method.name} on {bundle.description}")
     heldout = (heldout_hook(method, bundle.test, r.pretrain.heldout_items, r.run.seed, ctx.device, ctx.say)
                if ctx.dist.is_main else None)  # pretext errors on fixed test items, per epoch
-    train(TrainSpec("pretrain", method, loss_fn, bundle.pretrain, r.pretrain, encoder.depth, on_step=anneal,
+    train(TrainSpec("pretrain", method, loss_fn, data, r.pretrain, encoder.depth, on_step=anneal,
                     on_epoch_end=heldout), ctx)
     if ctx.dist.is_main:
         save_checkpoint(p.ckpt("pretrain.pt"), {"tokenizer": method.tokenizer.state_dict(),

@@ -13,7 +13,7 @@ import pytest
 from part.data_prep.splits import SplitSettings, make_splits
 from part.data_prep.prepare import PrepConfig, trim_wake
 from part.data_prep.psg import main
-from part.data_prep.psg_sources import pair_hypnograms
+from part.modalities.eeg.recordings.discovery import pair_hypnograms
 from part.modalities.eeg.sleep.hypnogram import Hypnogram
 from part.modalities.eeg.recordings.windows import WindowGrid, window_grid
 from part.modalities.eeg.recordings.mne_reader import read_recording

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from part.data_prep.prepare import PrepConfig, RecordSource, prepare_record, record_files
-from part.data_prep.psg_sources import _best_matches, _common_prefix, pair_hypnograms, record_names
+from part.data_prep.psg_sources import record_names
+from part.modalities.eeg.recordings.discovery import _best_matches, _common_prefix, pair_hypnograms
 from part.modalities.eeg.recordings.hypnogram_io import HypnogramError
 from part.modalities.eeg.sleep.hypnogram import Hypnogram
 from part.modalities.eeg.recordings.hypnogram_edf import align_to_recording, write_annotations_edf

@@ -64,3 +64,52 @@ def test_weights_load_into_timm(size, timm_name):
     b = torch.randn(enc.dim)
     ref.load_state_dict(timm_state_dict(enc, w, b), strict=True)
     assert torch.equal(ref.blocks[3].attn.qkv.weight, enc.blocks[3].attn.qkv.weight)
+
+
+def test_blocks_compute_what_timms_compute_bit_for_bit():
+    """Our Block (part/core/blocks.py, no timm import) against timm's vision_transformer.Block:
+    the same parameter names, the same outputs and gradients in eval and in training with
+    stochastic depth (same RNG draws), and the same truncated-normal initialisation."""
+    from functools import partial
+
+    import torch
+    from timm.layers import trunc_normal_ as timm_trunc_normal
+    from timm.models.vision_transformer import Block as TimmBlock
+
+    from part.core.blocks import Block, trunc_normal_
+    ours = Block(64, 4, 4.0, qkv_bias=True, drop_path=0.3)
+    theirs = TimmBlock(64, 4, 4.0, qkv_bias=True, drop_path=0.3, norm_layer=partial(torch.nn.LayerNorm, eps=1e-6))
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(5, 31, 64)
+    for training in (False, True):
+        ours.train(training)
+        theirs.train(training)
+        xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+        torch.manual_seed(3)
+        a = ours(xa)
+        torch.manual_seed(3)
+        b = theirs(xb)
+        assert torch.equal(a, b), training
+        a.square().sum().backward()
+        b.square().sum().backward()
+        assert torch.equal(xa.grad, xb.grad)
+    mask = torch.rand(5, 1, 1, 31) > 0.3  # MP3's key mask
+    mask[..., 0] = True
+    ours.eval()
+    theirs.eval()
+    assert torch.equal(ours(x, attn_mask=mask), theirs(x, attn_mask=mask))
+    torch.manual_seed(0)
+    w1 = trunc_normal_(torch.empty(100, 10), std=0.02)
+    torch.manual_seed(0)
+    assert torch.equal(w1, timm_trunc_normal(torch.empty(100, 10), std=0.02))
+
+
+def test_training_and_staging_modules_do_not_import_timm():
+    import subprocess
+    import sys
+    code = ("import sys; import part.core.backbone, part.core.methods.common, part.training.stages, "
+            "part.modalities.eeg.sleep.staging, part.modalities.eeg.plugin; "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('timm', 'torchvision')); assert not bad, bad")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-1500:]

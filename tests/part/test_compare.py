@@ -54,7 +54,8 @@ def two_runs(tmp_path):
     part_run = _run(tmp_path, "eeg_part", _config("part"), _report(
         0.61, [0.9, 0.3, 0.8, 0.7, 0.6],
         repeats={"n_repeats": 3, "kappa_mean": 0.6, "kappa_std": 0.02, "accuracy_mean": 0.8,
-                 "accuracy_std": 0.01, "macro_f1_mean": 0.5, "macro_f1_std": 0.03}))
+                 "accuracy_std": 0.01, "macro_f1_mean": 0.5, "macro_f1_std": 0.03,
+                 "balanced_accuracy_mean": 0.55, "balanced_accuracy_std": 0.04}))
     sup_run = _run(tmp_path, "eeg_supervised", _config("supervised"),
                    _report(0.5, [0.8, 0.2, 0.7, 0.6, 0.5]))
     return part_run, sup_run
@@ -66,9 +67,11 @@ def test_table_rows_metrics_and_paper_numbers(tmp_path, two_runs):
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
             for line in md.splitlines() if line.startswith("| eeg_")}
     assert rows["eeg_part"] == ["part", "5", "3", "no", "0.600 ± 0.020", "0.800 ± 0.010",
-                                "0.500 ± 0.030", "0.616"]
+                                "0.500 ± 0.030", "0.550 ± 0.040", "0.616"]
     assert rows["eeg_supervised"] == ["supervised", "0", "3", "n/a (no pretraining)", "0.500",
-                                      "0.700", "0.400", "0.531"]
+                                      "0.700", "0.400", "0.500", "0.531"]
+    assert "| run | method | PT epochs | FT epochs | pos. embed in PT | kappa | accuracy | macro-F1 | " \
+           "balanced acc. | paper's kappa (not ours) |" in md
     assert "paper's kappa (not ours)" in md and "PART paper, Table 3" in md
     assert "| N1 | 0.300 | 0.200 |" in md  # per-class F1, one column per run
     data = json.loads(paths["json"].read_text())
@@ -78,6 +81,20 @@ def test_table_rows_metrics_and_paper_numbers(tmp_path, two_runs):
     assert data["runs"][1]["pretrain_position_embedding"] is None
     assert data["class_names"] == CLASSES
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_methods_outside_the_paper_get_no_number_and_the_reference_note(tmp_path):
+    """The EEG field's baselines have no PART-paper number: 'n/a' in the paper column and the
+    reference's other_methods note (where their published numbers are) under the table."""
+    reference = dict(REFERENCE, other_methods="Banville et al. 2021 show theirs in figures")
+    rp = _run(tmp_path, "eeg_rp", _config("relative_positioning"), _report(0.4, [0.5] * 5, paper_reference=reference))
+    part_run = _run(tmp_path, "eeg_part", _config("part"), _report(0.6, [0.5] * 5, paper_reference=reference))
+    md = compare([rp, part_run], tmp_path / "out")["markdown"].read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| eeg_rp"))
+    assert row.split("|")[2].strip() == "relative_positioning" and row.split("|")[-2].strip() == "n/a"
+    assert "Not in the paper (relative_positioning): Banville et al. 2021 show theirs in figures" in md
+    md = compare([part_run], tmp_path / "out2")["markdown"].read_text()
+    assert "Not in the paper" not in md
 
 
 def test_position_embedding_column_repeats_layout_and_stages(tmp_path):
@@ -122,7 +139,8 @@ def test_missing_report_and_unknown_method(tmp_path, capsys):
     b = _run(tmp_path, "b", _config("nonsense"), _report(0.6, [0.5] * 5))
     assert main([str(b)]) == 2
     err = capsys.readouterr().err
-    assert "'nonsense'" in err and "registered: droppos, mae, mp3, part, part_grid, supervised" in err
+    assert "'nonsense'" in err and ("registered: cpc, droppos, mae, mp3, part, part_grid, relative_positioning, "
+                                    "supervised, temporal_shuffling") in err
 
 
 def test_cli_module_entry_point(tmp_path, two_runs):
@@ -146,8 +164,9 @@ def _recipe(method):
 
 
 def test_unknown_method_lists_valid_names():
-    with pytest.raises(ConfigError, match="unknown method 'maee' at 'method.name'; registered: droppos, mae, "
-                                          "mp3, part, part_grid, supervised"):
+    with pytest.raises(ConfigError, match="unknown method 'maee' at 'method.name'; registered: cpc, droppos, mae, "
+                                          "mp3, part, part_grid, relative_positioning, supervised, "
+                                          "temporal_shuffling"):
         _recipe({"name": "maee"})
 
 

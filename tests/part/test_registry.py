@@ -194,6 +194,9 @@ TINY_METHODS = {
     "mp3": dict(),
     "droppos": dict(decoder_dim=16, decoder_depth=1, decoder_heads=2),
     "supervised": dict(),
+    "relative_positioning": dict(tau_pos_s=60.0, tau_neg_s=600.0),
+    "temporal_shuffling": dict(tau_pos_s=60.0, tau_neg_s=600.0),
+    "cpc": dict(context_windows=2, predicted_windows=1, context_dim=8),
 }
 MODALITIES = available_modalities()  # the parametrisation, from the registry at collection
 METHODS = available_methods()
@@ -219,9 +222,20 @@ def test_every_method_on_every_modality(method_name, modality_name):
     modality, x, options = _tiny(modality_name, method_name)
     encoder = ViTEncoder(32, 1, 4)
     tokenizer = modality.tokenizer(32)
-    if get_method(method_name).pretrains:
+    spec = get_method(method_name)
+    refusal = spec.check_modality(modality_name)
+    if refusal:  # e.g. the EEG field's temporal-context methods on images: one clear line
+        assert "\n" not in refusal and f"not on {modality_name!r}" in refusal
+        with pytest.raises(ConfigError, match=f"method '{method_name}' works on the modalit"):
+            build_method(method_name, modality, encoder, tokenizer, options)
+    elif spec.pretrains:
         model = build_method(method_name, modality, encoder, tokenizer, options)
-        out = model(x)
+        if spec.pretrain_data is None:
+            out = model(x)
+        else:  # samples of k windows (B, k, C, L) and a target per sample
+            k = model.windows
+            out = model(x.unsqueeze(1).expand(-1, k, *x.shape[1:]) + 0.1 * torch.randn(x.shape[0], k, *x.shape[1:]),
+                        torch.tensor([1.0, 0.0]))
         assert out["loss"].ndim == 0 and math.isfinite(out["loss"].item()), out
         out["loss"].backward()
         assert tokenizer.weight.grad is not None and tokenizer.weight.grad.abs().sum() > 0

@@ -196,3 +196,26 @@ def test_export_loads_into_timm(chained, tmp_path):
     res = run_main(export_main, [run, "--out", blocker / "w.pth"])
     assert res.returncode == 2 and "--out=" in res.stderr and "is not writable" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_a_rerun_of_some_stages_is_the_same_run_and_keeps_config_stages(tmp_path):
+    """`run.stages=[evaluate]` on a run of all stages (part-compare's advice for a run without a
+    report) is the same run: accepted without force, and config.yaml keeps the run's stages (so
+    tables still see its pretraining); asking for a stage the run never had is refused."""
+    from part.config import load_recipe, save_resolved
+    from part.errors import ConfigError
+    from part.training.rundir import check_run_dir, kept_stages
+    recipe_path = Path(__file__).resolve().parents[2] / "recipes" / "digits_demo.yaml"
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "metrics.jsonl").write_text("")
+    save_resolved(load_recipe(recipe_path, ("run.stages=[pretrain,finetune,evaluate]",)), run_dir / "config.yaml")
+    again = load_recipe(recipe_path, ("run.stages=[evaluate]",))
+    assert check_run_dir(again, run_dir) == []
+    assert kept_stages(again, run_dir).run.stages == ["pretrain", "finetune", "evaluate"]
+    assert again.run.stages == ["evaluate"]  # what runs now
+    save_resolved(load_recipe(recipe_path, ("run.stages=[finetune,evaluate]",)), run_dir / "config.yaml")
+    more = load_recipe(recipe_path, ("run.stages=[pretrain,finetune,evaluate]",))
+    assert kept_stages(more, run_dir) is more
+    with pytest.raises(ConfigError, match="holds a run of a different recipe.*run.stages"):
+        check_run_dir(more, run_dir)

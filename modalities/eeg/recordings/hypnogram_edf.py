@@ -80,6 +80,19 @@ def edf_size_problem(path: str | Path) -> str | None:
             "interrupted transfer?)")
 
 
+def edf_annotation_only(path: str | Path) -> bool:
+    """Whether an EDF(+)/BDF(+) file holds no signal but annotations (a hypnogram, as Sleep-EDF's
+    ``*-Hypnogram.edf``): every signal of its header is ``EDF Annotations`` / ``BDF Annotations``."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(256)
+            ns = int(head[252:256].decode("ascii"))
+            labels = [f.read(16).decode("ascii", "replace").strip() for _ in range(ns)]
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return all(label in ("EDF Annotations", "BDF Annotations") for label in labels)
+
+
 def edf_start_known(start: datetime | None) -> bool:
     """Whether an EDF header's start (:func:`edf_start`) is a real date: not None nor EDF's
     placeholder date 01.01.85 (edfio writes it for an unknown or unrepresentable date)."""

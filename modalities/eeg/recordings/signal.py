@@ -23,11 +23,10 @@ from dataclasses import asdict, dataclass
 from fractions import Fraction
 
 import numpy as np
-import scipy.signal
 
 from part.errors import DataError
 
-from part.modalities.eeg.recordings.constants import TARGET_FS  # noqa: F401 (the default output rate)
+from part.modalities.eeg.recordings.constants import TARGET_FS
 
 # physical unit in the header -> factor to micro-volts
 UNIT_TO_UV: dict[str, float] = {"uV": 1.0, "µV": 1.0, "nV": 1e-3, "mV": 1e3, "V": 1e6}
@@ -71,6 +70,8 @@ class FilterSpec:
 
     def lowpass_fir(self, fs: float, up: int = 1) -> np.ndarray:
         """Odd-length linear-phase low-pass taps for the rate ``fs * up`` (Hz), unit DC gain."""
+        import scipy.signal  # imported on first use here: command lines start without it
+
         rate = fs * up
         numtaps, beta = scipy.signal.kaiserord(self.stop_db, (self.h_stop - self.h_freq) / (rate / 2))
         cutoff = (self.h_freq + self.h_stop) / 2
@@ -78,6 +79,8 @@ class FilterSpec:
 
     def highpass_sos(self, fs: float) -> np.ndarray:
         """Second-order sections (n_sections, 6) of the high-pass at rate ``fs`` (Hz)."""
+        import scipy.signal
+
         return scipy.signal.butter(self.highpass_order, self.l_freq, "highpass", fs=fs, output="sos")
 
     def describe(self) -> dict:
@@ -154,6 +157,8 @@ def filter_and_resample(
     Works channel by channel in float64 (a float32 0.1 Hz high-pass is off by ~1% of the signal)
     to bound memory. Returns (C, n_out) float32 uV, ``n_out = resampled_length(n, fs, target_fs)``.
     """
+    import scipy.signal
+
     fs = recording.fs
     spec.check(fs, target_fs)
     up, down = resample_ratio(fs, target_fs)

@@ -1,74 +1,134 @@
-"""`part-stage RUN_DIR RECORDING [RECORDING ...] --out DIR` (also `python -m part.stage`): stage
+"""`part-stage RUN_DIR RECORDING|FOLDER [...] --out DIR` (also `python -m part.stage`): stage
 overnight recordings with a finetuned EEG run.
 
 RECORDING: any file MNE reads (EDF/BDF/GDF, FIF, BrainVision .vhdr, EEGLAB .set) or a WFDB
-record's .hea header (PhysioNet 2018). Per recording, into --out (atomically):
-<rec>.hypnogram.csv (onset_s,duration_s,stage,p_W,...,p_REM per 30-s epoch), <rec>.hypnogram.edf
-(EDF+ annotations, Sleep-EDF style), <rec>.hypnogram.png, <rec>.stats.json (sleep statistics),
-and with --hypnogram <rec>.agreement.json (kappa, accuracy, macro-F1, confusion, per-stage F1).
---hypnogram takes one scoring per RECORDING, in order (--hypnogram A.edf B.edf, or the flag
+record's .hea header (PhysioNet 2018). FOLDER: every recording under it (recursively; hidden
+files skipped), each paired with the scoring file in its folder whose name shares the longest
+prefix with it (files matching --hypnogram-glob, default *Hypnogram*, and annotation-only EDF+
+files are scorings, not recordings), all staged in this one process. Per recording, into --out
+(atomically, <rec>.stats.json last): <rec>.hypnogram.csv (onset_s,duration_s,stage,p_W,...,p_REM
+per 30-s epoch), <rec>.hypnogram.edf (EDF+ annotations, Sleep-EDF style), <rec>.hypnogram.png,
+<rec>.stats.json (sleep statistics) and, with a scoring, <rec>.agreement.json (kappa, accuracy,
+macro-F1, confusion, per-stage F1). A rerun skips the recordings already staged (their
+stats.json newer than the recording and the checkpoint); --overwrite redoes them.
+--hypnogram takes one scoring per RECORDING file, in order (--hypnogram A.edf B.edf, or the flag
 repeated); an EDF+ scoring whose header date is more than a day from the recording's is another
 night's: that recording fails.
 
 The model's channels are read by name; --channels "F3-M2=EEG Fpz-Cz,C3-M2=EEG Pz-Oz" maps model
 channels to the recording's (MODEL=RECORDING; unmapped ones are looked up by their own name).
-Exit codes: 0 every recording staged; 1 some recording failed (the others are written; an
---out directory this call created is removed again when nothing was written); 2 bad usage, run
-directory or a --channels entry naming no channel of the model.
+--precision auto (default) runs the model in bf16 where the hardware computes it (a CUDA GPU, a
+CPU with AVX512-BF16/AMX), else fp32. Exit codes: 0 every recording staged (or already staged);
+1 some recording failed (the others are written; an --out directory this call created is removed
+again when nothing was written); 2 bad usage, run directory or a --channels entry naming no
+channel of the model; 130 interrupted (the recordings finished so far are complete).
 """
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import NamedTuple, Optional
 
 from part.errors import UserInputError, run_cli, user_message
+from part.modalities.eeg.recordings.discovery import HYPNOGRAM_GLOB
+
+
+class Night(NamedTuple):
+    """One recording to stage: its file, output name and scoring file (or None)."""
+
+    path: Path
+    name: str
+    hypnogram: Optional[Path]
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", type=Path, help="a finetuned run: <run.output_dir>/<run.name>")
     p.add_argument("recordings", type=Path, nargs="+", metavar="RECORDING",
-                   help="recording files (EDF/BDF/GDF/FIF/BrainVision/EEGLAB or a WFDB .hea)")
+                   help="recording files (EDF/BDF/GDF/FIF/BrainVision/EEGLAB or a WFDB .hea) or folders of them")
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.add_argument("--channels", help='model=recording channel names, e.g. "F3-M2=EEG Fpz-Cz,C3-M2=EEG Pz-Oz"')
     p.add_argument("--hypnogram", type=Path, nargs="+", action="extend", metavar="FILE",
                    help="a scoring of the recording (EDF+ annotations or text/CSV) to align the 30-s windows "
-                        "to and compare with; one per RECORDING, in the same order (--hypnogram A B, or the "
-                        "flag repeated); put the recordings before it")
+                        "to and compare with; one per RECORDING file, in the same order (--hypnogram A B, or "
+                        "the flag repeated); put the recordings before it. Folders pair their own scorings")
+    p.add_argument("--hypnogram-glob", default=HYPNOGRAM_GLOB,
+                   help=f"names of scoring files inside FOLDER arguments (fnmatch, default {HYPNOGRAM_GLOB})")
     p.add_argument("--checkpoint", default="best.pt", help="finetuned checkpoint in RUN_DIR/checkpoints "
                    "(default best.pt) or a path")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"), help="default cpu")
-    p.add_argument("--batch-size", type=int, default=256, help="windows per forward pass (default 256)")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "int8"),
+                   help="arithmetic of the forward pass (default auto: bf16 where the hardware has it)")
+    p.add_argument("--batch-size", type=int, default=None, help="windows per forward pass (default 64)")
+    p.add_argument("--overwrite", action="store_true", help="redo recordings whose outputs are already in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
-def _check_usage(p: argparse.ArgumentParser, a: argparse.Namespace) -> list[str]:
-    if a.batch_size < 1:
+def _check_usage(p: argparse.ArgumentParser, a: argparse.Namespace) -> list[Night]:
+    """The nights to stage (folders expanded and paired), or a usage error (exit 2)."""
+    if a.batch_size is not None and a.batch_size < 1:
         p.error(f"--batch-size must be >= 1, got {a.batch_size}")
+    folders = [r for r in a.recordings if r.is_dir()]
+    if a.hypnogram and folders:
+        p.error(f"--hypnogram names scorings of RECORDING files; {folders[0]} is a folder, whose scorings are "
+                f"paired by name (--hypnogram-glob): stage folders and files with --hypnogram in separate calls")
     if a.hypnogram and len(a.hypnogram) != len(a.recordings):
         hint = ("; the files after --hypnogram are all taken as hypnograms: put the recordings before it"
                 if len(a.hypnogram) > len(a.recordings) else "")
         p.error(f"--hypnogram given {len(a.hypnogram)} file(s) for {len(a.recordings)} recording(s); give one "
                 f"per RECORDING, in the same order (or none){hint}")
-    from part.modalities.eeg.recordings.mne_reader import recording_name
-
-    names = [recording_name(r) for r in a.recordings]
+    nights = _expand(a, p)
+    names = [n.name for n in nights]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         p.error(f"recordings {twice} would write the same output files in --out; stage them into separate --out "
                 f"directories")
-    return names
+    return nights
 
 
-def stage_one(stager, path: Path, name: str, a: argparse.Namespace, hypnogram: Path | None,
-              channels: dict) -> str:
+def _expand(a: argparse.Namespace, p: argparse.ArgumentParser) -> list[Night]:
+    """Recording files as given (with their --hypnogram), folders as their recordings, each
+    paired with its folder's scoring (``recordings.discovery``); a folder without recordings is a
+    usage error; scorings that pair with nothing are warned about."""
+    from part.modalities.eeg.recordings.discovery import pair_hypnograms, scan
+    from part.modalities.eeg.recordings.mne_reader import READERS, recording_name
+
+    nights = []
+    for i, path in enumerate(a.recordings):
+        if not path.is_dir():
+            nights.append(Night(path, recording_name(path), a.hypnogram[i] if a.hypnogram else None))
+            continue
+        found, scorings = scan(path, a.hypnogram_glob, (*READERS, ".hea"))
+        if not found:
+            p.error(f"folder {path} holds no recording (files ending in {', '.join(sorted({*READERS, '.hea'}))})")
+        pairs, unpaired = pair_hypnograms(found, scorings)
+        for reason in unpaired.values():
+            print(f"warning: {reason}; staged without a scoring", file=sys.stderr)
+        nights += [Night(r, recording_name(r), pairs.get(r)) for r in found]
+    return nights
+
+
+def _already_staged(night: Night, a: argparse.Namespace, checkpoint: Path) -> bool:
+    """Whether --out holds this night's finished outputs (stats.json, written last) newer than the
+    recording and the checkpoint (and its scoring, when it has one)."""
+    marker = a.out / f"{night.name}.stats.json"
+    if a.overwrite or not marker.is_file():
+        return False
+    sources = [night.path, checkpoint] + ([night.hypnogram] if night.hypnogram else [])
+    return all(marker.stat().st_mtime >= s.stat().st_mtime for s in sources if s.exists())
+
+
+def stage_one(stager, night: Night, a: argparse.Namespace, channels: dict) -> str:
     """Stage one recording and write its files; returns the summary line (the statistics and the
     agreement are computed once, when the files are written, and cached on the hypnogram)."""
     from part.modalities.eeg.sleep.hypnogram import Hypnogram
 
-    reference = None if hypnogram is None else Hypnogram.from_file(hypnogram)
-    staged = stager.predict_file(path, channels=channels, hypnogram=reference, batch_size=a.batch_size)
+    name = night.name
+    reference = None if night.hypnogram is None else Hypnogram.from_file(night.hypnogram, stager.config.window_s)
+    kwargs = {} if a.batch_size is None else {"batch_size": a.batch_size}
+    staged = stager.predict_file(night.path, channels=channels, hypnogram=reference, **kwargs)
     paths = staged.write(a.out, name, reference)
     stats = staged.statistics()
     line = (f"{name}: {len(staged)} epochs of {staged.epoch_s:g} s, TST {stats['tst_min']:.1f} min, "
@@ -76,7 +136,7 @@ def stage_one(stager, path: Path, name: str, a: argparse.Namespace, hypnogram: P
     if "agreement" in paths:
         agreement = staged.agreement(reference)
         kappa = agreement["kappa"]
-        line += f", kappa {'n/a' if kappa is None else f'{kappa:.3f}'} vs {hypnogram.name}"
+        line += f", kappa {'n/a' if kappa is None else f'{kappa:.3f}'} vs {night.hypnogram.name}"
         if agreement["reference_offset_s"]:
             line += f" (aligned by start time: {agreement['reference_offset_s']:+g} s)"
         if agreement.get("reference_note"):
@@ -121,45 +181,56 @@ def _remove_if_empty(dirs: list[Path]) -> None:
 def main(argv=None, prog: str = "part-stage") -> int:
     p = build_parser(prog)
     a = p.parse_args(argv)
-    names = _check_usage(p, a)
+    nights = _check_usage(p, a)
     created = _missing_dirs(a.out)
     done: list[str] = []
     try:
-        return run_cli(lambda: _stage_all(a, names, done),
-                       interrupted=f"interrupted: the {len(done) or 'no'} recording(s) staged so far are complete in "
-                                   f"{a.out}; rerun the command for the others")
+        return run_cli(lambda: _stage_all(a, nights, done),
+                       interrupted=lambda: f"interrupted: the {len(done) or 'no'} recording(s) staged so far are "
+                                           f"complete in {a.out}; rerun the command for the others (finished ones "
+                                           "are skipped)")
     finally:
         if not done:
             _remove_if_empty(created)  # leave no empty --out behind
 
 
-def _stage_all(a: argparse.Namespace, names: list[str], done: list[str]) -> int:
+def _stage_all(a: argparse.Namespace, nights: list[Night], done: list[str]) -> int:
     """Load the stager (bad usage, run directory or --channels: UserInputError, exit 2), stage
-    every recording (one failing is reported and the others go on) and return the exit code."""
+    every night not staged yet (one failing is reported and the others go on) with a progress bar
+    over the nights, and return the exit code."""
+    from tqdm.auto import tqdm
+
     from part.modalities.eeg.recordings.channels import parse_channel_map
     from part.modalities.eeg.sleep.staging import Stager
     from part.training.rundir import check_writable
 
     channels = parse_channel_map(a.channels)
     check_writable(a.out, "--out")
-    stager = Stager.from_run(a.run_dir, a.checkpoint, a.device)
+    stager = Stager.from_run(a.run_dir, a.checkpoint, a.device, a.precision)
     channels = stager.check_channel_map(channels)  # model-side names: the same for every recording
+    todo = [n for n in nights if not _already_staged(n, a, stager.finetuned.checkpoint)]
+    if len(todo) < len(nights):
+        print(f"{len(nights) - len(todo)} of {len(nights)} recordings already staged in {a.out}: skipped "
+              "(--overwrite redoes them)", flush=True)
     failed = 0
-    for i, (path, name) in enumerate(zip(a.recordings, names)):
-        hypnogram = a.hypnogram[i] if a.hypnogram else None
+    bar = tqdm(todo, desc="nights", unit="night", disable=a.no_progress or len(todo) < 2 or None, file=sys.stderr)
+    for night in bar:
         try:
-            print(stage_one(stager, path, name, a, hypnogram, channels), flush=True)
-            done.append(name)
+            bar.write(stage_one(stager, night, a, channels), file=sys.stdout)
+            done.append(night.name)
         except UserInputError as exc:
             failed += 1
             message = user_message(exc)
-            print(f"error: {message if path.name in message else f'{path}: {message}'}", file=sys.stderr)
+            bar.write(f"error: {message if night.path.name in message else f'{night.path}: {message}'}",
+                      file=sys.stderr)
         except Exception as exc:  # a bug or an unforeseen file problem: report it, stage the others
             failed += 1
-            print(f"error: {path}: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
-    if failed == len(names):
-        print(f"no recording was staged ({failed} of {len(names)} failed, listed above)", file=sys.stderr)
+            bar.write(f"error: {night.path}: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
+    bar.close()
+    done.extend(n.name for n in nights if n not in todo)
+    if todo and failed == len(todo):
+        print(f"no recording was staged ({failed} of {len(todo)} failed, listed above)", file=sys.stderr)
     elif failed:
-        print(f"{failed} of {len(names)} recordings failed (listed above); the others are written to {a.out}",
+        print(f"{failed} of {len(todo)} recordings failed (listed above); the others are written to {a.out}",
               file=sys.stderr)
     return 1 if failed else 0

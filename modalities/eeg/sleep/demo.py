@@ -3,7 +3,8 @@
 1. writes synthetic records in the exact 2018 layout and prepares them
    (`part-prepare-pc18 --synthetic`), unless already prepared;
 2. runs the demo recipes (PART, PART-grid, MAE, supervised from scratch; the same finetuning
-   budget), each resumable;
+   budget), each resumable; with ``--eeg-baselines`` also the EEG field's self-supervised
+   baselines (relative positioning, temporal shuffling, CPC; ``make demo-eeg-ssl``);
 3. prints their Cohen's kappas with `python -m part.compare` and where the reports are.
 The data are synthetic: the numbers show the pipeline works, not how PART does on real EEG.
 """
@@ -19,6 +20,7 @@ from part.config import load_recipe
 from part.config.recipes import find_recipe
 
 RECIPES = ("eeg_sleep_demo", "eeg_sleep_demo_part_grid", "eeg_sleep_demo_mae", "eeg_sleep_demo_supervised")
+EEG_BASELINES = ("eeg_sleep_demo_rp", "eeg_sleep_demo_ts", "eeg_sleep_demo_cpc")
 
 
 def prepare(data: Path, records: int, n_test: int, n_finetune: int) -> None:
@@ -41,11 +43,13 @@ def main(argv=None) -> int:
     ap.add_argument("--records", type=int, default=12)
     ap.add_argument("--n-test", type=int, default=4)
     ap.add_argument("--n-finetune", type=int, default=4)
+    ap.add_argument("--eeg-baselines", action="store_true",
+                    help="also run relative positioning, temporal shuffling and CPC (the same budget)")
     a = ap.parse_args(argv)
     print("PART demo on SYNTHETIC sleep EEG (generated records, not real recordings)\n", flush=True)
     prepare(a.data, a.records, a.n_test, a.n_finetune)
     run_dirs = []
-    for recipe in RECIPES:
+    for recipe in RECIPES + (EEG_BASELINES if a.eeg_baselines else ()):
         print(f"\n=== {recipe} ===", flush=True)
         code = train.main([recipe, f"data.root={a.data / 'prep'}", f"run.output_dir={a.runs}"])
         if code != 0:

@@ -58,6 +58,38 @@ from part.modalities.eeg.recordings.windows import (RecordingWindows, WindowConf
 from part.modalities.eeg.sleep.hypnogram import Hypnogram, stage_codes
 
 MAX_VOLTS_STD = 1e-2  # V: a typical EEG channel std is 1e-5 V; 10 mV means the data are not in volts
+BATCH_SIZE = 64  # windows per forward pass: the fastest on a 2-core CPU (benchmarks/stage_bench.py)
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
+
+
+def bf16_native(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 in hardware: a CUDA GPU, or a CPU with AVX512-BF16 or AMX
+    (where oneDNN's bf16 kernels are about twice as fast as fp32; elsewhere they are emulated)."""
+    if device.type == "cuda":
+        return True
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, hence guarded
+    return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``fp32``, ``bf16`` or ``int8`` for ``precision`` (``auto``: bf16 where the hardware has it)."""
+    if precision not in PRECISIONS:
+        raise DataError(f"precision {precision!r}: expected one of {list(PRECISIONS)}")
+    if precision == "int8" and device.type != "cpu":
+        raise DataError(f"precision 'int8' runs on the CPU only (device {device}); use --precision bf16 on a GPU")
+    if precision == "auto":
+        return "bf16" if bf16_native(device) else "fp32"
+    return precision
+
+
+def int8_linear(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model`` whose ``nn.Linear`` layers compute in int8 (weights quantised once,
+    activations per batch: ``torch.ao.quantization.quantize_dynamic``); CPU only."""
+    import copy
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization announces its move to torchao
+        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8)
 
 
 class Stager:
@@ -65,10 +97,19 @@ class Stager:
 
     Attributes: ``channels`` (the model's channel names, in order), ``class_names``,
     ``config`` (a ``WindowConfig``: target_fs, window_s, dtype, filter, eps, flat_std_uv),
-    ``card`` (the checkpoint's description), ``device``, ``scorer`` (the hypnograms' scorer).
+    ``card`` (the checkpoint's description), ``device``, ``precision`` (``fp32``, ``bf16`` or
+    ``int8``: the arithmetic of the forward pass), ``model`` (the module that runs it),
+    ``scorer`` (the hypnograms' scorer).
+
+    ``precision="auto"`` (the default) runs the model under bf16 autocast where the hardware
+    has bf16 arithmetic (a CUDA GPU; a CPU with AVX512-BF16 or AMX) and in fp32 elsewhere: about
+    2x faster on such a CPU with the same stages on >= 99.5 % of epochs (``benchmarks/
+    stage_bench.py`` measures the agreement); ``"fp32"`` forces full precision; ``"int8"`` (CPU
+    only) quantises the Linear layers' weights to int8 (dynamic quantisation: activations are
+    quantised per batch), the fastest on a CPU without bf16.
     """
 
-    def __init__(self, finetuned: FinetunedModel):
+    def __init__(self, finetuned: FinetunedModel, precision: str = "auto"):
         self.finetuned, self.card, self.device = finetuned, finetuned.card, finetuned.device
         where = f"checkpoint '{finetuned.checkpoint}'"
         if self.card["modality"]["name"] != "eeg":
@@ -78,18 +119,21 @@ class Stager:
         self.class_names = list(self.card["class_names"])
         self.codes = stage_codes(self.class_names)  # model class -> stage code
         self.montage = ModelChannels(self.channels, self.card["data"].get("rename"))
+        self.precision = resolve_precision(precision, self.device)
+        self.model = int8_linear(finetuned.model) if self.precision == "int8" else finetuned.model
         self.scorer = f"{Path(finetuned.run_dir).name} ({Path(finetuned.checkpoint).name})"
 
     @classmethod
     def from_run(cls, run_dir: str | Path, checkpoint: str | Path = "best.pt",
-                 device: str | torch.device = "cpu") -> "Stager":
-        """The stager of ``RUN_DIR/checkpoints/<checkpoint>`` on ``device`` (cpu, cuda, auto)."""
-        return cls(load_finetuned(run_dir, checkpoint, device))
+                 device: str | torch.device = "cpu", precision: str = "auto") -> "Stager":
+        """The stager of ``RUN_DIR/checkpoints/<checkpoint>`` on ``device`` (cpu, cuda, auto) in
+        ``precision`` (auto, fp32, bf16)."""
+        return cls(load_finetuned(run_dir, checkpoint, device), precision)
 
     def __repr__(self) -> str:
         return (f"Stager(run={str(self.finetuned.run_dir)!r}, channels={list(self.channels)}, "
                 f"classes={self.class_names}, {self.config.window_s:g}-s windows at "
-                f"{self.config.target_fs:g} Hz, device={self.device})")
+                f"{self.config.target_fs:g} Hz, device={self.device}, precision={self.precision})")
 
     def check_channel_map(self, channels: str | Mapping[str, str] | None, where: str | None = None) -> dict[str, str]:
         """``channels`` parsed and checked against the model's channels (``ModelChannels.check_map``)."""
@@ -97,7 +141,7 @@ class Stager:
 
     # ------------------------------------------------------------------ inputs -> recording
     def predict_file(self, path: str | Path, channels: str | Mapping[str, str] | None = None,
-                     hypnogram: Any = None, batch_size: int = 256) -> Hypnogram:
+                     hypnogram: Any = None, batch_size: int = BATCH_SIZE) -> Hypnogram:
         """Stage a recording file: any MNE-readable PSG (EDF/BDF/GDF/FIF/BrainVision/EEGLAB) or a
         WFDB ``.hea`` record. ``hypnogram``: a scoring (path or Hypnogram) to align the windows
         to. The file is opened twice at most: its header (channel names, start time), then the
@@ -119,7 +163,7 @@ class Stager:
                                       batch_size)
 
     def predict(self, raw, channels: str | Mapping[str, str] | None = None, hypnogram: Any = None,
-                batch_size: int = 256) -> Hypnogram:
+                batch_size: int = BATCH_SIZE) -> Hypnogram:
         """Stage an ``mne.io.BaseRaw`` (only the channels needed are loaded)."""
         name = Path(raw.filenames[0]).name if getattr(raw, "filenames", None) and raw.filenames[0] else "raw"
         selection = self.montage.select(raw.ch_names, channels, name)
@@ -131,7 +175,8 @@ class Stager:
 
     def predict_array(self, data: Any, sfreq: float, ch_names: Sequence[str],
                       channels: str | Mapping[str, str] | None = None, hypnogram: Any = None,
-                      start: datetime | None = None, name: str = "array", batch_size: int = 256) -> Hypnogram:
+                      start: datetime | None = None, name: str = "array",
+                      batch_size: int = BATCH_SIZE) -> Hypnogram:
         """Stage ``data`` (C, n) in VOLTS (as ``mne.io.RawArray``) sampled at ``sfreq`` Hz, rows
         named ``ch_names``; ``start``: the recording's start (naive: a clock time; aware: UTC)."""
         data = np.asarray(data)
@@ -154,7 +199,7 @@ class Stager:
 
     # ------------------------------------------------------------------ the one staging path
     def predict_recording(self, recording: EegRecording, hypnogram: Any = None, start: datetime | None = None,
-                          source: str | None = None, batch_size: int = 256) -> Hypnogram:
+                          source: str | None = None, batch_size: int = BATCH_SIZE) -> Hypnogram:
         """Stage an EegRecording holding the model's channels in order: filter, resample, window
         and normalise as in training, then classify every window with signal. ``start``: the
         recording's start (the plot's clock time, and the scoring's alignment); ``source``: its
@@ -175,8 +220,10 @@ class Stager:
             proba[~no_signal] = np.nan_to_num(proba[~no_signal])  # stages the model lacks: probability 0
             stages[~no_signal] = self.codes[model_proba.argmax(1)]
         flat = windows.flat.sum(0)
-        info = {"no_signal_epochs": int(no_signal.sum()),
-                "flat_epochs": {c: int(k) for c, k in zip(self.channels, flat) if k}} if windows.flat.any() else {}
+        info = {"precision": self.precision}
+        if windows.flat.any():
+            info.update(no_signal_epochs=int(no_signal.sum()),
+                        flat_epochs={c: int(k) for c, k in zip(self.channels, flat) if k})
         onsets = windows.first_start_s + np.arange(n) * cfg.window_s
         return Hypnogram(stages, proba, onsets_s=onsets, epoch_s=cfg.window_s, start=start, scorer=self.scorer,
                          source=source, info=info)
@@ -212,16 +259,20 @@ class Stager:
             hypnogram = Hypnogram.from_file(hypnogram, epoch_s)
         return hypnogram.aligned_to(known_start(start), Path(source).name)
 
-    @torch.no_grad()
-    def classify(self, windows: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """Class probabilities (n, classes) float64 (softmax of the logits) of normalised windows
-        (n, C, L) in any float dtype, ``batch_size`` windows per forward pass."""
+    @torch.inference_mode()
+    def classify(self, windows: np.ndarray, batch_size: int = BATCH_SIZE) -> np.ndarray:
+        """Class probabilities (n, classes) float64 (softmax of the fp32 logits) of normalised
+        windows (n, C, L) in any float dtype, ``batch_size`` windows per forward pass, in the
+        stager's ``precision``."""
         if batch_size < 1:
             raise DataError(f"--batch-size {batch_size}: expected a positive number of windows per batch")
-        model, out = self.finetuned.model, []
+        model, out = self.model, []
+        bf16 = self.precision == "bf16"
         for i in range(0, len(windows), batch_size):
             x = torch.from_numpy(np.ascontiguousarray(windows[i:i + batch_size])).to(self.device, torch.float32)
-            out.append(model(x).double().softmax(-1).cpu().numpy())
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
+                logits = model(x)
+            out.append(logits.double().softmax(-1).cpu().numpy())
         return np.concatenate(out)
 
 

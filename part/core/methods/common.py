@@ -11,7 +11,7 @@ from typing import Sequence
 
 import torch
 from torch import nn
-from timm.models.vision_transformer import Block
+from part.core.blocks import Block
 
 from part.core.backbone import init_weights
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, cohen_kappa_score, confusion_matrix, f1_score
 
-from conftest import run_main
+from conftest import prepare_synthetic_pc18, run_main
 from part.errors import DataError
 from part.train import main as train_main
 
@@ -16,14 +16,8 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    from part.data_prep.physionet2018 import main as prepare_main  # `part-prepare-pc18`, in this process
-    base = tmp_path_factory.mktemp("pc18")
-    args = ["--synthetic", "6", "--src", base / "raw", "--out", base / "prep", "--n-test", "2", "--n-finetune", "2",
-            "--workers", "1", "--no-progress"]
-    res = run_main(prepare_main, args)
-    assert res.returncode == 0, res.stderr[-2000:]
-    return base / "prep"
+def prepared(tmp_path_factory):  # `part-prepare-pc18 --synthetic 6`, in this process
+    return prepare_synthetic_pc18(tmp_path_factory.mktemp("pc18"), records=6, n_test=2, n_finetune=2)
 
 
 def test_splits_disjoint(prepared):

@@ -47,7 +47,7 @@ def test_hypnogram_takes_several_files_or_the_repeated_flag(capsys):
     both = p.parse_args(["RUN", "a.edf", "b.edf", "--out", "o", "--hypnogram", "ha.edf", "hb.edf"])
     repeated = p.parse_args(["RUN", "a.edf", "b.edf", "--hypnogram", "ha.edf", "--out", "o", "--hypnogram", "hb.edf"])
     assert both.hypnogram == repeated.hypnogram == [Path("ha.edf"), Path("hb.edf")]
-    assert both.recordings == [Path("a.edf"), Path("b.edf")] and _check_usage(p, both) == ["a", "b"]
+    assert both.recordings == [Path("a.edf"), Path("b.edf")] and [n.name for n in _check_usage(p, both)] == ["a", "b"]
     swallowed = p.parse_args(["RUN", "a.edf", "--hypnogram", "ha.edf", "b.edf", "--out", "o"])
     with pytest.raises(SystemExit) as info:
         _check_usage(p, swallowed)
