@@ -90,6 +90,16 @@ def run_dir_for(recipe_name: str, work: Path) -> Path:
     return run
 
 
+def night_gflop(model, windows: np.ndarray) -> float:
+    """GFLOP of the model's forward pass over all ``windows`` (matmuls and attention, counted by
+    ``torch.utils.flop_counter`` on one batch of 64 and scaled)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    x = torch.from_numpy(np.ascontiguousarray(windows[:64])).float()
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model(x)
+    return counter.get_total_flops() / 1e9 * len(windows) / len(x)
+
+
 def levers(stager, windows: np.ndarray, repeats: int) -> list[tuple[str, float]]:
     """Seconds to classify ``windows`` per lever (the model's forward pass only)."""
     from part.modalities.eeg.sleep.staging import int8_linear
@@ -196,9 +206,11 @@ def main(argv=None) -> int:
     print(f"1. forward pass of the paper-size encoder on the night's {len(windows)} windows")
     rows = levers(paper, windows, a.repeats)
     before = rows[0][1]
-    print("| lever | s | speed-up |\n|---|---|---|")
+    gflop = night_gflop(paper.finetuned.model, windows)
+    print(f"model work: {gflop:.0f} GFLOP per night\n")
+    print("| lever | s | speed-up | GFLOP/s |\n|---|---|---|---|")
     for name, s in rows:
-        print(f"| {name} | {s:.2f} | {before / s:.2f}x |")
+        print(f"| {name} | {s:.2f} | {before / s:.2f}x | {gflop / s:.0f} |")
     print(f"\n2. Stager.predict_file (read + prepare + classify), precision auto = {paper.precision}")
     print("| encoder | params | s per night | nights / min |\n|---|---|---|---|")
     totals = {}

@@ -18,10 +18,11 @@ night's: that recording fails.
 The model's channels are read by name; --channels "F3-M2=EEG Fpz-Cz,C3-M2=EEG Pz-Oz" maps model
 channels to the recording's (MODEL=RECORDING; unmapped ones are looked up by their own name).
 --precision auto (default) runs the model in bf16 where the hardware computes it (a CUDA GPU, a
-CPU with AVX512-BF16/AMX), else fp32. Exit codes: 0 every recording staged (or already staged);
-1 some recording failed (the others are written; an --out directory this call created is removed
-again when nothing was written); 2 bad usage, run directory or a --channels entry naming no
-channel of the model; 130 interrupted (the recordings finished so far are complete).
+CPU with AVX512-BF16/AMX), else fp32; int8 (CPU only) quantises its Linear layers.
+Exit codes: 0 every recording staged (or already staged); 1 some recording failed (the others
+are written; an --out directory this call created is removed again when nothing was written);
+2 bad usage, run directory or a --channels entry naming no channel of the model; 130
+interrupted (the recordings finished so far are complete).
 """
 from __future__ import annotations
 
