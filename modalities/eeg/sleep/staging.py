@@ -127,7 +127,7 @@ class Stager:
     def from_run(cls, run_dir: str | Path, checkpoint: str | Path = "best.pt",
                  device: str | torch.device = "cpu", precision: str = "auto") -> "Stager":
         """The stager of ``RUN_DIR/checkpoints/<checkpoint>`` on ``device`` (cpu, cuda, auto) in
-        ``precision`` (auto, fp32, bf16)."""
+        ``precision`` (auto, fp32, bf16, int8)."""
         return cls(load_finetuned(run_dir, checkpoint, device), precision)
 
     def __repr__(self) -> str:
