@@ -39,6 +39,9 @@ from part.training.rundir import truncate_metrics
 
 SIGTERM_EXIT = 143
 SIGINT_EXIT = 130
+# What a DataLoader raises when its workers die under it: "DataLoader worker ... is killed by
+# signal" (RuntimeError), or a reset / closed pipe to a worker (OSError, EOFError).
+WORKER_DEATH = (RuntimeError, OSError, EOFError)
 
 
 class EpochSampler(Sampler):
@@ -247,7 +250,7 @@ class StageLoop:
                 batch = next(batches)
             except StopIteration:
                 return
-            except RuntimeError:
+            except WORKER_DEATH:
                 if self.ctx.stop_signal is None:
                     raise  # a worker died on its own: a real failure
                 self.stop(ep)
@@ -258,7 +261,7 @@ class StageLoop:
         mid-step) stops without a checkpoint of the half-done step: the last one is kept."""
         try:
             return self.train_step(batch, ep)
-        except RuntimeError:
+        except WORKER_DEATH:
             if self.ctx.stop_signal is None:
                 raise
             name = self.ctx.stop_signal

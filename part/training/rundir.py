@@ -165,32 +165,26 @@ def _has_started(run_dir: Path) -> bool:
     return (run_dir / "metrics.jsonl").exists() or any((run_dir / "checkpoints").glob("*.pt"))
 
 
-def kept_stages(recipe, run_dir: Path):
-    """``recipe`` with the run directory's own ``run.stages`` when it asks for some of them only
+def kept_stages(recipe, old):
+    """``recipe`` with ``old``'s ``run.stages`` when it asks for some of them only
     (``run.stages=[evaluate]`` on a finished run: the same run, the same config.yaml), else
     ``recipe`` itself."""
-    config = run_dir / "config.yaml"
-    if not config.exists():
-        return recipe
-    try:
-        old = load_recipe(config, ())
-    except ConfigError:
-        return recipe  # check_run_dir says what is wrong with it
     if recipe.run.stages != old.run.stages and set(recipe.run.stages) <= set(old.run.stages):
         return dataclasses.replace(recipe, run=dataclasses.replace(recipe.run, stages=list(old.run.stages)))
     return recipe
 
 
-def check_run_dir(recipe, run_dir: Path) -> list[str]:
+def check_run_dir(recipe, run_dir: Path) -> tuple[list, object]:
     """Refuse a run directory holding another recipe's run (or any run, with resume=never).
 
-    ``recipe`` asking for some of the run's stages only is the same run (compare it as
-    :func:`kept_stages` gives it). With ``run.resume=force``, differences in optimisation keys
-    (``FORCE_CHANGEABLE``) are accepted: returns them (``'key: old -> new'``), else []. The
-    caller records them."""
+    Returns ``(changes, recorded)``: with ``run.resume=force``, the differences in optimisation
+    keys (``FORCE_CHANGEABLE``) it accepts (``'key: old -> new'``, else []), for the caller to
+    record; ``recorded`` is the recipe to write to config.yaml: ``recipe``, or, when it asks
+    for some of the run's stages only (the same run), ``recipe`` with the run's stages
+    (:func:`kept_stages`)."""
     config = run_dir / "config.yaml"
     if not config.exists() or not _has_started(run_dir):
-        return []  # nothing trained there yet (e.g. an earlier attempt stopped on bad data)
+        return [], recipe  # nothing trained there yet (e.g. an earlier attempt stopped on bad data)
     if recipe.run.resume == "never":
         raise ConfigError(f"run directory '{run_dir}' already holds a run and run.resume=never; "
                           f"choose another run.name or run.output_dir, or delete that directory")
@@ -200,12 +194,13 @@ def check_run_dir(recipe, run_dir: Path) -> list[str]:
         raise ConfigError(f"the run directory's '{config}' cannot be read as a recipe ({exc}); "
                           f"it was written by another version or damaged. Choose another "
                           f"run.name, or delete the directory to start over") from None
-    if recipe_hash(old) == recipe_hash(kept_stages(recipe, run_dir)):
-        return []
+    recorded = kept_stages(recipe, old)
+    if recipe_hash(old) == recipe_hash(recorded):
+        return [], recorded
     diff = recipe_differences(old, recipe)
     fixed = [d for d in diff if not d.startswith(FORCE_CHANGEABLE)]
     if recipe.run.resume == "force" and not fixed:
-        return diff
+        return diff, recipe
     listed = fixed + [d for d in diff if d not in fixed]  # what refuses the run first
     shown = "; ".join(listed[:MAX_SHOWN]) + (f"; and {len(listed) - MAX_SHOWN} more differing keys"
                                              if len(listed) > MAX_SHOWN else "")

@@ -17,7 +17,7 @@ from part.errors import ConfigError, DataError, RunStopped
 from part.registry import method_spec
 from part.training.distributed import barrier, init_distributed, shutdown
 from part.training.engine import RunContext
-from part.training.rundir import (RunDirLock, check_run_dir, check_writable, kept_stages, unmark_finished,
+from part.training.rundir import (RunDirLock, check_run_dir, check_writable, unmark_finished,
                                   write_config)
 from part.training.stages import Pipeline, evaluate, finetune, finetuned_name, pretrain
 
@@ -77,7 +77,7 @@ def run(recipe) -> dict:
 def _prepare_run_dir(recipe, pipe: Pipeline, run_dir: Path) -> None:
     """Same-recipe check (force: record the changes and redo the stages they touch), then
     config.yaml."""
-    changes = check_run_dir(recipe, run_dir)
+    changes, recorded = check_run_dir(recipe, run_dir)
     if changes:
         touched = {c.split(".")[0] for c in changes}
         redo = tuple(s for s in ("pretrain", "finetune") if s in touched)
@@ -87,7 +87,7 @@ def _prepare_run_dir(recipe, pipe: Pipeline, run_dir: Path) -> None:
         print(f"run.resume=force: continuing '{run_dir}' with {'; '.join(changes)}"
               + (f"; redoing {', '.join(forgotten)}" if forgotten else ""), flush=True)
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    write_config(kept_stages(recipe, run_dir), run_dir, changes)
+    write_config(recorded, run_dir, changes)
 
 
 def check_stage_inputs(recipe, pipe: Pipeline) -> None:

@@ -1,6 +1,7 @@
 """Faults a long run must survive (docs: README "Faults and resuming"): a second start on the same
 run directory, non-finite losses, torn bookkeeping files, SIGTERM / SIGINT, unwritable outputs,
-empty recipes, errors inside DataLoader workers, stages checked before anything runs.
+empty recipes, errors inside DataLoader workers, stages checked before anything runs (signals:
+test_signals.py).
 
 A fresh interpreter spends seconds importing torch, so runs that need no process of their own
 call `part.train.main` in this process (`here`); subprocesses are kept where the process is the
@@ -8,9 +9,7 @@ point: signals, a second process on a running directory, DataLoader worker proce
 import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -26,44 +25,7 @@ from part.training.engine import RunContext, TrainSpec, train
 from part.training.rundir import RunDirLock, finished_stages, read_metrics, truncate_metrics
 from part.train import main as train_main
 
-ROOT = Path(__file__).resolve().parents[2]
-RECIPE = ROOT / "recipes" / "digits_demo.yaml"
-TINY = ["model.dim=32", "model.depth=2", "model.heads=4", "run.log_every=1", "run.device=cpu",
-        "data.limit_test=100", "method.num_pairs=32"]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
-def command(out, *overrides):
-    return [sys.executable, "-m", "part.train", str(RECIPE), f"run.output_dir={out}", *TINY, *overrides]
-
-
-def here(out, *overrides):
-    """`python -m part.train RECIPE run.output_dir=OUT ...` run in this process (one torch thread,
-    as OMP_NUM_THREADS=1 gives the subprocesses): .returncode, .stdout, .stderr."""
-    return run_main(train_main, command(out, *overrides)[3:])
-
-
-def start(out, *overrides, new_session=False):
-    return subprocess.Popen(command(out, *overrides), cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=ENV, start_new_session=new_session)
-
-
-def wait_for_steps(run, n, proc, timeout=120):
-    deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None:
-        if len([r for r in read_metrics(run / "metrics.jsonl") if "event" not in r]) >= n:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"the run did not reach {n} steps: {proc.poll()}")
-
-
-def step_losses(run, stage="pretrain"):
-    return [(r["step"], r["loss"]) for r in read_metrics(run / "metrics.jsonl")
-            if r["stage"] == stage and "event" not in r]
-
-
-LONG = ["pretrain.epochs=3", "data.limit_train=320", "pretrain.batch_size=32", "run.stages=[pretrain]",
-        "model.depth=4", "model.dim=64"]
+from run_helpers import ENV, LONG, ROOT, command, here, start, step_losses, wait_for_steps
 
 
 # ----------------------------------------------------------------------------- 1. one run per directory
@@ -262,81 +224,6 @@ def test_damaged_state_json_names_the_file(tmp_path):
     res = here(tmp_path / "cli", *base)
     assert res.returncode == 2 and "state.json' is unreadable" in res.stderr
     assert "Traceback" not in res.stderr
-
-
-# ----------------------------------------------------------------------------- 4. signals
-
-def test_sigterm_checkpoints_at_a_step_and_resumes_exactly(tmp_path):
-    assert here(tmp_path / "a", *LONG).returncode == 0
-    reference = step_losses(tmp_path / "a" / "digits_demo")
-    run = tmp_path / "b" / "digits_demo"
-    proc = start(tmp_path / "b", *LONG)
-    wait_for_steps(run, 12, proc)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143, err[-2000:]
-    assert "stopped by SIGTERM at epoch" in err and "Traceback" not in err
-    stopped_at = load_checkpoint(run / "checkpoints" / "last.pt")["step"]
-    assert 12 <= stopped_at < 30 and stopped_at % 10 != 0  # a mid-epoch step, not an epoch end
-    epoch = stopped_at // 10 + 1  # 10 steps an epoch; messages count epochs from 1
-    assert f"stopped by SIGTERM at epoch {epoch} step {stopped_at};" in err
-    rerun = here(tmp_path / "b", *LONG)
-    assert rerun.returncode == 0
-    assert f"resumed from {run / 'checkpoints' / 'last.pt'} in epoch {epoch}/3, after step {stopped_at}" in rerun.stdout
-    resumed = step_losses(run)
-    assert [s for s, _ in resumed] == list(range(1, 31))
-    for (s, a), (_, b) in zip(reference, resumed):
-        assert a == pytest.approx(b, rel=1e-6, abs=1e-7), s
-
-
-def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
-    run = tmp_path / "digits_demo"
-    proc = start(tmp_path, *LONG)
-    wait_for_steps(run, 3, proc)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err[-2000:]
-    assert "interrupted in pretrain at epoch" in err and "rerun the same command to resume" in err
-    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-@pytest.mark.parametrize("sig,code,line", [(signal.SIGTERM, 143, "stopped by SIGTERM at epoch"),
-                                           (signal.SIGINT, 130, "interrupted in pretrain at epoch")])
-def test_a_signal_to_the_process_group_with_workers_checkpoints_and_resumes_exactly(tmp_path, sig, code, line):
-    """scancel / Ctrl-C in a shell signal the whole process group: with run.num_workers=2 the
-    workers die of it too. That is the stop, not a DataLoader failure: a checkpoint at a step
-    boundary, one line, exit 143 (130 for SIGINT), no process left, and the rerun's losses equal
-    an uninterrupted run's."""
-    workers = [*LONG, "run.num_workers=2"]
-    assert here(tmp_path / "a", *workers).returncode == 0
-    reference = step_losses(tmp_path / "a" / "digits_demo")
-    run = tmp_path / "b" / "digits_demo"
-    proc = start(tmp_path / "b", *workers, new_session=True)  # setsid: its own process group
-    wait_for_steps(run, 12, proc)
-    os.killpg(proc.pid, sig)  # kill -TERM -- -PGID
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == code, err[-2000:]
-    assert line in err and "DataLoader worker" not in err and "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1, err
-    deadline = time.time() + 30
-    while _group_alive(proc.pid) and time.time() < deadline:
-        time.sleep(0.1)
-    assert not _group_alive(proc.pid), "a process of the run's group outlived it"
-    stopped_at = load_checkpoint(run / "checkpoints" / "last.pt")["step"]
-    assert 12 <= stopped_at < 30 and f"step {stopped_at}" in err
-    assert here(tmp_path / "b", *workers).returncode == 0
-    resumed = step_losses(run)
-    assert [s for s, _ in resumed] == list(range(1, 31))
-    for (s, a), (_, b) in zip(reference, resumed):
-        assert a == pytest.approx(b, rel=1e-6, abs=1e-7), s
 
 
 # ----------------------------------------------------------------------------- 6-10. inputs checked first

@@ -211,11 +211,12 @@ def test_a_rerun_of_some_stages_is_the_same_run_and_keeps_config_stages(tmp_path
     (run_dir / "metrics.jsonl").write_text("")
     save_resolved(load_recipe(recipe_path, ("run.stages=[pretrain,finetune,evaluate]",)), run_dir / "config.yaml")
     again = load_recipe(recipe_path, ("run.stages=[evaluate]",))
-    assert check_run_dir(again, run_dir) == []
-    assert kept_stages(again, run_dir).run.stages == ["pretrain", "finetune", "evaluate"]
+    changes, recorded = check_run_dir(again, run_dir)
+    assert changes == [] and recorded.run.stages == ["pretrain", "finetune", "evaluate"]
     assert again.run.stages == ["evaluate"]  # what runs now
-    save_resolved(load_recipe(recipe_path, ("run.stages=[finetune,evaluate]",)), run_dir / "config.yaml")
+    old = load_recipe(recipe_path, ("run.stages=[finetune,evaluate]",))
+    save_resolved(old, run_dir / "config.yaml")
     more = load_recipe(recipe_path, ("run.stages=[pretrain,finetune,evaluate]",))
-    assert kept_stages(more, run_dir) is more
+    assert kept_stages(more, old) is more
     with pytest.raises(ConfigError, match="holds a run of a different recipe.*run.stages"):
         check_run_dir(more, run_dir)

@@ -9,16 +9,12 @@ import runpy
 import shutil
 import sys
 from collections import Counter
-from datetime import datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 
 import numpy as np
 import pytest
 import torch
 
-from part.data_prep.pc18_labels import read_stage_notes
-from part.data_prep.pc18_prepare import SplitSettings, prepare_dataset
-from part.data_prep.pc18_synthetic import write_synthetic_records
 import part.modalities.eeg.sleep.hypnogram as hypnogram_module
 from part.modalities.eeg.recordings import mne_reader
 from part.modalities.eeg.recordings.channels import ChannelError
@@ -26,61 +22,20 @@ from part.modalities.eeg.recordings.constants import CLASS_NAMES, PC18_EEG_CHANN
 from part.modalities.eeg.recordings.hypnogram_edf import write_hypnogram_edf
 from part.modalities.eeg.recordings.mne_reader import read_recording
 from part.modalities.eeg.recordings.signal import RecordError
-from part.modalities.eeg.recordings.wfdb_reader import read_eeg
 from part.modalities.eeg.recordings.windows import window_grid
 from part.modalities.eeg.sleep.hypnogram import Hypnogram
 from part.modalities.eeg.sleep.staging import Stager
-from part.config import load_recipe
+from staging_night import REC, START, make_night, write_edf
 from part.errors import DataError
 from part.evaluation.metrics import classification_metrics
 from part.stage import main as stage_main
-from part.training.runner import run
 
 read_hypnogram = Hypnogram.from_file
-
-ROOT = Path(__file__).resolve().parents[3]
-REC = "syn00-0003"  # the test split's record (n_test=1 takes the last one)
-START = datetime(2021, 3, 4, 22, 45, 0)
-
-
-def write_edf(path: Path, names, uv: np.ndarray, fs: float, start: datetime | None = START) -> Path:
-    """An EDF of (C, n) micro-volt integers, exact (physical range = digital range)."""
-    import edfio
-    signals = [edfio.EdfSignal(row.astype(np.float64), fs, label=name, physical_dimension="uV",
-                               physical_range=(-32768, 32767)) for name, row in zip(names, uv)]
-    header = {} if start is None else {"starttime": start.time(), "recording": edfio.Recording(startdate=start.date())}
-    edfio.Edf(signals, **header).write(path)
-    return path
 
 
 @pytest.fixture(scope="module")
 def night(tmp_path_factory):
-    """Three 5-6 min synthetic records prepared, a supervised dim-16 depth-1 model finetuned for one
-    epoch, and the test record as .hea, as EDF (same samples, a start time), as a 2-channel EDF with
-    other names, and its scoring as an EDF+ hypnogram."""
-    base = tmp_path_factory.mktemp("staging")
-    write_synthetic_records(base / "raw", 3, seed=0, minutes=(5, 6))
-    result = prepare_dataset(base / "raw", base / "prep", splits=SplitSettings(n_test=1, n_finetune=1, seed=0),
-                             progress=False)
-    assert not result.failed and result.splits["test"] == [REC]
-    recipe = load_recipe(ROOT / "recipes/eeg_sleep_demo.yaml", [
-        f"data.root={base / 'prep'}", f"run.output_dir={base / 'runs'}", "run.name=tiny", "run.device=cpu",
-        "method.name=supervised", "run.stages=[finetune]", "model.dim=16", "model.depth=1", "model.heads=2",
-        "finetune.epochs=1", "finetune.batch_size=32", "evaluate.repeats=1"])
-    run(recipe)
-    hea = base / "raw" / f"{REC}.hea"
-    rec = read_eeg(hea, PC18_EEG_CHANNELS)
-    whole = int(rec.n_samples // rec.fs * rec.fs)  # EDF data records of 1 s: whole seconds
-    uv = rec.digital[:, :whole].astype(np.float64)  # gain 1 uV, baseline 0 (the synthetic PC18 layout)
-    edf = write_edf(base / f"{REC}.edf", PC18_EEG_CHANNELS, uv, rec.fs)
-    two = write_edf(base / "two.edf", ["EEG Fpz-Cz", "EEG Pz-Oz"], uv[[0, 4]], rec.fs, start=None)
-    notes = read_stage_notes(base / "raw" / f"{REC}.arousal", rec.fs)
-    onsets = notes.onsets[0] / rec.fs + 30.0 * np.arange(int((rec.n_samples - notes.onsets[0]) // (30 * rec.fs)))
-    stages = notes.stages[np.searchsorted(notes.onsets / rec.fs, onsets, side="right") - 1]
-    scoring = write_hypnogram_edf(base / f"{REC}-Hypnogram.edf", Hypnogram(stages, onsets_s=onsets, source="synthetic"))
-    stager = Stager.from_run(base / "runs" / "tiny")
-    return {"base": base, "run": base / "runs" / "tiny", "hea": hea, "edf": edf, "two": two, "scoring": scoring,
-            "uv": uv, "fs": rec.fs, "stager": stager}
+    return make_night(tmp_path_factory.mktemp("staging"))
 
 
 def test_checkpoint_describes_itself(night):
@@ -394,62 +349,3 @@ def test_flat_recordings_and_windows_are_not_staged_as_sleep(night, tmp_path, ca
     assert all(r.split(",")[2] == "unscored" and r.endswith(",,,,,") for r in rows)
     staged = Hypnogram.from_file(out / "gap.hypnogram.csv")
     assert (staged.stages[:3] == -1).all() and (staged.stages[3:] >= 0).all()
-
-
-def test_a_folder_of_nights_is_staged_in_one_process_and_a_rerun_skips_them(night, tmp_path, capsys):
-    """part-stage on a folder: its recordings (the annotation-only scoring is no recording) each
-    paired with its scoring by name; a rerun skips the finished nights, --overwrite redoes them, a
-    newer recording is redone."""
-    folder = tmp_path / "nights"
-    (folder / "sub").mkdir(parents=True)
-    shutil.copy(night["edf"], folder / "SC4001E0-PSG.edf")
-    shutil.copy(night["scoring"], folder / "SC4001EC-Hypnogram.edf")
-    shutil.copy(night["edf"], folder / "sub" / "SC4002E0-PSG.edf")  # no scoring: staged without
-    out = tmp_path / "out"
-    assert stage_main([str(night["run"]), str(folder), "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
-    assert "SC4001E0-PSG: " in printed and "kappa" in printed.split("SC4001E0-PSG: ")[1].splitlines()[0]
-    assert "SC4002E0-PSG: " in printed and (out / "SC4001E0-PSG.agreement.json").is_file()
-    assert not (out / "SC4002E0-PSG.agreement.json").exists() and not (out / "SC4001EC-Hypnogram.stats.json").exists()
-    again = stage_main([str(night["run"]), str(folder), "--out", str(out)])
-    assert again == 0 and "2 of 2 recordings already staged" in capsys.readouterr().out
-    marker = out / "SC4002E0-PSG.stats.json"
-    old = marker.stat().st_mtime
-    import os
-    os.utime(folder / "sub" / "SC4002E0-PSG.edf", (old + 10, old + 10))  # the recording changed since
-    assert stage_main([str(night["run"]), str(folder), "--out", str(out)]) == 0
-    assert "1 of 2 recordings already staged" in capsys.readouterr().out
-    assert stage_main([str(night["run"]), str(folder), "--out", str(out), "--overwrite"]) == 0
-    assert "already staged" not in capsys.readouterr().out
-    with pytest.raises(SystemExit) as info:
-        stage_main([str(night["run"]), str(folder), "--out", str(out), "--hypnogram", str(night["scoring"])])
-    assert info.value.code == 2 and "is a folder, whose scorings are paired by name" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        stage_main([str(night["run"]), str(tmp_path / "out"), "--out", str(tmp_path / "o2")])  # no recording there
-    assert "holds no recording" in capsys.readouterr().err
-
-
-def test_precision_auto_fp32_bf16_int8(night, monkeypatch):
-    """auto is bf16 exactly where the hardware has bf16 arithmetic; bf16 and int8 stay close to
-    fp32; int8 quantises the Linear layers of a copy and refuses a GPU."""
-    import part.modalities.eeg.sleep.staging as staging
-    stager = night["stager"]
-    assert staging.resolve_precision("fp32", torch.device("cpu")) == "fp32"
-    assert staging.resolve_precision("auto", torch.device("cuda")) == "bf16"
-    monkeypatch.setattr(staging, "bf16_native", lambda device: False)
-    assert staging.resolve_precision("auto", torch.device("cpu")) == "fp32"
-    with pytest.raises(DataError, match="precision 'fp16': expected one of"):
-        staging.resolve_precision("fp16", torch.device("cpu"))
-    fp32 = Stager(stager.finetuned, "fp32").predict_file(night["edf"])
-    bf16 = Stager(stager.finetuned, "bf16").predict_file(night["edf"])
-    assert fp32.info["precision"] == "fp32" and bf16.info["precision"] == "bf16"
-    np.testing.assert_allclose(bf16.proba, fp32.proba, atol=0.05)
-    assert (bf16.stages == fp32.stages).mean() >= 0.8
-    int8 = Stager(stager.finetuned, "int8")
-    assert isinstance(stager.finetuned.model.head, torch.nn.Linear)  # the loaded model is untouched
-    assert not any(type(m) is torch.nn.Linear for m in int8.model.modules())
-    staged = int8.predict_file(night["edf"])
-    assert staged.info["precision"] == "int8"
-    np.testing.assert_allclose(staged.proba, fp32.proba, atol=0.05)
-    with pytest.raises(DataError, match="precision 'int8' runs on the CPU only"):
-        staging.resolve_precision("int8", torch.device("cuda"))
