@@ -181,8 +181,9 @@ def first_nonfinite_window(signal: np.ndarray) -> int | None:
     per_slice = max(1, FINITE_CHUNK_BYTES // max(signal[:1].nbytes, 1))
     for start in range(0, signal.shape[0], per_slice):
         chunk = signal[start:start + per_slice]
-        if np.isfinite(np.add.reduce(chunk, axis=None, dtype=np.float32)):
-            continue
+        with np.errstate(over="ignore", invalid="ignore"):
+            if np.isfinite(np.add.reduce(chunk, axis=None, dtype=np.float32)):
+                continue
         bad = np.flatnonzero(~np.isfinite(chunk).reshape(len(chunk), -1).all(axis=1))
         if bad.size:  # (else a float32 sum that overflowed: the values are finite)
             return start + int(bad[0])
