@@ -7,10 +7,16 @@ iterated, and :class:`EpochItems`, in whichever process fetches, hands a new epo
 dataset's ``set_epoch`` (datasets that draw their samples per epoch) and, in a worker, reseeds
 the worker's random generators from (seed, epoch, worker): augmentations depend on the epoch
 exactly as when workers were spawned afresh each epoch.
+
+Workers ignore SIGTERM and SIGINT (:func:`ignore_stop_signals`): a signal to the whole process
+group (``scancel``, Ctrl-C in a shell) is the main process's to honour at a step boundary, every
+DDP rank at the same one, with its workers still fetching; the stage then shuts them down
+(:func:`close_loader`, which kills any worker that does not exit).
 """
 from __future__ import annotations
 
 import random
+import signal
 from typing import Optional, Sequence
 
 import numpy as np
@@ -103,19 +109,35 @@ class EpochItems(Dataset):
         return fetch(items) if callable(fetch) else [self.dataset[i] for i in items]
 
 
+def ignore_stop_signals(worker_id: int) -> None:
+    """A DataLoader ``worker_init_fn``: the worker outlives a SIGTERM / SIGINT sent to the process
+    group, so that the main process decides where to stop (it ends its workers itself)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def stage_loader(dataset, sampler: EpochSampler, batch_size: int, num_workers: int, seed: int,
                  pin_memory: bool) -> DataLoader:
     """The one DataLoader of a stage: ``sampler.set_epoch`` before each ``iter()`` picks the
     epoch; workers (``num_workers > 0``) persist until :func:`close_loader`."""
     return DataLoader(EpochItems(dataset, seed), batch_size=batch_size, sampler=sampler.tagged(), drop_last=True,
                       num_workers=num_workers, pin_memory=pin_memory, persistent_workers=num_workers > 0,
+                      worker_init_fn=ignore_stop_signals if num_workers > 0 else None,
                       generator=torch.Generator().manual_seed(seed * 7919))
 
 
 def close_loader(loader: Optional[DataLoader]) -> None:
-    """Shut down a loader's persistent workers now (rather than whenever it is collected)."""
+    """Shut down a loader's persistent workers now (rather than whenever it is collected); a
+    worker still alive after PyTorch's shutdown (it ignores SIGTERM) is killed."""
     iterator = getattr(loader, "_iterator", None)
     if iterator is not None and hasattr(iterator, "_shutdown_workers"):
-        iterator._shutdown_workers()
+        workers = list(getattr(iterator, "_workers", []))
+        try:
+            iterator._shutdown_workers()
+        finally:
+            for w in workers:
+                if w.is_alive():
+                    w.kill()
+                    w.join()
     if loader is not None:
         loader._iterator = None

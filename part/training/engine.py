@@ -20,8 +20,9 @@ keeps its 0-based ``epoch`` field). SIGTERM and a first Ctrl-C (``ctx.stop_signa
 at a step boundary (under DDP every ``run.stop_check_every`` steps, all ranks agreeing): a
 checkpoint is written there and the run stops with exit code 143 (130 for SIGINT), resumable
 exactly. When the signal went to the whole process group (``scancel``, Ctrl-C in a shell), the
-DataLoader workers die of it first: fetching the next batch then fails, which, with a stop
-signal received, is the step boundary to stop at, not an error.
+stage's DataLoader workers ignore it and go on fetching (``data_order.ignore_stop_signals``);
+should they die anyway, fetching the next batch fails, which, with a stop signal received, is
+the step boundary to stop at, not an error.
 """
 from __future__ import annotations
 
@@ -224,8 +225,8 @@ class StageLoop:
 
     def _batches(self, loader: DataLoader, ep: int):
         """The loader's batches; a batch that cannot be fetched because the DataLoader workers died
-        after this process received a stop signal (the signal reached the whole process group) is
-        the step boundary to stop at: checkpoint and stop there."""
+        after this process received a stop signal (e.g. killed by the same group signal despite
+        ignoring it) is the step boundary to stop at: checkpoint and stop there."""
         batches = iter(loader)
         while True:
             try:

@@ -136,8 +136,9 @@ def _signals(ctx: RunContext):
     """SIGTERM, and a first Ctrl-C (SIGINT) during training steps, ask the training loop to
     checkpoint and stop at the next step boundary (exit 143 / 130). A second Ctrl-C, or one
     outside the training steps, interrupts at once: one line naming where the run stopped (exit
-    130). Once a stop signal has arrived, DataLoader workers that die (of the same signal, sent to
-    the whole process group by scancel or a shell's Ctrl-C) are no failure: PyTorch's SIGCHLD
+    130). The training DataLoader's workers ignore both signals (a signal to the whole process
+    group, by scancel or a shell's Ctrl-C, is this process's to honour). Once a stop signal has
+    arrived, workers that die anyway (other loaders' workers, a SIGKILL) are no failure: PyTorch's SIGCHLD
     handler, which would raise it as one at any point of a step, is replaced by one that does
     nothing (not by SIG_DFL: a SIGCHLD already pending when the SIGTERM is handled, e.g. both
     arriving during a backward pass, would then print Python's "Signal 17 ignored due to race
