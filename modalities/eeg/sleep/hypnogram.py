@@ -29,6 +29,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Optional
 
+import warnings
+
 import numpy as np
 
 from part.atomic import atomic_write_json, atomic_write_text
@@ -36,10 +38,12 @@ from part.errors import DataError
 from part.evaluation.metrics import classification_metrics
 from part.modalities.eeg.recordings.constants import CLASS_NAMES, EPOCH_S, UNLABELLED, UNSCORED_NAME
 from part.modalities.eeg.recordings.hypnogram_edf import clock_offset, write_hypnogram_edf
-from part.modalities.eeg.recordings.hypnogram_io import (TOLERANCE_S, label_counts, read_scoring, scoring_from_raw,
-                                                         stage_runs)
+from part.modalities.eeg.recordings.hypnogram_io import (START_COMMENT, TOLERANCE_S, label_counts, read_scoring,
+                                                         scoring_from_raw, stage_runs)
 from part.modalities.eeg.recordings.mne_reader import recording_name
 from part.modalities.eeg.recordings.windows import labels_at
+from part.modalities.eeg.sleep.hypnogram_ops import HypnogramOps, stage_codes_of
+from part.modalities.eeg.sleep.scoring_check import ScoringWarning, lag_scan
 from part.modalities.eeg.sleep.stats import sleep_statistics
 
 OUTPUTS = ("hypnogram.csv", "hypnogram.edf", "hypnogram.png", "stats.json", "agreement.json")
@@ -47,10 +51,11 @@ _MS = 1000.0  # agreement compares epoch boundaries in milliseconds
 
 
 @dataclass(frozen=True, eq=False)
-class Hypnogram:
+class Hypnogram(HypnogramOps):
     """Sleep stages of one recording, one per epoch of ``epoch_s`` seconds.
 
-    ``stages`` (n,) int8 stage codes (module docstring); ``proba`` (n, 5) float64 per-epoch
+    ``stages`` (n,) int8 stage codes (module docstring; given as codes or labels such as ``"W"``,
+    ``"N1"``, ``"R"``: ``hypnogram_ops``); ``proba`` (n, 5) float64 per-epoch
     probabilities of W, N1, N2, N3, REM (rows sum to 1; a NaN row: none for that epoch) or None;
     ``onsets_s`` (n,) float64 epoch starts in seconds from the recording's first sample, ascending,
     at least ``epoch_s`` apart (default ``0, epoch_s, ...``; gaps are unscored time); ``start``
@@ -60,6 +65,8 @@ class Hypnogram:
     text: annotations ignored}, ``offset_s`` seconds added to the file's onsets to align it with
     its recording and ``note`` why it was not aligned, ``info`` whatever its producer reports
     (staging: the epochs without signal, flat channels). Immutable: methods return new objects.
+    Operations (``==``, slicing, transition_matrix, find_periods, upsample, crop, pad,
+    consolidate_stages, as_events, get_mask, to_json/from_json): ``hypnogram_ops.HypnogramOps``.
     """
 
     stages: np.ndarray
@@ -77,7 +84,7 @@ class Hypnogram:
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        stages = np.asarray(self.stages).reshape(-1)
+        stages = stage_codes_of(self.stages)
         if stages.size and (not np.issubdtype(stages.dtype, np.integer) or stages.min() < UNLABELLED
                             or stages.max() >= len(CLASS_NAMES)):
             raise ValueError(f"Hypnogram({self.source}): stages must be stage codes -1..{len(CLASS_NAMES) - 1} "
@@ -101,7 +108,10 @@ class Hypnogram:
         one stage per epoch (a ``*.hypnogram.csv`` written here keeps its probabilities); see
         ``recordings/hypnogram_io.py``. ``scorer`` defaults to the file's name. Raises
         ``HypnogramError`` naming the file (missing, unreadable, truncated, no stage, epochs that
-        are not ``epoch_s`` long)."""
+        are not ``epoch_s`` long). Also NSRR / Compumedics Profusion XML, PC18 ``.arousal`` (with
+        its ``.hea``) and ``.json`` (:meth:`to_json`)."""
+        if Path(path).suffix.lower() == ".json":
+            return cls.from_json(path)
         return cls(**read_scoring(path, epoch_s), scorer=Path(path).name if scorer is None else scorer)
 
     @classmethod
@@ -217,7 +227,10 @@ class Hypnogram:
         put on this hypnogram's clock (:meth:`aligned_to`), on the epochs staged here and scored
         there: kappa, accuracy, macro_f1, balanced_accuracy, per_class_f1, per_class_recall,
         support, confusion (rows = reference, columns = these stages), n_compared,
-        n_unscored_excluded, reference_offset_s, reference_note. Computed once per reference."""
+        n_unscored_excluded, reference_offset_s, reference_note; ``lag_scan``, ``flags``
+        (``lag_warning``, ``low_agreement``) and ``warnings`` of the lag scan
+        (``scoring_check.lag_scan``: kappa over lags of +/-60 min; nothing is shifted), each
+        warning also issued as a :class:`ScoringWarning`. Computed once per reference."""
         cached = self._cache.get(("agreement", id(reference)))
         if cached is not None and cached[0] is reference:
             return cached[1]
@@ -238,13 +251,16 @@ class Hypnogram:
                   "reference_offset_s": aligned.offset_s - ref.offset_s,
                   **({"reference_note": aligned.note} if aligned.note else {}),
                   "note": "epochs staged here and scored in the reference only; confusion rows = reference, "
-                          "columns = these stages"}
+                          "columns = these stages", **lag_scan(self, aligned, len(CLASS_NAMES))}
+        for line in result["warnings"]:
+            warnings.warn(line, ScoringWarning, stacklevel=2)
         self._cache[("agreement", id(reference))] = (reference, result)
         return result
 
     # ------------------------------------------------------------------ writing
     def to_csv(self, path: str | Path) -> Path:
-        """``onset_s,duration_s,stage[,p_W,...,p_REM]``, one row per epoch (module docstring)."""
+        """``onset_s,duration_s,stage[,p_W,...,p_REM]``, one row per epoch (module docstring),
+        after a ``# start: <ISO time>`` line when the start is known (:meth:`from_file` reads it)."""
         columns = [np.char.mod("%.3f", self.onsets_s), np.char.mod("%.3f", np.full(len(self), self.epoch_s)),
                    self.stage_names.astype(str)]
         header = ["onset_s", "duration_s", "stage"]
@@ -255,7 +271,8 @@ class Hypnogram:
         lines = columns[0]
         for column in columns[1:]:  # a handful of columns, each joined for all rows at once
             lines = np.char.add(np.char.add(lines, ","), column)
-        return atomic_write_text(path, "\n".join([",".join(header), *lines.tolist()]) + "\n")
+        top = [] if self.start is None else [f"{START_COMMENT}{self.start.isoformat()}"]
+        return atomic_write_text(path, "\n".join([*top, ",".join(header), *lines.tolist()]) + "\n")
 
     def to_edf(self, path: str | Path) -> Path:
         """An EDF+ hypnogram in the Sleep-EDF style (``Sleep stage W/1/2/3/R/?``), header start =
