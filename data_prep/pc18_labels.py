@@ -1,9 +1,10 @@
 """Sleep-stage labels of 30-s windows from the notes of a PC18 ``.arousal`` annotation file.
 
-The ``.arousal`` file (WFDB annotations; read by ``recordings/hypnogram_wfdb.read_stage_notes``) holds stage notes ``W``, ``N1``, ``N2``, ``N3``, ``R``
-(aux_note), each the onset of a stage lasting until the next stage note (the last one until the
-end of the record), and event brackets such as ``(arousal_rera`` / ``arousal_rera)``, which are
-ignored. Time before the first stage note is unscored.
+The ``.arousal`` file (WFDB annotations; read by ``recordings/hypnogram_wfdb.read_stage_notes``)
+holds stage notes ``W``, ``N1``, ``N2``, ``N3``, ``R`` (aux_note), each the onset of a stage
+lasting until the next stage note (the last one until the end of the record), and event brackets
+such as ``(arousal_rera`` / ``arousal_rera)``, which are ignored. Time before the first stage
+note is unscored.
 
 Windows tile the record on the grid of the stage onsets: at the output rate the first window
 starts at ``round(first_onset) mod L`` and windows follow every ``L`` samples while they fit.
