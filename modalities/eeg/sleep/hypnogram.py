@@ -1,7 +1,7 @@
 """One night's sleep stages: :class:`Hypnogram`, what staging returns and what scoring files read.
 
     from part.modalities.eeg.sleep import Hypnogram
-    scoring = Hypnogram.from_file("SC4001EC-Hypnogram.edf")         # EDF+, CSV/TSV/text, ours
+    scoring = Hypnogram.from_file("SC4001EC-Hypnogram.edf")  # EDF+, CSV/TSV/text, ours, XML, .arousal, JSON
     staged = stager.predict_file("SC4001E0-PSG.edf")                 # a Hypnogram with probabilities
     staged.statistics(); staged.agreement(scoring); staged.plot("night.png", reference=scoring)
     staged.to_csv("night.hypnogram.csv"); staged.to_edf("night.hypnogram.edf")
@@ -11,16 +11,19 @@ prepared labels, ``CLASS_NAMES``), -1 an epoch without a stage (unscored, or no 
 
 Files written by :meth:`Hypnogram.write` (each atomically; ``<rec>`` = the recording's name):
 
-- ``<rec>.hypnogram.csv``: ``onset_s,duration_s,stage,p_W,p_N1,p_N2,p_N3,p_REM``, one row per
-  30-s epoch (onset in seconds from the recording's start, stage as its name or ``unscored``,
-  the probabilities summing to 1, empty for an epoch without them); :meth:`from_file` reads it back;
+- ``<rec>.hypnogram.csv``: a ``# start: <ISO time>`` line when the start is known, then
+  ``onset_s,duration_s,stage,p_W,p_N1,p_N2,p_N3,p_REM``, one row per 30-s epoch (onset in
+  seconds from the recording's start, stage as its name or ``unscored``, the probabilities
+  summing to 1, empty for an epoch without them); :meth:`from_file` reads it back, start time
+  included;
 - ``<rec>.hypnogram.edf``: EDF+ annotations in the Sleep-EDF hypnogram style (``Sleep stage
   W/1/2/3/R/?``);
 - ``<rec>.hypnogram.png``: the hypnogram (W on top, REM next to it in red, then N1, N2, N3;
   clock time when the start is known; the reference scoring above it when given) with the
   probabilities as a stacked band;
-- ``<rec>.stats.json``: :meth:`statistics` (AASM definitions, ``stats.py``);
-- ``<rec>.agreement.json`` when a reference scoring is given: :meth:`agreement`.
+- ``<rec>.stats.json``: :meth:`statistics` (AASM definitions and YASA's, ``stats.py``; ``flags``);
+- ``<rec>.agreement.json`` when a reference scoring is given: :meth:`agreement` (with the lag
+  scan of ``scoring_check.py``).
 """
 from __future__ import annotations
 

@@ -351,3 +351,25 @@ def test_flat_recordings_and_windows_are_not_staged_as_sleep(night, tmp_path, ca
     assert all(r.split(",")[2] == "unscored" and r.endswith(",,,,,") for r in rows)
     staged = Hypnogram.from_file(out / "gap.hypnogram.csv")
     assert (staged.stages[:3] == -1).all() and (staged.stages[3:] >= 0).all()
+
+
+def test_cli_warns_about_soremp_and_a_late_scoring_in_one_line_each(night, tmp_path, capsys, monkeypatch):
+    """part-stage prints the statistics' SOREMP flag and the scoring check's lag warning (issue
+    25), one line each, and writes both flags; the staged stages are a constructed night (the tiny
+    model's are near chance), the scoring the same night 30 min late, as a CSV file."""
+    rng = np.random.default_rng(5)
+    stages = np.r_[[0] * 10, [4] * 4, np.repeat(rng.integers(0, 5, 80), rng.integers(2, 12, 80))[:500]]
+    staged = Hypnogram(stages, source=str(night["edf"]), scorer="constructed")
+    late = staged.moved_by(1800).replace(source="late.csv", scorer="late.csv").to_csv(tmp_path / "late.csv")
+    monkeypatch.setattr(Stager, "predict_file", lambda self, path, **kwargs: staged)
+    out = tmp_path / "out"
+    assert stage_main([str(night["run"]), str(night["edf"]), "--out", str(out), "--hypnogram", str(late)]) == 0
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith(f"warning: {REC}: ")]
+    assert len(lines) == 2 and "ScoringWarning" not in err
+    assert lines[0].startswith(f"warning: {REC}: sleep-onset REM period: REM 0 min after sleep onset")
+    assert "late.csv agrees best with syn00-0003 when moved by -1800 s (-30 min)" in lines[1]
+    assert json.loads((out / f"{REC}.stats.json").read_text())["flags"] == {"soremp": True}
+    agreement = json.loads((out / f"{REC}.agreement.json").read_text())
+    assert agreement["flags"] == {"lag_warning": True, "low_agreement": False}
+    assert agreement["lag_scan"]["best_lag_s"] == 1800.0 and agreement["kappa"] < 0.9
