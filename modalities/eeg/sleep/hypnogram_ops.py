@@ -109,7 +109,7 @@ class HypnogramOps:
         return counts, probs
 
     def find_periods(self, threshold: float | str = "5min", equal_length: bool = False) -> dict[str, np.ndarray]:
-        """Runs of one stage (consecutive epochs, not bridging a gap) lasting at least ``threshold``
+        """Runs of one stage (consecutive epochs, not bridging a gap; -1: unscored runs) lasting at least ``threshold``
         (seconds or ``"5min"``): {"stage" (p,) int8, "onset_s" (p,), "duration_s" (p,)}.
         ``equal_length``: each run cut into pieces of exactly ``threshold`` (the remainder dropped)."""
         limit = duration_s(threshold)

@@ -99,3 +99,20 @@ def test_lags_comparing_too_few_epochs_are_null():
     n0 = scan["n_compared"][120]
     for k, n in zip(scan["kappa"], scan["n_compared"]):
         assert (k is None) == (n < 0.5 * n0) or (k is None and n == 0)
+
+
+def test_a_header_clock_30_min_late_is_aligned_then_flagged_with_the_fix(tmp_path):
+    """A scoring whose start time says 30 min later than its stages really began: the start-time
+    alignment moves it by +30 min (as before), and the scan finds the way back."""
+    from datetime import datetime, timedelta
+
+    start = datetime(2021, 3, 4, 22, 45)
+    stages = _night(6)
+    staged = Hypnogram(stages, start=start, source="night.edf")
+    wrong_clock = Hypnogram(stages, start=start + timedelta(minutes=30), scorer="wrong.csv")
+    path = wrong_clock.to_csv(tmp_path / "wrong.csv")
+    result = _scan(staged, path)
+    assert result["reference_offset_s"] == 1800.0 and result["lag_scan"]["best_lag_s"] == 1800.0
+    assert result["flags"]["lag_warning"] and "moved_by(-1800)" in result["warnings"][0]
+    fixed = Hypnogram.from_file(path).moved_by(-1800)
+    assert staged.agreement(fixed)["kappa"] == 1.0 and staged.agreement(fixed)["flags"]["lag_warning"] is False

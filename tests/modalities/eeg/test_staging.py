@@ -373,3 +373,19 @@ def test_cli_warns_about_soremp_and_a_late_scoring_in_one_line_each(night, tmp_p
     agreement = json.loads((out / f"{REC}.agreement.json").read_text())
     assert agreement["flags"] == {"lag_warning": True, "low_agreement": False}
     assert agreement["lag_scan"]["best_lag_s"] == 1800.0 and agreement["kappa"] < 0.9
+
+
+def test_a_pc18_arousal_scoring_is_accepted_by_part_stage(night, tmp_path, capsys):
+    """--hypnogram takes the record's own PC18 .arousal (its .hea beside it) and agrees exactly
+    as the EDF+ scoring written from the same stage notes (issue 25)."""
+    arousal = night["hea"].with_suffix(".arousal")
+    runs = {}
+    for name, scoring in (("arousal", arousal), ("edf", night["scoring"])):
+        out = tmp_path / name
+        assert stage_main([str(night["run"]), str(night["edf"]), "--out", str(out), "--hypnogram", str(scoring)]) == 0
+        runs[name] = json.loads((out / f"{REC}.agreement.json").read_text())
+    capsys.readouterr()
+    assert runs["arousal"]["reference"] == arousal.name
+    for key in ("n_compared", "confusion", "kappa"):
+        assert runs["arousal"][key] == runs["edf"][key], key
+    assert runs["arousal"]["n_compared"] > 0
