@@ -225,15 +225,29 @@ class Hypnogram(HypnogramOps):
                 **({"info": self.info} if self.info else {})}
         return self._cache["statistics"]
 
-    def agreement(self, reference: "Hypnogram | str | Path") -> dict:
+    def agreement(self, reference: "Hypnogram | str | Path", check_lags: bool = True) -> dict:
         """Agreement of these stages with a reference scoring (a Hypnogram or a scoring file),
         put on this hypnogram's clock (:meth:`aligned_to`), on the epochs staged here and scored
         there: kappa, accuracy, macro_f1, balanced_accuracy, per_class_f1, per_class_recall,
         support, confusion (rows = reference, columns = these stages), n_compared,
-        n_unscored_excluded, reference_offset_s, reference_note; ``lag_scan``, ``flags``
-        (``lag_warning``, ``low_agreement``) and ``warnings`` of the lag scan
-        (``scoring_check.lag_scan``: kappa over lags of +/-60 min; nothing is shifted), each
-        warning also issued as a :class:`ScoringWarning`. Computed once per reference."""
+        n_unscored_excluded, reference_offset_s, reference_note; with ``check_lags`` also
+        ``lag_scan``, ``flags`` (``lag_warning``, ``low_agreement``) and ``warnings`` of the lag
+        scan (``scoring_check.lag_scan``: kappa over lags of +/-60 min; nothing is shifted), each
+        warning issued once as a :class:`ScoringWarning` (``check_lags=False``: the plain
+        agreement, as the plot's title and the evaluation report use). Computed once per reference."""
+        result, aligned = self._agreement(reference)
+        if not check_lags:
+            return result
+        cached = self._cache.get(("checked", id(reference)))
+        if cached is None or cached[0] is not reference:
+            cached = (reference, {**result, **lag_scan(self, aligned, len(CLASS_NAMES))})
+            for line in cached[1]["warnings"]:
+                warnings.warn(line, ScoringWarning, stacklevel=2)
+            self._cache[("checked", id(reference))] = cached
+        return cached[1]
+
+    def _agreement(self, reference: "Hypnogram | str | Path") -> tuple[dict, "Hypnogram"]:
+        """(the plain agreement of :meth:`agreement`, the reference on this clock), cached."""
         cached = self._cache.get(("agreement", id(reference)))
         if cached is not None and cached[0] is reference:
             return cached[1]
@@ -254,11 +268,9 @@ class Hypnogram(HypnogramOps):
                   "reference_offset_s": aligned.offset_s - ref.offset_s,
                   **({"reference_note": aligned.note} if aligned.note else {}),
                   "note": "epochs staged here and scored in the reference only; confusion rows = reference, "
-                          "columns = these stages", **lag_scan(self, aligned, len(CLASS_NAMES))}
-        for line in result["warnings"]:
-            warnings.warn(line, ScoringWarning, stacklevel=2)
-        self._cache[("agreement", id(reference))] = (reference, result)
-        return result
+                          "columns = these stages"}
+        self._cache[("agreement", id(reference))] = (reference, (result, aligned))
+        return result, aligned
 
     # ------------------------------------------------------------------ writing
     def to_csv(self, path: str | Path) -> Path:
@@ -303,7 +315,7 @@ class Hypnogram(HypnogramOps):
         if title is None:
             title = f"{self.record or 'hypnogram'}: {'predicted ' if self.proba is not None else ''}sleep stages"
             if reference is not None and ((truth >= 0) & (drawn.stages >= 0)).any():
-                kappa = self.agreement(reference)["kappa"]
+                kappa = self.agreement(reference, check_lags=False)["kappa"]
                 shown = "n/a" if kappa is None else f"{kappa:.3f}"
                 title += f" vs {reference.scorer or reference.source} (kappa {shown})"
         figure = hypnogram_figure(drawn.stages, CLASS_NAMES, title, y_true=truth, proba=drawn.proba,

@@ -89,7 +89,8 @@ class HypnogramOps:
 
     def __getitem__(self, key: int | slice | Sequence[int] | np.ndarray):
         """The epochs ``key`` selects (an index, a slice, indices or a boolean mask) as a Hypnogram
-        on the same clock (onsets, start and provenance kept)."""
+        on the same clock (onsets, start and provenance kept); an index gives a one-epoch Hypnogram
+        (``stages[i]`` is the code, ``stage_names[i]`` the name)."""
         index = np.arange(len(self))[key]
         index = np.atleast_1d(index)
         return self.replace(stages=self.stages[index], onsets_s=self.onsets_s[index],
@@ -183,7 +184,8 @@ class HypnogramOps:
         first, last = (self.start_s, self.end_s) if len(self) else (0.0, 0.0)
         onsets = np.r_[first - self.epoch_s * np.arange(nb, 0, -1), self.onsets_s, last + self.epoch_s * np.arange(na)]
         stages = np.r_[np.full(nb, UNLABELLED), self.stages, np.full(na, UNLABELLED)].astype(np.int8)
-        proba = None if self.proba is None else np.r_[np.full((nb, 5), np.nan), self.proba, np.full((na, 5), np.nan)]
+        k = len(CLASS_NAMES)
+        proba = None if self.proba is None else np.r_[np.full((nb, k), np.nan), self.proba, np.full((na, k), np.nan)]
         return self.replace(stages=stages, onsets_s=onsets, proba=proba)
 
     def moved_by(self, seconds: float):
@@ -221,7 +223,7 @@ class HypnogramOps:
 
     def get_mask(self, stages: Any) -> np.ndarray:
         """(n,) bool: the epochs whose stage is one of ``stages`` (codes or labels, one or many)."""
-        wanted = stage_codes_of(np.atleast_1d(np.asarray(stages, dtype=object if isinstance(stages, str) else None)))
+        wanted = stage_codes_of([stages] if isinstance(stages, (str, int, np.integer)) else list(stages))
         return np.isin(self.stages, wanted.astype(np.int64))
 
     # ------------------------------------------------------------------ JSON
@@ -246,7 +248,7 @@ class HypnogramOps:
         try:
             proba = d.get("proba")
             if proba is not None:
-                proba = np.array([[math.nan] * 5 if r is None else r for r in proba], np.float64)
+                proba = np.array([[math.nan] * len(CLASS_NAMES) if r is None else r for r in proba], np.float64)
             start = None if d.get("start") is None else datetime.fromisoformat(d["start"])
             keys = ("epoch_s", "scorer", "source", "offset_s", "note", "unknown", "ignored", "info")
             return cls(stage_codes_of(d["stages"]), proba=proba, onsets_s=d.get("onsets_s"), start=start,

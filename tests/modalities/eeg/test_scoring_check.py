@@ -116,3 +116,20 @@ def test_a_header_clock_30_min_late_is_aligned_then_flagged_with_the_fix(tmp_pat
     assert result["flags"]["lag_warning"] and "moved_by(-1800)" in result["warnings"][0]
     fixed = Hypnogram.from_file(path).moved_by(-1800)
     assert staged.agreement(fixed)["kappa"] == 1.0 and staged.agreement(fixed)["flags"]["lag_warning"] is False
+
+
+def test_the_plot_and_the_plain_agreement_do_not_scan():
+    """The plot's title (and the evaluation report's hypnograms, scored vs predicted by a model in
+    training) use the plain agreement: no scan, no warning; the checked one warns once."""
+    stages = _night(1)
+    staged = Hypnogram(stages, source="night.edf")
+    late = Hypnogram(stages, onsets_s=1800.0 + 30.0 * np.arange(stages.size), scorer="late.csv")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        staged.plot(reference=late)
+        plain = staged.agreement(late, check_lags=False)
+        assert not [w for w in caught if issubclass(w.category, ScoringWarning)]
+        assert "lag_scan" not in plain and "flags" not in plain
+        staged.agreement(late)
+        staged.agreement(late)  # cached: warned once
+    assert len([w for w in caught if issubclass(w.category, ScoringWarning)]) == 1
