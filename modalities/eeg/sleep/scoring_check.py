@@ -14,7 +14,8 @@ Thresholds (the one place they live; documented in the README's "Checked scoring
 - ``lag_warning``: the best lag's kappa exceeds lag 0's by more than :data:`LAG_GAIN_KAPPA`
   (0.1): the scoring (or the recording's clock) is probably off by that lag;
 - ``low_agreement``: kappa at the best lag is below :data:`LOW_KAPPA` (0.2): the scoring may
-  belong to another recording.
+  belong to another recording (no flag where kappa is undefined at every lag: a single stage in
+  both, where kappa says nothing).
 
 Nothing is ever shifted here: the scan reports, the user decides (``Hypnogram.moved_by``).
 """
@@ -74,7 +75,7 @@ def lag_scan(staged, reference, n_classes: int = 5) -> dict:
         best_lag, best_kappa = 0.0, float("nan")
     lag_warning = bool(np.isfinite(best_kappa) and best_lag != 0.0
                        and (not np.isfinite(k0) or best_kappa - k0 > LAG_GAIN_KAPPA))
-    low = bool(not np.isfinite(best_kappa) or best_kappa < LOW_KAPPA)
+    low = bool(np.isfinite(best_kappa) and best_kappa < LOW_KAPPA)  # undefined everywhere: one class, no verdict
     scan = {"lags_s": lags.tolist(), "kappa": [None if not np.isfinite(k) else round(float(k), 4) for k in kappa],
             "n_compared": n.tolist(), "best_lag_s": best_lag, "best_kappa": _or_none(best_kappa),
             "kappa_at_0": _or_none(k0),
@@ -99,8 +100,7 @@ def _warnings(scan: dict, lag_warning: bool, low: bool, reference: str, record: 
                    f"probably off. Nothing was shifted: fix the scoring's onsets/start time, or write a moved copy "
                    f"with Hypnogram.from_file(...).moved_by({-best:g}).to_csv(...) and pass that")
     if low:
-        top = "n/a" if scan["best_kappa"] is None else f"{scan['best_kappa']:.3f}"
         out.append(f"{reference} agrees poorly with {record} at every lag within +/-{LAG_RANGE_S / 60:g} min "
-                   f"(best kappa {top} < {LOW_KAPPA:g}): the scoring may belong to another recording; check "
-                   "which scoring goes with which recording")
+                   f"(best kappa {scan['best_kappa']:.3f} < {LOW_KAPPA:g}): the scoring may belong to another "
+                   "recording; check which scoring goes with which recording")
     return out

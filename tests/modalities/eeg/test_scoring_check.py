@@ -133,3 +133,10 @@ def test_the_plot_and_the_plain_agreement_do_not_scan():
         staged.agreement(late)
         staged.agreement(late)  # cached: warned once
     assert len([w for w in caught if issubclass(w.category, ScoringWarning)]) == 1
+
+
+def test_kappa_undefined_at_every_lag_raises_no_flag():
+    awake = Hypnogram([0] * 200)
+    result = lag_scan(awake, Hypnogram([0] * 200))
+    assert result["lag_scan"]["best_kappa"] is None and all(k is None for k in result["lag_scan"]["kappa"])
+    assert result["flags"] == {"lag_warning": False, "low_agreement": False} and result["warnings"] == []
