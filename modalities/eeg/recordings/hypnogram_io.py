@@ -6,9 +6,10 @@ The readers return *scorings*: the keyword arguments of a
 3 N3, 4 REM, -1 unscored), ``onsets_s`` (n,) float64 epoch starts in seconds from the file's (or
 recording's) start, ascending, ``epoch_s``, ``source`` (the file name), ``unknown`` {label text:
 epochs set to -1 because the text was no known spelling}, ``ignored`` {event text: annotations
-ignored}, and from some files ``start`` (an EDF header's clock time, naive datetime) and ``proba``
-(n, 5) (the ``p_W..p_REM`` columns of a hypnogram CSV this toolkit wrote). Epochs need not be
-contiguous (time between them is unscored).
+ignored}, and from some files ``start`` (an EDF header's clock time, naive datetime; the
+``# start:`` line of a hypnogram CSV this toolkit wrote) and ``proba`` (n, 5) (the ``p_W..p_REM``
+columns of such a CSV). Epochs need not be contiguous (time between them is unscored). NSRR /
+Profusion XML: ``hypnogram_xml.py``; PC18 ``.arousal``: ``hypnogram_wfdb.py``.
 
 Spellings (:func:`classify_stage`; the tables are in ``constants.py``; case, ``_`` and repeated
 spaces ignored):
@@ -58,8 +59,8 @@ START_COMMENT = "# start: "  # a hypnogram CSV's first line: the clock time of o
 STAGE_COLUMNS = ("stage", "label", "sleep_stage", "hypnogram")  # stage column of a CSV with a header
 FORMATS = ("EDF+/BDF+ annotations (.edf, .bdf; e.g. Sleep-EDF *-Hypnogram.edf), or text/CSV with one stage "
            "per 30-s epoch (.txt, .csv, .tsv; one column, or a header with a stage/label/sleep_stage/hypnogram "
-           "column and optionally onset_s and duration_s), NSRR or Compumedics Profusion XML (.xml), a PC18 "
-           "WFDB .arousal file (beside its .hea), or a Hypnogram.to_json file (.json)")
+           "column and optionally onset_s and duration_s), NSRR or Compumedics Profusion XML (.xml), or a PC18 "
+           "WFDB .arousal file (beside its .hea)")
 
 _PLAIN = {**{t: c for c, texts in PREFIXED_SPELLINGS.items() for t in texts}, **dict.fromkeys(BARE_REM, REM)}
 _PLAIN.update(dict.fromkeys(UNSCORED_SPELLINGS, UNLABELLED))
