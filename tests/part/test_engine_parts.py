@@ -141,3 +141,27 @@ def test_dataloader_workers_persist_across_epochs_and_see_each_epoch(tmp_path):
     draws = rows[:, :, 3]
     assert not torch.equal(draws[0], draws[1])  # workers reseeded per epoch, not replaying one stream
     assert torch.equal(_probe_run(tmp_path / "b")[:, :, 3], draws)  # and the same on every run
+
+
+def test_stage_loader_workers_outlive_a_group_sigterm_and_close_loader_ends_them():
+    """A SIGTERM to the process group reaches the workers too: they ignore it (the main process
+    stops at its step boundary), keep fetching, and close_loader ends them."""
+    import signal
+    from torch.utils.data import TensorDataset
+    from part.training.data_order import close_loader, stage_loader
+    before = set(multiprocessing.active_children())
+    sampler = EpochSampler(32, 8, seed=0)
+    loader = stage_loader(TensorDataset(torch.arange(32.0)), sampler, 8, num_workers=2, seed=0, pin_memory=False)
+    try:
+        batches = iter(loader)
+        first = next(batches)[0]
+        workers = [p for p in multiprocessing.active_children() if p not in before]
+        assert len(workers) == 2
+        for w in workers:
+            os.kill(w.pid, signal.SIGTERM)
+        rest = [b[0] for b in batches]  # the workers are still there to fetch the epoch's other batches
+        assert sorted(torch.cat([first, *rest]).long().tolist()) == list(range(32))
+        assert all(w.is_alive() for w in workers)
+    finally:
+        close_loader(loader)
+    assert set(multiprocessing.active_children()) == before
