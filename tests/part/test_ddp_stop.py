@@ -3,6 +3,7 @@ run.stop_check_every steps and at epoch ends, never with a host sync at every st
 stops after the same step, and the resumed run equals an uninterrupted one, its step and
 epoch_end lines. Two gloo processes on the CPU (torch.multiprocessing.spawn); the signal is
 injected on rank 0 only, before a chosen step, through the stage's on_step hook."""
+import datetime
 import json
 from types import SimpleNamespace
 
@@ -64,7 +65,8 @@ def _ddp_worker(rank, root):
     from pathlib import Path
     root = Path(root)
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{root / 'rendezvous'}", rank=rank, world_size=2)
+    dist.init_process_group("gloo", init_method=f"file://{root / 'rendezvous'}", rank=rank, world_size=2,
+                            timeout=datetime.timedelta(seconds=120))  # a mismatch fails, never hangs the suite
     info = DistInfo(rank, 2, 0)
     flags = []  # the stop agreements (0-d int64 all-reduces) of the uninterrupted run
     agree = stopping.all_reduce_max
