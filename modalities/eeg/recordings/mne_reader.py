@@ -31,7 +31,7 @@ the file, what was expected and what to do.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -39,6 +39,7 @@ import numpy as np
 
 from part.modalities.eeg.recordings.channels import ChannelSource, needed_channels, parse_channels, resolve_channels
 from part.modalities.eeg.recordings.constants import EPOCH_S, MIN_FS
+from part.modalities.eeg.recordings.edf_records import read_layout, record_segments, utf8_label
 from part.modalities.eeg.recordings.hypnogram_edf import edf_size_problem
 from part.modalities.eeg.recordings.signal import EegRecording, RecordError
 
@@ -79,8 +80,10 @@ def recording_name(path: str | Path) -> str:
 def open_raw(path: str | Path, include: Sequence[str] | None = None):
     """``mne.io.read_raw(path, preload=False)`` (header only), ``include=`` for EDF/BDF/GDF.
 
-    Raises :class:`RecordError` naming the file and the reader when MNE cannot read it, or when
-    an EDF/BDF file is shorter than its header says (``hypnogram_edf.edf_size_problem``).
+    EDF/BDF/GDF channel names are UTF-8 where their bytes are (``edf_records.utf8_label``; MNE
+    decodes them as Latin-1), in the Raw and in ``include``. Raises :class:`RecordError` naming
+    the file and the reader when MNE cannot read it, or when an EDF/BDF file is shorter than its
+    header says (``hypnogram_edf.edf_size_problem``).
     """
     import mne
 
@@ -94,14 +97,24 @@ def open_raw(path: str | Path, include: Sequence[str] | None = None):
     truncated = edf_size_problem(path)
     if truncated:  # MNE would read what is there with a warning only
         raise RecordError(f"{recording_name(path)}: {truncated}")
-    kwargs = {"include": list(include)} if include is not None and suffix in EDF_FAMILY else {}
+    kwargs = {}
+    if include is not None and suffix in EDF_FAMILY:  # MNE's include= takes its own (Latin-1) names
+        layout = read_layout(path)
+        to_mne = {utf8_label(n): n for n in (layout.labels if layout else ())}
+        kwargs = {"include": [to_mne.get(n, n) for n in include]}
     try:
-        return mne.io.read_raw(path, preload=False, verbose="error", **kwargs)
+        raw = mne.io.read_raw(path, preload=False, verbose="error", **kwargs)
     except Exception as exc:  # MNE raises many types on bad files
         raise RecordError(
             f"{recording_name(path)}: {READERS[suffix]} cannot read {path}: {type(exc).__name__}: "
             f"{' '.join(str(exc).split())[:300]}; expected a valid {suffix} file: check or re-export it"
         ) from None
+    if suffix in EDF_FAMILY:
+        utf8 = {n: utf8_label(n) for n in raw.ch_names}
+        renamed = {n: u for n, u in utf8.items() if u != n and u not in raw.ch_names}
+        if renamed and len(set(utf8.values())) == len(utf8):
+            raw.rename_channels(renamed, verbose="error")
+    return raw
 
 
 def recording_channels(path: str | Path) -> list[str]:
@@ -216,7 +229,14 @@ def _read_mne(raw, path: Path, channels: Sequence[str], rename: Mapping[str, str
         raise RecordError(f"{record}: {reader_name(path)} cannot read the samples of {path}: "
                           f"{type(exc).__name__}: {exc}; the file may be truncated: check or re-export it") from None
     volts = {(rename or {}).get(n, n): row for n, row in zip(needed, data)}
-    return combine(record, float(raw.info["sfreq"]), sources, volts, 1e6, path.name)
+    recording = combine(record, float(raw.info["sfreq"]), sources, volts, 1e6, path.name)
+    _, segments = record_segments(path, recording.fs)
+    if segments and segments[-1].stop != recording.n_samples:
+        raise RecordError(f"{record}: {path.name} is EDF+D (discontinuous) but its data records give "
+                          f"{segments[-1].stop} samples at {recording.fs:g} Hz, not the {recording.n_samples} "
+                          "read; expected records of one length: re-export the file as EDF+C")
+    recording.segments = segments
+    return recording
 
 
 def read_recording(path: str | Path, channels: Sequence[str], rename: Mapping[str, str] | None = None) -> EegRecording:
@@ -246,12 +266,14 @@ def read_recording_with_annotations(
 @dataclass
 class RecordingRead:
     """``recording``; ``scoring``: its own stage annotations (``hypnogram_io.scoring_from_raw``)
-    or None; ``start``: the recording's start (MNE ``meas_date``, timezone-aware UTC) or None
-    when the file has none."""
+    or None; ``start``: the recording's start (MNE ``meas_date``, timezone-aware UTC, plus the
+    subsecond ``start_offset_s``) or None when the file has none; ``start_offset_s``: an EDF+/BDF+
+    file's first data record's onset after the header's whole-second start time (else 0)."""
 
     recording: EegRecording
     scoring: dict | None
     start: datetime | None
+    start_offset_s: float = 0.0
 
 
 def read_recording_full(path: str | Path, channels: Sequence[str], rename: Mapping[str, str] | None = None,
@@ -265,8 +287,11 @@ def read_recording_full(path: str | Path, channels: Sequence[str], rename: Mappi
         return RecordingRead(_read_wfdb(path, channels, rename), None, None)
     raw = open_raw(path) if raw is None else raw
     scoring = _scoring(raw, epoch_s) if annotations else None
+    recording = _read_mne(raw, path, channels, rename)
+    offset, _ = record_segments(path, recording.fs) if suffix_of(path) in EDF_FAMILY else (0.0, ())
     start = raw.info.get("meas_date")
-    return RecordingRead(_read_mne(raw, path, channels, rename), scoring, start)
+    start = start + timedelta(seconds=offset) if isinstance(start, datetime) and offset else start
+    return RecordingRead(recording, scoring, start, offset)
 
 
 def _scoring(raw, epoch_s: float = EPOCH_S) -> dict | None:
