@@ -41,7 +41,7 @@ from part.modalities.eeg.recordings.channels import ChannelSource, needed_channe
 from part.modalities.eeg.recordings.constants import EPOCH_S, MIN_FS
 from part.modalities.eeg.recordings.edf_records import read_layout, record_segments, utf8_label
 from part.modalities.eeg.recordings.hypnogram_edf import edf_size_problem
-from part.modalities.eeg.recordings.signal import EegRecording, RecordError
+from part.modalities.eeg.recordings.signal import EegRecording, RecordError, Segment
 
 # file suffix -> the MNE reader mne.io.read_raw dispatches to (for messages and discovery)
 READERS: dict[str, str] = {
@@ -231,12 +231,34 @@ def _read_mne(raw, path: Path, channels: Sequence[str], rename: Mapping[str, str
     volts = {(rename or {}).get(n, n): row for n, row in zip(needed, data)}
     recording = combine(record, float(raw.info["sfreq"]), sources, volts, 1e6, path.name)
     _, segments = record_segments(path, recording.fs)
+    segments = segments or skip_segments(raw, recording.n_samples)
     if segments and segments[-1].stop != recording.n_samples:
         raise RecordError(f"{record}: {path.name} is EDF+D (discontinuous) but its data records give "
                           f"{segments[-1].stop} samples at {recording.fs:g} Hz, not the {recording.n_samples} "
                           "read; expected records of one length: re-export the file as EDF+C")
     recording.segments = segments
     return recording
+
+
+def skip_segments(raw, n_samples: int) -> tuple[Segment, ...]:
+    """The segments between the gaps an MNE reader reports as ``BAD_ACQ_SKIP`` annotations (data
+    there filled in; FIF/BrainVision/EEGLAB files with acquisition skips), () without any. Shape
+    of the result: see :class:`~part.modalities.eeg.recordings.signal.Segment`; a segment's
+    onset is its first sample / fs (the filled samples keep the real clock)."""
+    notes = raw.annotations
+    skips = [i for i, d in enumerate(notes.description) if str(d).upper().startswith("BAD_ACQ_SKIP")]
+    if not skips:
+        return ()
+    fs = float(raw.info["sfreq"])
+    onsets = notes.onset[skips] - (raw.first_time if notes.orig_time is not None else 0.0)
+    starts = np.clip(np.rint(onsets * fs), 0, n_samples).astype(np.int64)
+    stops = np.clip(np.rint((onsets + notes.duration[skips]) * fs), 0, n_samples).astype(np.int64)
+    covered = np.zeros(n_samples + 2, np.int64)  # +1 at a skip's start, -1 at its stop
+    np.add.at(covered, starts + 1, 1)
+    np.add.at(covered, stops + 1, -1)
+    kept = np.concatenate([[False], np.cumsum(covered)[1:-1] == 0, [False]])
+    edges = np.flatnonzero(np.diff(kept.astype(np.int8)))
+    return tuple(Segment(float(a / fs), int(a), int(b)) for a, b in zip(edges[::2], edges[1::2]))
 
 
 def read_recording(path: str | Path, channels: Sequence[str], rename: Mapping[str, str] | None = None) -> EegRecording:

@@ -9,8 +9,12 @@ files are scorings, not recordings), all staged in this one process. Per recordi
 (atomically, <rec>.stats.json last): <rec>.hypnogram.csv (onset_s,duration_s,stage,p_W,...,p_REM
 per 30-s epoch), <rec>.hypnogram.edf (EDF+ annotations, Sleep-EDF style), <rec>.hypnogram.png,
 <rec>.stats.json (sleep statistics) and, with a scoring, <rec>.agreement.json (kappa, accuracy,
-macro-F1, confusion, per-stage F1). A rerun skips the recordings already staged (their
-stats.json newer than the recording and the checkpoint); --overwrite redoes them.
+macro-F1, confusion, per-stage F1). One part-stage per --out: a second one is refused (exit 2)
+naming the holder (an OS lock on --out/.lock, ``part/dirlock.py``). A rerun skips the recordings
+already staged: those whose stats.json records the same source (``info.staged_from``: the
+recording's and scoring's path, size and mtime, the checkpoint's SHA-256); a changed one is
+restaged (one line saying what changed), another recording with the same name is refused as a
+name clash (exit 1); --overwrite redoes them all.
 --hypnogram takes one scoring per RECORDING file, in order (--hypnogram A.edf B.edf, or the flag
 repeated); an EDF+ scoring whose header date is more than a day from the recording's is another
 night's: that recording fails.
@@ -19,9 +23,10 @@ The model's channels are read by name; --channels "F3-M2=EEG Fpz-Cz,C3-M2=EEG Pz
 channels to the recording's (MODEL=RECORDING; unmapped ones are looked up by their own name).
 --precision auto (default) runs the model in bf16 where the hardware computes it (a CUDA GPU, a
 CPU with AVX512-BF16/AMX), else fp32; int8 (CPU only) quantises its Linear layers.
-Exit codes: 0 every recording staged (or already staged); 1 some recording failed (the others
-are written; an --out directory this call created is removed again when nothing was written);
-2 bad usage, run directory or a --channels entry naming no channel of the model; 130
+Exit codes: 0 every recording staged (or already staged); 1 some recording failed or clashed (the
+others are written; an --out directory this call created is removed again when nothing was
+written); 2 bad usage, run directory, checkpoint, a --channels entry naming no channel of the
+model, or --out in use by another part-stage; 130
 interrupted (the recordings finished so far are complete).
 """
 from __future__ import annotations

@@ -18,11 +18,17 @@ the recording's first sample, or on the epoch grid of a scoring when one is give
 preparation: the onset of its first epoch, scored or not, modulo 30 s), after putting the scoring
 on the recording's clock by the two start times (``Hypnogram.aligned_to``).
 
-Windows without signal (every channel flat: std below the card's ``flat_std_uv``, e.g. a
-disconnected headbox or zero-filled data) are not staged: stage -1 (unscored), NaN
-probabilities, counted in the hypnogram's ``info`` (``no_signal_epochs``; per channel
-``flat_epochs``), which ``stats.json`` carries and the command line warns about. A recording
-without signal in any window is refused (RecordError) rather than staged.
+Windows without signal (every channel flat: std below the card's ``flat_std_uv``, or flat /
+clipped for more than ``FLAT_EPOCH_SHARE`` of the window, ``recordings/flatness.py``; e.g. a
+disconnected headbox, zero-filled data, the half-zero edge of a dropout) are not staged: stage
+-1 (unscored), NaN probabilities, counted in the hypnogram's ``info`` (``no_signal_epochs``; per
+channel ``flat_epochs``), which ``stats.json`` carries and the command line warns about. A
+recording without signal in any window is refused (RecordError) rather than staged.
+
+Recordings with gaps (EDF+D, ``recording.segments``): windows of the grid lie wholly inside one
+segment, each segment filtered on its own; the hypnogram's ``onsets_s`` are the true onsets
+(no epoch in a gap; ``info["gap_epochs"]`` counts the grid's epochs dropped), and an EDF+
+file's subsecond start is kept in ``start``.
 
 Channels (``recordings/channels.py``): each model channel is read from the recording channel
 ``channels`` maps it to ({model name: recording name}; the CLI's ``--channels "F3-M2=EEG

@@ -81,6 +81,22 @@ def test_edf_plus_d_is_staged_at_true_onsets_with_the_gap_unscored(night, tmp_pa
     assert (out / "gapped.hypnogram.png").stat().st_size > 0
 
 
+def test_acquisition_skips_an_mne_reader_reports_are_gaps(night, tmp_path):
+    """A FIF file whose reader reports an acquisition skip (BAD_ACQ_SKIP, data filled with zeros)
+    is staged like an EDF+D file: no window in or across the skip, the others at their onsets."""
+    import mne
+    fs, uv = night["fs"], night["uv"].copy()
+    uv[:, int(100 * fs):int(200 * fs)] = 0.0
+    raw = mne.io.RawArray(uv * 1e-6, mne.create_info(list(PC18_EEG_CHANNELS), fs, "eeg"), verbose="error")
+    raw.set_annotations(mne.Annotations([100.0], [100.0], ["BAD_ACQ_SKIP"]))
+    path = tmp_path / "skips_raw.fif"
+    raw.save(path, verbose="error")
+    staged = night["stager"].predict_file(path)
+    after = 210.0 + 30.0 * np.arange((uv.shape[1] / fs - 210) // 30)
+    np.testing.assert_allclose(staged.onsets_s, np.concatenate([[0.0, 30.0, 60.0], after]))
+    assert staged.info["gap_epochs"] == 4 and (staged.stages >= 0).all()
+
+
 def test_edf_plus_d_preparation_skips_the_gap(night, tmp_path):
     """part-prepare-psg keeps the windows of each part (the same windows as staging's) and none in
     or across the gap."""
