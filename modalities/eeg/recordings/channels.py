@@ -215,10 +215,12 @@ class ModelChannels:
         for t in targets:
             try:
                 source = _resolve(present, t)
-            except RecordError as exc:  # a name matching several channels
+            except RecordError as exc:  # a name matching several channels: a mapping to paste
                 reason = str(exc).split("; pick one")[0]
-                raise ChannelError(f"{where}: {reason}; name the one to use with {CHANNELS_SYNTAX} "
-                                   f"(MODEL=RECORDING)") from None
+                candidates = [n for n in present if _normal(n) == _normal(t)] or list(present)
+                pairs = ",".join(f"{m}={candidates[0]}" for m, w in zip(self.channels, wanted) if w == t)
+                raise ChannelError(f"{where}: {reason}; name the one to use, e.g. --channels \"{pairs}\" "
+                                   f"(MODEL=RECORDING; or another of {candidates})") from None
             (missing if source is None else found).append(t if source is None else source)
         if missing:
             raise ChannelError(f"{where}: {self._missing_help(present, mapping, wanted, missing, found)}")

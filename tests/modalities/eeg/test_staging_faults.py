@@ -131,6 +131,20 @@ def test_utf8_labels_are_decoded_and_the_pasted_hint_stages(night, tmp_path, cap
     assert (tmp_path / "o2" / "utf8.stats.json").is_file()
 
 
+def test_an_ambiguous_channel_hint_stages_when_pasted(night):
+    """A model channel matching two recording channels loosely: the hint is a mapping that works."""
+    from part.modalities.eeg.recordings.channels import ChannelError
+    names = ["EEG F3-M2", "F3-M2-REF", *PC18_EEG_CHANNELS[1:]]
+    data = np.concatenate([night["uv"][:1], night["uv"]]) * 1e-6
+    with pytest.raises(ChannelError) as info:
+        night["stager"].predict_array(data, night["fs"], names, name="rec")
+    hint = re.search(r'--channels "([^"]+)"', str(info.value)).group(1)
+    assert hint == "F3-M2=EEG F3-M2" and "or another of ['EEG F3-M2', 'F3-M2-REF']" in str(info.value)
+    staged = night["stager"].predict_array(data, night["fs"], names, channels=hint, name="rec")
+    alone = night["stager"].predict_array(data[1:], night["fs"], PC18_EEG_CHANNELS, name="rec")
+    np.testing.assert_array_equal(staged.stages, alone.stages)
+
+
 HOLD = """import pathlib, sys, time
 import part.modalities.eeg.sleep.cli as cli
 real = cli.stage_one
