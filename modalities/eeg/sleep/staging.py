@@ -177,12 +177,14 @@ class Stager:
 
     def predict(self, raw, channels: str | Mapping[str, str] | None = None, hypnogram: Any = None,
                 batch_size: int = BATCH_SIZE) -> Hypnogram:
-        """Stage an ``mne.io.BaseRaw`` (only the channels needed are loaded)."""
+        """Stage an ``mne.io.BaseRaw`` (only the channels needed are loaded; its ``BAD_ACQ_SKIP``
+        annotations are gaps, as in :meth:`predict_file`)."""
         name = Path(raw.filenames[0]).name if getattr(raw, "filenames", None) and raw.filenames[0] else "raw"
         selection = self.montage.select(raw.ch_names, channels, name)
         needed = needed_channels(selection.sources)
         volts = raw.get_data(picks=needed)
         recording = self._from_volts(name, float(raw.info["sfreq"]), selection, dict(zip(needed, volts)))
+        recording.segments = mne_reader.skip_segments(raw, recording.n_samples)  # BAD_ACQ_SKIP: gaps
         return self.predict_recording(expand(recording, selection, self.channels), hypnogram,
                                       _raw_start(raw, name), name, batch_size)
 

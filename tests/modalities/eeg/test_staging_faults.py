@@ -95,6 +95,9 @@ def test_acquisition_skips_an_mne_reader_reports_are_gaps(night, tmp_path):
     after = 210.0 + 30.0 * np.arange((uv.shape[1] / fs - 210) // 30)
     np.testing.assert_allclose(staged.onsets_s, np.concatenate([[0.0, 30.0, 60.0], after]))
     assert staged.info["gap_epochs"] == 4 and (staged.stages >= 0).all()
+    from_raw = night["stager"].predict(mne.io.read_raw_fif(path, verbose="error"))
+    np.testing.assert_array_equal(from_raw.onsets_s, staged.onsets_s)
+    np.testing.assert_allclose(from_raw.proba, staged.proba, atol=1e-6)
 
 
 def test_edf_plus_d_preparation_skips_the_gap(night, tmp_path):
