@@ -272,7 +272,8 @@ def _stage_locked(a: argparse.Namespace, nights: list[Night], done: list[str], c
     stager = Stager.from_run(a.run_dir, a.checkpoint, a.device, a.precision)
     channels = stager.check_channel_map(channels)  # model-side names: the same for every recording
     sha = checkpoint_sha256(stager.finetuned.checkpoint)
-    sources = {n: source_record(n, sha) for n in nights if n.path.exists()}
+    sources = {n: source_record(n, sha) for n in nights  # a missing file fails when staged, one line
+               if n.path.is_file() and (n.hypnogram is None or n.hypnogram.is_file())}
     states = {n: ("new", "") if a.overwrite or n not in sources else staged_state(n, a.out, sources[n]) for n in nights}
     skipped = [n for n in nights if states[n][0] == "done"]
     if skipped:
