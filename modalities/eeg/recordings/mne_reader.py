@@ -22,6 +22,12 @@ a lower rate is upsampled band-limited, which the 0.1-30 Hz pipeline turns into 
 at its own rate (within the filter's pass-band ripple; tested). Every requested channel must be
 sampled above :data:`MIN_FS` = 60 Hz (the band's 30 Hz edge needs a Nyquist frequency above 30 Hz).
 
+EDF+/BDF+ files (``recordings/edf_records.py``): an EDF+D (discontinuous) file's gaps become
+``EegRecording.segments`` (MNE reads its records as if contiguous), so are ``BAD_ACQ_SKIP``
+annotations of other readers (:func:`skip_segments`); a subsecond start (the first record's
+time-keeping onset) is kept in ``RecordingRead.start``. Channel labels written in UTF-8 are
+read as UTF-8 (MNE decodes EDF labels as Latin-1).
+
 Stage annotations stored in the recording itself (EDF+ annotations, FIF/BrainVision
 annotations): :func:`stage_annotations` or :func:`read_recording_with_annotations`, both through
 ``hypnogram_io.scoring_from_raw``. Errors are :class:`RecordError`, one line naming
