@@ -72,7 +72,9 @@ def test_edf_plus_d_is_staged_at_true_onsets_with_the_gap_unscored(night, tmp_pa
         np.testing.assert_allclose(alone.proba, staged.proba[rows], atol=1e-6)
     out = tmp_path / "out"
     assert stage_main([str(night["run"]), str(night["gapped"]), "--out", str(out)]) == 0
-    onsets = [float(r.split(",")[0]) for r in (out / "gapped.hypnogram.csv").read_text().splitlines()[1:]]
+    lines = (out / "gapped.hypnogram.csv").read_text().splitlines()
+    assert lines[0] == f"# start: {(START + timedelta(seconds=SUBSECOND)).isoformat()}"
+    onsets = [float(r.split(",")[0]) for r in lines[2:]]  # after the start time and the header
     np.testing.assert_allclose(onsets, expected)
     stats = json.loads((out / "gapped.stats.json").read_text())
     assert stats["start"] == (START + timedelta(seconds=SUBSECOND)).isoformat()
