@@ -124,13 +124,27 @@ def _expand(a: argparse.Namespace, p: argparse.ArgumentParser) -> list[Night]:
 
 def source_record(night: Night, checkpoint_sha256: str) -> dict:
     """What a night is staged from, recorded in its stats.json (``info.staged_from``): the
-    recording's (and scoring's) absolute path, size and mtime (ns), and the checkpoint's SHA-256."""
+    recording's (and scoring's) absolute path, size and mtime (ns), a WFDB record's signal files
+    too (``recording.data``), and the checkpoint's SHA-256."""
     def file(path: Path | None) -> dict | None:
         if path is None:
             return None
         st = path.stat()
         return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-    return {"recording": file(night.path), "hypnogram": file(night.hypnogram), "checkpoint_sha256": checkpoint_sha256}
+    recording = file(night.path)
+    if night.path.suffix.lower() == ".hea":
+        recording["data"] = [file(f) for f in _wfdb_signal_files(night.path) if f.is_file()]
+    return {"recording": recording, "hypnogram": file(night.hypnogram), "checkpoint_sha256": checkpoint_sha256}
+
+
+def _wfdb_signal_files(header: Path) -> list[Path]:
+    """The signal files a WFDB header names ([] when it cannot be parsed: staging reports that)."""
+    from part.errors import DataError
+    from part.modalities.eeg.recordings.wfdb_reader import read_header
+    try:
+        return [header.parent / f for f in dict.fromkeys(read_header(header).file_name or [])]
+    except DataError:
+        return []
 
 
 def staged_state(night: Night, out: Path, source: dict) -> tuple[str, str]:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -234,6 +235,16 @@ def test_a_name_clash_is_refused_and_a_changed_source_is_restaged(night, tmp_pat
     assert json.loads((mine / f"{REC}.stats.json").read_text())["info"]["staged_from"]["recording"]["mtime_ns"] == \
         moved.stat().st_mtime_ns
     assert stage_main([str(night["run"]), str(other), "--out", str(out), "--overwrite"]) == 0  # replaces on request
+    wfdb = tmp_path / "wfdb"  # a WFDB record: its signal file changing restages it too
+    shutil.copytree(night["hea"].parent, wfdb)
+    hea = wfdb / night["hea"].name
+    assert stage_main([str(night["run"]), str(hea), "--out", str(tmp_path / "w")]) == 0
+    data = json.loads((tmp_path / "w" / f"{REC}.stats.json").read_text())["info"]["staged_from"]["recording"]["data"]
+    assert [Path(d["path"]).name for d in data] == [f"{REC}.mat"]
+    signal = wfdb / f"{REC}.mat"
+    os.utime(signal, (signal.stat().st_mtime + 10,) * 2)
+    assert stage_main([str(night["run"]), str(hea), "--out", str(tmp_path / "w")]) == 0
+    assert f"{REC}: restaged: the recording changed since" in capsys.readouterr().out
 
 
 def long_night(night, hours: float) -> np.ndarray:
