@@ -9,8 +9,12 @@ files are scorings, not recordings), all staged in this one process. Per recordi
 (atomically, <rec>.stats.json last): <rec>.hypnogram.csv (onset_s,duration_s,stage,p_W,...,p_REM
 per 30-s epoch), <rec>.hypnogram.edf (EDF+ annotations, Sleep-EDF style), <rec>.hypnogram.png,
 <rec>.stats.json (sleep statistics) and, with a scoring, <rec>.agreement.json (kappa, accuracy,
-macro-F1, confusion, per-stage F1). A rerun skips the recordings already staged (their
-stats.json newer than the recording and the checkpoint); --overwrite redoes them.
+macro-F1, confusion, per-stage F1) and <rec>.paired_stats.json (the model's and the scorer's
+statistics on the epochs both scored). Several recordings or a FOLDER also give the cohort files
+(``cohort.py``): cohort.csv (a row per night) and, with scored nights, cohort_agreement.json/.md
+(Bland-Altman bias and limits per statistic, pooled and per-night kappa) and
+cohort_bland_altman.png, rebuilt from the per-night files on every call. A rerun skips the
+recordings already staged (their stats.json newer than the recording and the checkpoint); --overwrite redoes them.
 --hypnogram takes one scoring per RECORDING file, in order (--hypnogram A.edf B.edf, or the flag
 repeated); an EDF+ scoring whose header date is more than a day from the recording's is another
 night's: that recording fails.
@@ -130,6 +134,9 @@ def stage_one(stager, night: Night, a: argparse.Namespace, channels: dict) -> st
     reference = None if night.hypnogram is None else Hypnogram.from_file(night.hypnogram, stager.config.window_s)
     kwargs = {} if a.batch_size is None else {"batch_size": a.batch_size}
     staged = stager.predict_file(night.path, channels=channels, hypnogram=reference, **kwargs)
+    if reference is not None:  # before stats.json, the night's done marker
+        from part.modalities.eeg.sleep.cohort import write_paired
+        write_paired(a.out, name, staged, reference)
     paths = staged.write(a.out, name, reference)
     stats = staged.statistics()
     line = (f"{name}: {len(staged)} epochs of {staged.epoch_s:g} s, TST {stats['tst_min']:.1f} min, "
@@ -229,6 +236,11 @@ def _stage_all(a: argparse.Namespace, nights: list[Night], done: list[str]) -> i
             bar.write(f"error: {night.path}: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
     bar.close()
     done.extend(n.name for n in nights if n not in todo)
+    if len(nights) > 1 or any(r.is_dir() for r in a.recordings):
+        from part.modalities.eeg.sleep.cohort import write_cohort
+        written = write_cohort(a.out, [n.name for n in nights])
+        if written:
+            print(f"cohort: {', '.join(p.name for p in written.values())} in {a.out}", flush=True)
     if todo and failed == len(todo):
         print(f"no recording was staged ({failed} of {len(todo)} failed, listed above)", file=sys.stderr)
     elif failed:
