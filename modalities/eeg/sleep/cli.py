@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 from typing import NamedTuple, Optional
 
@@ -214,7 +215,11 @@ def _stage_all(a: argparse.Namespace, nights: list[Night], done: list[str]) -> i
 
     channels = parse_channel_map(a.channels)
     check_writable(a.out, "--out")
-    stager = Stager.from_run(a.run_dir, a.checkpoint, a.device, a.precision)
+    with warnings.catch_warnings(record=True) as said:  # e.g. an uncalibrated checkpoint: said once, plainly
+        warnings.simplefilter("always")
+        stager = Stager.from_run(a.run_dir, a.checkpoint, a.device, a.precision)
+    for warning in said:
+        print(f"warning: {warning.message}", file=sys.stderr)
     channels = stager.check_channel_map(channels)  # model-side names: the same for every recording
     todo = [n for n in nights if not _already_staged(n, a, stager.finetuned.checkpoint)]
     if len(todo) < len(nights):
