@@ -9,12 +9,13 @@ files are scorings, not recordings), all staged in this one process. Per recordi
 (atomically, <rec>.stats.json last): <rec>.hypnogram.csv (onset_s,duration_s,stage,p_W,...,p_REM
 per 30-s epoch), <rec>.hypnogram.edf (EDF+ annotations, Sleep-EDF style), <rec>.hypnogram.png,
 <rec>.stats.json (sleep statistics) and, with a scoring, <rec>.agreement.json (kappa, accuracy,
-macro-F1, confusion, per-stage F1) and <rec>.paired_stats.json (the model's and the scorer's
-statistics on the epochs both scored). Several recordings or a FOLDER also give the cohort files
+macro-F1, confusion, per-stage F1). Several recordings or a FOLDER also give <rec>.paired_stats.json
+(the model's and the scorer's statistics on the epochs both scored) and the cohort files
 (``cohort.py``): cohort.csv (a row per night) and, with scored nights, cohort_agreement.json/.md
 (Bland-Altman bias and limits per statistic, pooled and per-night kappa) and
 cohort_bland_altman.png, rebuilt from the per-night files on every call. A rerun skips the
-recordings already staged (their stats.json newer than the recording and the checkpoint); --overwrite redoes them.
+recordings already staged (their stats.json newer than the recording and the checkpoint);
+--overwrite redoes them.
 --hypnogram takes one scoring per RECORDING file, in order (--hypnogram A.edf B.edf, or the flag
 repeated); an EDF+ scoring whose header date is more than a day from the recording's is another
 night's: that recording fails.
@@ -135,7 +136,7 @@ def stage_one(stager, night: Night, a: argparse.Namespace, channels: dict) -> st
     reference = None if night.hypnogram is None else Hypnogram.from_file(night.hypnogram, stager.config.window_s)
     kwargs = {} if a.batch_size is None else {"batch_size": a.batch_size}
     staged = stager.predict_file(night.path, channels=channels, hypnogram=reference, **kwargs)
-    if reference is not None:  # before stats.json, the night's done marker
+    if reference is not None and getattr(a, "cohort", False):  # before stats.json, the night's done marker
         from part.modalities.eeg.sleep.cohort import write_paired
         write_paired(a.out, name, staged, reference)
     paths = staged.write(a.out, name, reference)
@@ -191,6 +192,7 @@ def main(argv=None, prog: str = "part-stage") -> int:
     p = build_parser(prog)
     a = p.parse_args(argv)
     nights = _check_usage(p, a)
+    a.cohort = len(nights) > 1 or any(r.is_dir() for r in a.recordings)  # cohort files (cohort.py)
     created = _missing_dirs(a.out)
     done: list[str] = []
     try:
@@ -218,9 +220,9 @@ def _stage_all(a: argparse.Namespace, nights: list[Night], done: list[str]) -> i
     with warnings.catch_warnings(record=True) as said:  # e.g. an uncalibrated checkpoint: said once, plainly
         warnings.simplefilter("always")
         stager = Stager.from_run(a.run_dir, a.checkpoint, a.device, a.precision)
-    for warning in said:
-        print(f"warning: {warning.message}", file=sys.stderr)
     channels = stager.check_channel_map(channels)  # model-side names: the same for every recording
+    for warning in said:  # after the usage checks: an error comes first
+        print(f"warning: {warning.message}", file=sys.stderr)
     todo = [n for n in nights if not _already_staged(n, a, stager.finetuned.checkpoint)]
     if len(todo) < len(nights):
         print(f"{len(nights) - len(todo)} of {len(nights)} recordings already staged in {a.out}: skipped "
@@ -241,7 +243,7 @@ def _stage_all(a: argparse.Namespace, nights: list[Night], done: list[str]) -> i
             bar.write(f"error: {night.path}: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
     bar.close()
     done.extend(n.name for n in nights if n not in todo)
-    if len(nights) > 1 or any(r.is_dir() for r in a.recordings):
+    if a.cohort:
         from part.modalities.eeg.sleep.cohort import write_cohort
         written = write_cohort(a.out, [n.name for n in nights])
         if written:
