@@ -211,7 +211,7 @@ def _stage_all(a: argparse.Namespace, nights: list[Night], done: list[str]) -> i
     over the nights, and return the exit code."""
     from tqdm.auto import tqdm
 
-    from part.modalities.eeg.recordings.channels import parse_channel_map
+    from part.modalities.eeg.recordings.channels import ChannelError, parse_channel_map
     from part.modalities.eeg.sleep.staging import Stager
     from part.training.rundir import check_writable
 
@@ -227,7 +227,7 @@ def _stage_all(a: argparse.Namespace, nights: list[Night], done: list[str]) -> i
     if len(todo) < len(nights):
         print(f"{len(nights) - len(todo)} of {len(nights)} recordings already staged in {a.out}: skipped "
               "(--overwrite redoes them)", flush=True)
-    failed = 0
+    failed, channel_errors = 0, {}
     bar = tqdm(todo, desc="nights", unit="night", disable=a.no_progress or len(todo) < 2 or None, file=sys.stderr)
     for night in bar:
         try:
@@ -236,6 +236,13 @@ def _stage_all(a: argparse.Namespace, nights: list[Night], done: list[str]) -> i
         except UserInputError as exc:
             failed += 1
             message = user_message(exc)
+            if isinstance(exc, ChannelError):  # the same montage fails every night alike: explained once
+                key = message.replace(str(night.path), "<recording>")
+                if key in channel_errors:
+                    bar.write(f"error: {night.path}: the same channels are missing as in {channel_errors[key]} "
+                              "(see above)", file=sys.stderr)
+                    continue
+                channel_errors[key] = night.path.name
             bar.write(f"error: {message if night.path.name in message else f'{night.path}: {message}'}",
                       file=sys.stderr)
         except Exception as exc:  # a bug or an unforeseen file problem: report it, stage the others
