@@ -264,8 +264,7 @@ def predict(model, dataset, batch_size: int, ctx: RunContext, temperature: float
     """(y_true, y_pred, probs) over a dataset in its order; probs = softmax(logits / temperature)
     (None: 1, uncalibrated), float32."""
     y, logits = predict_logits(model, dataset, batch_size, ctx)
-    probs = softmax(logits, temperature).astype(np.float32)
-    return y, probs.argmax(-1), probs
+    return y, logits.argmax(-1), softmax(logits, temperature).astype(np.float32)
 
 
 def evaluate(p: Pipeline) -> dict:
@@ -288,7 +287,7 @@ def evaluate(p: Pipeline) -> dict:
                     "from before calibration): probabilities are uncalibrated")
         y, logits = predict_logits(clf, bundle.test, r.evaluate.batch_size, ctx)
         prob = softmax(logits, temperature).astype(np.float32)
-        pred = prob.argmax(-1)
+        pred = logits.argmax(-1)  # the same with any temperature
         labels = list(range(len(bundle.class_names)))
         m = classification_metrics(y, pred, labels, prob, bundle.class_names)
         m["calibration"] = calibration_section(logits, y, temperature)
