@@ -125,3 +125,18 @@ def test_channel_suggestions_never_name_eog_emg_or_respiration():
     suggestion = re.search(r'--channels "([^"]*)"', str(info.value)).group(1)
     assert "EOG" not in suggestion and "Resp" not in suggestion and "EMG" not in suggestion
     assert "EEG Fpz-Cz" in suggestion or "EEG Pz-Oz" in suggestion
+
+
+def test_demo_prints_ece_before_and_after_calibration(tmp_path, capsys):
+    from part.modalities.eeg.sleep.demo import print_calibration
+    for name, cal in (("calibrated", {"temperature": 1.8, "before": {"ece": 0.25, "nll": 0.9},
+                                      "after": {"ece": 0.031, "nll": 0.4}}),
+                      ("uncalibrated", {"temperature": None, "before": {"ece": 0.2, "nll": 0.8}})):
+        (tmp_path / name / "report").mkdir(parents=True)
+        (tmp_path / name / "report" / "report.json").write_text(json.dumps({"calibration": cal}))
+    print_calibration([tmp_path / "calibrated", tmp_path / "uncalibrated", tmp_path / "missing"])
+    out = capsys.readouterr().out
+    assert "SYNTHETIC" in out and "ECE before" in out
+    assert re.search(r"calibrated\s+1\.800\s+0\.250\s+0\.031\s+0\.900\s+0\.400", out)
+    assert re.search(r"uncalibrated\s+n/a\s+0\.200\s+n/a\s+0\.800\s+n/a", out)
+    assert "missing" in out and "no calibration" in out
