@@ -171,7 +171,7 @@ def plot_reliability(path: str | Path, section: Mapping, title: str) -> Path:
     ax.set_ylim(0, 1)
     ax.set_xlabel("mean top-class probability (bin)")
     ax.set_ylabel("accuracy (bin)")
-    ax.set_title(f"{title}\nreliability, {section.get('n_bins', N_BINS)} equal-width bins")
+    ax.set_title(f"{title}\nreliability on the test split, {section.get('n_bins', N_BINS)} equal-width bins")
     ax.legend(loc="upper left", fontsize=8)
     return save_png(fig, path)
 

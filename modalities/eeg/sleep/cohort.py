@@ -171,7 +171,7 @@ def _markdown(agreement: Mapping, data_note: str) -> str:
     pooled, kappa = agreement["pooled"], agreement["per_night_kappa"]
     rows = [(k, s["n"], s["model_mean"], s["scorer_mean"], s["bias"], s["sd"], s["loa_lower"], s["loa_upper"])
             for k, s in agreement["statistics"].items()]
-    lines = ["# Cohort agreement: model vs scorer", "", data_note, "",
+    lines = ["# Cohort agreement: model vs scorer", "", *([data_note, ""] if data_note else []),
              f"{agreement['n_scored_nights']} scored nights. Per-night kappa mean ± SD: "
              f"{fmt_mean_std(kappa['mean'], kappa['sd'])} (chance: 0).", "",
              "## Pooled epoch-by-epoch agreement", "", agreement["pooled_note"], ""]
@@ -206,7 +206,8 @@ def plot_bland_altman(path: Path, out_dir: Path, names: Sequence[str], agreement
         ax.set_title(key, fontsize=9)
         ax.set_xlabel("(model + scorer) / 2", fontsize=8)
         ax.set_ylabel("model - scorer", fontsize=8)
-    fig.suptitle(f"Bland-Altman, {len(paired)} nights: bias (solid), 95 % limits (dashed); {data_note}", fontsize=9)
+    fig.suptitle(f"Bland-Altman, {len(paired)} nights: bias (solid), 95 % limits of agreement (dashed)"
+                 + (f"\n{data_note}" if data_note else ""), fontsize=9)
     return save_png(fig, path)
 
 
