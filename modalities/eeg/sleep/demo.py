@@ -30,6 +30,10 @@ EEG_BASELINES = ("eeg_sleep_demo_rp", "eeg_sleep_demo_ts", "eeg_sleep_demo_cpc")
 def prepare(data: Path, records: int, n_test: int, n_finetune: int) -> None:
     if (data / "prep" / "splits.json").exists():
         print(f"using the prepared synthetic data in {data / 'prep'}")
+        held = len(json.loads((data / "prep" / "splits.json").read_text()).get("finetune") or [])
+        if held != n_finetune:
+            print(f"note: it holds {held} finetune records, not {n_finetune} (the demo recipes hold 1 out of training "
+                  f"to fit the calibration temperature on); delete {data} to prepare it afresh")
         return
     cmd = [sys.executable, "-m", "part.data_prep.physionet2018", "--synthetic", str(records),
            "--src", str(data / "raw"), "--out", str(data / "prep"), "--n-test", str(n_test),
@@ -46,7 +50,7 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=Path, default=Path("demo_runs"))
     ap.add_argument("--records", type=int, default=12)
     ap.add_argument("--n-test", type=int, default=4)
-    ap.add_argument("--n-finetune", type=int, default=4)
+    ap.add_argument("--n-finetune", type=int, default=5)
     ap.add_argument("--eeg-baselines", action="store_true",
                     help="also run relative positioning, temporal shuffling and CPC (the same budget)")
     a = ap.parse_args(argv)
