@@ -143,3 +143,12 @@ def test_digits_run_fits_a_temperature_on_held_out_finetune_images(digits_run):
     assert np.array_equal(saved["probs"].argmax(1), saved["y_pred"])
     assert cal["after"]["ece"] == pytest.approx(expected_calibration_error(saved["probs"], saved["y_true"]), abs=1e-5)
     assert (run_dir / "report" / "calibration.png").is_file()
+
+
+def test_calibration_fraction_is_checked_by_the_recipe():
+    from part.config import load_recipe
+    from part.errors import ConfigError
+    assert load_recipe(ROOT / "recipes/eeg_sleep_demo.yaml", ()).finetune.calibration_fraction == 0.2
+    assert load_recipe(ROOT / "recipes/eeg_sleep.yaml", ()).finetune.calibration_fraction == 0.0
+    with pytest.raises(ConfigError, match="finetune.calibration_fraction"):
+        load_recipe(ROOT / "recipes/eeg_sleep_demo.yaml", ["finetune.calibration_fraction=1.0"])
