@@ -34,7 +34,8 @@ from part.evaluation.metrics import mean_std
 LOA_Z = 1.96  # 95 % limits of agreement (normal differences)
 NOT_STATISTICS = {"definitions", "info", "flags", "source", "epoch_s", "n_epochs", "first_epoch_onset_s",
                   "record", "scorer", "start"}
-PLOTTED = ("tst_min", "sleep_efficiency_pct", "sol_min", "rem_latency_min", "waso_min", "minutes.N3")
+PLOTTED = ("tst_min", "sleep_efficiency_pct", "sol_min", "rem_latency_min", "waso_min", "minutes.N1",
+           "minutes.N2", "minutes.N3", "minutes.REM")
 _SLEEP_EDF = re.compile(r"^(S[CT]\d{3})\d")
 PAIRED_SUFFIX = ".paired_stats.json"
 
@@ -191,7 +192,7 @@ def plot_bland_altman(path: Path, out_dir: Path, names: Sequence[str], agreement
     from part.evaluation.report import save_png
 
     paired = [p for n in names if (p := _read(Path(out_dir) / f"{n}{PAIRED_SUFFIX}")) is not None]
-    stats = [k for k in PLOTTED if k in agreement["statistics"]] or list(agreement["statistics"])[:6]
+    stats = [k for k in PLOTTED if k in agreement["statistics"]] or list(agreement["statistics"])[:9]
     fig = Figure(figsize=(4.0 * min(3, len(stats)), 3.4 * math.ceil(len(stats) / 3)), layout="constrained")
     for i, key in enumerate(stats):
         ax = fig.add_subplot(math.ceil(len(stats) / 3), min(3, len(stats)), i + 1)
