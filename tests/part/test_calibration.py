@@ -152,3 +152,20 @@ def test_calibration_fraction_is_checked_by_the_recipe():
     assert load_recipe(ROOT / "recipes/eeg_sleep.yaml", ()).finetune.calibration_fraction == 0.0
     with pytest.raises(ConfigError, match="finetune.calibration_fraction"):
         load_recipe(ROOT / "recipes/eeg_sleep_demo.yaml", ["finetune.calibration_fraction=1.0"])
+
+
+def test_uncalibrated_run_says_so_once_and_reports_before_only(tmp_path):
+    from conftest import run_main
+    from part.train import main
+    from part.training.checkpoint import load_checkpoint
+    res = run_main(main, [ROOT / "recipes/digits_demo.yaml", f"run.output_dir={tmp_path}", "run.device=cpu",
+                          "method.name=supervised", "run.stages=[finetune,evaluate]", "model.dim=16",
+                          "model.depth=1", "model.heads=2", "finetune.epochs=1", "finetune.batch_size=32",
+                          "data.limit_train=64", "data.limit_test=32", "finetune.calibration_fraction=0",
+                          "evaluate.repeats=2"])
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.count("has no temperature") == 1 and "probabilities are uncalibrated" in res.stdout
+    assert "temperature" not in load_checkpoint(tmp_path / "digits_demo" / "checkpoints" / "best.pt")["card"]
+    cal = json.loads((tmp_path / "digits_demo" / "report" / "report.json").read_text())["calibration"]
+    assert cal["temperature"] is None and "after" not in cal and cal["before"]["n"] == 32
+    assert "uncalibrated" in (tmp_path / "digits_demo" / "report" / "report.md").read_text()
