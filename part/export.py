@@ -19,6 +19,7 @@ from part.errors import DataError, run_cli
 def timm_weights(run_dir: Path, source: str = "pretrain") -> dict:
     """State dict with timm key names from `checkpoints/pretrain.pt` or `checkpoints/finetuned.pt`."""
     from part.config import load_recipe
+    from part.core.backbone import timm_state_dict
     from part.registry import modality_spec
     from part.training.checkpoint import load_checkpoint
 
@@ -40,8 +41,7 @@ def timm_weights(run_dir: Path, source: str = "pretrain") -> dict:
         sd = {k[len("encoder."):]: v for k, v in model.items() if k.startswith("encoder.")}
         sd.update({k: v for k, v in model.items() if k.startswith("head.")})
     weight = modality_spec(recipe.modality.name).cls.timm_patch_embed(recipe.modality, tokenizer["weight"])
-    sd["patch_embed.proj.weight"], sd["patch_embed.proj.bias"] = weight, tokenizer["bias"]
-    return sd
+    return timm_state_dict(sd, weight, tokenizer["bias"])
 
 
 def main(argv=None) -> int:

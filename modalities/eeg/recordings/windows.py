@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from part.modalities.eeg.recordings.constants import EPOCH_S, FLAT_EPOCH_SHARE, TARGET_FS, UNLABELLED
+from part.modalities.eeg.recordings.constants import (EPOCH_S, FLAT_EPOCH_SHARE, FLAT_STD_UV, NORM_EPS_UV, TARGET_FS,
+                                                      UNLABELLED)
 from part.modalities.eeg.recordings.flatness import no_signal_share
 from part.modalities.eeg.recordings.hypnogram_edf import HypnogramError
 from part.modalities.eeg.recordings.signal import (EegRecording, FilterSpec, RecordError, filter_and_resample,
@@ -48,8 +49,8 @@ class WindowConfig:
     window_s: float = EPOCH_S
     dtype: str = "float16"
     filter: FilterSpec = field(default_factory=FilterSpec)
-    eps: float = 1e-6
-    flat_std_uv: float = 0.1
+    eps: float = NORM_EPS_UV
+    flat_std_uv: float = FLAT_STD_UV
 
     @property
     def window_len(self) -> int:
