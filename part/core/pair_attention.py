@@ -167,11 +167,11 @@ def _forward(s_ref, s_tgt, v, ref, tgt):
     lse = torch.empty(B, h, M, device=v.device, dtype=torch.float32)
     BLOCK_N = _pow2(N)
     BLOCK_M = 64 if BLOCK_N <= 64 else 32   # keeps the (BLOCK_M, BLOCK_N) float32 tile in registers
-    grid = (triton.cdiv(M, BLOCK_M), B * h)
+    grid = (triton.cdiv(M, BLOCK_M), B * h)  # 8 warps for the wide (N > 64) register tiles
     _fwd_kernel[grid](s_ref, s_tgt, v, ref, tgt, o, lse,
                       *s_ref.stride(), *v.stride(), *ref.stride(), *o.stride(), *lse.stride(),
                       h, N, M, T, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_T=_pow2(T),
-                      HALF=v.dtype in HALF_TYPES)
+                      HALF=v.dtype in HALF_TYPES, num_warps=4 if BLOCK_N <= 64 else 8)
     return o, lse
 
 
@@ -189,7 +189,7 @@ def _backward(do, s_ref, s_tgt, v, ref, tgt, o, lse):
     _bwd_kernel[grid](s_ref, s_tgt, v, ref, tgt, do, lse, delta.contiguous(), ds_ref, ds_tgt, dv,
                       *s_ref.stride(), *v.stride(), *ref.stride(), *do.stride(), *lse.stride(),
                       h, N, M, T, BLOCK_M=32, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K, BLOCK_T=_pow2(T),
-                      HALF=v.dtype in HALF_TYPES)
+                      HALF=v.dtype in HALF_TYPES, num_warps=4 if BLOCK_N <= 64 else 8)
     return ds_ref.to(s_ref.dtype), ds_tgt.to(s_tgt.dtype), dv.to(v.dtype)
 
 
