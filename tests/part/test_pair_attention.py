@@ -173,3 +173,48 @@ def test_triton_attention_refused_without_interpreter_or_cuda():
     with pytest.raises(RuntimeError, match=r"attention='triton' needs Triton and a CUDA device \(got cpu"
                                            r".*use attention 'auto', 'fused' or 'logits'"):
         head(z, ref, tgt)
+
+
+needs_cuda_triton = pytest.mark.skipif(not torch.cuda.is_available() or importlib.util.find_spec("triton") is None,
+                                       reason="needs a CUDA device and Triton (the GPU check runs these)")
+
+
+def _head_and_grads(head, z, ref, tgt, mode, autocast=False):
+    head.attention = mode
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+        out = head(z, ref, tgt)
+    grads = torch.autograd.grad(out.float().square().sum(), [z, *head.parameters()])
+    return out.float(), grads
+
+
+@needs_cuda_triton
+@pytest.mark.parametrize("B,N,M,T,d,h", [(4, 64, 2048, 4, 384, 6), (2, 196, 4802, 2, 768, 12), (3, 37, 70, 1, 48, 3)])
+@pytest.mark.parametrize("autocast", [False, True])
+def test_triton_head_on_cuda_matches_logits_path(B, N, M, T, d, h, autocast):
+    """On the GPU, compiled by Triton for real (ViT-S/4 and ImageNet sizes, and an odd one):
+    the kernel path against the PyTorch logits path, float32 and bf16 autocast."""
+    torch.manual_seed(0)
+    head = CrossAttentionHead(d, T, h).cuda()
+    z = torch.randn(B, N, d, device="cuda", requires_grad=True)
+    ref, tgt = sample_pairs(B, N, M, device="cuda")
+    got, got_g = _head_and_grads(head, z, ref, tgt, "triton", autocast)
+    want, want_g = _head_and_grads(head, z, ref, tgt, "logits", autocast)
+    tol = 3e-2 if autocast else 1e-4
+    assert (got - want).abs().max().item() <= tol * (want.abs().max().item() + 1e-3)
+    for g, w in zip(got_g, want_g):
+        assert (g - w).abs().max().item() <= tol * (w.abs().max().item() + 1e-6)
+
+
+@needs_cuda_triton
+def test_triton_head_on_cuda_under_torch_compile():
+    """attention='auto' picks the kernel on CUDA; torch.compile (inductor) gives the eager output."""
+    torch.manual_seed(0)
+    head = CrossAttentionHead(64, 4, 4).cuda()
+    z = torch.randn(2, 20, 64, device="cuda")
+    ref, tgt = sample_pairs(2, 20, 50, device="cuda")
+    eager = head(z, ref, tgt)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        compiled = torch.compile(head, fullgraph=True)(z, ref, tgt)
+        eager_bf16 = head(z, ref, tgt)
+    assert torch.allclose(compiled.float(), eager_bf16.float(), atol=2e-2, rtol=2e-2)
+    assert torch.allclose(eager_bf16.float(), eager, atol=5e-2, rtol=5e-2)
