@@ -25,6 +25,10 @@ def _met(ok) -> str:
     return "n/a" if ok is None else ("**yes**" if ok else "**no**")
 
 
+def _rate(x) -> str:
+    return "not measured" if x is None else f"{x:,.0f}"
+
+
 def _ratio_row(what, step, ours, ref, target):
     if step is None or ours not in step["rows"] or ref not in step["rows"]:
         return [what, "not measured", f"<= {target:.2f}", "n/a"]
@@ -74,7 +78,7 @@ def rows(folder: Path) -> tuple[str, list[list[str]]]:
         cpu, gpu = w.get("sampler alone on cpu"), w.get("sampler alone on cuda")
         ok = None if cpu is None or gpu is None else gpu > cpu
         out.append([f"EEG sampler alone, CPU ({loader['threads']} threads) vs CUDA (batch resident)",
-                    f"{cpu or 0:,.0f} vs {gpu or 0:,.0f} 30-s windows/s", "CUDA faster", _met(ok)])
+                    f"{_rate(cpu)} vs {_rate(gpu)} 30-s windows/s", "CUDA faster", _met(ok)])
         for k, v in w.items():
             if not k.startswith("sampler alone"):
                 out.append([f"EEG loader: {k}", f"{v:,.0f} windows/s", "", ""])

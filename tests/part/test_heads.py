@@ -115,3 +115,17 @@ def test_attention_auto_picks_logits_on_cpu_and_lists_valid_modes():
     assert attention_mode("fused", z) == "fused"
     with pytest.raises(ValueError, match="attention='flash'; valid: auto, triton, fused, logits"):
         CrossAttentionHead(8, 2, num_heads=2, attention="flash")
+
+
+def test_attention_auto_on_cuda_picks_triton_when_installed(monkeypatch):
+    """attention_mode reads only the tensor's device; a stand-in CUDA tensor (no GPU needed)."""
+    import types
+
+    from part.core import heads
+
+    on_cuda = types.SimpleNamespace(is_cuda=True)
+    monkeypatch.setattr(heads, "TRITON_INSTALLED", True)
+    assert attention_mode("auto", on_cuda) == "triton"
+    assert attention_mode("logits", on_cuda) == "logits"
+    monkeypatch.setattr(heads, "TRITON_INSTALLED", False)
+    assert attention_mode("auto", on_cuda) == "fused"
