@@ -102,7 +102,7 @@ if triton is not None:
                     BLOCK_T: tl.constexpr, HALF: tl.constexpr):
         """Gradients of the columns [pid_k * BLOCK_K, ...) of ds_ref, ds_tgt (rows: all N tokens)
         and of the rows of dv for those keys, over all M pairs of one (item, head). DS_* and DV
-        are contiguous float32 (B, h, N, N) and (B, h, N, T)."""
+        are contiguous (B, h, N, N) and (B, h, N, T), written in their own dtypes from float32 sums."""
         pid_k, pid_bh = tl.program_id(0), tl.program_id(1)
         b, h = pid_bh // H, pid_bh % H
         offs_k = pid_k * BLOCK_K + tl.arange(0, BLOCK_K)
@@ -143,9 +143,9 @@ if triton is not None:
                 acc_v += tl.dot(tl.trans(p), do, input_precision="ieee")
         out = pid_bh * N * N + rows[:, None] * N + offs_k[None, :]
         m_out = (rows[:, None] < N) & mask_k[None, :]
-        tl.store(DS_REF + out, acc_ref, mask=m_out)
-        tl.store(DS_TGT + out, acc_tgt, mask=m_out)
-        tl.store(DV + pid_bh * N * T + offs_k[:, None] * T + offs_t[None, :], acc_v,
+        tl.store(DS_REF + out, acc_ref.to(DS_REF.dtype.element_ty), mask=m_out)
+        tl.store(DS_TGT + out, acc_tgt.to(DS_TGT.dtype.element_ty), mask=m_out)
+        tl.store(DV + pid_bh * N * T + offs_k[:, None] * T + offs_t[None, :], acc_v.to(DV.dtype.element_ty),
                  mask=mask_k[:, None] & mask_t[None, :])
 
 
@@ -160,14 +160,15 @@ def _check(s_ref, s_tgt, v, ref, tgt):
 
 def _forward(s_ref, s_tgt, v, ref, tgt):
     _check(s_ref, s_tgt, v, ref, tgt)
-    s_ref, s_tgt = s_ref.contiguous(), s_tgt.contiguous()   # one stride set for both (no-op)
+    # one stride set for s_ref and s_tgt, one for ref and tgt (no-ops for the head's tensors)
+    s_ref, s_tgt, ref, tgt = s_ref.contiguous(), s_tgt.contiguous(), ref.contiguous(), tgt.contiguous()
     B, h, N, _ = s_ref.shape
     M, T = ref.shape[1], v.shape[3]
     o = v.new_empty(B, h, M, T)
     lse = torch.empty(B, h, M, device=v.device, dtype=torch.float32)
     BLOCK_N = _pow2(N)
     BLOCK_M = 64 if BLOCK_N <= 64 else 32   # keeps the (BLOCK_M, BLOCK_N) float32 tile in registers
-    grid = (triton.cdiv(M, BLOCK_M), B * h)  # 8 warps for the wide (N > 64) register tiles
+    grid = (triton.cdiv(M, BLOCK_M), B * h)
     _fwd_kernel[grid](s_ref, s_tgt, v, ref, tgt, o, lse,
                       *s_ref.stride(), *v.stride(), *ref.stride(), *o.stride(), *lse.stride(),
                       h, N, M, T, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_T=_pow2(T),
@@ -176,13 +177,13 @@ def _forward(s_ref, s_tgt, v, ref, tgt):
 
 
 def _backward(do, s_ref, s_tgt, v, ref, tgt, o, lse):
-    s_ref, s_tgt = s_ref.contiguous(), s_tgt.contiguous()   # one stride set for both (no-op)
+    s_ref, s_tgt, ref, tgt = s_ref.contiguous(), s_tgt.contiguous(), ref.contiguous(), tgt.contiguous()
     B, h, N, _ = s_ref.shape
     M, T = ref.shape[1], v.shape[3]
     delta = (do.float() * o.float()).sum(-1)                                   # (B, h, M)
     lse = lse.contiguous()
-    ds_ref = torch.empty(B, h, N, N, device=v.device, dtype=torch.float32)
-    ds_tgt, dv = torch.empty_like(ds_ref), torch.empty(B, h, N, T, device=v.device, dtype=torch.float32)
+    ds_ref, ds_tgt = s_ref.new_empty(B, h, N, N), s_tgt.new_empty(B, h, N, N)  # contiguous
+    dv = v.new_empty(B, h, N, T)
     BLOCK_N = _pow2(N)
     BLOCK_K = min(BLOCK_N, 64 if BLOCK_N <= 64 else 32)   # two (BLOCK_N, BLOCK_K) accumulators
     grid = (triton.cdiv(N, BLOCK_K), B * h)
@@ -190,7 +191,7 @@ def _backward(do, s_ref, s_tgt, v, ref, tgt, o, lse):
                       *s_ref.stride(), *v.stride(), *ref.stride(), *do.stride(), *lse.stride(),
                       h, N, M, T, BLOCK_M=32, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K, BLOCK_T=_pow2(T),
                       HALF=v.dtype in HALF_TYPES, num_warps=4 if BLOCK_N <= 64 else 8)
-    return ds_ref.to(s_ref.dtype), ds_tgt.to(s_tgt.dtype), dv.to(v.dtype)
+    return ds_ref, ds_tgt, dv
 
 
 @torch.library.custom_op("part::pair_attention", mutates_args=())

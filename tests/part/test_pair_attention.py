@@ -28,6 +28,7 @@ OP_CASES = {
     "wide": (1, 1, 100, 45, 2, "random"),        # N > 64: several key-column blocks in the backward
     "self_pairs": (2, 2, 9, 20, 4, "self"),       # ref == tgt for every pair
     "repeated": (1, 2, 12, 40, 2, "repeated"),    # one pair repeated, plus a few others
+    "strided": (2, 2, 10, 30, 2, "strided"),      # tgt a non-contiguous view (other strides than ref)
 }
 
 
@@ -38,6 +39,9 @@ def _pairs(B, N, M, how, g):
     ref, tgt = sample_pairs(B, N, M, generator=g)
     if how == "repeated":
         ref[:, : M // 2], tgt[:, : M // 2] = 3, 5
+    if how == "strided":
+        tgt = torch.stack([ref, tgt], -1)[..., 1]
+        assert not tgt.is_contiguous()
     return ref, tgt
 
 
