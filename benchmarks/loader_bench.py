@@ -147,15 +147,15 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="also write the windows/s rows as JSON here")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    rows = {}
+    rates = {}
     for device in dict.fromkeys(["cpu", args.device]):
         rate = time_sampler(device, args.batch, args.batches)
-        rows[f"sampler alone on {device}"] = rate
+        rates[f"sampler alone on {device}"] = rate
         print(f"{'PART sampler alone':28s} batch {args.batch} resident on {device}: {rate:10,.0f} windows/s "
               f"(synthetic data; 40 x 1-s windows each)")
     if args.sampler_only:
         if args.json:
-            atomic_write_json(args.json, {"data": "synthetic", "threads": args.threads, "windows_s": rows})
+            atomic_write_json(args.json, {"data": "synthetic", "threads": args.threads, "windows_s": rates})
         return 0
     tmp = Path(tempfile.mkdtemp(prefix="part-loader-bench-", dir=args.dir))
     try:
@@ -169,13 +169,13 @@ def main(argv=None) -> int:
         rows = [("PreparedEEG (__getitems__)", ds, w) for w in (0, 2)] + [("per-item __getitem__", PerItem(ds), 0)]
         for label, dataset, workers in rows:
             rate = time_loader(dataset, args.batch, workers, args.batches)
-            rows[f"{label}, workers {workers}"] = rate
+            rates[f"{label}, workers {workers}"] = rate
             print(f"{label:28s} batch {args.batch} shuffled, workers {workers}: {rate:10,.0f} windows/s"
                   f"{'  (target >= 10,000)' if dataset is ds else ''}")
         rate = time_loader_and_sampler(ds, args.batch, min(args.batches, 20), args.device)
-        rows[f"loader + copy + sampler on {args.device}"] = rate
+        rates[f"loader + copy + sampler on {args.device}"] = rate
         if args.json:
-            atomic_write_json(args.json, {"data": "synthetic", "threads": args.threads, "windows_s": rows})
+            atomic_write_json(args.json, {"data": "synthetic", "threads": args.threads, "windows_s": rates})
         print(f"{'loader + PART sampler':28s} batch {args.batch} shuffled, sampler on {args.device}: "
               f"{rate:10,.0f} windows/s")
         if args.step:
