@@ -46,7 +46,7 @@ $PY -c "import torch, importlib.util as u; print('torch', torch.__version__, 'tr
 check() {
   local name=$1 limit=$(( $2 * SCALE )); shift 2
   echo "== $name (limit ${limit} s) =="
-  timeout "$limit" "$@" 2>&1 | tee "$LOGS/${name// /_}.log" | grep -v '^W[0-9]'
+  timeout "$limit" "$@" 2>&1 | tee "$LOGS/${name// /_}.log" | grep --line-buffered -v '^W[0-9]'
   echo "$name ${PIPESTATUS[0]}" >> "$J/status.txt"
 }
 

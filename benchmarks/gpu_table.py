@@ -46,7 +46,9 @@ def rows(folder: Path) -> tuple[str, list[list[str]]]:
             name, _, code = line.rpartition(" ")
             status[name] = code
     first = next((s for s in (part, p1d, imnet) if s), None)
-    header = (f"{first['device']}; torch {first['torch']}; synthetic inputs (random tensors), bf16 autocast; "
+    cpu = bool(first) and first["device"].startswith("CPU")
+    header = (f"{first['device']}; torch {first['torch']}; synthetic inputs (random tensors)"
+              f"{', float32: a CPU dry run at tiny sizes, not results' if cpu else ', bf16 autocast'}; "
               f"medians of repeated steps" if first else "no step benchmark finished")
     B = part["batch"] if part else "?"
     out = [_ratio_row(f"eager step, ours / backbone (ViT-S/4, B={B}, 2048 pairs)", part, "ours",
@@ -95,7 +97,7 @@ def rows(folder: Path) -> tuple[str, list[list[str]]]:
                     f"{imnet['rows']['ours']['ms']:.1f} / {imnet['rows']['reference backbone']['ms']:.1f} ms", "", ""])
     else:
         out.append(["peak memory, ImageNet size", "not measured", "<= 1.10 x backbone", "n/a"])
-    for name in ("cuda tests", "torchrun smoke"):
+    for name in ("cuda tests", "torchrun smoke"):  # the CUDA tests, and NCCL with one process per GPU
         if name in status:
             out.append([name, "passed" if status[name] == "0" else f"failed (exit {status[name]})", "passes",
                         _met(status[name] == "0")])
