@@ -53,6 +53,26 @@ def _pow2(n: int, least: int = 16) -> int:
     return max(least, 1 << (int(n) - 1).bit_length())
 
 
+# Block sizes: (BLOCK_M, BLOCK_N) float32 tiles and two (BLOCK_N, BLOCK_K) accumulators that fit
+# in registers. Compiled for sm_90 by Triton 3.8 + ptxas without a GPU (benchmarks/
+# kernel_compile_check.py): no spills in bf16 for N up to 256. Not yet tuned on a GPU.
+NUM_WARPS = 8
+
+
+def forward_blocks(N: int, T: int, half: bool) -> dict:
+    """Constexpr block sizes of the forward kernel for N tokens and T value columns."""
+    BLOCK_N = _pow2(N)
+    BLOCK_M = 64 if BLOCK_N <= 64 else (32 if half else 16)
+    return {"BLOCK_M": BLOCK_M, "BLOCK_N": BLOCK_N, "BLOCK_T": _pow2(T), "HALF": half}
+
+
+def backward_blocks(N: int, T: int, half: bool) -> dict:
+    """Constexpr block sizes of the backward kernel (BLOCK_K key columns per program)."""
+    BLOCK_N = _pow2(N)
+    BLOCK_K, BLOCK_M = (BLOCK_N, 32) if BLOCK_N <= 64 else (32, 16)
+    return {"BLOCK_M": BLOCK_M, "BLOCK_N": BLOCK_N, "BLOCK_K": BLOCK_K, "BLOCK_T": _pow2(T), "HALF": half}
+
+
 if triton is not None:
     @triton.jit
     def _pair_rows_tile(S_REF, S_TGT, r, t, cols, mask_rows, mask_cols, s_row, s_col):
@@ -166,13 +186,11 @@ def _forward(s_ref, s_tgt, v, ref, tgt):
     M, T = ref.shape[1], v.shape[3]
     o = v.new_empty(B, h, M, T)
     lse = torch.empty(B, h, M, device=v.device, dtype=torch.float32)
-    BLOCK_N = _pow2(N)
-    BLOCK_M = 64 if BLOCK_N <= 64 else 32   # keeps the (BLOCK_M, BLOCK_N) float32 tile in registers
-    grid = (triton.cdiv(M, BLOCK_M), B * h)
+    blocks = forward_blocks(N, T, v.dtype in HALF_TYPES)
+    grid = (triton.cdiv(M, blocks["BLOCK_M"]), B * h)
     _fwd_kernel[grid](s_ref, s_tgt, v, ref, tgt, o, lse,
                       *s_ref.stride(), *v.stride(), *ref.stride(), *o.stride(), *lse.stride(),
-                      h, N, M, T, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_T=_pow2(T),
-                      HALF=v.dtype in HALF_TYPES, num_warps=4 if BLOCK_N <= 64 else 8)
+                      h, N, M, T, **blocks, num_warps=NUM_WARPS)
     return o, lse
 
 
@@ -184,13 +202,11 @@ def _backward(do, s_ref, s_tgt, v, ref, tgt, o, lse):
     lse = lse.contiguous()
     ds_ref, ds_tgt = s_ref.new_empty(B, h, N, N), s_tgt.new_empty(B, h, N, N)  # contiguous
     dv = v.new_empty(B, h, N, T)
-    BLOCK_N = _pow2(N)
-    BLOCK_K = min(BLOCK_N, 64 if BLOCK_N <= 64 else 32)   # two (BLOCK_N, BLOCK_K) accumulators
-    grid = (triton.cdiv(N, BLOCK_K), B * h)
+    blocks = backward_blocks(N, T, v.dtype in HALF_TYPES)
+    grid = (triton.cdiv(N, blocks["BLOCK_K"]), B * h)
     _bwd_kernel[grid](s_ref, s_tgt, v, ref, tgt, do, lse, delta.contiguous(), ds_ref, ds_tgt, dv,
                       *s_ref.stride(), *v.stride(), *ref.stride(), *do.stride(), *lse.stride(),
-                      h, N, M, T, BLOCK_M=32, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K, BLOCK_T=_pow2(T),
-                      HALF=v.dtype in HALF_TYPES, num_warps=4 if BLOCK_N <= 64 else 8)
+                      h, N, M, T, **blocks, num_warps=NUM_WARPS)
     return ds_ref, ds_tgt, dv
 
 
