@@ -119,8 +119,8 @@ def measure(build, time_step, n: int, warm: int, cuda: bool):
 
 
 def run(a) -> dict:
-    """All rows of one invocation: {"device", "batch", "kind", "rows": {name: {ms, items_s,
-    peak_gib}}, "ratios": {name: value}}."""
+    """All rows of one invocation, written to a.json (when given) after each row: {"device",
+    "batch", "kind", "rows": {name: {ms, items_s, peak_gib}}, "ratios": {name: value}}."""
     torch.set_num_threads(a.threads)
     cuda = a.device.startswith("cuda")
     B = a.batch or ((128 if a.kind == "imagenet" else 512) if cuda else 16)
@@ -147,13 +147,17 @@ def run(a) -> dict:
         r = COMPILED_REFERENCE[a.kind]
         builds[f"reference {r} compiled"] = (lambda: reference(r, compiled=True), warm + 2)
     rows = {}
+    result = {"device": name, "torch": torch.__version__, "kind": a.kind, "batch": B, "steps": n,
+              "data": "synthetic (random tensors)", "rows": rows, "ratios": {}}
     for label, (build, w) in builds.items():
         seconds, peak = measure(build, ref.time_step, n, w, cuda)
         rows[label] = {"ms": seconds * 1e3, "items_s": B / seconds,
                        "peak_gib": None if peak is None else peak / 2**30}
         mem = "" if peak is None else f" {peak / 2**30:8.2f} GiB peak"
         print(f"{label:30s} {seconds * 1e3:9.1f} ms/step {B / seconds:10.1f} items/s{mem}")
-    ratios = {}
+        if a.json:  # after every row: a time limit hit later keeps the rows measured so far
+            atomic_write_json(a.json, result)
+    ratios = result["ratios"]
     for k in rows:
         if not k.startswith("ours"):
             continue
@@ -163,8 +167,9 @@ def run(a) -> dict:
                 ratios[f"{k} / {r}"] = rows[k]["ms"] / rows[r]["ms"]
     for k, v in ratios.items():
         print(f"ratio {k}: {v:.3f}")
-    return {"device": name, "torch": torch.__version__, "kind": a.kind, "batch": B, "steps": n,
-            "data": "synthetic (random tensors)", "rows": rows, "ratios": ratios}
+    if a.json:
+        atomic_write_json(a.json, result)
+    return result
 
 
 def main(argv=None):
@@ -182,9 +187,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     if not a.reference.is_file():
         ap.error(f"--reference {a.reference}: no such file; pass the path of reference_steps.py")
-    result = run(a)
-    if a.json:
-        atomic_write_json(a.json, result)
+    run(a)
     return 0
 
 
