@@ -9,15 +9,33 @@
 # Writes $OUT/json/*.json, $OUT/logs/*.log and ONE markdown table, $OUT/gpu_table.md (also printed
 # at the end), to paste into benchmarks/RESULTS.md. Every input is synthetic (random tensors).
 #
+#   bash benchmarks/gpu_check.sh --prepare     # here, before carrying the tree to the device
 #   bash benchmarks/gpu_check.sh               # on the GPU machine
 #   bash benchmarks/gpu_check.sh --cpu-smoke   # dry run of every part on the CPU, tiny sizes
 #
-# Needs reference_steps.py: $REF, else .gpu_carry/reference_steps.py (copy it there from
-# the project's shared bench folder before carrying the tree to a device), else ../shared/bench/.
+# Needs reference_steps.py: $REF, else .gpu_carry/reference_steps.py, else ../shared/bench/.
+# --prepare fills .gpu_carry/ (untracked, so it travels with the working tree): the reference
+# steps ($REF_SRC, default ../shared/bench/reference_steps.py) and pytest's pure-Python packages
+# from .venv in .gpu_carry/pylib, for a device without pytest and without network access
+# (.gpu_carry is git-ignored: name it in the device tool's carry list).
 set -u
 SMOKE=0
 [ "${1:-}" = "--cpu-smoke" ] && SMOKE=1
-export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD OMP_NUM_THREADS=${OMP_NUM_THREADS:-8}
+if [ "${1:-}" = "--prepare" ]; then
+  SRC=${REF_SRC:-../shared/bench/reference_steps.py}
+  [ -f "$SRC" ] || { echo "gpu_check --prepare: $SRC not found; set REF_SRC=path/to/reference_steps.py"; exit 2; }
+  mkdir -p .gpu_carry/pylib && cp "$SRC" .gpu_carry/reference_steps.py
+  SITE=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])") || exit 2
+  for name in pytest _pytest pluggy iniconfig packaging py.py pytest_timeout.py \
+              pytest-*.dist-info pytest_timeout-*.dist-info pluggy-*.dist-info iniconfig-*.dist-info; do
+    cp -r "$SITE"/$name .gpu_carry/pylib/ || exit 2
+  done
+  echo "prepared .gpu_carry: $(du -sh .gpu_carry | cut -f1)"
+  exit 0
+fi
+export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-8}
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+[ -d .gpu_carry/pylib ] && [ "$SMOKE" = 0 ] && PYTHONPATH=$PYTHONPATH:$PWD/.gpu_carry/pylib
 OUT=${OUT:-/tmp/gpu_out}
 J=$OUT/json LOGS=$OUT/logs
 mkdir -p "$J" "$LOGS"
