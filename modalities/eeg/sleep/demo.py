@@ -5,7 +5,9 @@
 2. runs the demo recipes (PART, PART-grid, MAE, supervised from scratch; the same finetuning
    budget), each resumable; with ``--eeg-baselines`` also the EEG field's self-supervised
    baselines (relative positioning, temporal shuffling, CPC; ``make demo-eeg-ssl``);
-3. prints their Cohen's kappas with `python -m part.compare` and where the reports are.
+3. prints their Cohen's kappas with `python -m part.compare`, then per run the finetune,
+   linear-probe and kNN kappas (stages ``linear_probe``, ``knn`` of the demo recipes: frozen
+   features of the pretrained encoder) with the chance levels, and where the reports are.
 The data are synthetic: the numbers show the pipeline works, not how PART does on real EEG.
 """
 from __future__ import annotations
@@ -57,8 +59,26 @@ def main(argv=None) -> int:
         run_dirs.append(a.runs / load_recipe(find_recipe(recipe), ()).run.name)
     print("\n=== comparison (SYNTHETIC data; the paper's numbers are for real PC18 recordings) ===")
     code = compare.main([str(d) for d in run_dirs] + ["--out", str(a.runs)])
+    print_protocols(run_dirs)
     print("\nreports: " + ", ".join(str(d / "report" / "report.md") for d in run_dirs))
     return code
+
+
+def print_protocols(run_dirs) -> None:
+    """Test kappa of finetuning, the linear probe and the kNN per run, with the chance levels."""
+    import json
+
+    print("\n=== evaluation protocols (SYNTHETIC data; Cohen's kappa on the test subjects; chance: kappa 0) ===")
+    print(f"{'run':34} {'finetune':>9} {'linear probe':>13} {'kNN':>7}   chance accuracy (majority class)")
+    for d in run_dirs:
+        reports = [d / "report" / "report.json", d / "report" / "linear_probe" / "report.json",
+                   d / "report" / "knn" / "report.json"]
+        found = [json.loads(r.read_text()) if r.exists() else {} for r in reports]
+        kappas = [f"{r['kappa']:.3f}" if isinstance(r.get("kappa"), float) else "n/a" for r in found]
+        chance = found[1].get("chance") or found[2].get("chance") or {}
+        acc = chance.get("accuracy")
+        print(f"{d.name:34} {kappas[0]:>9} {kappas[1]:>13} {kappas[2]:>7}   "
+              + (f"{acc:.3f} ({chance.get('majority_class')})" if acc is not None else "n/a"))
 
 
 if __name__ == "__main__":
