@@ -82,19 +82,27 @@ def point_recipe(run_dir: Path, recipe, out: Path, budget: dict, name: str, valu
         f"{budget['key']}={value}", *overrides])
 
 
-def link_encoder(run_dir: Path, sub_dir: Path) -> None:
-    """Put the run's ``pretrain.pt`` into the sub-run (hard link, else a copy; once)."""
-    src, dst = run_dir / "checkpoints" / "pretrain.pt", sub_dir / "checkpoints" / "pretrain.pt"
+def _link(src: Path, dst: Path) -> None:
+    """``dst`` as a hard link to ``src`` (else a copy), atomically; nothing when it exists."""
     if dst.exists() or not src.exists():
         return
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_suffix(".pt.tmp")
+    tmp = dst.with_name(dst.name + ".tmp")
     tmp.unlink(missing_ok=True)
     try:
         os.link(src, tmp)
     except OSError:
         shutil.copyfile(src, tmp)
     os.replace(tmp, dst)
+
+
+def link_encoder(run_dir: Path, sub_dir: Path) -> None:
+    """Put the run's ``pretrain.pt`` into the sub-run, and the test features its sibling sub-runs
+    already extracted from it (``features/pretrain_*/test.pt``: the same encoder and test items;
+    the cache's checkpoint hash and labels still decide whether they are used)."""
+    _link(run_dir / "checkpoints" / "pretrain.pt", sub_dir / "checkpoints" / "pretrain.pt")
+    for cached in sorted(sub_dir.parent.glob("*/features/pretrain_*/test.pt")):
+        _link(cached, sub_dir / "features" / cached.parent.name / "test.pt")
 
 
 def sweep(run_dirs: Sequence[str | Path], points: Sequence[str], draws: int, out: str | Path,
