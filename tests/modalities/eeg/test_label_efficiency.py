@@ -83,3 +83,14 @@ def test_sweep_refuses_a_point_beyond_the_pool(pretrained, tmp_path):
     assert res.returncode == 2
     assert "'9' is outside (0, 4]" in res.stderr and "labelled subjects" in res.stderr
     assert not (tmp_path / "le").exists()
+
+
+def test_splits_record_the_finetune_pool_outside_the_test_split(prepared):
+    from part.data_prep.splits import SplitSettings, make_splits
+
+    records = {f"r{i}": {"labelled_windows": 0 if i == 9 else 5} for i in range(10)}
+    splits, _ = make_splits(records, SplitSettings(n_test=3, n_finetune=2, seed=0))
+    assert splits["finetune_pool"] == 6  # 9 labelled subjects, 3 of them in test
+    assert len(splits["finetune"]) == 2 and not set(splits["finetune"]) & set(splits["test"])
+    on_disk = json.loads((prepared / "splits.json").read_text())
+    assert on_disk["finetune_pool"] == load_data(SleepDataOptions(root=str(prepared))).label_budget["pool"] == 4
