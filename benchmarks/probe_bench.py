@@ -13,7 +13,8 @@
    protocol: 10 finetune subjects ~ 10k windows, 200 test subjects ~ 200k windows) against the
    bare similarity matmuls of the same shapes (the floor); target: < 60 s on 2 cores.
 
-Times are medians of ``--repeats`` runs after one warm-up. Weights are random (speed does not
+Times are medians of ``--repeats`` runs after one warm-up, reference and candidate measured
+alternately. Weights are random (speed does not
 depend on them); the data are synthetic.
 """
 from __future__ import annotations
@@ -28,14 +29,17 @@ from torch.utils.data import TensorDataset
 SIZES = {"demo": (64, 4, 4), "eeg": (256, 16, 8)}  # (dim, depth, heads): eeg_sleep_demo / eeg_sleep
 
 
-def timed(fn, repeats: int) -> float:
-    fn()
-    times = []
+def timed_pair(reference, candidate, repeats: int) -> tuple[float, float]:
+    """Median seconds of ``reference()`` and ``candidate()``, measured alternately after one
+    warm-up each (so a change in the machine's load hits both alike)."""
+    reference(), candidate()
+    times = ([], [])
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for fn, out in zip((reference, candidate), times):
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def extraction(args) -> None:
@@ -58,8 +62,7 @@ def extraction(args) -> None:
         with torch.inference_mode():
             for chunk in x.split(args.batch):
                 clf(chunk)
-    t_ref = timed(staging, args.repeats)
-    t_feat = timed(lambda: extract_features(frozen, data, args.batch, device), args.repeats)
+    t_ref, t_feat = timed_pair(staging, lambda: extract_features(frozen, data, args.batch, device), args.repeats)
     ref, feat = args.windows / t_ref, args.windows / t_feat
     print(f"1. feature extraction, {args.size} encoder (dim {dim}, depth {depth}), batch {args.batch}, "
           f"{args.windows} SYNTHETIC windows 6 x 3000:")
@@ -79,8 +82,7 @@ def knn(args) -> None:
     def matmuls():
         for q in queries.split(KNN_CHUNK):
             q @ bank_t
-    t_ref = timed(matmuls, args.repeats)
-    t_knn = timed(lambda: knn_predict(bank, labels, queries, 5, 20, 0.07), args.repeats)
+    t_ref, t_knn = timed_pair(matmuls, lambda: knn_predict(bank, labels, queries, 5, 20, 0.07), args.repeats)
     print(f"2. weighted kNN (k=20, T=0.07), {args.queries} queries x {args.bank} bank, dim {args.dim} "
           f"(random features):")
     print(f"   bare similarity matmuls (reference) {t_ref:7.2f} s")
