@@ -189,6 +189,7 @@ def knn_monitor_hook(p, modality, tokenizer, encoder, bundle, say=print):
     frozen = FrozenEncoder(modality, tokenizer, encoder, pretraining_position_embedding(r, modality, encoder.dim),
                            r.evaluate.probe_pooling)
     device, amp, batch = p.ctx.device, p.ctx.amp_dtype, r.evaluate.batch_size
+    chance = chance_levels(bank_y.numpy(), query_y.numpy(), bundle.class_names)["accuracy"]
     say(f"[pretrain] kNN monitor each epoch: {len(bank_y)} finetune items as the bank, {len(query_y)} test "
         f"items as queries (k={r.evaluate.knn_k}; kappa chance 0)")
 
@@ -204,6 +205,9 @@ def knn_monitor_hook(p, modality, tokenizer, encoder, bundle, say=print):
                 m.train(mode)
         pred, _ = knn_predict(bank, bank_y, query, n_classes, r.evaluate.knn_k, r.evaluate.knn_temperature)
         y = query_y.numpy()
-        return {"event": "knn_monitor", "accuracy": float((pred == y).mean()),
-                "kappa": cohen_kappa(y, pred, n_classes), "bank": int(len(bank_y)), "queries": int(len(y))}
+        record = {"event": "knn_monitor", "accuracy": float((pred == y).mean()),
+                  "kappa": cohen_kappa(y, pred, n_classes), "bank": int(len(bank_y)), "queries": int(len(y))}
+        say(f"[pretrain] kNN monitor after epoch {epoch + 1}: kappa {record['kappa']:.3f} (chance 0), "
+            f"accuracy {record['accuracy']:.3f} (chance {chance:.3f}, majority class)")
+        return record
     return hook

@@ -24,7 +24,7 @@ def finished(tmp_path_factory):
     res = here(out, *QUICK, "evaluate.knn_monitor=true", "evaluate.knn_monitor_bank=50",
                "evaluate.knn_monitor_queries=40")
     assert res.returncode == 0, res.stderr
-    return out, out / "digits_demo"
+    return out, out / "digits_demo", res.stdout
 
 
 def _report(run, protocol):
@@ -32,7 +32,7 @@ def _report(run, protocol):
 
 
 def test_probe_stages_run_on_a_finished_run_without_retraining_it(finished):
-    out, run = finished
+    out, run, _ = finished
     pretrained = (run / "checkpoints" / "pretrain.pt").read_bytes()
     rows_before = len(read_metrics(run / "metrics.jsonl"))
     res = here(out, *QUICK, "evaluate.knn_monitor=true", "evaluate.knn_monitor_bank=50",
@@ -59,7 +59,7 @@ def test_probe_stages_run_on_a_finished_run_without_retraining_it(finished):
 
 
 def test_probe_reports_match_the_probes_on_the_cached_features(finished):
-    out, run = finished
+    out, run, _ = finished
     if not (run / "report" / "knn" / "report.json").exists():
         assert here(out, *QUICK, "evaluate.knn_monitor=true", "evaluate.knn_monitor_bank=50",
                     "evaluate.knn_monitor_queries=40", PROBES).returncode == 0
@@ -76,12 +76,13 @@ def test_probe_reports_match_the_probes_on_the_cached_features(finished):
 
 
 def test_knn_monitor_is_logged_each_epoch_and_changes_no_training_number(finished, tmp_path):
-    out, run = finished
+    out, run, _ = finished
     rows = read_metrics(run / "metrics.jsonl")
     monitor = [r for r in rows if r.get("event") == "knn_monitor"]
     assert [r["epoch"] for r in monitor] == [0] and monitor[0]["stage"] == "pretrain"
     assert monitor[0]["bank"] == 50 and monitor[0]["queries"] == 40
     assert 0.0 <= monitor[0]["accuracy"] <= 1.0 and -1.0 <= monitor[0]["kappa"] <= 1.0
+    assert f"kNN monitor after epoch 1: kappa {monitor[0]['kappa']:.3f} (chance 0)" in finished[2]
     plain = here(tmp_path, *QUICK, "run.stages=[pretrain]")
     assert plain.returncode == 0, plain.stderr
     losses = [r["loss"] for r in rows if r["stage"] == "pretrain" and "event" not in r]
