@@ -6,8 +6,9 @@
    budget), each resumable; with ``--eeg-baselines`` also the EEG field's self-supervised
    baselines (relative positioning, temporal shuffling, CPC; ``make demo-eeg-ssl``);
 3. prints their Cohen's kappas with `python -m part.compare`, then per run the finetune,
-   linear-probe and kNN kappas (stages ``linear_probe``, ``knn`` of the demo recipes: frozen
-   features of the pretrained encoder) with the chance levels, and where the reports are.
+   linear-probe and kNN kappas (stages ``linear_probe``, ``knn``, which the demo adds to each
+   recipe's stages, with ``evaluate.knn_monitor``: frozen features of the pretrained encoder)
+   with the chance levels, and where the reports are.
 The data are synthetic: the numbers show the pipeline works, not how PART does on real EEG.
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ from part.config.recipes import find_recipe
 
 RECIPES = ("eeg_sleep_demo", "eeg_sleep_demo_part_grid", "eeg_sleep_demo_mae", "eeg_sleep_demo_supervised")
 EEG_BASELINES = ("eeg_sleep_demo_rp", "eeg_sleep_demo_ts", "eeg_sleep_demo_cpc")
+PROBES = ("linear_probe", "knn")  # stages added to every demo run (supervised: its finetuned encoder)
 
 
 def prepare(data: Path, records: int, n_test: int, n_finetune: int) -> None:
@@ -53,7 +55,9 @@ def main(argv=None) -> int:
     run_dirs = []
     for recipe in RECIPES + (EEG_BASELINES if a.eeg_baselines else ()):
         print(f"\n=== {recipe} ===", flush=True)
-        code = train.main([recipe, f"data.root={a.data / 'prep'}", f"run.output_dir={a.runs}"])
+        stages = load_recipe(find_recipe(recipe), ()).run.stages + list(PROBES)  # + the frozen-feature protocols
+        code = train.main([recipe, f"data.root={a.data / 'prep'}", f"run.output_dir={a.runs}",
+                           f"run.stages=[{','.join(stages)}]", "evaluate.knn_monitor=true"])
         if code != 0:
             return code
         run_dirs.append(a.runs / load_recipe(find_recipe(recipe), ()).run.name)
