@@ -61,18 +61,30 @@ class FrozenEncoder(nn.Module):
 def extract_features(model: nn.Module, dataset, batch_size: int, device: torch.device,
                      amp_dtype: Optional[torch.dtype] = None, num_workers: int = 0):
     """(features (N, D) float32 CPU, labels (N,) int64) of a dataset of ``(x, label)`` items, in
-    its order; eval mode, ``torch.inference_mode``, bf16 autocast where ``amp_dtype`` says so."""
+    its order; eval mode, ``torch.inference_mode``, bf16 autocast where ``amp_dtype`` says so.
+
+    A dataset with ``read_batch(items) -> (x (B, ...), labels (B,))`` (e.g. the EEG windows: one
+    read per record) is read batch by batch directly, without ``num_workers`` processes (no
+    per-item collation); any other through a DataLoader."""
     model.to(device).eval()
     feats, labels = [], []
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     with torch.inference_mode():
-        for x, y in loader:
+        for x, y in _batches(dataset, batch_size, num_workers):
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 feats.append(model(x.to(device, non_blocking=True)).float().cpu())
             labels.append(torch.as_tensor(y).long())
     if not feats:
         return torch.zeros(0, 0), torch.zeros(0, dtype=torch.long)
     return torch.cat(feats), torch.cat(labels)
+
+
+def _batches(dataset, batch_size: int, num_workers: int):
+    """``(x, labels)`` batches of a dataset in its order."""
+    if callable(getattr(dataset, "read_batch", None)):
+        for start in range(0, len(dataset), batch_size):
+            yield dataset.read_batch(list(range(start, min(start + batch_size, len(dataset)))))
+    else:
+        yield from DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
 
 
 def encode_tensor(model: nn.Module, x: torch.Tensor, batch_size: int, device: torch.device,

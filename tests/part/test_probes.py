@@ -159,3 +159,17 @@ def test_feature_cache_is_used_and_a_stale_one_rebuilt(frozen, tmp_path):
     cache.write_bytes(b"not a torch file")
     cached_features(cache, ckpt, labels, extract, said.append)
     assert len(calls) == 4 and "unreadable" in said[-1]
+
+
+def test_extraction_reads_batches_directly_where_the_dataset_can(frozen):
+    x, y = torch.randn(7, 1, 8, 8), torch.tensor([0, 1, 2, 3, 4, 5, 6])
+    reads = []
+
+    class Batched(torch.utils.data.TensorDataset):
+        def read_batch(self, items):
+            reads.append(list(items))
+            return self.tensors[0][items], self.tensors[1][items]
+    direct, labels = extract_features(frozen, Batched(x, y), 3, torch.device("cpu"))
+    loaded, _ = extract_features(frozen, list(zip(x, y.tolist())), 3, torch.device("cpu"))
+    assert reads == [[0, 1, 2], [3, 4, 5], [6]] and labels.tolist() == y.tolist()
+    torch.testing.assert_close(direct, loaded)
