@@ -36,7 +36,7 @@ STAGE_PREFIXES: tuple[str, ...] = ("stage ", "sleep stage ")
 BARE_REM: tuple[str, ...] = ("4", "5")
 # Deliberately unscored without prefix (-1, not "unknown"): R&K movement / unscored codes, artefacts
 UNSCORED_SPELLINGS: tuple[str, ...] = ("", "-1", "6", "9", "unlabelled", "unlabeled", "not scored", "artifact",
-                                       "artefact")
+                                       "artefact", "uns", "art")
 # The label Sleep-EDF hypnograms use for each stage code (written by hypnogram_edf.write_hypnogram_edf)
 SLEEP_EDF_LABELS: dict[int, str] = {W: "Sleep stage W", N1: "Sleep stage 1", N2: "Sleep stage 2",
                                     N3: "Sleep stage 3", REM: "Sleep stage R", UNLABELLED: "Sleep stage ?"}

@@ -8,9 +8,12 @@ prefix with it (files matching --hypnogram-glob, default *Hypnogram*, and annota
 files are scorings, not recordings), all staged in this one process. Per recording, into --out
 (atomically, <rec>.stats.json last): <rec>.hypnogram.csv (onset_s,duration_s,stage,p_W,...,p_REM
 per 30-s epoch), <rec>.hypnogram.edf (EDF+ annotations, Sleep-EDF style), <rec>.hypnogram.png,
-<rec>.stats.json (sleep statistics) and, with a scoring, <rec>.agreement.json (kappa, accuracy,
-macro-F1, confusion, per-stage F1). A rerun skips the recordings already staged (their
-stats.json newer than the recording and the checkpoint); --overwrite redoes them.
+<rec>.stats.json (sleep statistics, flags: soremp) and, with a scoring, <rec>.agreement.json (kappa,
+accuracy, macro-F1, confusion, per-stage F1, the kappa over lags of +/-60 min: lag_scan, flags:
+lag_warning, low_agreement). A sleep-onset REM period, a scoring that agrees better at another
+lag (nothing is shifted) or poorly at every lag is warned about, one line each. A rerun skips
+the recordings already staged (their stats.json newer than the recording and the checkpoint);
+--overwrite redoes them.
 --hypnogram takes one scoring per RECORDING file, in order (--hypnogram A.edf B.edf, or the flag
 repeated); an EDF+ scoring whose header date is more than a day from the recording's is another
 night's: that recording fails.
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 from typing import NamedTuple, Optional
 
@@ -51,7 +55,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.add_argument("--channels", help='model=recording channel names, e.g. "F3-M2=EEG Fpz-Cz,C3-M2=EEG Pz-Oz"')
     p.add_argument("--hypnogram", type=Path, nargs="+", action="extend", metavar="FILE",
-                   help="a scoring of the recording (EDF+ annotations or text/CSV) to align the 30-s windows "
+                   help="a scoring of the recording (EDF+ annotations, text/CSV, NSRR/Profusion XML, a PC18 .arousal "
+                        "beside its .hea, or Hypnogram JSON) to align the 30-s windows "
                         "to and compare with; one per RECORDING file, in the same order (--hypnogram A B, or "
                         "the flag repeated); put the recordings before it. Folders pair their own scorings")
     p.add_argument("--hypnogram-glob", default=HYPNOGRAM_GLOB,
@@ -125,12 +130,15 @@ def stage_one(stager, night: Night, a: argparse.Namespace, channels: dict) -> st
     """Stage one recording and write its files; returns the summary line (the statistics and the
     agreement are computed once, when the files are written, and cached on the hypnogram)."""
     from part.modalities.eeg.sleep.hypnogram import Hypnogram
+    from part.modalities.eeg.sleep.scoring_check import ScoringWarning
 
     name = night.name
     reference = None if night.hypnogram is None else Hypnogram.from_file(night.hypnogram, stager.config.window_s)
     kwargs = {} if a.batch_size is None else {"batch_size": a.batch_size}
     staged = stager.predict_file(night.path, channels=channels, hypnogram=reference, **kwargs)
-    paths = staged.write(a.out, name, reference)
+    with warnings.catch_warnings():  # the scoring checks are printed below, one line each
+        warnings.simplefilter("ignore", ScoringWarning)
+        paths = staged.write(a.out, name, reference)
     stats = staged.statistics()
     line = (f"{name}: {len(staged)} epochs of {staged.epoch_s:g} s, TST {stats['tst_min']:.1f} min, "
             f"SE {stats['sleep_efficiency_pct'] or 0:.1f}%")
@@ -142,9 +150,18 @@ def stage_one(stager, night: Night, a: argparse.Namespace, channels: dict) -> st
             line += f" (aligned by start time: {agreement['reference_offset_s']:+g} s)"
         if agreement.get("reference_note"):
             line += f" (note: {agreement['reference_note']})"
-    for warning in signal_warnings(staged):
+    for warning in signal_warnings(staged) + scoring_warnings(staged, reference, stats):
         print(f"warning: {name}: {warning}", file=sys.stderr)
     return f"{line} -> {Path(a.out) / name}.{{{','.join(p.name[len(name) + 1:] for p in paths.values())}}}"
+
+
+def scoring_warnings(staged, reference, stats: dict) -> list[str]:
+    """The sleep-onset REM line of the statistics and the lag / low-agreement lines of the
+    agreement with ``reference`` (``scoring_check``), already computed and cached."""
+    from part.modalities.eeg.sleep.stats import soremp_warning
+
+    soremp = soremp_warning(stats)
+    return ([soremp] if soremp else []) + ([] if reference is None else staged.agreement(reference)["warnings"])
 
 
 def signal_warnings(staged) -> list[str]:
