@@ -176,7 +176,8 @@ def write_outputs(out: Path, rows: list, draws: int) -> dict:
              "pretrained encoder (supervised: its own finetuned encoder, a reference).", ""]
     lines += markdown_table(["method", "run", "labelled", "finetune kappa", "linear-probe kappa", "kNN kappa",
                              "chance accuracy"], table)
-    lines += [f"Data: {rows[0]['data']}" if rows else "", "", "Plot: `label_efficiency.png`.", ""]
+    lines += [f"Data (the first run's own splits; each point redraws the labelled items): {rows[0]['data']}"
+              if rows else "", "", "Plot: `label_efficiency.png`.", ""]
     paths["markdown"] = atomic_write_text(out / "label_efficiency.md", "\n".join(lines))
     paths["png"] = plot(out / "label_efficiency.png", rows, draws, synthetic)
     return paths
@@ -199,6 +200,9 @@ def plot(path: Path, rows: list, draws: int, synthetic: bool) -> Path:
         ax.axhline(0.0, color="grey", linestyle="--", linewidth=1, label="chance (kappa 0)")
         if unit != "label fraction":
             ax.set_xscale("log")
+        ticks = {r["value"]: (f"all ({r['value']:g})" if r["point"] == "all" else r["point"]) for r in rows}
+        ax.set_xticks(list(ticks), list(ticks.values()))
+        ax.minorticks_off()
         ax.set_xlabel(unit)
         ax.set_ylabel("Cohen's kappa (test)")
         ax.set_title(protocol.replace("_", " "))
