@@ -81,8 +81,10 @@ def print_protocols(run_dirs) -> None:
         kappas = [f"{r['kappa']:.3f}" if isinstance(r.get("kappa"), float) else "n/a" for r in found]
         chance = found[1].get("chance") or found[2].get("chance") or {}
         acc = chance.get("accuracy")
-        print(f"{d.name:34} {kappas[0]:>9} {kappas[1]:>13} {kappas[2]:>7}   "
+        reference = "REFERENCE" in str((found[1].get("protocol") or {}).get("features", ""))
+        print(f"{d.name + (' *' if reference else ''):34} {kappas[0]:>9} {kappas[1]:>13} {kappas[2]:>7}   "
               + (f"{acc:.3f} ({chance.get('majority_class')})" if acc is not None else "n/a"))
+    print("linear probe and kNN: frozen pretrained encoder; * no pretraining: its own finetuned encoder (a reference)")
 
 
 if __name__ == "__main__":
