@@ -11,13 +11,15 @@ test items are extracted once per encoder (``part.evaluation.features``, cached 
 - ``knn``: weighted kNN (``evaluate.knn_k``, ``evaluate.knn_temperature``, cosine similarity).
 
 Reports: ``report/<stage>/report.json|md`` with the keys of ``report/report.json`` plus
-``protocol`` and ``chance`` (``part.evaluation.probes.chance_levels``).
+``protocol`` and ``chance`` (``part.evaluation.probes.chance_levels``), and
+``report/<stage>/predictions_r<k>.npz`` (y_true, y_pred, probs[, groups]) per repeat.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from part.atomic import atomic_write
 from part.evaluation.features import FrozenEncoder, cached_features, encode_tensor, extract_features
 from part.evaluation.metrics import classification_metrics, per_group_metrics
 from part.evaluation.probes import chance_levels, cohen_kappa, knn_predict, linear_probe
@@ -91,8 +93,9 @@ def split_features(p, model, ckpt, tag: str, split: str, dataset):
         ctx.say)
 
 
-def probe_repeat(p, protocol: str, repeat: int) -> tuple[dict, dict, str]:
-    """One repeat of a protocol: (metrics dict, chance dict, encoder in words)."""
+def probe_repeat(p, protocol: str, repeat: int) -> tuple[dict, dict, str, dict]:
+    """One repeat of a protocol: (metrics dict, chance dict, encoder in words, predictions
+    {y_true, y_pred, probs[, groups]})."""
     r = p.recipe
     bundle = p.bundle(repeat)
     model, ckpt, tag, what = frozen_encoder(p, repeat)
@@ -110,9 +113,11 @@ def probe_repeat(p, protocol: str, repeat: int) -> tuple[dict, dict, str]:
                                   r.evaluate.probe_max_iter).predict(test_x)
     labels, y = list(range(n_classes)), test_y.numpy()
     metrics = classification_metrics(y, pred, labels, prob, bundle.class_names)
+    arrays = {"y_true": y, "y_pred": pred, "probs": prob}
     if bundle.test_groups is not None:
         metrics["per_subject"] = per_group_metrics(y, pred, np.asarray(bundle.test_groups), labels)
-    return metrics, chance_levels(train_y.numpy(), y, bundle.class_names), what
+        arrays["groups"] = np.asarray(bundle.test_groups).astype(str)
+    return metrics, chance_levels(train_y.numpy(), y, bundle.class_names), what, arrays
 
 
 def probe_stage(p, protocol: str) -> dict:
@@ -122,8 +127,10 @@ def probe_stage(p, protocol: str) -> dict:
     if not ctx.dist.is_main:
         return {}
     results, chances, seeds, what = [], [], [], ""
+    report_dir = ctx.run_dir / "report" / protocol
     for k in range(r.evaluate.repeats):
-        m, chance, what = probe_repeat(p, protocol, k)
+        m, chance, what, arrays = probe_repeat(p, protocol, k)
+        atomic_write(report_dir / f"predictions_r{k}.npz", lambda f, arrays=arrays: np.savez(f, **arrays))
         results.append(m)
         chances.append(chance)
         seeds.append(r.run.seed + k)
@@ -140,7 +147,6 @@ def probe_stage(p, protocol: str) -> dict:
     context = {"recipe": r.run.name, "method": r.method.name, "data": bundle.description,
                "protocol": text, "features": features, "repeats": r.evaluate.repeats, "seed": r.run.seed,
                "chance": chances[0]["rule"] + f" = {chances[0]['accuracy']:.3f}"}
-    report_dir = ctx.run_dir / "report" / protocol
     write_report(report_dir, metrics, bundle.class_names, f"{r.run.name}: {r.method.name}, {protocol}", context)
     ctx.say(f"[{protocol}] " + summary_line(metrics) + f"; report in {report_dir}")
     p.mark_done(protocol)

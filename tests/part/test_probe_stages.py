@@ -73,6 +73,9 @@ def test_probe_reports_match_the_probes_on_the_cached_features(finished):
     assert _report(run, "knn")["kappa"] == pytest.approx(cohen_kappa(y, pred, 10))
     probe_pred, _ = linear_probe(train["features"], train["labels"], 10, 1e-4).predict(test["features"])
     assert _report(run, "linear_probe")["accuracy"] == pytest.approx((probe_pred == y).mean())
+    saved = np.load(run / "report" / "knn" / "predictions_r0.npz")
+    assert saved["y_true"].tolist() == y.tolist() and saved["y_pred"].tolist() == pred.tolist()
+    assert np.load(run / "report" / "linear_probe" / "predictions_r0.npz")["y_pred"].tolist() == probe_pred.tolist()
 
 
 def test_knn_monitor_is_logged_each_epoch_and_changes_no_training_number(finished, tmp_path):
