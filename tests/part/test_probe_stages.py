@@ -110,3 +110,22 @@ def test_probe_stage_without_a_pretrained_encoder_is_refused(tmp_path):
     assert "probes the pretrained encoder of a 'part' run" in res.stderr
     assert "add 'pretrain' to run.stages" in res.stderr
     assert not (tmp_path / "digits_demo" / "report").exists()
+
+
+@pytest.mark.parametrize("method,extra,embedded", [
+    ("part", [], False), ("part_grid", [], False), ("mp3", [], False), ("mae", [], True),
+    ("droppos", [], True), ("droppos", ["method.pos_embed=learnable"], False)])
+def test_frozen_features_use_only_a_fixed_pretraining_position_embedding(method, extra, embedded):
+    from part.config import load_recipe
+    from part.core.methods.common import sincos_position_embedding
+    from part.registry import get_modality
+    from part.training.probe_stages import pretraining_position_embedding
+    from run_helpers import RECIPE
+
+    recipe = load_recipe(RECIPE, [f"method.name={method}", *extra])
+    modality = get_modality("image", image_size=8, channels=1, patch_size=2)
+    pe = pretraining_position_embedding(recipe, modality, 32)
+    if embedded:
+        torch.testing.assert_close(pe, sincos_position_embedding(tuple(modality.grid_shape), 32))
+    else:
+        assert pe is None
