@@ -129,7 +129,9 @@ def test_channel_mismatch_and_mapping(night, tmp_path, capsys, monkeypatch):
     message = str(info.value)
     assert "\n" not in message and "two.edf" in message
     assert str(list(PC18_EEG_CHANNELS)) in message and "['EEG Fpz-Cz', 'EEG Pz-Oz']" in message
-    assert '--channels "F3-M2=EEG Fpz-Cz,F4-M1=EEG Pz-Oz,..."' in message and "channels={" in message
+    # the whole mapping, which works when pasted (issue 24: a trailing ',...' did not)
+    assert ('--channels "F3-M2=EEG Fpz-Cz,F4-M1=EEG Pz-Oz,C3-M2=EEG Fpz-Cz,C4-M1=EEG Pz-Oz,O1-M2=EEG Fpz-Cz,'
+            'O2-M1=EEG Pz-Oz"') in message and "channels={" in message
     mapping = {c: ("EEG Fpz-Cz" if i % 2 == 0 else "EEG Pz-Oz") for i, c in enumerate(PC18_EEG_CHANNELS)}
     mapped = stager.predict_file(night["two"], channels=mapping)
     assert mapped.proba.shape == (len(mapped), 5) and mapped.start is None
@@ -335,22 +337,24 @@ def test_flat_recordings_and_windows_are_not_staged_as_sleep(night, tmp_path, ca
     flat_night = write_edf(tmp_path / "flat.edf", PC18_EEG_CHANNELS, np.zeros_like(uv), fs)
     with pytest.raises(RecordError, match="flat.edf: no signal in any of its .* windows"):
         night["stager"].predict_file(flat_night)
-    uv[:, : int(120 * fs)] = 0.0  # a disconnected headbox for 2 min: 3 windows flat (the 4th catches the
-    # zero-phase band-pass's ringing of the signal that starts at 120 s)
+    uv[:, : int(120 * fs)] = 0.0  # a disconnected headbox for 2 min: 4 windows flat (issue 24: the 4th, whose
+    # samples are all zero but whose band-passed signal rings with the signal that starts at 120 s, was staged)
     uv[1] = 0.0  # and F4-M1 dead all night
     gap = write_edf(tmp_path / "gap.edf", PC18_EEG_CHANNELS, uv, fs)
     out = tmp_path / "out"
     assert stage_main([str(night["run"]), str(gap), "--out", str(out)]) == 0
     err = capsys.readouterr().err
-    assert "warning: gap: 3 of " in err and "epochs have no signal" in err
-    assert "channel(s) ['F4-M1'] flat in more than half of the epochs" in err
     stats = json.loads((out / "gap.stats.json").read_text())
-    assert stats["info"]["no_signal_epochs"] == 3 and stats["info"]["flat_epochs"]["F4-M1"] == stats["n_epochs"]
-    assert stats["n_scored"] == stats["n_epochs"] - 3
-    rows = (out / "gap.hypnogram.csv").read_text().splitlines()[2:5]  # after the start time and the header
+    n = stats["n_epochs"]
+    assert f"warning: gap: 4 of {n} epochs have no signal" in err
+    assert f"warning: gap: channel 'F4-M1' is flat or clipped in {n} of {n} epochs (100%, more than 10%" in err
+    assert f"channel 'F3-M2' is flat or clipped in 4 of {n} epochs ({4 / n:.0%}, more than 10%" in err
+    assert stats["info"]["no_signal_epochs"] == 4 and stats["info"]["flat_epochs"]["F4-M1"] == n
+    assert stats["n_scored"] == n - 4
+    rows = (out / "gap.hypnogram.csv").read_text().splitlines()[2:6]  # after the start time and the header
     assert all(r.split(",")[2] == "unscored" and r.endswith(",,,,,") for r in rows)
     staged = Hypnogram.from_file(out / "gap.hypnogram.csv")
-    assert (staged.stages[:3] == -1).all() and (staged.stages[3:] >= 0).all()
+    assert (staged.stages[:4] == -1).all() and (staged.stages[4:] >= 0).all()
 
 
 def test_cli_warns_about_soremp_and_a_late_scoring_in_one_line_each(night, tmp_path, capsys, monkeypatch):
