@@ -129,3 +129,16 @@ def test_frozen_features_use_only_a_fixed_pretraining_position_embedding(method,
         torch.testing.assert_close(pe, sincos_position_embedding(tuple(modality.grid_shape), 32))
     else:
         assert pe is None
+
+
+def test_changed_probe_options_need_force_and_redo_the_probes(finished):
+    """Last in this file: it changes the shared run's evaluate.knn_k."""
+    out, run, _ = finished
+    monitor = ["evaluate.knn_monitor=true", "evaluate.knn_monitor_bank=50", "evaluate.knn_monitor_queries=40"]
+    assert here(out, *QUICK, *monitor, PROBES).returncode == 0
+    refused = here(out, *QUICK, *monitor, PROBES, "evaluate.knn_k=3")
+    assert refused.returncode == 2 and "evaluate.knn_k: 20 -> 3" in refused.stderr
+    forced = here(out, *QUICK, *monitor, PROBES, "evaluate.knn_k=3", "run.resume=force")
+    assert forced.returncode == 0, forced.stderr
+    assert "redoing" in forced.stdout and "knn" in forced.stdout.split("redoing", 1)[1].splitlines()[0]
+    assert "k=3" in _report(run, "knn")["protocol"]["description"]
