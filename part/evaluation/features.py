@@ -15,7 +15,7 @@ encoder's output ([CLS] left out), shape (D,):
 
 The cache (``cached_features``) is ``<run_dir>/features/<encoder>/<split>.pt`` holding the
 features, labels and the SHA-1 of the checkpoint they came from: a cache whose checkpoint hash,
-item count or labels differ is stale and rebuilt (said in one line), never used.
+item count, labels or precision differ is stale and rebuilt (said in one line), never used.
 """
 from __future__ import annotations
 
@@ -114,15 +114,17 @@ def labels_sha1(labels) -> str:
 
 
 def cached_features(path: str | Path, checkpoint: str | Path, labels: np.ndarray,
-                    extract: Callable[[], tuple], say: Callable = print) -> tuple[torch.Tensor, torch.Tensor]:
+                    extract: Callable[[], tuple], say: Callable = print,
+                    precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
     """Features from the cache file ``path`` when it matches, else ``extract()`` and cache them.
 
-    A cache matches when it was made from a checkpoint with the same SHA-1 as ``checkpoint`` and
-    for the same ``labels`` (N,) of the dataset (item count and order). ``extract() ->
-    (features (N, D), labels (N,))``. Written atomically. Returns (features, labels).
+    A cache matches when it was made from a checkpoint with the same SHA-1 as ``checkpoint``, for
+    the same ``labels`` (N,) of the dataset (item count and order) and at the same ``precision``
+    (e.g. "fp32", "bf16"). ``extract() -> (features (N, D), labels (N,))``. Written atomically.
+    Returns (features, labels).
     """
     path, key = Path(path), {"version": CACHE_VERSION, "checkpoint_sha1": file_sha1(checkpoint),
-                             "labels_sha1": labels_sha1(labels), "n": int(len(labels))}
+                             "labels_sha1": labels_sha1(labels), "n": int(len(labels)), "precision": precision}
     if path.exists():
         try:
             cached = torch.load(path, map_location="cpu", weights_only=True)

@@ -90,7 +90,7 @@ def split_features(p, model, ckpt, tag: str, split: str, dataset):
     return cached_features(
         ctx.run_dir / "features" / tag / f"{split}.pt", ckpt, labels,
         lambda: extract_features(model, dataset, r.evaluate.batch_size, ctx.device, ctx.amp_dtype, ctx.num_workers),
-        ctx.say)
+        ctx.say, "bf16" if ctx.amp_dtype is not None else "fp32")
 
 
 def probe_repeat(p, protocol: str, repeat: int) -> tuple[dict, dict, str, dict]:

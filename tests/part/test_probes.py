@@ -156,9 +156,11 @@ def test_feature_cache_is_used_and_a_stale_one_rebuilt(frozen, tmp_path):
     assert len(calls) == 2 and "stale (checkpoint_sha1 changed)" in said[-1]
     with pytest.raises(ValueError, match="differ from the dataset's 6"):
         cached_features(cache, ckpt, labels[::-1].copy(), extract, said.append)
+    cached_features(cache, ckpt, labels, extract, said.append, precision="bf16")
+    assert len(calls) == 4 and "stale (precision changed)" in said[-1]
     cache.write_bytes(b"not a torch file")
     cached_features(cache, ckpt, labels, extract, said.append)
-    assert len(calls) == 4 and "unreadable" in said[-1]
+    assert len(calls) == 5 and "unreadable" in said[-1]
 
 
 def test_extraction_reads_batches_directly_where_the_dataset_can(frozen):
