@@ -43,7 +43,7 @@ def knn_scores(train: torch.Tensor, train_labels: torch.Tensor, query: torch.Ten
     out = []
     for q in query.float().split(chunk):
         sim = F.normalize(q, dim=1) @ bank.T  # (chunk, N)
-        top, idx = sim.topk(k, dim=1)
+        top, idx = sim.topk(k, dim=1, sorted=False)  # the vote is a sum: order does not matter
         weights = (top / temperature).exp()
         scores = torch.zeros(q.shape[0], n_classes, device=bank.device)
         out.append(scores.scatter_add_(1, labels[idx], weights))
