@@ -85,3 +85,35 @@ def test_the_recipe_loader_accepts_lists(tmp_path):
     recipe = load_recipe(Path(__file__).resolve().parents[3] / "recipes" / "digits_demo.yaml",
                          ["modality.image_size=[24, 40]", "modality.patch_size=[4, 8]"])
     assert list(recipe.modality.image_size) == [24, 40] and list(recipe.modality.patch_size) == [4, 8]
+
+
+def test_a_spectrogram_modality_is_a_thin_subclass():
+    """Time x frequency inputs on the SDK: the options, the input's name and sizes, nothing else;
+    PART trains on it (one step, the loss finite and with gradients)."""
+    from dataclasses import dataclass
+    import math
+    import part
+    from part.core.backbone import ViTEncoder
+    from part.registry import build_method, get_method
+
+    @dataclass
+    class SpectrogramOptions(part.BoxOptions):
+        name: str = "spectrogram"
+        patch_size: tuple = (4, 8)
+
+    class Spectrogram(part.BoxModality):
+        name, input_name, size_option, unit = "spectrogram", "spectrogram (B, C, F, T)", "bins", "bins"
+        translation_names, scale_names = ("dt", "df"), ("dlen_t", "dlen_f")
+
+        def __init__(self, options=None, bins=(H, W), channels=1):
+            self.setup(options or SpectrogramOptions(), channels, bins, options.patch_size if options else (4, 8))
+
+    m = Spectrogram(SpectrogramOptions(num_patches=10))
+    assert (m.grid_shape, m.target_names, m.patch_dim) == ((6, 5), ("dt", "df"), 32)
+    torch.manual_seed(0)
+    model = build_method("part", m, ViTEncoder(16, 1, 2), m.tokenizer(16), get_method("part").options(num_pairs=8))
+    loss = model(torch.randn(2, 1, H, W))["loss"]
+    loss.backward()
+    assert math.isfinite(loss.item()) and model.tokenizer.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match=r"spectrogram \(B, C, F, T\): expected 24x40 bins after the channels"):
+        m.sample(torch.randn(2, 1, H, W + 1))
