@@ -30,10 +30,11 @@ class ImageOptions(BoxOptions):
 
     def check(self):
         if self.image_size is not None:
-            yield from self.check_size(per_axis(self.image_size, 2))
+            yield from self.check_size(self.image_size)
 
-    def check_size(self, size):  # (H, W) here or from the data: the shared rules, then D
-        yield from self.check_extent(size, per_axis(self.patch_size, 2))
+    def check_size(self, size):  # S or (H, W), here or from the data: the shared rules, then D
+        size = per_axis(size, 2, "image_size")
+        yield from self.check_extent(size, per_axis(self.patch_size, 2, "patch_size"))
         if self.patch_extent is not None and self.patch_extent > min(size):
             yield "patch_extent", f"= {self.patch_extent} must be <= the image size {min(size)}"
 
@@ -51,11 +52,11 @@ class ImageModality(BoxModality):
     def __init__(self, options: Optional[ImageOptions] = None, image_size: Optional[Size] = None,
                  channels: Optional[int] = None):
         o = options if options is not None else ImageOptions()
-        size, channels = per_axis(o.image_size or image_size, 2), o.channels or channels
+        size, channels = per_axis(o.image_size or image_size, 2, "image_size"), o.channels or channels
         if size is None or channels is None:
             raise ConfigError("the image modality needs the image size and channels: from the "
                               "data, or set modality.image_size and modality.channels")
-        patch, self.extent = per_axis(o.patch_size, 2), o.patch_extent
+        patch, self.extent = per_axis(o.patch_size, 2, "patch_size"), o.patch_extent
         self.setup(o, channels, size, patch, None if self.extent is None else (self.extent,) * 2)
         self.height, self.width = size
         self.patch_size = patch[0] if patch[0] == patch[1] else patch

@@ -10,14 +10,18 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal, Optional, Sequence
 
-from part.config.options import Options
+from part.config.options import Options, OptionsError
 
 
-def per_axis(value, k: int) -> Optional[tuple]:
-    """An int (the same on every axis) or a list of k values -> a tuple of k ints; None stays."""
+def per_axis(value, k: int, name: str = "size") -> Optional[tuple]:
+    """An int (the same on every axis) or a list of k values -> a tuple of k ints; None stays.
+    Another length raises an OptionsError naming ``modality.<name>``."""
     if value is None:
         return None
     values = tuple(value) if isinstance(value, (list, tuple)) else (value,) * k
+    if len(values) != k:
+        raise OptionsError("modality options", [(name, f"= {list(values)} must be one integer or a list of {k} "
+                                                       f"(one per axis, rows first)")], "modality")
     return tuple(int(v) for v in values)
 
 

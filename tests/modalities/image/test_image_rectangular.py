@@ -117,3 +117,11 @@ def test_a_spectrogram_modality_is_a_thin_subclass():
     assert math.isfinite(loss.item()) and model.tokenizer.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match=r"spectrogram \(B, C, F, T\): expected 24x40 bins after the channels"):
         m.sample(torch.randn(2, 1, H, W + 1))
+
+
+def test_a_size_list_of_the_wrong_length_names_the_key():
+    with pytest.raises(OptionsError, match=r"^invalid modality options: 'modality\.image_size' = \[24, 40, 3\] must "
+                                           r"be one integer or a list of 2 \(one per axis, rows first\)$"):
+        get_modality("image", image_size=[24, 40, 3], channels=1)
+    with pytest.raises(OptionsError, match=r"'modality\.patch_size' = \[4\] must be one integer or a list of 2"):
+        get_modality("image", image_size=[24, 40], channels=1, patch_size=[4])
