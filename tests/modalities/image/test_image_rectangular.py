@@ -125,3 +125,27 @@ def test_a_size_list_of_the_wrong_length_names_the_key():
         get_modality("image", image_size=[24, 40, 3], channels=1)
     with pytest.raises(OptionsError, match=r"'modality\.patch_size' = \[4\] must be one integer or a list of 2"):
         get_modality("image", image_size=[24, 40], channels=1, patch_size=[4])
+
+
+def test_rectangular_patches_export_to_timm_with_equal_logits():
+    """A classifier on 8 x 16 images with 2 x 4 patches, under timm's key names (the export's
+    key map and patch-embedding reshape), equals timm's VisionTransformer(img_size=(8, 16),
+    patch_size=(2, 4)) on the same inputs."""
+    timm = pytest.importorskip("timm")
+    from part.core.backbone import ViTEncoder, timm_state_dict
+    from part.core.classifier import PatchClassifier
+
+    torch.manual_seed(0)
+    m = get_modality("image", image_size=[8, 16], channels=3, patch_size=[2, 4])
+    ours = PatchClassifier(m, m.tokenizer(32), ViTEncoder(32, 2, 4), 5).eval()
+    sd = ours.state_dict()
+    encoder = {k[len("encoder."):]: v for k, v in sd.items() if k.startswith("encoder.")}
+    weight = ImageModality.timm_patch_embed(m.options, sd["tokenizer.weight"])
+    timm_sd = {**timm_state_dict(encoder, weight, sd["tokenizer.bias"]),
+               **{k: v for k, v in sd.items() if k.startswith("head.")}}
+    model = timm.models.vision_transformer.VisionTransformer(
+        img_size=(8, 16), patch_size=(2, 4), in_chans=3, embed_dim=32, depth=2, num_heads=4, num_classes=5)
+    missing, unexpected = model.load_state_dict(timm_sd, strict=False)
+    assert not missing and not unexpected
+    x = torch.rand(2, 3, 8, 16)
+    torch.testing.assert_close(model.eval()(x), ours(x), atol=1e-5, rtol=1e-4)
