@@ -24,12 +24,12 @@ def build_model_encoder(model: Any):
 
 
 def build_pretext_method(recipe: Any, input_info: Optional[Mapping] = None, modality=None):
-    """(method, modality): the recipe's pretext method on a new encoder and tokenizer (modality:
-    built from ``recipe.modality`` and ``input_info`` unless given)."""
+    """(method, modality, encoder): the recipe's pretext method on a new encoder and tokenizer
+    (modality: built from ``recipe.modality`` and ``input_info`` unless given)."""
     modality = modality if modality is not None else build_modality(recipe.modality, input_info)
     encoder = build_model_encoder(recipe.model)
     method = build_method(recipe.method.name, modality, encoder, modality.tokenizer(encoder.dim), recipe.method)
-    return method, modality
+    return method, modality, encoder
 
 
 def build_classifier(modality_options: Any, model: Any, input_info: Optional[Mapping],

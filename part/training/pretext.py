@@ -77,6 +77,6 @@ def build_pretext(state: Mapping, recipe: Any, input_info: Optional[Mapping] = N
     from part.core.assemble import build_pretext_method
 
     info = dict(state.get("input_info") or {}) if input_info is None else dict(input_info)
-    method, modality = build_pretext_method(recipe, info)
+    method, modality, _ = build_pretext_method(recipe, info)
     method.load_state_dict(state["state_dict"])
     return method.eval(), modality

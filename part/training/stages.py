@@ -77,8 +77,7 @@ def pretrain(p: Pipeline) -> None:
         ctx.say(f"[pretrain] method '{r.method.name}' has no pretraining; skipped")
         return p.mark_done("pretrain")
     bundle = p.bundle(0)
-    method, modality = build_pretext_method(r, modality=p.modality(bundle))
-    encoder = method.encoder
+    method, modality, encoder = build_pretext_method(r, modality=p.modality(bundle))
     data = bundle.pretrain if spec.pretrain_data is None else spec.pretrain_data(bundle.pretrain, r.method, r.run.seed)
 
     def loss_fn(model, batch, device):

@@ -31,7 +31,8 @@ def test_assembly_gives_the_weights_of_the_hand_built_model():
                          ["model.dim=16", "model.depth=1", "model.heads=2", "method.num_pairs=4"])
     info = {"image_size": 8, "channels": 1}
     torch.manual_seed(0)
-    method, modality = build_pretext_method(recipe, info)
+    method, modality, encoder = build_pretext_method(recipe, info)
+    assert encoder is method.encoder and modality is method.modality
     torch.manual_seed(0)
     by_hand_modality = get_modality("image", image_size=8, channels=1, patch_size=recipe.modality.patch_size)
     encoder = ViTEncoder(16, 1, 2)
