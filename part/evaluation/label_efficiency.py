@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from part.atomic import atomic_write_json, atomic_write_text
+from part.atomic import atomic_write_json, atomic_write_text, file_sha256
 from part.config import load_recipe
 from part.errors import ConfigError, DataError
 from part.evaluation.metrics import STD_NOTE, mean_std
@@ -35,6 +35,7 @@ from part.training.rundir import finished_stages, read_json_file
 
 PROTOCOLS = ("finetune", "linear_probe", "knn")
 SWEEP_STAGES = ("finetune", "evaluate", "linear_probe", "knn")
+ENCODER_RECORD = "encoder_source.json"  # in each sub-run: the SHA-256 of the run's pretrain.pt it was made from
 REPORTS = {"finetune": Path("report") / "report.json", "linear_probe": Path("report") / "linear_probe" / "report.json",
            "knn": Path("report") / "knn" / "report.json"}
 
@@ -79,7 +80,20 @@ def point_recipe(run_dir: Path, recipe, out: Path, budget: dict, name: str, valu
     return load_recipe(run_dir / "config.yaml", [
         f"run.output_dir={out / 'runs' / recipe.run.name}", f"run.name={name.replace('%', 'pct')}",
         f"run.stages=[{','.join(SWEEP_STAGES)}]", f"evaluate.repeats={draws}", "evaluate.knn_monitor=false",
-        f"{budget['key']}={value}", *overrides])
+        f"{budget['key']}={value}", "finetune.calibration_fraction=0", *overrides])
+
+
+def check_encoder(run_dir: Path, sub_dir: Path, source_sha: str | None) -> None:
+    """Refuse a sub-run made from another ``pretrain.pt`` than the run's current one (its SHA-256,
+    ``source_sha``, None for a method without pretraining), recorded in ``<sub-run>/encoder_source.json``
+    when the encoder was linked: otherwise points would silently mix encoders."""
+    record = sub_dir / ENCODER_RECORD
+    if source_sha is None or not record.is_file():
+        return
+    if read_json_file(record, f"delete {sub_dir} to redo the point").get("pretrain_sha256") != source_sha:
+        raise DataError(f"'{sub_dir}' was made from an earlier {run_dir / 'checkpoints' / 'pretrain.pt'} (its "
+                        f"SHA-256 differs from {ENCODER_RECORD}'s): delete {sub_dir.parent} to redo the sweep's "
+                        f"points with the current encoder, or pass another --out")
 
 
 def _link(src: Path, dst: Path) -> None:
@@ -100,7 +114,11 @@ def link_encoder(run_dir: Path, sub_dir: Path) -> None:
     """Put the run's ``pretrain.pt`` into the sub-run, and the test features its sibling sub-runs
     already extracted from it (``features/pretrain_*/test.pt``: the same encoder and test items;
     the cache's checkpoint hash and labels still decide whether they are used)."""
-    _link(run_dir / "checkpoints" / "pretrain.pt", sub_dir / "checkpoints" / "pretrain.pt")
+    source = run_dir / "checkpoints" / "pretrain.pt"
+    _link(source, sub_dir / "checkpoints" / "pretrain.pt")
+    if source.exists() and not (sub_dir / ENCODER_RECORD).is_file():
+        atomic_write_json(sub_dir / ENCODER_RECORD, {"pretrain": str(source.resolve()),
+                                                     "pretrain_sha256": file_sha256(source)})
     for cached in sorted(sub_dir.parent.glob("*/features/pretrain_*/test.pt")):
         _link(cached, sub_dir / "features" / cached.parent.name / "test.pt")
 
@@ -121,12 +139,15 @@ def sweep(run_dirs: Sequence[str | Path], points: Sequence[str], draws: int, out
             raise ConfigError(f"data.name={recipe.data.name!r} of '{run_dir}' declares no label budget "
                               f"(DataBundle.label_budget); it cannot be swept")
         budget = bundle.label_budget
+        source = run_dir / "checkpoints" / "pretrain.pt"
+        source_sha = file_sha256(source) if method_spec(recipe.method.name).pretrains else None
         for name, value in dict(parse_point(str(p), budget) for p in points).items():
-            plan.append((run_dir, recipe, budget, name, value, bundle.description))
+            sub = point_recipe(run_dir, recipe, out, budget, name, value, draws, overrides)  # a bad --set fails here
+            sub_dir = Path(sub.run.output_dir) / sub.run.name
+            check_encoder(run_dir, sub_dir, source_sha)
+            plan.append((run_dir, recipe, budget, name, value, bundle.description, sub, sub_dir))
     results = []
-    for run_dir, recipe, budget, name, value, description in plan:
-        sub = point_recipe(run_dir, recipe, out, budget, name, value, draws, overrides)
-        sub_dir = Path(sub.run.output_dir) / sub.run.name
+    for run_dir, recipe, budget, name, value, description, sub, sub_dir in plan:
         if all(s in finished_stages(sub_dir) for s in ("evaluate", "linear_probe", "knn")):
             say(f"[label-efficiency] {recipe.run.name} at {name} {budget['unit']}: finished; skipped")
         else:
