@@ -8,7 +8,10 @@ encoder (``checkpoints/pretrain.pt``, hard-linked or copied, never retrained) an
 another seeded draw of the labelled data (the dataset's ``label_budget`` key, e.g.
 ``data.finetune_subjects`` for sleep EEG, drawn from the labelled subjects outside the test
 split; ``data.label_fraction`` for images). Finetuning and both probes of a draw use the same
-pretrained encoder and the same labelled items; the test items are those of the run.
+pretrained encoder and the same labelled items (finetuning is uncalibrated,
+``finetune.calibration_fraction=0``, so no drawn subject is held out of it; a temperature cannot
+change kappa); the test items are those of the run. Every sub-recipe is built before anything
+runs, and a sub-run made from another ``pretrain.pt`` than the run's current one is refused.
 
 Resumable: a finished sub-run is skipped; an interrupted one resumes (``run.resume=auto``).
 Outputs: ``label_efficiency.json``, ``label_efficiency.md`` (mean ± std over draws per method,
@@ -193,8 +196,9 @@ def write_outputs(out: Path, rows: list, draws: int) -> dict:
     lines = ["# Label efficiency", "", note + f"Cohen's kappa on the test items, mean ± std over {draws} seeded "
              f"draws of the labelled data ({STD_NOTE}); x = {', '.join(units)}. Chance: kappa 0 for every "
              f"protocol; the last column is the accuracy of always predicting the majority class.", "",
-             "Protocols: finetune = end to end from the pretrained encoder; linear probe and kNN = frozen "
-             "pretrained encoder (supervised: its own finetuned encoder, a reference).", ""]
+             "Protocols: finetune = end to end from the pretrained encoder, on every labelled subject drawn "
+             "(uncalibrated: no subject held out for a temperature, which cannot change kappa); linear probe "
+             "and kNN = frozen pretrained encoder (supervised: its own finetuned encoder, a reference).", ""]
     lines += markdown_table(["method", "run", "labelled", "finetune kappa", "linear-probe kappa", "kNN kappa",
                              "chance accuracy"], table)
     lines += [f"Data (the first run's own splits; each point redraws the labelled items): {rows[0]['data']}"

@@ -78,7 +78,7 @@ def test_sweep_draws_never_touch_test_subjects_and_resumes(pretrained, tmp_path)
     first, second = (Path(r["sub_run"]) / "features" / "pretrain_mean" / "test.pt" for r in table["rows"])
     assert first.samefile(second)  # test features extracted once per encoder, shared by the points
     md = (out / "label_efficiency.md").read_text()
-    assert "SYNTHETIC" in md and "kappa 0" in md
+    assert "SYNTHETIC" in md and "kappa 0" in md and "uncalibrated" in md
     assert (out / "label_efficiency.png").stat().st_size > 5000
     again = run_main(sweep_main, args)
     assert again.returncode == 0
