@@ -90,13 +90,19 @@ def check_encoder(run_dir: Path, sub_dir: Path, source_sha: str | None) -> None:
     """Refuse a sub-run made from another ``pretrain.pt`` than the run's current one (its SHA-256,
     ``source_sha``, None for a method without pretraining), recorded in ``<sub-run>/encoder_source.json``
     when the encoder was linked: otherwise points would silently mix encoders."""
-    record = sub_dir / ENCODER_RECORD
-    if source_sha is None or not record.is_file():
+    record, linked = sub_dir / ENCODER_RECORD, sub_dir / "checkpoints" / "pretrain.pt"
+    if source_sha is None:
         return
-    if read_json_file(record, f"delete {sub_dir} to redo the point").get("pretrain_sha256") != source_sha:
-        raise DataError(f"'{sub_dir}' was made from an earlier {run_dir / 'checkpoints' / 'pretrain.pt'} (its "
-                        f"SHA-256 differs from {ENCODER_RECORD}'s): delete {sub_dir.parent} to redo the sweep's "
-                        f"points with the current encoder, or pass another --out")
+    if record.is_file():
+        used = read_json_file(record, f"delete {sub_dir} to redo the point").get("pretrain_sha256")
+    elif linked.is_file():  # a sub-run from before the record: its own copy of the encoder says
+        used = file_sha256(linked)
+    else:
+        return
+    if used != source_sha:
+        raise DataError(f"'{sub_dir}' was made from another version of {run_dir / 'checkpoints' / 'pretrain.pt'} "
+                        f"(SHA-256 {used[:12]}... then, {source_sha[:12]}... now): delete {sub_dir.parent} to redo "
+                        f"the sweep's points with the current encoder, or pass another --out")
 
 
 def _link(src: Path, dst: Path) -> None:
@@ -117,11 +123,11 @@ def link_encoder(run_dir: Path, sub_dir: Path) -> None:
     """Put the run's ``pretrain.pt`` into the sub-run, and the test features its sibling sub-runs
     already extracted from it (``features/pretrain_*/test.pt``: the same encoder and test items;
     the cache's checkpoint hash and labels still decide whether they are used)."""
-    source = run_dir / "checkpoints" / "pretrain.pt"
-    _link(source, sub_dir / "checkpoints" / "pretrain.pt")
-    if source.exists() and not (sub_dir / ENCODER_RECORD).is_file():
+    source, linked = run_dir / "checkpoints" / "pretrain.pt", sub_dir / "checkpoints" / "pretrain.pt"
+    _link(source, linked)
+    if linked.exists() and not (sub_dir / ENCODER_RECORD).is_file():  # the encoder this sub-run uses
         atomic_write_json(sub_dir / ENCODER_RECORD, {"pretrain": str(source.resolve()),
-                                                     "pretrain_sha256": file_sha256(source)})
+                                                     "pretrain_sha256": file_sha256(linked)})
     for cached in sorted(sub_dir.parent.glob("*/features/pretrain_*/test.pt")):
         _link(cached, sub_dir / "features" / cached.parent.name / "test.pt")
 

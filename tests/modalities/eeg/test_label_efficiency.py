@@ -88,8 +88,11 @@ def test_sweep_draws_never_touch_test_subjects_and_resumes(pretrained, tmp_path)
     save_checkpoint(source / "checkpoints" / "pretrain.pt", state)
     stale = run_main(sweep_main, args)
     assert stale.returncode == 2 and "[finetune]" not in stale.stdout
-    assert stale.stderr.count("\n") == 1 and "was made from an earlier" in stale.stderr
+    assert stale.stderr.count("\n") == 1 and "was made from another version of" in stale.stderr
     assert f"delete {out / 'runs' / 'eeg_sleep_demo_part'} to redo" in stale.stderr
+    for record in (out / "runs").glob("*/*/encoder_source.json"):  # a sub-run without the record: its own copy
+        record.unlink()
+    assert run_main(sweep_main, args).returncode == 2
 
 
 @pytest.fixture(scope="module")
