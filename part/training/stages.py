@@ -238,7 +238,7 @@ def _trained_on(bundle, data) -> dict:
     finetune pool has groups, the ``groups`` (subject ids, sorted) of the items in ``data``."""
     groups = None
     if bundle.finetune_groups is not None:
-        index = data.indices if isinstance(data, Subset) else range(len(bundle.finetune_groups))
+        index = range(len(bundle.finetune_groups)) if data is bundle.finetune else data.indices  # our Subset
         groups = sorted({str(bundle.finetune_groups[i]) for i in index})
     return {"items": len(data), "groups": groups}
 

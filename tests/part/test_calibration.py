@@ -198,6 +198,7 @@ def test_temperature_is_fitted_on_the_held_out_items_without_training_augmentati
     assert len(held) == 1 and cal_items == [i for i in range(20) if groups[i] == held[0]]  # eval transform
     assert all(train[i][0].item() >= 1000 for i in range(len(train)))  # training keeps its augmentation
     assert _trained_on(bundle, train) == {"items": 15, "groups": sorted({f"s{k}" for k in range(4)} - set(held))}
+    assert _trained_on(bundle, bundle.finetune) == {"items": 20, "groups": ["s0", "s1", "s2", "s3"]}  # uncalibrated
     no_eval = SimpleNamespace(finetune=_Items(20, 1000), finetune_eval=None, finetune_groups=groups)
     _, cal, _ = _calibration_split(no_eval, 0.25, 0, ctx)
     assert cal[0][0].item() >= 1000  # without finetune_eval, the finetune items themselves
