@@ -43,6 +43,8 @@ class DataBundle:
     inputs the model is trained on, recorded in the finetuned checkpoints so that the model can be
     used on new data without its recipe (the EEG plugin: channel names, sampling_rate, window_s,
     window_samples, filter, normalisation, dtype, label names; image datasets may leave it empty).
+    synthetic: the data are synthetic (e.g. the prepared manifest says ``"synthetic": true``);
+    reports and comparisons then say "synthetic data".
     """
 
     pretrain: Any
@@ -56,6 +58,7 @@ class DataBundle:
     report_hook: Optional[Callable] = None
     finetune_batch_transform: Optional[Callable] = None
     describe: dict = field(default_factory=dict)
+    synthetic: bool = False
 
 
 def subset_indices(n: int, limit: Optional[int], seed: int):

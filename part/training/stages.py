@@ -276,7 +276,8 @@ def evaluate(p: Pipeline) -> dict:
     context = {"recipe": r.run.name, "method": r.method.name, "data": bundle.description,
                "pretrain_epochs": (r.pretrain.epochs
                                    if "pretrain" in r.run.stages and method_spec(r.method.name).pretrains else 0),
-               "finetune_epochs": r.finetune.epochs, "repeats": r.evaluate.repeats, "seed": r.run.seed}
+               "finetune_epochs": r.finetune.epochs, "repeats": r.evaluate.repeats, "seed": r.run.seed,
+               "synthetic": bool(bundle.synthetic)}
     write_report(report_dir, metrics, bundle.class_names, f"{r.run.name}: {r.method.name}", context, bundle.reference,
                  pretext=last_heldout(ctx.run_dir / "metrics.jsonl"),
                  pretext_warning=chance_warning(heldout_records(ctx.run_dir / "metrics.jsonl")))
