@@ -317,7 +317,7 @@ def plot_comparison(path: Path, rows: Sequence[dict], reference: Mapping | None,
     ax.legend(fontsize=8)
     if pairs:
         plot_paired(fig.add_subplot(2, 1, 2), pairs)
-    return save_png(fig, path)
+    return save_png(fig, path, SYNTHETIC_NOTE if synthetic else "method comparison on real data")
 
 
 def compare(run_dirs: Sequence[str | Path], out_dir: str | Path | None = None, seed: int = 0) -> dict:

@@ -197,8 +197,10 @@ def render_markdown(report: Mapping, class_names: Sequence[str]) -> str:
 
 # ----------------------------------------------------------------------------- plots
 
-def save_png(fig: Figure, path: str | Path) -> Path:
-    return atomic_write(path, lambda fileobj: fig.savefig(fileobj, format="png", dpi=120))
+def save_png(fig: Figure, path: str | Path, description: str | None = None) -> Path:
+    """Write ``fig`` as PNG atomically; ``description`` goes into the PNG's "Description" text chunk."""
+    metadata = {"Description": description} if description else None
+    return atomic_write(path, lambda fileobj: fig.savefig(fileobj, format="png", dpi=120, metadata=metadata))
 
 
 def plot_confusion(path: str | Path, confusion: Any, class_names: Sequence[str], title: str) -> Path:
