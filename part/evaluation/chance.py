@@ -34,26 +34,26 @@ def method_chance(method, x: Optional[torch.Tensor], batch_size: Optional[int], 
         return hook(x, batch_size=batch_size, generator=generator)
 
 
-def heldout_loss(method, inputs: Sequence[torch.Tensor], seed: int, chunk: int = 64) -> float:
-    """The mean of ``method(*inputs)["loss"]`` over chunks of held-out ``inputs`` (each (B, ...)),
-    in eval mode under no_grad, the global RNG seeded with ``seed`` inside ``fork_rng`` (the
-    same masks / draws every call; training's streams untouched). Chunks are weighted by size."""
+def heldout_loss(method, inputs: Sequence[torch.Tensor], seed: int, chunk: int = 64) -> tuple[float, int]:
+    """(mean of ``method(*inputs)["loss"]`` over chunks of held-out ``inputs`` (each (B, ...)),
+    items used): eval mode under no_grad, the global RNG seeded with ``seed`` inside ``fork_rng``
+    (the same masks / draws every call; training's streams untouched). Full chunks only when
+    B >= chunk (a loss with in-batch negatives, CPC's, then sees ``chunk`` candidates, as its
+    chance level assumes); chunks weighted by size."""
     was_training = method.training
     method.eval()
-    total, count = 0.0, 0
+    n = inputs[0].shape[0]
+    used = n - n % chunk if n >= chunk else n
+    total = 0.0
     try:
         with torch.no_grad(), torch.random.fork_rng(devices=_devices(inputs[0])):
             torch.manual_seed(int(seed))
-            n = inputs[0].shape[0]
-            for start in range(0, n, chunk):
+            for start in range(0, used, chunk):
                 part = [t[start:start + chunk] for t in inputs]
-                if part[0].shape[0] < 2 and n >= 2:  # in-batch negatives need >= 2: fold into the last
-                    break
-                loss = float(method(*part)["loss"])
-                total, count = total + loss * part[0].shape[0], count + part[0].shape[0]
+                total += float(method(*part)["loss"]) * part[0].shape[0]
     finally:
         method.train(was_training)
-    return total / max(count, 1)
+    return total / max(used, 1), used
 
 
 def near_chance(loss: Optional[float], chance: Optional[Mapping], tolerance: float = TOLERANCE) -> Optional[bool]:

@@ -179,7 +179,8 @@ def heldout_hook(method, dataset, n: int, seed: int, device, say: Callable = pri
         if relative:
             errors = pretext_errors(model, inputs[0], seed)
         else:
-            errors = {"loss": heldout_loss(model, inputs, seed), "items": int(inputs[0].shape[0])}
+            loss, used = heldout_loss(model, inputs, seed, chunk=batch_size or CHUNK_ITEMS)
+            errors = {"loss": loss, "items": used}
         record = {"event": "heldout", "heldout": {**errors, "digest": digest}}
         if level:
             record["chance"] = level
