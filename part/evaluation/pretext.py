@@ -107,8 +107,10 @@ def pretext_errors(method, x: torch.Tensor, seed: int, chunk_items: int = CHUNK_
     draws at every call), inside ``torch.random.fork_rng`` (the global RNG state is restored);
     the method's train/eval mode is restored too. Returns ``error_summary``'s dict plus
     "items" (B), "loss" (the MSE over pairs and target values: the training loss's measure,
-    comparable with the chance level) and "by_pair_type" (``pair_types.split_errors``: self,
-    overlapping, adjacent, far). Units: see the module doc.
+    comparable with the chance level), "loss_mean_predictor" (the same loss of predicting the mean
+    target of these very pairs: the chance predictor on this sample, without the Monte Carlo
+    level's sampling noise) and "by_pair_type" (``pair_types.split_errors``: self, overlapping,
+    adjacent, far). Units: see the module doc.
     """
     if not supports_pretext_errors(method):
         raise ValueError(f"{type(method).__name__} predicts no relative targets (no predict_pairs)")
@@ -131,7 +133,10 @@ def pretext_errors(method, x: torch.Tensor, seed: int, chunk_items: int = CHUNK_
         method.train(was_training)
     summary = _summarise(total, tuple(modality.target_names))
     loss = sum(summary["mse"].values()) / max(len(summary["mse"]), 1)
-    return {**summary, "items": int(x.shape[0]), "loss": loss, "by_pair_type": split_errors(by_type)}
+    split = split_errors(by_type)
+    same_pairs = sum(v["mse_chance"] * v["pairs"] for v in split.values() if v["pairs"]) / max(summary["pairs"], 1)
+    return {**summary, "items": int(x.shape[0]), "loss": loss, "loss_mean_predictor": same_pairs,
+            "by_pair_type": split}
 
 
 def _devices(x: torch.Tensor) -> list:

@@ -144,7 +144,9 @@ def _pretext_section(pretext: Mapping, chance: Mapping | None, warning: str | No
     if chance:
         lines += [f"After pretraining epoch {fmt_value(epoch)}, on {fmt_value(pretext.get('items'))} fixed "
                   f"test items: held-out {chance.get('metric')} {fmt_value(pretext.get('loss'))}; chance "
-                  f"{fmt_value(chance.get('value'))} ({chance.get('how')}).", ""]
+                  f"{fmt_value(chance.get('value'))} ({chance.get('how')})"
+                  + (f"; predicting the mean target of these very pairs: {fmt_value(pretext['loss_mean_predictor'])}"
+                     if pretext.get("loss_mean_predictor") is not None else "") + ".", ""]
     if warning:
         lines += [f"**{warning}**", ""]
     names = list(pretext.get("mae") or {})

@@ -154,11 +154,14 @@ def test_digits_run_logs_heldout_errors_each_epoch_and_resumes_identically(tmp_p
     digest = items_digest(heldout_items(60, 40, 0))
     for _, _, h in records:
         # issue 26 added "loss" (comparable with chance) and "by_pair_type"
-        assert set(h) == {"mae", "mse", "l2", "pairs", "items", "digest", "loss", "by_pair_type"}
+        assert set(h) == {"mae", "mse", "l2", "pairs", "items", "digest", "loss", "by_pair_type",
+                          "loss_mean_predictor"}
         assert set(h["mae"]) == set(h["mse"]) == {"dx", "dy"}
         assert h["items"] == 40 and h["pairs"] == 40 * 16 and h["digest"] == digest
         assert h["loss"] == pytest.approx((h["mse"]["dx"] + h["mse"]["dy"]) / 2)
         assert sum(v["pairs"] for v in h["by_pair_type"].values()) == h["pairs"]
+        assert h["loss_mean_predictor"] == pytest.approx(sum(
+            v["mse_chance"] * v["pairs"] for v in h["by_pair_type"].values() if v["pairs"]) / h["pairs"])
     assert records[0][2]["mae"] != records[1][2]["mae"]  # the model changed, the items did not
     report = json.loads((tmp_path / "full" / "report" / "report.json").read_text())
     assert report["pretext_heldout"]["epoch"] == 1
