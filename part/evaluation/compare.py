@@ -296,9 +296,10 @@ def plot_comparison(path: Path, rows: Sequence[dict], reference: Mapping | None,
     panel of the paired differences and their 95 % CIs. The title says "synthetic data" when so."""
     from matplotlib.figure import Figure
 
-    height = 4.5 + (0.35 * len(pairs) + 1.0 if pairs else 0.0)
-    fig = Figure(figsize=(max(6.0, 1.6 * len(rows) + 2), height), layout="constrained")
-    ax = fig.add_subplot(2, 1, 1) if pairs else fig.add_subplot()
+    lower = 0.5 * len(pairs) + 1.5 if pairs else 0.0
+    fig = Figure(figsize=(max(8.0, 1.6 * len(rows) + 2), 4.5 + lower), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[4.5, lower]) if pairs else (fig, None)
+    ax = top.add_subplot()  # subfigures: the pairs' long labels do not squeeze the bars
     x, width = np.arange(len(rows)), 0.8 / len(METRICS)
     for i, key in enumerate(METRICS):
         means = [np.nan if r[key]["mean"] is None else r[key]["mean"] for r in rows]
@@ -316,7 +317,7 @@ def plot_comparison(path: Path, rows: Sequence[dict], reference: Mapping | None,
                  + ("\nSYNTHETIC DATA: tests the code, not the methods" if synthetic else ""))
     ax.legend(fontsize=8)
     if pairs:
-        plot_paired(fig.add_subplot(2, 1, 2), pairs)
+        plot_paired(bottom.add_subplot(), pairs)
     return save_png(fig, path, SYNTHETIC_NOTE if synthetic else "method comparison on real data")
 
 

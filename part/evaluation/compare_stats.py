@@ -113,7 +113,7 @@ def plot_paired(ax, pairs: Sequence[Mapping]) -> None:
     """Mean differences with their 95 % bootstrap CIs as error bars (one row per pair) on ``ax``."""
     labels, means, low, high = [], [], [], []
     for p in pairs:
-        labels.append(f"{p['protocol']}: {p['a']} - {p['b']} ({p['metric']}, {p['unit']}s)")
+        labels.append(f"{p['a']} - {p['b']}\n{p['protocol']}, {p['metric']} over {p['unit']}s")
         means.append(p["mean"])
         low.append(p["mean"] - p["ci_low"])
         high.append(p["ci_high"] - p["mean"])
