@@ -93,7 +93,8 @@ def test_methods_outside_the_paper_get_no_number_and_the_reference_note(tmp_path
     part_run = _run(tmp_path, "eeg_part", _config("part"), _report(0.6, [0.5] * 5, paper_reference=reference))
     md = compare([rp, part_run], tmp_path / "out")["markdown"].read_text()
     row = next(line for line in md.splitlines() if line.startswith("| eeg_rp"))
-    assert row.split("|")[3].strip() == "relative_positioning" and row.split("|")[-2].strip() == "n/a"  # protocol column (issue 26)
+    # column 3: issue 26 added the protocol column
+    assert row.split("|")[3].strip() == "relative_positioning" and row.split("|")[-2].strip() == "n/a"
     assert "Not in the paper (relative_positioning): Banville et al. 2021 show theirs in figures" in md
     md = compare([part_run], tmp_path / "out2")["markdown"].read_text()
     assert "Not in the paper" not in md

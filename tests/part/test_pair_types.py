@@ -14,7 +14,8 @@ def test_pair_types_of_hand_placed_windows_and_boxes():
     assert pair_types(ref, tgt, 1).tolist() == [0, 1, 2, 2, 3]
     box = torch.tensor([10.0, 10.0, 4.0, 4.0])  # 2-D: overlapping only when both axes overlap
     others = torch.tensor([[12.0, 12.0, 4.0, 4.0], [12.0, 17.0, 4.0, 4.0], [30.0, 10.0, 4.0, 4.0]])
-    assert [PAIR_TYPES[c] for c in pair_types(box.expand(3, 4), others, 2).tolist()] == ["overlapping", "adjacent", "far"]
+    codes = pair_types(box.expand(3, 4), others, 2).tolist()
+    assert [PAIR_TYPES[c] for c in codes] == ["overlapping", "adjacent", "far"]
 
 
 def test_split_errors_match_numpy():

@@ -114,7 +114,8 @@ def test_compare_restricts_to_common_subjects_and_refuses_disjoint_ones(tmp_path
     a, b = _run(tmp_path, "a", "part", ka), _run(tmp_path, "b", "mae", kb)
     pair = json.loads(compare([a, b], tmp_path / "out")["json"].read_text())["paired_differences"][0]
     assert pair["n"] == 7 and pair["mean"] == pytest.approx(0.02)
-    assert pair["note"].startswith("different test subjects: restricted to the 7 in common (1 of a's and 1 of b's left out)")
+    assert pair["note"].startswith("different test subjects: restricted to the 7 in common "
+                                   "(1 of a's and 1 of b's left out)")
     c = _run(tmp_path, "c", "mae", {"x1": 0.5, "x2": 0.6})
     assert main([str(a), str(c), "--out", str(tmp_path / "out2")]) == 2
     err = capsys.readouterr().err.strip()
