@@ -111,8 +111,8 @@ class PART(nn.Module):
         its strategy, or the grid for PART-grid) and the pairs of ``PARTLoss`` (``num_pairs``
         per item, self-pairs as ``exclude_self_pairs`` says).
 
-        Off-grid (or with ``near_pairs``): Monte Carlo over ``draws`` samplings of the held-out
-        batch ``x`` (B, ...), all draws from ``generator``. On the grid the geometry is fixed, so all ordered pairs are
+        Off-grid (or with ``near_pairs``): Monte Carlo over ``draws`` samplings of the held-out batch ``x`` (B, ...), all
+        draws from ``generator``. On the grid the geometry is fixed, so all ordered pairs are
         enumerated (exact). Returns ``part.core.chance.chance`` with "per_target" (MSE per target
         value), "l2" (mean Euclidean norm of the translation part around its mean) and "pairs".
         """
