@@ -33,7 +33,7 @@ from torch import nn
 
 from part.core.geometry import SCALE_TARGETS, relative_targets
 from part.core.heads import HEADS, build_head
-from part.core.pairs import gather_tokens, sample_near_pairs, sample_pairs
+from part.core.pairs import gather_tokens, sample_pairs
 
 TargetFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -56,9 +56,6 @@ class PARTLoss(nn.Module):
         num_patches: N, needed by the ``"mlp"`` head only (its size depends on N).
         target_fn: ``target_fn(geom_ref, geom_tgt) -> (..., target_dim)`` replacing the default
             ``relative_targets`` (e.g. a modality's ``targets``).
-        near_pairs: None (the paper's uniform pairs) or the largest centre offset, in reference
-            sizes per axis, of a pair's target from its reference (``sample_near_pairs``); an
-            option of ours for data whose content says where a patch is only through overlaps.
 
     ``forward(z, geometry)`` returns the scalar loss; ``return_details=True`` returns
     ``(loss, details)`` with ``details`` = {"pred", "target"} (B, M, target_dim) float32 and
@@ -69,7 +66,7 @@ class PARTLoss(nn.Module):
                  head: Union[str, nn.Module] = "cross_attention", num_heads: int = 8,
                  head_hidden: Optional[int] = None, exclude_self_pairs: bool = False,
                  scale_target: str = "ratio", num_patches: Optional[int] = None,
-                 target_fn: Optional[TargetFn] = None, near_pairs: Optional[float] = None):
+                 target_fn: Optional[TargetFn] = None):
         super().__init__()
         for name, value in (("dim", dim), ("target_dim", target_dim), ("num_pairs", num_pairs)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -93,16 +90,14 @@ class PARTLoss(nn.Module):
                              f"nn.Module, got {type(head).__name__}")
         self.dim, self.target_dim, self.num_pairs = dim, target_dim, num_pairs
         self.exclude_self_pairs, self.scale_target = exclude_self_pairs, scale_target
-        if near_pairs is not None and not near_pairs > 0:
-            raise ValueError(f"PARTLoss: near_pairs={near_pairs!r} must be > 0 (reference sizes) or None")
-        self.target_fn, self.near_pairs = target_fn, near_pairs
+        self.target_fn = target_fn
         self.head = head
 
     def extra_repr(self) -> str:
         targets = "default" if self.target_fn is None else getattr(
             self.target_fn, "__qualname__", type(self.target_fn).__name__)
         return (f"dim={self.dim}, target_dim={self.target_dim}, num_pairs={self.num_pairs}, "
-                f"exclude_self_pairs={self.exclude_self_pairs}, near_pairs={self.near_pairs}, scale_target="
+                f"exclude_self_pairs={self.exclude_self_pairs}, scale_target="
                 f"{self.scale_target!r}, targets={targets}")
 
     # ------------------------------------------------------------------------------ targets
@@ -155,7 +150,7 @@ class PARTLoss(nn.Module):
         self._check(z, geometry)
         B, N, _ = z.shape
         if pairs is None:
-            ref, tgt = self.draw_pairs(geometry, generator)
+            ref, tgt = sample_pairs(B, N, self.num_pairs, self.exclude_self_pairs, z.device, generator)
         else:
             ref, tgt = pairs
             if ref.shape != tgt.shape or ref.dim() != 2 or ref.shape[0] != B:
@@ -164,14 +159,6 @@ class PARTLoss(nn.Module):
         pred = self.head(z, ref, tgt).float()
         target = self.targets(gather_tokens(geometry, ref), gather_tokens(geometry, tgt)).float()
         return {"pred": pred, "target": target, "ref": ref, "tgt": tgt}
-
-    def draw_pairs(self, geometry: torch.Tensor, generator: Optional[torch.Generator] = None):
-        """(ref, tgt), each (B, num_pairs) long: uniform ordered pairs (``sample_pairs``), or with
-        ``near_pairs`` targets near their reference (``sample_near_pairs``). geometry (B, N, G)."""
-        B, N = geometry.shape[:2]
-        if self.near_pairs is None:
-            return sample_pairs(B, N, self.num_pairs, self.exclude_self_pairs, geometry.device, generator)
-        return sample_near_pairs(geometry, self.num_pairs, self.near_pairs, self.exclude_self_pairs, generator)
 
     def forward(self, z: torch.Tensor, geometry: torch.Tensor, return_details: bool = False,
                 generator: Optional[torch.Generator] = None):

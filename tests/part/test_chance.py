@@ -95,10 +95,3 @@ def test_a_run_that_learns_nothing_says_so_in_one_warning_line(tmp_path, capsys)
     warnings = [line for line in out.splitlines() if "WARNING" in line]
     assert len(warnings) == 1 and "stayed within 2% of chance over 2 epochs" in warnings[0]
     assert "[pretrain] epoch 2 held-out mse" in out and "(chance " in out
-
-
-def test_part_chance_follows_the_near_pairs_option():
-    eeg = get_modality("eeg", channels=2, window_samples=600, patch_samples=50, num_patches=12)
-    level = method_chance(_method("part", eeg, num_pairs=64, near_pairs=1.0), torch.randn(16, 2, 600), None, 0)
-    assert 0 < level["value"] <= 1.0  # every target |dt| <= 1 reference length
-    assert "targets within 1 reference sizes (near_pairs)" in level["how"]

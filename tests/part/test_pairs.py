@@ -32,18 +32,3 @@ def test_gather_tokens():
     x = torch.arange(2 * 3 * 2).view(2, 3, 2)
     idx = torch.tensor([[2, 0], [1, 1]])
     assert gather_tokens(x, idx).tolist() == [[[4, 5], [0, 1]], [[8, 9], [8, 9]]]
-
-
-def test_near_pairs_draw_targets_within_the_offset_only():
-    from part.core.pairs import sample_near_pairs
-    g = torch.Generator().manual_seed(0)
-    starts = torch.rand(4, 30, generator=g) * 2900
-    geometry = torch.stack([starts + 50, torch.full_like(starts, 100.0)], -1)  # 1-D windows of 100
-    ref, tgt = sample_near_pairs(geometry, 500, max_offset=1.0, generator=g)
-    centre = geometry[..., 0]
-    offset = (torch.gather(centre, 1, tgt) - torch.gather(centre, 1, ref)).abs() / 100
-    assert ref.shape == tgt.shape == (4, 500) and bool((offset <= 1.0).all())
-    assert (ref == tgt).float().mean() < 0.9  # neighbours are drawn, not only the reference itself
-    ref, tgt = sample_near_pairs(geometry, 500, max_offset=1.0, exclude_self=True, generator=g)
-    near = ((centre[:, :, None] - centre[:, None, :]).abs() <= 100).sum(-1) > 1  # has a neighbour
-    assert not bool(((ref == tgt) & torch.gather(near, 1, ref)).any())

@@ -17,7 +17,7 @@ from torch import nn
 from part.config.options import Options
 from part.core.chance import chance, mean_predictor_chance
 from part.core.loss import PARTLoss
-from part.core.pairs import gather_tokens
+from part.core.pairs import gather_tokens, sample_pairs
 from part.registry import register_method
 
 
@@ -36,9 +36,6 @@ class PARTOptions(Options):
     head_heads: Optional[int] = field(default=None, metadata={"min": 1})  # None: encoder's heads
     head_hidden: Optional[int] = field(default=None, metadata={"min": 1})  # pairwise_mlp only
     exclude_self_pairs: bool = False
-    # ours, not the paper's: draw each pair's target within this many reference sizes of its
-    # reference (None: uniform pairs, the paper's); see benchmarks/RESULTS.md, "What PART-1D learns"
-    near_pairs: Optional[float] = field(default=None, metadata={"gt": 0})
 
     def check(self):
         if self.head_hidden is not None and self.head != "pairwise_mlp":
@@ -65,7 +62,7 @@ class PART(nn.Module):
                              head=options.head, num_heads=options.head_heads or encoder.num_heads,
                              head_hidden=options.head_hidden,
                              exclude_self_pairs=options.exclude_self_pairs, num_patches=n,
-                             target_fn=modality.targets, near_pairs=options.near_pairs)
+                             target_fn=modality.targets)
         self.head = criterion.head
         object.__setattr__(self, "criterion", criterion)  # not a second owner of the head
 
@@ -111,13 +108,13 @@ class PART(nn.Module):
         its strategy, or the grid for PART-grid) and the pairs of ``PARTLoss`` (``num_pairs``
         per item, self-pairs as ``exclude_self_pairs`` says).
 
-        Off-grid (or with ``near_pairs``): Monte Carlo over ``draws`` samplings of the held-out batch ``x`` (B, ...), all
+        Off-grid: Monte Carlo over ``draws`` samplings of the held-out batch ``x`` (B, ...), all
         draws from ``generator``. On the grid the geometry is fixed, so all ordered pairs are
         enumerated (exact). Returns ``part.core.chance.chance`` with "per_target" (MSE per target
         value), "l2" (mean Euclidean norm of the translation part around its mean) and "pairs".
         """
         names = list(self.modality.target_names)
-        if self.on_grid and self.options.near_pairs is None:
+        if self.on_grid:
             _, geom = self.modality.grid(x[:1])
             n = geom.shape[1]
             ref, tgt = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
@@ -128,8 +125,9 @@ class PART(nn.Module):
         else:
             parts = []
             for _ in range(draws):
-                _, geom = self.modality.grid(x) if self.on_grid else self.modality.sample(x, generator)
-                ref, tgt = self.criterion.draw_pairs(geom, generator)
+                _, geom = self.modality.sample(x, generator)
+                ref, tgt = sample_pairs(geom.shape[0], geom.shape[1], self.options.num_pairs,
+                                        self.options.exclude_self_pairs, geom.device, generator)
                 parts.append(self.criterion.targets(gather_tokens(geom, ref), gather_tokens(geom, tgt)))
             targets = torch.cat([p.reshape(-1, p.shape[-1]) for p in parts])
             how = (f"Monte Carlo: {draws} samplings of {x.shape[0]} items x {self.options.num_pairs} "
@@ -138,8 +136,6 @@ class PART(nn.Module):
         k = self.modality.translation_dim
         centred = targets[..., :k].double() - targets[..., :k].double().reshape(-1, k).mean(0)
         self_pairs = "self-pairs excluded" if self.options.exclude_self_pairs else "self-pairs included"
-        if self.options.near_pairs is not None:
-            self_pairs += f"; targets within {self.options.near_pairs:g} reference sizes (near_pairs)"
         return chance("mse", stats["value"], f"predicting the mean relative transform; {how}; {self_pairs}",
                       per_target=stats["per_target"], l2=float(centred.norm(dim=-1).mean()),
                       pairs=stats["rows"])
