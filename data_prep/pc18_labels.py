@@ -1,9 +1,10 @@
 """Sleep-stage labels of 30-s windows from the notes of a PC18 ``.arousal`` annotation file.
 
-The ``.arousal`` file (WFDB annotations) holds stage notes ``W``, ``N1``, ``N2``, ``N3``, ``R``
-(aux_note), each the onset of a stage lasting until the next stage note (the last one until the
-end of the record), and event brackets such as ``(arousal_rera`` / ``arousal_rera)``, which are
-ignored. Time before the first stage note is unscored.
+The ``.arousal`` file (WFDB annotations; read by ``recordings/hypnogram_wfdb.read_stage_notes``)
+holds stage notes ``W``, ``N1``, ``N2``, ``N3``, ``R`` (aux_note), each the onset of a stage
+lasting until the next stage note (the last one until the end of the record), and event brackets
+such as ``(arousal_rera`` / ``arousal_rera)``, which are ignored. Time before the first stage
+note is unscored.
 
 Windows tile the record on the grid of the stage onsets: at the output rate the first window
 starts at ``round(first_onset) mod L`` and windows follow every ``L`` samples while they fit.
@@ -15,65 +16,15 @@ annotation file get a grid from sample 0 and all -1.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-import wfdb
 
-from part.modalities.eeg.recordings.constants import PC18_STAGE_NOTES, TARGET_FS, UNLABELLED
+from part.modalities.eeg.recordings.constants import TARGET_FS, UNLABELLED
 from part.modalities.eeg.recordings.hypnogram_io import label_counts  # noqa: F401 (re-exported for the PC18 tests)
-from part.modalities.eeg.recordings.signal import RecordError, resampled_length
+from part.modalities.eeg.recordings.hypnogram_wfdb import StageNotes, read_stage_notes  # noqa: F401 (one reader)
+from part.modalities.eeg.recordings.signal import resampled_length
 from part.modalities.eeg.recordings.windows import WindowGrid
 
-
-
-@dataclass(frozen=True)
-class StageNotes:
-    """Stage onsets ``onsets`` (n,) int64 in samples at ``fs`` Hz and stage codes ``stages`` (n,) int8,
-    sorted, with repeated consecutive stages merged (a W after a W is not a change)."""
-
-    onsets: np.ndarray
-    stages: np.ndarray
-    fs: float
-
-
-def read_stage_notes(annotation_path: Path, fs: float) -> StageNotes:
-    """Stage notes of a WFDB annotation file (e.g. ``tr03-0005.arousal``) for a record sampled at
-    ``fs`` Hz. Raises :class:`RecordError` if the file cannot be read, its time resolution differs
-    from ``fs``, its samples are not sorted, or it holds no stage note at all."""
-    path = Path(annotation_path)
-    record = path.stem
-    try:
-        ann = wfdb.rdann(str(path.with_suffix("")), path.suffix.lstrip("."))
-    except Exception as exc:  # wfdb raises IndexError, ValueError, ... on corrupt files
-        raise RecordError(
-            f"{record}: cannot read annotation file {path.name}: {type(exc).__name__}: {exc}; "
-            f"expected WFDB annotations with stage notes: download it again"
-        ) from None
-    samples = np.asarray(ann.sample, dtype=np.int64)
-    notes = np.asarray(ann.aux_note if ann.aux_note is not None else [""] * len(samples), dtype=object)
-    if ann.fs is not None and float(ann.fs) != float(fs):
-        raise RecordError(
-            f"{record}: {path.name} has time resolution {ann.fs} Hz; the header says {fs} Hz; "
-            "expected the same rate"
-        )
-    if samples.size and (samples[0] < 0 or np.any(np.diff(samples) < 0)):
-        raise RecordError(
-            f"{record}: {path.name} has negative or unsorted annotation samples; expected a valid "
-            "WFDB annotation file: download it again"
-        )
-    is_stage = np.isin(notes, list(PC18_STAGE_NOTES))
-    if not is_stage.any():
-        raise RecordError(
-            f"{record}: {path.name} holds no sleep-stage note ({', '.join(PC18_STAGE_NOTES)}) among "
-            f"{len(samples)} annotations; expected PC18 stage notes, or remove the file to prepare "
-            "the record unlabelled"
-        )
-    onsets = samples[is_stage]
-    stages = np.array([PC18_STAGE_NOTES[s] for s in notes[is_stage]], dtype=np.int8)
-    change = np.concatenate([[True], stages[1:] != stages[:-1]])
-    return StageNotes(onsets=onsets[change], stages=stages[change], fs=float(fs))
 
 
 def window_labels(

@@ -134,7 +134,7 @@ def read_psg(source: RecordSource, config: PrepConfig) -> ReadResult:
         offset, hypnogram = round(aligned.start_s - hypnogram.start_s, 6), aligned
     recording = read.recording
     try:
-        grid = window_grid(hypnogram, recording.n_samples / recording.fs, config.target_fs, config.window_s)
+        grid = window_grid(hypnogram, recording.duration_s, config.target_fs, config.window_s)
     except DataError as exc:
         raise RecordError(f"{source.name}: {source.signal.name}: {exc}") from None
     root = source.options.get("root", source.signal.parent)

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 
-import fcntl
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
 
 from part.atomic import atomic_write_json, atomic_write_text
+from part.dirlock import DirLock
 from part.config import load_recipe, recipe_differences, recipe_hash, save_resolved
 from part.errors import ConfigError, DataError
 
@@ -43,39 +42,12 @@ def check_writable(directory: Path, key: str) -> None:
                           f"writable location (or fix its permissions) and run again") from None
 
 
-class RunDirLock:
-    """Exclusive lock on ``run_dir/.lock`` for the lifetime of the object (or ``with`` block)."""
+class RunDirLock(DirLock):
+    """Exclusive lock on ``run_dir/.lock`` for the lifetime of the object (``part.dirlock.DirLock``)."""
 
     def __init__(self, run_dir: Path):
-        self.path = run_dir / ".lock"
-        self._fd = None
-
-    def acquire(self) -> "RunDirLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown"
-            os.close(fd)
-            raise ConfigError(f"run directory '{self.path.parent}' is in use by another run "
-                              f"(process {holder}); wait for it to finish or stop it, or choose "
-                              f"another run.name") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
-        self._fd = fd
-        return self
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing drops the flock
-            self._fd = None
-
-    def __enter__(self) -> "RunDirLock":
-        return self.acquire()
-
-    def __exit__(self, *exc) -> None:
-        self.release()
+        super().__init__(run_dir, "run directory", "another run",
+                         "wait for it to finish or stop it, or choose another run.name")
 
 
 # ----------------------------------------------------------------------------- bookkeeping

@@ -244,8 +244,8 @@ def test_flat_windows_are_reported_per_record(tmp_path, capsys):
     _edf_with_start(tmp_path / "src" / "ok2.edf", 600)
     assert _run(tmp_path / "src", tmp_path / "out") == 0
     out = capsys.readouterr().out
-    # windows 0-2 are flat; window 3 (90-120 s) catches the zero-phase band-pass's ringing of the
-    # signal that starts at 120 s
-    assert "warning: 1 records have windows without signal" in out and "flat (3 of 20)" in out
+    # windows 0-3 are flat: window 3 (90-120 s), whose band-passed signal rings with the signal that
+    # starts at 120 s, holds only zeros (issue 24: flat stretches are measured on the raw samples)
+    assert "warning: 1 records have windows without signal" in out and "flat (4 of 20)" in out
     info = json.loads((tmp_path / "out" / "manifest.json").read_text())["records"]["flat"]
-    assert info["no_signal_windows"] == 3 and info["flat_by_channel"] == {"C4-M1": 3, "F4-M1": 3}
+    assert info["no_signal_windows"] == 4 and info["flat_by_channel"] == {"C4-M1": 4, "F4-M1": 4}

@@ -20,7 +20,7 @@ messages that say how to map the channels.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -72,9 +72,19 @@ def parse_channels(text: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(names)
 
 
+DASHES = str.maketrans({d: "-" for d in "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe63\uff0d"})
+
+
+def plain_dashes(name: str) -> str:
+    """``name`` with every dash (hyphen ‐, figure/en/em dashes – —, minus sign −, ...) as ASCII
+    "-" and no spaces around a dash (``"Fpz – Cz"`` -> ``"Fpz-Cz"``)."""
+    return "-".join(part.strip() for part in name.translate(DASHES).split("-"))
+
+
 def _normal(name: str) -> str:
-    """Name for loose matching: case-folded, no leading "EEG " type prefix, no trailing "-REF"."""
-    key = " ".join(name.split()).casefold()
+    """Name for loose matching: dashes and spaces normalised (:func:`plain_dashes`, runs of spaces
+    as one), case-folded, no leading "EEG " type prefix, no trailing "-REF"."""
+    key = " ".join(plain_dashes(name).split()).casefold()
     key = key[4:] if key.startswith("eeg ") else key
     return key[:-4] if key.endswith("-ref") and len(key) > 4 else key
 
@@ -108,7 +118,7 @@ def resolve_channels(
         if found is not None:
             out.append(ChannelSource(name, found))
             continue
-        pieces = name.split("-")
+        pieces = plain_dashes(name).split("-")
         for cut in range(1, len(pieces)):
             first, second = _match("-".join(pieces[:cut]), renamed), _match("-".join(pieces[cut:]), renamed)
             if first is not None and second is not None:
@@ -205,10 +215,12 @@ class ModelChannels:
         for t in targets:
             try:
                 source = _resolve(present, t)
-            except RecordError as exc:  # a name matching several channels
+            except RecordError as exc:  # a name matching several channels: a mapping to paste
                 reason = str(exc).split("; pick one")[0]
-                raise ChannelError(f"{where}: {reason}; name the one to use with {CHANNELS_SYNTAX} "
-                                   f"(MODEL=RECORDING)") from None
+                candidates = [n for n in present if _normal(n) == _normal(t)] or list(present)
+                pairs = ",".join(f"{m}={candidates[0]}" for m, w in zip(self.channels, wanted) if w == t)
+                raise ChannelError(f"{where}: {reason}; name the one to use, e.g. --channels \"{pairs}\" "
+                                   f"(MODEL=RECORDING; or another of {candidates})") from None
             (missing if source is None else found).append(t if source is None else source)
         if missing:
             raise ChannelError(f"{where}: {self._missing_help(present, mapping, wanted, missing, found)}")
@@ -253,10 +265,10 @@ def _channel_help(model: Sequence[str], present: Sequence[str], need: Sequence[s
     """The channels expected and present, and a --channels suggestion for the model channels
     ``need`` (those absent), paired with recording channels not ``used`` by the others."""
     spare = [p for p in present if p not in used] or list(present)
-    pairs = ",".join(f"{m}={spare[i % len(spare)]}" for i, m in enumerate(need[:2]))
+    pairs = ",".join(f"{m}={spare[i % len(spare)]}" for i, m in enumerate(need))
     return (f"the model expects the channels {list(model)} (in this order) and the recording has "
             f"{list(present)}: map each missing model channel to a recording channel with --channels "
-            f"\"{pairs}{',...' if len(need) > 2 else ''}\" (syntax {CHANNELS_SYNTAX}, MODEL=RECORDING; "
+            f"\"{pairs}\" (syntax {CHANNELS_SYNTAX}, MODEL=RECORDING; "
             f"Python: Stager.predict_file(path, channels={{'{need[0]}': '...'}}))")
 
 
@@ -264,10 +276,7 @@ def expand(recording: EegRecording, selection: Selection, channels: Sequence[str
     """The recording with one row per model channel (a target may serve several), named as the model's."""
     rows = list(selection.rows)
     if rows == list(range(len(selection.targets))):
-        return EegRecording(recording.record, tuple(channels), recording.fs, recording.digital,
-                            recording.gain, recording.baseline, recording.uv_per_unit)
-    return EegRecording(recording.record, tuple(channels), recording.fs, recording.digital[rows],
-                        np.asarray(recording.gain)[rows], np.asarray(recording.baseline)[rows],
-                        np.asarray(recording.uv_per_unit)[rows])
-
-
+        return replace(recording, channels=tuple(channels))
+    return replace(recording, channels=tuple(channels), digital=recording.digital[rows],
+                   gain=np.asarray(recording.gain)[rows], baseline=np.asarray(recording.baseline)[rows],
+                   uv_per_unit=np.asarray(recording.uv_per_unit)[rows])

@@ -36,8 +36,17 @@ STAGE_PREFIXES: tuple[str, ...] = ("stage ", "sleep stage ")
 BARE_REM: tuple[str, ...] = ("4", "5")
 # Deliberately unscored without prefix (-1, not "unknown"): R&K movement / unscored codes, artefacts
 UNSCORED_SPELLINGS: tuple[str, ...] = ("", "-1", "6", "9", "unlabelled", "unlabeled", "not scored", "artifact",
-                                       "artefact")
+                                       "artefact", "uns", "art")
 # The label Sleep-EDF hypnograms use for each stage code (written by hypnogram_edf.write_hypnogram_edf)
 SLEEP_EDF_LABELS: dict[int, str] = {W: "Sleep stage W", N1: "Sleep stage 1", N2: "Sleep stage 2",
                                     N3: "Sleep stage 3", REM: "Sleep stage R", UNLABELLED: "Sleep stage ?"}
 UNSCORED_NAME = "unscored"  # the stage column of a hypnogram CSV for an epoch without a stage
+
+# Partial no-signal epochs (recordings/flatness.py): a stretch of a channel holding one value for at least
+# FLAT_RUN_S (zeros, a dropout, a channel saturated at a constant), or at the channel's extreme values (clipped
+# at its max/min), has no signal. An epoch-channel with no signal for more than FLAT_EPOCH_SHARE of the epoch
+# counts as flat (like one whose std is below the card's flat_std_uv); an epoch flat on every channel is left
+# unscored. part-stage warns about a channel flat or clipped in more than FLAT_CHANNEL_WARN_SHARE of the epochs.
+FLAT_RUN_S = 1.0  # s
+FLAT_EPOCH_SHARE = 0.25  # of the epoch's duration
+FLAT_CHANNEL_WARN_SHARE = 0.10  # of the epochs

@@ -6,9 +6,10 @@ The readers return *scorings*: the keyword arguments of a
 3 N3, 4 REM, -1 unscored), ``onsets_s`` (n,) float64 epoch starts in seconds from the file's (or
 recording's) start, ascending, ``epoch_s``, ``source`` (the file name), ``unknown`` {label text:
 epochs set to -1 because the text was no known spelling}, ``ignored`` {event text: annotations
-ignored}, and from some files ``start`` (an EDF header's clock time, naive datetime) and ``proba``
-(n, 5) (the ``p_W..p_REM`` columns of a hypnogram CSV this toolkit wrote). Epochs need not be
-contiguous (time between them is unscored).
+ignored}, and from some files ``start`` (an EDF header's clock time, naive datetime; the
+``# start:`` line of a hypnogram CSV this toolkit wrote) and ``proba`` (n, 5) (the ``p_W..p_REM``
+columns of such a CSV). Epochs need not be contiguous (time between them is unscored). NSRR /
+Profusion XML: ``hypnogram_xml.py``; PC18 ``.arousal``: ``hypnogram_wfdb.py``.
 
 Spellings (:func:`classify_stage`; the tables are in ``constants.py``; case, ``_`` and repeated
 spaces ignored):
@@ -52,10 +53,14 @@ from part.modalities.eeg.recordings.hypnogram_edf import (EDF_SUFFIXES, Hypnogra
 
 TOLERANCE_S = 1e-3  # durations and epoch joins are compared within this many seconds
 TABLE_SUFFIXES = (".txt", ".csv", ".tsv")
+XML_SUFFIXES = (".xml",)  # NSRR and Compumedics Profusion: hypnogram_xml.py
+WFDB_SUFFIXES = (".arousal",)  # PC18 stage notes, with the record's .hea: hypnogram_wfdb.py
+START_COMMENT = "# start: "  # a hypnogram CSV's first line: the clock time of onset 0 (ISO)
 STAGE_COLUMNS = ("stage", "label", "sleep_stage", "hypnogram")  # stage column of a CSV with a header
 FORMATS = ("EDF+/BDF+ annotations (.edf, .bdf; e.g. Sleep-EDF *-Hypnogram.edf), or text/CSV with one stage "
            "per 30-s epoch (.txt, .csv, .tsv; one column, or a header with a stage/label/sleep_stage/hypnogram "
-           "column and optionally onset_s and duration_s)")
+           "column and optionally onset_s and duration_s), NSRR or Compumedics Profusion XML (.xml), or a PC18 "
+           "WFDB .arousal file (beside its .hea)")
 
 _PLAIN = {**{t: c for c, texts in PREFIXED_SPELLINGS.items() for t in texts}, **dict.fromkeys(BARE_REM, REM)}
 _PLAIN.update(dict.fromkeys(UNSCORED_SPELLINGS, UNLABELLED))
@@ -195,18 +200,34 @@ def _read_edf_annotations(path: Path, epoch_s: float = EPOCH_S) -> dict[str, Any
     return {**scoring, "start": known_start(edf_start(path))}
 
 
-def _table_rows(path: Path) -> list[list[str]]:
+def _table_start(path: Path, text: str):
+    """The clock time of a ``# start: <ISO>`` first line (written by ``Hypnogram.to_csv``), else None."""
+    from datetime import datetime
+
+    first = text.split("\n", 1)[0].strip()
+    if not first.startswith(START_COMMENT.strip()):
+        return None
+    try:
+        return datetime.fromisoformat(first[len(START_COMMENT.strip()):].strip())
+    except ValueError:
+        raise HypnogramError(f"{path}: its first line {first!r} is no start time; expected "
+                             f"'{START_COMMENT}YYYY-MM-DDTHH:MM:SS' (ISO 8601) or no such line") from None
+
+
+def _table_rows(path: Path) -> tuple[list[list[str]], Any]:
+    """The rows of a text/CSV file (comment lines dropped) and its ``# start:`` time (or None)."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise HypnogramError(f"{path}: cannot read it as text ({exc}); expected one of: {FORMATS}") from None
+    start = _table_start(path, text)
     lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
     while lines and not lines[-1].strip():
         lines.pop()
     if not lines:
         raise HypnogramError(f"{path}: the file holds no stage; expected one of: {FORMATS}")
     delimiter = next((d for d in (",", "\t", ";") if d in lines[0]), None)
-    return list(csv.reader(lines, delimiter=delimiter)) if delimiter else [[line] for line in lines]
+    return (list(csv.reader(lines, delimiter=delimiter)) if delimiter else [[line] for line in lines]), start
 
 
 def _column_floats(path: Path, body: list[list[str]], col: int, name: str) -> np.ndarray:
@@ -243,7 +264,7 @@ def _one_column_header(path: Path, rows: list[list[str]]) -> bool:
 
 def _read_table(path: Path, epoch_s: float) -> dict[str, Any]:
     """A text/CSV hypnogram: one stage per row (see :data:`FORMATS`)."""
-    rows = _table_rows(path)
+    rows, start = _table_rows(path)
     header = [_column_key(c) for c in rows[0]]
     stage_col = next((i for i, c in enumerate(header) if c in STAGE_COLUMNS), None)
     if stage_col is None and len(header) > 1:
@@ -263,8 +284,9 @@ def _read_table(path: Path, epoch_s: float) -> dict[str, Any]:
     durations = (_column_floats(path, body, header.index("duration_s"), "duration_s") if "duration_s" in header
                  else np.full(len(texts), epoch_s))
     rk = any(_normalise(t) == "5" for t in texts)  # R&K integer codes: 4 = stage 4 (N3), 5 = REM
-    return scoring_from_annotations(onsets, durations, texts, path.name, epoch_s, all_stages=True, rk_integers=rk,
-                                    values=_probability_columns(path, body, header))
+    scoring = scoring_from_annotations(onsets, durations, texts, path.name, epoch_s, all_stages=True, rk_integers=rk,
+                                       values=_probability_columns(path, body, header))
+    return scoring if start is None else {**scoring, "start": start}
 
 
 def _probability_columns(path: Path, body: list[list[str]], header: list[str]) -> np.ndarray | None:
@@ -291,11 +313,17 @@ def read_scoring(path: str | Path, epoch_s: float = EPOCH_S) -> dict[str, Any]:
     """
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix not in EDF_SUFFIXES + TABLE_SUFFIXES:
+    if suffix not in EDF_SUFFIXES + TABLE_SUFFIXES + XML_SUFFIXES + WFDB_SUFFIXES:
         raise HypnogramError(f"{path}: unknown hypnogram extension {path.suffix!r}; expected one of: {FORMATS}")
     if not path.is_file():
         raise HypnogramError(f"{path}: hypnogram file not found; expected one of: {FORMATS}")
-    scoring = _read_edf_annotations(path, epoch_s) if suffix in EDF_SUFFIXES else _read_table(path, epoch_s)
+    if suffix in XML_SUFFIXES + WFDB_SUFFIXES:
+        from part.modalities.eeg.recordings.hypnogram_wfdb import read_arousal_scoring
+        from part.modalities.eeg.recordings.hypnogram_xml import read_xml_scoring
+
+        scoring = (read_xml_scoring if suffix in XML_SUFFIXES else read_arousal_scoring)(path, epoch_s)
+    else:
+        scoring = _read_edf_annotations(path, epoch_s) if suffix in EDF_SUFFIXES else _read_table(path, epoch_s)
     if scoring["stages"].size == 0:
         seen = ", ".join(list(scoring["ignored"])[:5]) or "none"
         raise HypnogramError(f"{path}: holds no sleep-stage annotation (annotations seen: {seen}); expected "

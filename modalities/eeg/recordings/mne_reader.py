@@ -22,6 +22,12 @@ a lower rate is upsampled band-limited, which the 0.1-30 Hz pipeline turns into 
 at its own rate (within the filter's pass-band ripple; tested). Every requested channel must be
 sampled above :data:`MIN_FS` = 60 Hz (the band's 30 Hz edge needs a Nyquist frequency above 30 Hz).
 
+EDF+/BDF+ files (``recordings/edf_records.py``): an EDF+D (discontinuous) file's gaps become
+``EegRecording.segments`` (MNE reads its records as if contiguous), so are ``BAD_ACQ_SKIP``
+annotations of other readers (:func:`skip_segments`); a subsecond start (the first record's
+time-keeping onset) is kept in ``RecordingRead.start``. Channel labels written in UTF-8 are
+read as UTF-8 (MNE decodes EDF labels as Latin-1).
+
 Stage annotations stored in the recording itself (EDF+ annotations, FIF/BrainVision
 annotations): :func:`stage_annotations` or :func:`read_recording_with_annotations`, both through
 ``hypnogram_io.scoring_from_raw``. Errors are :class:`RecordError`, one line naming
@@ -31,7 +37,7 @@ the file, what was expected and what to do.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -39,8 +45,9 @@ import numpy as np
 
 from part.modalities.eeg.recordings.channels import ChannelSource, needed_channels, parse_channels, resolve_channels
 from part.modalities.eeg.recordings.constants import EPOCH_S, MIN_FS
+from part.modalities.eeg.recordings.edf_records import read_layout, record_segments, utf8_label
 from part.modalities.eeg.recordings.hypnogram_edf import edf_size_problem
-from part.modalities.eeg.recordings.signal import EegRecording, RecordError
+from part.modalities.eeg.recordings.signal import EegRecording, RecordError, Segment
 
 # file suffix -> the MNE reader mne.io.read_raw dispatches to (for messages and discovery)
 READERS: dict[str, str] = {
@@ -79,8 +86,10 @@ def recording_name(path: str | Path) -> str:
 def open_raw(path: str | Path, include: Sequence[str] | None = None):
     """``mne.io.read_raw(path, preload=False)`` (header only), ``include=`` for EDF/BDF/GDF.
 
-    Raises :class:`RecordError` naming the file and the reader when MNE cannot read it, or when
-    an EDF/BDF file is shorter than its header says (``hypnogram_edf.edf_size_problem``).
+    EDF/BDF/GDF channel names are UTF-8 where their bytes are (``edf_records.utf8_label``; MNE
+    decodes them as Latin-1), in the Raw and in ``include``. Raises :class:`RecordError` naming
+    the file and the reader when MNE cannot read it, or when an EDF/BDF file is shorter than its
+    header says (``hypnogram_edf.edf_size_problem``).
     """
     import mne
 
@@ -94,14 +103,24 @@ def open_raw(path: str | Path, include: Sequence[str] | None = None):
     truncated = edf_size_problem(path)
     if truncated:  # MNE would read what is there with a warning only
         raise RecordError(f"{recording_name(path)}: {truncated}")
-    kwargs = {"include": list(include)} if include is not None and suffix in EDF_FAMILY else {}
+    kwargs = {}
+    if include is not None and suffix in EDF_FAMILY:  # MNE's include= takes its own (Latin-1) names
+        layout = read_layout(path)
+        to_mne = {utf8_label(n): n for n in (layout.labels if layout else ())}
+        kwargs = {"include": [to_mne.get(n, n) for n in include]}
     try:
-        return mne.io.read_raw(path, preload=False, verbose="error", **kwargs)
+        raw = mne.io.read_raw(path, preload=False, verbose="error", **kwargs)
     except Exception as exc:  # MNE raises many types on bad files
         raise RecordError(
             f"{recording_name(path)}: {READERS[suffix]} cannot read {path}: {type(exc).__name__}: "
             f"{' '.join(str(exc).split())[:300]}; expected a valid {suffix} file: check or re-export it"
         ) from None
+    if suffix in EDF_FAMILY:
+        utf8 = {n: utf8_label(n) for n in raw.ch_names}
+        renamed = {n: u for n, u in utf8.items() if u != n and u not in raw.ch_names}
+        if renamed and len(set(utf8.values())) == len(utf8):
+            raw.rename_channels(renamed, verbose="error")
+    return raw
 
 
 def recording_channels(path: str | Path) -> list[str]:
@@ -216,7 +235,36 @@ def _read_mne(raw, path: Path, channels: Sequence[str], rename: Mapping[str, str
         raise RecordError(f"{record}: {reader_name(path)} cannot read the samples of {path}: "
                           f"{type(exc).__name__}: {exc}; the file may be truncated: check or re-export it") from None
     volts = {(rename or {}).get(n, n): row for n, row in zip(needed, data)}
-    return combine(record, float(raw.info["sfreq"]), sources, volts, 1e6, path.name)
+    recording = combine(record, float(raw.info["sfreq"]), sources, volts, 1e6, path.name)
+    _, segments = record_segments(path, recording.fs)
+    segments = segments or skip_segments(raw, recording.n_samples)
+    if segments and segments[-1].stop != recording.n_samples:
+        raise RecordError(f"{record}: {path.name} is EDF+D (discontinuous) but its data records give "
+                          f"{segments[-1].stop} samples at {recording.fs:g} Hz, not the {recording.n_samples} "
+                          "read; expected records of one length: re-export the file as EDF+C")
+    recording.segments = segments
+    return recording
+
+
+def skip_segments(raw, n_samples: int) -> tuple[Segment, ...]:
+    """The segments between the gaps an MNE reader reports as ``BAD_ACQ_SKIP`` annotations (data
+    there filled in; FIF/BrainVision/EEGLAB files with acquisition skips), () without any. Shape
+    of the result: see :class:`~part.modalities.eeg.recordings.signal.Segment`; a segment's
+    onset is its first sample / fs (the filled samples keep the real clock)."""
+    notes = raw.annotations
+    skips = [i for i, d in enumerate(notes.description) if str(d).upper().startswith("BAD_ACQ_SKIP")]
+    if not skips:
+        return ()
+    fs = float(raw.info["sfreq"])
+    onsets = notes.onset[skips] - (raw.first_time if notes.orig_time is not None else 0.0)
+    starts = np.clip(np.rint(onsets * fs), 0, n_samples).astype(np.int64)
+    stops = np.clip(np.rint((onsets + notes.duration[skips]) * fs), 0, n_samples).astype(np.int64)
+    covered = np.zeros(n_samples + 2, np.int64)  # +1 at a skip's start, -1 at its stop
+    np.add.at(covered, starts + 1, 1)
+    np.add.at(covered, stops + 1, -1)
+    kept = np.concatenate([[False], np.cumsum(covered)[1:-1] == 0, [False]])
+    edges = np.flatnonzero(np.diff(kept.astype(np.int8)))
+    return tuple(Segment(float(a / fs), int(a), int(b)) for a, b in zip(edges[::2], edges[1::2]))
 
 
 def read_recording(path: str | Path, channels: Sequence[str], rename: Mapping[str, str] | None = None) -> EegRecording:
@@ -246,12 +294,14 @@ def read_recording_with_annotations(
 @dataclass
 class RecordingRead:
     """``recording``; ``scoring``: its own stage annotations (``hypnogram_io.scoring_from_raw``)
-    or None; ``start``: the recording's start (MNE ``meas_date``, timezone-aware UTC) or None
-    when the file has none."""
+    or None; ``start``: the recording's start (MNE ``meas_date``, timezone-aware UTC, plus the
+    subsecond ``start_offset_s``) or None when the file has none; ``start_offset_s``: an EDF+/BDF+
+    file's first data record's onset after the header's whole-second start time (else 0)."""
 
     recording: EegRecording
     scoring: dict | None
     start: datetime | None
+    start_offset_s: float = 0.0
 
 
 def read_recording_full(path: str | Path, channels: Sequence[str], rename: Mapping[str, str] | None = None,
@@ -265,8 +315,11 @@ def read_recording_full(path: str | Path, channels: Sequence[str], rename: Mappi
         return RecordingRead(_read_wfdb(path, channels, rename), None, None)
     raw = open_raw(path) if raw is None else raw
     scoring = _scoring(raw, epoch_s) if annotations else None
+    recording = _read_mne(raw, path, channels, rename)
+    offset, _ = record_segments(path, recording.fs) if suffix_of(path) in EDF_FAMILY else (0.0, ())
     start = raw.info.get("meas_date")
-    return RecordingRead(_read_mne(raw, path, channels, rename), scoring, start)
+    start = start + timedelta(seconds=offset) if isinstance(start, datetime) and offset else start
+    return RecordingRead(recording, scoring, start, offset)
 
 
 def _scoring(raw, epoch_s: float = EPOCH_S) -> dict | None:

@@ -99,13 +99,25 @@ class FilterSpec:
         }
 
 
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of a recording recorded without interruption: samples ``start:stop`` of its
+    ``digital`` array, the first of them ``onset_s`` seconds after the recording's first sample
+    (on the real clock: a gap before it, e.g. between the parts of an EDF+D file, is counted)."""
+
+    onset_s: float
+    start: int
+    stop: int
+
+
 @dataclass
 class EegRecording:
     """Digital samples of the requested channels and how to turn them into micro-volts.
 
     ``digital`` (C, n) integer samples, ``gain`` / ``baseline`` (C,) from the header
     (physical = (digital - baseline) / gain in the header unit), ``uv_per_unit`` (C,) factor from
-    the header unit to uV, ``fs`` in Hz.
+    the header unit to uV, ``fs`` in Hz. ``segments``: the uninterrupted stretches of a
+    recording with gaps (EDF+D), in order; () when the samples are one contiguous stretch.
     """
 
     record: str
@@ -115,10 +127,26 @@ class EegRecording:
     gain: np.ndarray
     baseline: np.ndarray
     uv_per_unit: np.ndarray
+    segments: tuple[Segment, ...] = ()
 
     @property
     def n_samples(self) -> int:
         return self.digital.shape[1]
+
+    def pieces(self) -> tuple[Segment, ...]:
+        """The segments, or one segment of every sample when the recording has no gap."""
+        return self.segments or (Segment(0.0, 0, self.n_samples),)
+
+    @property
+    def duration_s(self) -> float:
+        """Seconds from the first sample to the end of the last, gaps included."""
+        last = self.pieces()[-1]
+        return last.onset_s + (last.stop - last.start) / self.fs
+
+    def piece(self, segment: Segment) -> "EegRecording":
+        """The samples of one segment as a recording without gaps (a view, not a copy)."""
+        return EegRecording(self.record, self.channels, self.fs, self.digital[:, segment.start:segment.stop],
+                            self.gain, self.baseline, self.uv_per_unit)
 
     def channel_uv(self, index: int, dtype=np.float32) -> np.ndarray:
         """Channel ``index`` in micro-volts, (n,) of ``dtype``."""

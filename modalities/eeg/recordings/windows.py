@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from part.modalities.eeg.recordings.constants import EPOCH_S, TARGET_FS, UNLABELLED
+from part.modalities.eeg.recordings.constants import EPOCH_S, FLAT_EPOCH_SHARE, TARGET_FS, UNLABELLED
+from part.modalities.eeg.recordings.flatness import no_signal_share
 from part.modalities.eeg.recordings.hypnogram_edf import HypnogramError
 from part.modalities.eeg.recordings.signal import (EegRecording, FilterSpec, RecordError, filter_and_resample,
                                                    normalise_windows, resampled_length)
@@ -59,8 +60,12 @@ class WindowConfig:
 @dataclass(frozen=True)
 class RecordingWindows:
     """``windows`` (n_windows, C, L) of ``dtype``, z-scored per window and channel; ``labels``
-    (n_windows,) int8; ``flat`` (n_windows, C) bool; window k starts ``first_start + k * L``
-    output samples (at ``target_fs`` Hz) after the recording's first sample."""
+    (n_windows,) int8; ``flat`` (n_windows, C) bool: no signal in the window-channel (std below
+    ``flat_std_uv``, or no signal for more than ``FLAT_EPOCH_SHARE`` of it: ``flatness.py``);
+    ``starts`` (n_windows,) int64: window k starts ``starts[k]`` output samples (at
+    ``target_fs`` Hz) after the recording's first sample, on the real clock (gaps counted);
+    ``first_start`` = the grid's first window; ``gap_windows``: windows of the grid dropped
+    because they fall into (or span) a gap of the recording."""
 
     windows: np.ndarray
     labels: np.ndarray
@@ -68,6 +73,8 @@ class RecordingWindows:
     first_start: int
     window_len: int
     target_fs: float
+    starts: np.ndarray | None = None
+    gap_windows: int = 0
 
     @property
     def n_windows(self) -> int:
@@ -75,13 +82,22 @@ class RecordingWindows:
 
     @property
     def first_start_s(self) -> float:
-        """Start of window 0 after the recording's first sample, seconds."""
+        """Start of the grid's window 0 after the recording's first sample, seconds."""
         return self.first_start / self.target_fs
+
+    @property
+    def onsets_s(self) -> np.ndarray:
+        """(n_windows,) float64: each window's start after the recording's first sample, seconds."""
+        starts = (self.first_start + self.window_len * np.arange(self.n_windows) if self.starts is None
+                  else self.starts)
+        return np.asarray(starts, np.float64) / self.target_fs
 
 
 def output_length(recording: EegRecording, config: WindowConfig = WindowConfig()) -> int:
-    """Samples of the recording after resampling to ``config.target_fs``."""
-    return resampled_length(recording.n_samples, recording.fs, config.target_fs)
+    """Samples of the recording after resampling to ``config.target_fs``, gaps included."""
+    last = recording.pieces()[-1]
+    return (int(round(last.onset_s * config.target_fs))
+            + resampled_length(last.stop - last.start, recording.fs, config.target_fs))
 
 
 def unlabelled_grid(recording: EegRecording, config: WindowConfig = WindowConfig()) -> WindowGrid:
@@ -93,26 +109,49 @@ def unlabelled_grid(recording: EegRecording, config: WindowConfig = WindowConfig
 def recording_windows(recording: EegRecording, grid=None, config: WindowConfig = WindowConfig()) -> RecordingWindows:
     """Filter and resample ``recording``, cut ``grid``'s windows and z-score them.
 
-    ``grid``: see the module docstring; None = :func:`unlabelled_grid`. Raises
-    :class:`RecordError` when the grid holds no window or reaches past the recording.
+    ``grid``: see the module docstring; None = :func:`unlabelled_grid`. A recording with gaps
+    (``recording.segments``) is filtered segment by segment and keeps only the grid's windows
+    lying wholly inside one segment. Raises :class:`RecordError` when the grid holds no window,
+    reaches past the recording, or has no window inside a segment.
     """
     grid = unlabelled_grid(recording, config) if grid is None else grid
     n_out, stop = output_length(recording, config), grid.first_start + grid.n_windows * grid.window_len
     if grid.window_len != config.window_len or grid.n_windows < 1 or grid.first_start < 0 or stop > n_out:
         raise RecordError(
             f"{recording.record}: {grid.n_windows} windows of {grid.window_len} samples from sample "
-            f"{grid.first_start} do not fit the recording ({recording.n_samples / recording.fs:.1f} s = {n_out} "
+            f"{grid.first_start} do not fit the recording ({recording.duration_s:.1f} s = {n_out} "
             f"samples at {config.target_fs:g} Hz, windows of {config.window_len}); expected at least one whole "
             f"{config.window_s:g}-s window inside the recording"
         )
     labels = np.asarray(grid.labels, dtype=np.int8)
     if labels.shape != (grid.n_windows,):
         raise ValueError(f"grid labels have shape {labels.shape}, expected ({grid.n_windows},)")
-    signal = filter_and_resample(recording, config.filter, config.target_fs)
-    normed = normalise_windows(signal, grid.first_start, grid.n_windows, grid.window_len, config.dtype,
-                               config.eps, config.flat_std_uv)
-    return RecordingWindows(normed.windows, labels, normed.flat, int(grid.first_start), int(grid.window_len),
-                            float(config.target_fs))
+    starts = grid.first_start + grid.window_len * np.arange(grid.n_windows, dtype=np.int64)
+    parts, keep, raw_starts = [], [], []
+    for segment in recording.pieces():
+        first = int(round(segment.onset_s * config.target_fs))
+        length = resampled_length(segment.stop - segment.start, recording.fs, config.target_fs)
+        inside = np.flatnonzero((starts >= first) & (starts + grid.window_len <= first + length))
+        if inside.size == 0:
+            continue
+        piece = recording.piece(segment) if recording.segments else recording
+        signal = filter_and_resample(piece, config.filter, config.target_fs)
+        parts.append(normalise_windows(signal, int(starts[inside[0]] - first), inside.size, grid.window_len,
+                                       config.dtype, config.eps, config.flat_std_uv))
+        keep.append(inside)
+        raw_starts.append(segment.start + np.rint((starts[inside] - first) / config.target_fs * recording.fs))
+    if not parts:
+        raise RecordError(f"{recording.record}: no whole {config.window_s:g}-s window of the grid lies inside one of "
+                          f"its {len(recording.pieces())} uninterrupted segments (the recording has gaps); expected "
+                          "at least one segment longer than a window")
+    kept = np.concatenate(keep)
+    windows = parts[0].windows if len(parts) == 1 else np.concatenate([p.windows for p in parts])
+    flat = np.concatenate([p.flat for p in parts])
+    span = int(round(config.window_s * recording.fs))
+    raw_starts = np.minimum(np.concatenate(raw_starts).astype(np.int64), recording.n_samples - span)
+    flat |= no_signal_share(recording.digital, recording.fs, raw_starts, span) > FLAT_EPOCH_SHARE
+    return RecordingWindows(windows, labels[kept], flat, int(grid.first_start), int(grid.window_len),
+                            float(config.target_fs), starts[kept], int(grid.n_windows - kept.size))
 
 
 def window_grid(hypnogram, duration_s: float, target_fs: float,

@@ -8,9 +8,15 @@ prefix with it (files matching --hypnogram-glob, default *Hypnogram*, and annota
 files are scorings, not recordings), all staged in this one process. Per recording, into --out
 (atomically, <rec>.stats.json last): <rec>.hypnogram.csv (onset_s,duration_s,stage,p_W,...,p_REM
 per 30-s epoch), <rec>.hypnogram.edf (EDF+ annotations, Sleep-EDF style), <rec>.hypnogram.png,
-<rec>.stats.json (sleep statistics) and, with a scoring, <rec>.agreement.json (kappa, accuracy,
-macro-F1, confusion, per-stage F1). A rerun skips the recordings already staged (their
-stats.json newer than the recording and the checkpoint); --overwrite redoes them.
+<rec>.stats.json (sleep statistics, flags: soremp) and, with a scoring, <rec>.agreement.json (kappa,
+accuracy, macro-F1, confusion, per-stage F1, the kappa over lags of +/-60 min: lag_scan, flags:
+lag_warning, low_agreement). A sleep-onset REM period, a scoring that agrees better at another
+lag (nothing is shifted) or poorly at every lag is warned about, one line each. One part-stage
+per --out: a second one is refused (exit 2) naming the holder (an OS lock on --out/.lock,
+``part/dirlock.py``). A rerun skips the recordings already staged: those whose stats.json records
+the same source (``info.staged_from``: the recording's and scoring's path, size and mtime, the
+checkpoint's SHA-256); a changed one is restaged (one line saying what changed), another
+recording with the same name is refused as a name clash (exit 1); --overwrite redoes them all.
 --hypnogram takes one scoring per RECORDING file, in order (--hypnogram A.edf B.edf, or the flag
 repeated); an EDF+ scoring whose header date is more than a day from the recording's is another
 night's: that recording fails.
@@ -19,15 +25,19 @@ The model's channels are read by name; --channels "F3-M2=EEG Fpz-Cz,C3-M2=EEG Pz
 channels to the recording's (MODEL=RECORDING; unmapped ones are looked up by their own name).
 --precision auto (default) runs the model in bf16 where the hardware computes it (a CUDA GPU, a
 CPU with AVX512-BF16/AMX), else fp32; int8 (CPU only) quantises its Linear layers.
-Exit codes: 0 every recording staged (or already staged); 1 some recording failed (the others
-are written; an --out directory this call created is removed again when nothing was written);
-2 bad usage, run directory or a --channels entry naming no channel of the model; 130
+Exit codes: 0 every recording staged (or already staged); 1 some recording failed or clashed (the
+others are written; an --out directory this call created is removed again when nothing was
+written); 2 bad usage, run directory, checkpoint, a --channels entry naming no channel of the
+model, or --out in use by another part-stage; 130
 interrupted (the recordings finished so far are complete).
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import sys
+import warnings
 from pathlib import Path
 from typing import NamedTuple, Optional
 
@@ -51,7 +61,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.add_argument("--channels", help='model=recording channel names, e.g. "F3-M2=EEG Fpz-Cz,C3-M2=EEG Pz-Oz"')
     p.add_argument("--hypnogram", type=Path, nargs="+", action="extend", metavar="FILE",
-                   help="a scoring of the recording (EDF+ annotations or text/CSV) to align the 30-s windows "
+                   help="a scoring of the recording (EDF+ annotations, text/CSV, NSRR/Profusion XML, a PC18 .arousal "
+                        "beside its .hea, or Hypnogram JSON) to align the 30-s windows "
                         "to and compare with; one per RECORDING file, in the same order (--hypnogram A B, or "
                         "the flag repeated); put the recordings before it. Folders pair their own scorings")
     p.add_argument("--hypnogram-glob", default=HYPNOGRAM_GLOB,
@@ -111,26 +122,83 @@ def _expand(a: argparse.Namespace, p: argparse.ArgumentParser) -> list[Night]:
     return nights
 
 
-def _already_staged(night: Night, a: argparse.Namespace, checkpoint: Path) -> bool:
-    """Whether --out holds this night's finished outputs (stats.json, written last) newer than the
-    recording and the checkpoint (and its scoring, when it has one)."""
-    marker = a.out / f"{night.name}.stats.json"
-    if a.overwrite or not marker.is_file():
-        return False
-    sources = [night.path, checkpoint] + ([night.hypnogram] if night.hypnogram else [])
-    return all(marker.stat().st_mtime >= s.stat().st_mtime for s in sources if s.exists())
+def source_record(night: Night, checkpoint_sha256: str) -> dict:
+    """What a night is staged from, recorded in its stats.json (``info.staged_from``): the
+    recording's (and scoring's) absolute path, size and mtime (ns), a WFDB record's signal files
+    too (``recording.data``), and the checkpoint's SHA-256."""
+    def file(path: Path | None) -> dict | None:
+        if path is None:
+            return None
+        st = path.stat()
+        return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    recording = file(night.path)
+    if night.path.suffix.lower() == ".hea":
+        recording["data"] = [file(f) for f in _wfdb_signal_files(night.path) if f.is_file()]
+    return {"recording": recording, "hypnogram": file(night.hypnogram), "checkpoint_sha256": checkpoint_sha256}
 
 
-def stage_one(stager, night: Night, a: argparse.Namespace, channels: dict) -> str:
+def _wfdb_signal_files(header: Path) -> list[Path]:
+    """The signal files a WFDB header names ([] when it cannot be parsed: staging reports that)."""
+    from part.errors import DataError
+    from part.modalities.eeg.recordings.wfdb_reader import read_header
+    try:
+        return [header.parent / f for f in dict.fromkeys(read_header(header).file_name or [])]
+    except DataError:
+        return []
+
+
+def staged_state(night: Night, out: Path, source: dict) -> tuple[str, str]:
+    """``(state, why)`` of a night in ``out``: ``"new"`` (no stats.json: stats.json is written
+    last, so a night without one is unfinished), ``"done"`` (its stats.json records this very
+    ``source``), ``"changed"`` (staged from the same file, but it, its scoring or the checkpoint
+    changed since, or stats.json records no source: restaged) or ``"clash"`` (staged from another
+    recording with the same name)."""
+    marker = out / f"{night.name}.stats.json"
+    if not marker.is_file():
+        return "new", ""
+    try:
+        recorded = json.loads(marker.read_text(encoding="utf-8")).get("info", {}).get("staged_from")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("recording"), dict):
+        return "changed", f"{marker.name} records no source (written by an earlier version, or damaged)"
+    if recorded == source:
+        return "done", ""
+    old_path = recorded["recording"].get("path")
+    if old_path != source["recording"]["path"]:
+        return "clash", (f"{out} already holds '{night.name}' staged from another recording, {old_path}; "
+                         f"stage {night.path} into another --out (or rename it), or pass --overwrite to replace "
+                         "those results")
+    parts = (("the recording", "recording"), ("the scoring", "hypnogram"),
+             ("the model checkpoint", "checkpoint_sha256"))
+    changed = [what for what, key in parts if recorded.get(key) != source[key]]
+    return "changed", f"{' and '.join(changed)} changed since {marker.name} was written"
+
+
+def checkpoint_sha256(path: Path) -> str:
+    """SHA-256 (hex) of the checkpoint file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def stage_one(stager, night: Night, a: argparse.Namespace, channels: dict, source: dict | None = None) -> str:
     """Stage one recording and write its files; returns the summary line (the statistics and the
     agreement are computed once, when the files are written, and cached on the hypnogram)."""
     from part.modalities.eeg.sleep.hypnogram import Hypnogram
+    from part.modalities.eeg.sleep.scoring_check import ScoringWarning
 
     name = night.name
     reference = None if night.hypnogram is None else Hypnogram.from_file(night.hypnogram, stager.config.window_s)
     kwargs = {} if a.batch_size is None else {"batch_size": a.batch_size}
     staged = stager.predict_file(night.path, channels=channels, hypnogram=reference, **kwargs)
-    paths = staged.write(a.out, name, reference)
+    if source is not None:
+        staged.info["staged_from"] = source
+    with warnings.catch_warnings():  # the scoring checks are printed below, one line each
+        warnings.simplefilter("ignore", ScoringWarning)
+        paths = staged.write(a.out, name, reference)
     stats = staged.statistics()
     line = (f"{name}: {len(staged)} epochs of {staged.epoch_s:g} s, TST {stats['tst_min']:.1f} min, "
             f"SE {stats['sleep_efficiency_pct'] or 0:.1f}%")
@@ -142,22 +210,36 @@ def stage_one(stager, night: Night, a: argparse.Namespace, channels: dict) -> st
             line += f" (aligned by start time: {agreement['reference_offset_s']:+g} s)"
         if agreement.get("reference_note"):
             line += f" (note: {agreement['reference_note']})"
-    for warning in signal_warnings(staged):
+    for warning in signal_warnings(staged) + scoring_warnings(staged, reference, stats):
         print(f"warning: {name}: {warning}", file=sys.stderr)
     return f"{line} -> {Path(a.out) / name}.{{{','.join(p.name[len(name) + 1:] for p in paths.values())}}}"
 
 
+def scoring_warnings(staged, reference, stats: dict) -> list[str]:
+    """The sleep-onset REM line of the statistics and the lag / low-agreement lines of the
+    agreement with ``reference`` (``scoring_check``), already computed and cached."""
+    from part.modalities.eeg.sleep.stats import soremp_warning
+
+    soremp = soremp_warning(stats)
+    return ([soremp] if soremp else []) + ([] if reference is None else staged.agreement(reference)["warnings"])
+
+
 def signal_warnings(staged) -> list[str]:
     """What the staged hypnogram's ``info`` says about missing signal: epochs left unscored
-    because every channel was flat, channels flat in more than half of the epochs."""
+    because every channel was flat (``recordings/flatness.py``), and one line per channel flat or
+    clipped in more than ``FLAT_CHANNEL_WARN_SHARE`` of the epochs (naming the share)."""
+    from part.modalities.eeg.recordings.constants import FLAT_CHANNEL_WARN_SHARE, FLAT_EPOCH_SHARE
+
     info, n, out = staged.info, len(staged), []
     if info.get("no_signal_epochs"):
-        out.append(f"{info['no_signal_epochs']} of {n} epochs have no signal (every channel flat) and are left "
-                   "unscored (stage 'unscored' in the CSV; no_signal_epochs in stats.json)")
-    dead = [c for c, k in (info.get("flat_epochs") or {}).items() if k > n // 2]
-    if dead:
-        out.append(f"channel(s) {dead} flat in more than half of the epochs (disconnected electrode?): the "
-                   "stages rest on the other channels; map another channel with --channels")
+        out.append(f"{info['no_signal_epochs']} of {n} epochs have no signal (every channel flat, zero or clipped for "
+                   f"more than {FLAT_EPOCH_SHARE:.0%} of the epoch) and are left unscored (stage 'unscored' in the "
+                   "CSV; no_signal_epochs in stats.json; not counted in TST)")
+    for channel, k in (info.get("flat_epochs") or {}).items():
+        if k > FLAT_CHANNEL_WARN_SHARE * n:
+            out.append(f"channel {channel!r} is flat or clipped in {k} of {n} epochs ({k / n:.0%}, more than "
+                       f"{FLAT_CHANNEL_WARN_SHARE:.0%}: a loose or saturated electrode?); its epochs rest on the other "
+                       "channels: map another recording channel to it with --channels if it has one")
     return out
 
 
@@ -196,28 +278,49 @@ def main(argv=None, prog: str = "part-stage") -> int:
 
 
 def _stage_all(a: argparse.Namespace, nights: list[Night], done: list[str]) -> int:
-    """Load the stager (bad usage, run directory or --channels: UserInputError, exit 2), stage
-    every night not staged yet (one failing is reported and the others go on) with a progress bar
-    over the nights, and return the exit code."""
-    from tqdm.auto import tqdm
-
+    """Lock --out (one part-stage per output folder: a second is refused, naming the holder),
+    load the stager (bad usage, run directory or --channels: UserInputError, exit 2), stage every
+    night not staged yet (one failing is reported and the others go on) with a progress bar over
+    the nights, and return the exit code."""
+    from part.dirlock import DirLock
     from part.modalities.eeg.recordings.channels import parse_channel_map
-    from part.modalities.eeg.sleep.staging import Stager
     from part.training.rundir import check_writable
 
     channels = parse_channel_map(a.channels)
     check_writable(a.out, "--out")
+    with DirLock(a.out, "--out directory", "another part-stage",
+                 "wait for it to finish or stop it, or stage into another --out", remove=True):
+        return _stage_locked(a, nights, done, channels)
+
+
+def _stage_locked(a: argparse.Namespace, nights: list[Night], done: list[str], channels: dict) -> int:
+    """:func:`_stage_all` once --out is locked."""
+    from tqdm.auto import tqdm
+
+    from part.modalities.eeg.sleep.staging import Stager
+
     stager = Stager.from_run(a.run_dir, a.checkpoint, a.device, a.precision)
     channels = stager.check_channel_map(channels)  # model-side names: the same for every recording
-    todo = [n for n in nights if not _already_staged(n, a, stager.finetuned.checkpoint)]
-    if len(todo) < len(nights):
-        print(f"{len(nights) - len(todo)} of {len(nights)} recordings already staged in {a.out}: skipped "
-              "(--overwrite redoes them)", flush=True)
+    sha = checkpoint_sha256(stager.finetuned.checkpoint)
+    sources = {n: source_record(n, sha) for n in nights  # a missing file fails when staged, one line
+               if n.path.is_file() and (n.hypnogram is None or n.hypnogram.is_file())}
+    states = {n: ("new", "") if a.overwrite or n not in sources else staged_state(n, a.out, sources[n]) for n in nights}
+    skipped = [n for n in nights if states[n][0] == "done"]
+    if skipped:
+        print(f"{len(skipped)} of {len(nights)} recordings already staged in {a.out} from the same files and "
+              "checkpoint: skipped (--overwrite redoes them)", flush=True)
     failed = 0
+    for night, (state, why) in states.items():
+        if state == "clash":
+            failed += 1
+            print(f"error: {night.path}: name clash: {why}", file=sys.stderr)
+        elif state == "changed":
+            print(f"{night.name}: restaged: {why}", flush=True)
+    todo = [n for n in nights if states[n][0] in ("new", "changed")]
     bar = tqdm(todo, desc="nights", unit="night", disable=a.no_progress or len(todo) < 2 or None, file=sys.stderr)
     for night in bar:
         try:
-            bar.write(stage_one(stager, night, a, channels), file=sys.stdout)
+            bar.write(stage_one(stager, night, a, channels, sources.get(night)), file=sys.stdout)
             done.append(night.name)
         except UserInputError as exc:
             failed += 1
@@ -228,10 +331,11 @@ def _stage_all(a: argparse.Namespace, nights: list[Night], done: list[str]) -> i
             failed += 1
             bar.write(f"error: {night.path}: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
     bar.close()
-    done.extend(n.name for n in nights if n not in todo)
-    if todo and failed == len(todo):
-        print(f"no recording was staged ({failed} of {len(todo)} failed, listed above)", file=sys.stderr)
+    done.extend(n.name for n in skipped)
+    attempted = len(nights) - len(skipped)
+    if attempted and failed == attempted:
+        print(f"no recording was staged ({failed} of {attempted} failed, listed above)", file=sys.stderr)
     elif failed:
-        print(f"{failed} of {len(todo)} recordings failed (listed above); the others are written to {a.out}",
+        print(f"{failed} of {attempted} recordings failed (listed above); the others are written to {a.out}",
               file=sys.stderr)
     return 1 if failed else 0

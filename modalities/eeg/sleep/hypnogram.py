@@ -1,7 +1,7 @@
 """One night's sleep stages: :class:`Hypnogram`, what staging returns and what scoring files read.
 
     from part.modalities.eeg.sleep import Hypnogram
-    scoring = Hypnogram.from_file("SC4001EC-Hypnogram.edf")         # EDF+, CSV/TSV/text, ours
+    scoring = Hypnogram.from_file("SC4001EC-Hypnogram.edf")  # EDF+, CSV/TSV/text, ours, XML, .arousal, JSON
     staged = stager.predict_file("SC4001E0-PSG.edf")                 # a Hypnogram with probabilities
     staged.statistics(); staged.agreement(scoring); staged.plot("night.png", reference=scoring)
     staged.to_csv("night.hypnogram.csv"); staged.to_edf("night.hypnogram.edf")
@@ -11,16 +11,19 @@ prepared labels, ``CLASS_NAMES``), -1 an epoch without a stage (unscored, or no 
 
 Files written by :meth:`Hypnogram.write` (each atomically; ``<rec>`` = the recording's name):
 
-- ``<rec>.hypnogram.csv``: ``onset_s,duration_s,stage,p_W,p_N1,p_N2,p_N3,p_REM``, one row per
-  30-s epoch (onset in seconds from the recording's start, stage as its name or ``unscored``,
-  the probabilities summing to 1, empty for an epoch without them); :meth:`from_file` reads it back;
+- ``<rec>.hypnogram.csv``: a ``# start: <ISO time>`` line when the start is known, then
+  ``onset_s,duration_s,stage,p_W,p_N1,p_N2,p_N3,p_REM``, one row per 30-s epoch (onset in
+  seconds from the recording's start, stage as its name or ``unscored``, the probabilities
+  summing to 1, empty for an epoch without them); :meth:`from_file` reads it back, start time
+  included;
 - ``<rec>.hypnogram.edf``: EDF+ annotations in the Sleep-EDF hypnogram style (``Sleep stage
   W/1/2/3/R/?``);
 - ``<rec>.hypnogram.png``: the hypnogram (W on top, REM next to it in red, then N1, N2, N3;
   clock time when the start is known; the reference scoring above it when given) with the
   probabilities as a stacked band;
-- ``<rec>.stats.json``: :meth:`statistics` (AASM definitions, ``stats.py``);
-- ``<rec>.agreement.json`` when a reference scoring is given: :meth:`agreement`.
+- ``<rec>.stats.json``: :meth:`statistics` (AASM definitions and YASA's, ``stats.py``; ``flags``);
+- ``<rec>.agreement.json`` when a reference scoring is given: :meth:`agreement` (with the lag
+  scan of ``scoring_check.py``).
 """
 from __future__ import annotations
 
@@ -29,6 +32,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Optional
 
+import warnings
+
 import numpy as np
 
 from part.atomic import atomic_write_json, atomic_write_text
@@ -36,10 +41,12 @@ from part.errors import DataError
 from part.evaluation.metrics import classification_metrics
 from part.modalities.eeg.recordings.constants import CLASS_NAMES, EPOCH_S, UNLABELLED, UNSCORED_NAME
 from part.modalities.eeg.recordings.hypnogram_edf import clock_offset, write_hypnogram_edf
-from part.modalities.eeg.recordings.hypnogram_io import (TOLERANCE_S, label_counts, read_scoring, scoring_from_raw,
-                                                         stage_runs)
+from part.modalities.eeg.recordings.hypnogram_io import (START_COMMENT, TOLERANCE_S, label_counts, read_scoring,
+                                                         scoring_from_raw, stage_runs)
 from part.modalities.eeg.recordings.mne_reader import recording_name
 from part.modalities.eeg.recordings.windows import labels_at
+from part.modalities.eeg.sleep.hypnogram_ops import HypnogramOps, stage_codes_of
+from part.modalities.eeg.sleep.scoring_check import ScoringWarning, lag_scan
 from part.modalities.eeg.sleep.stats import sleep_statistics
 
 OUTPUTS = ("hypnogram.csv", "hypnogram.edf", "hypnogram.png", "stats.json", "agreement.json")
@@ -47,10 +54,11 @@ _MS = 1000.0  # agreement compares epoch boundaries in milliseconds
 
 
 @dataclass(frozen=True, eq=False)
-class Hypnogram:
+class Hypnogram(HypnogramOps):
     """Sleep stages of one recording, one per epoch of ``epoch_s`` seconds.
 
-    ``stages`` (n,) int8 stage codes (module docstring); ``proba`` (n, 5) float64 per-epoch
+    ``stages`` (n,) int8 stage codes (module docstring; given as codes or labels such as ``"W"``,
+    ``"N1"``, ``"R"``: ``hypnogram_ops``); ``proba`` (n, 5) float64 per-epoch
     probabilities of W, N1, N2, N3, REM (rows sum to 1; a NaN row: none for that epoch) or None;
     ``onsets_s`` (n,) float64 epoch starts in seconds from the recording's first sample, ascending,
     at least ``epoch_s`` apart (default ``0, epoch_s, ...``; gaps are unscored time); ``start``
@@ -60,6 +68,8 @@ class Hypnogram:
     text: annotations ignored}, ``offset_s`` seconds added to the file's onsets to align it with
     its recording and ``note`` why it was not aligned, ``info`` whatever its producer reports
     (staging: the epochs without signal, flat channels). Immutable: methods return new objects.
+    Operations (``==``, slicing, transition_matrix, find_periods, upsample, crop, pad,
+    consolidate_stages, as_events, get_mask, to_json/from_json): ``hypnogram_ops.HypnogramOps``.
     """
 
     stages: np.ndarray
@@ -77,7 +87,7 @@ class Hypnogram:
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        stages = np.asarray(self.stages).reshape(-1)
+        stages = stage_codes_of(self.stages)
         if stages.size and (not np.issubdtype(stages.dtype, np.integer) or stages.min() < UNLABELLED
                             or stages.max() >= len(CLASS_NAMES)):
             raise ValueError(f"Hypnogram({self.source}): stages must be stage codes -1..{len(CLASS_NAMES) - 1} "
@@ -101,7 +111,10 @@ class Hypnogram:
         one stage per epoch (a ``*.hypnogram.csv`` written here keeps its probabilities); see
         ``recordings/hypnogram_io.py``. ``scorer`` defaults to the file's name. Raises
         ``HypnogramError`` naming the file (missing, unreadable, truncated, no stage, epochs that
-        are not ``epoch_s`` long)."""
+        are not ``epoch_s`` long). Also NSRR / Compumedics Profusion XML, PC18 ``.arousal`` (with
+        its ``.hea``) and ``.json`` (:meth:`to_json`)."""
+        if Path(path).suffix.lower() == ".json":
+            return cls.from_json(path)
         return cls(**read_scoring(path, epoch_s), scorer=Path(path).name if scorer is None else scorer)
 
     @classmethod
@@ -212,12 +225,29 @@ class Hypnogram:
                 **({"info": self.info} if self.info else {})}
         return self._cache["statistics"]
 
-    def agreement(self, reference: "Hypnogram | str | Path") -> dict:
+    def agreement(self, reference: "Hypnogram | str | Path", check_lags: bool = True) -> dict:
         """Agreement of these stages with a reference scoring (a Hypnogram or a scoring file),
         put on this hypnogram's clock (:meth:`aligned_to`), on the epochs staged here and scored
         there: kappa, accuracy, macro_f1, balanced_accuracy, per_class_f1, per_class_recall,
         support, confusion (rows = reference, columns = these stages), n_compared,
-        n_unscored_excluded, reference_offset_s, reference_note. Computed once per reference."""
+        n_unscored_excluded, reference_offset_s, reference_note; with ``check_lags`` also
+        ``lag_scan``, ``flags`` (``lag_warning``, ``low_agreement``) and ``warnings`` of the lag
+        scan (``scoring_check.lag_scan``: kappa over lags of +/-60 min; nothing is shifted), each
+        warning issued once as a :class:`ScoringWarning` (``check_lags=False``: the plain
+        agreement, as the plot's title and the evaluation report use). Computed once per reference."""
+        result, aligned = self._agreement(reference)
+        if not check_lags:
+            return result
+        cached = self._cache.get(("checked", id(reference)))
+        if cached is None or cached[0] is not reference:
+            cached = (reference, {**result, **lag_scan(self, aligned, len(CLASS_NAMES))})
+            for line in cached[1]["warnings"]:
+                warnings.warn(line, ScoringWarning, stacklevel=2)
+            self._cache[("checked", id(reference))] = cached
+        return cached[1]
+
+    def _agreement(self, reference: "Hypnogram | str | Path") -> tuple[dict, "Hypnogram"]:
+        """(the plain agreement of :meth:`agreement`, the reference on this clock), cached."""
         cached = self._cache.get(("agreement", id(reference)))
         if cached is not None and cached[0] is reference:
             return cached[1]
@@ -239,12 +269,13 @@ class Hypnogram:
                   **({"reference_note": aligned.note} if aligned.note else {}),
                   "note": "epochs staged here and scored in the reference only; confusion rows = reference, "
                           "columns = these stages"}
-        self._cache[("agreement", id(reference))] = (reference, result)
-        return result
+        self._cache[("agreement", id(reference))] = (reference, (result, aligned))
+        return result, aligned
 
     # ------------------------------------------------------------------ writing
     def to_csv(self, path: str | Path) -> Path:
-        """``onset_s,duration_s,stage[,p_W,...,p_REM]``, one row per epoch (module docstring)."""
+        """``onset_s,duration_s,stage[,p_W,...,p_REM]``, one row per epoch (module docstring),
+        after a ``# start: <ISO time>`` line when the start is known (:meth:`from_file` reads it)."""
         columns = [np.char.mod("%.3f", self.onsets_s), np.char.mod("%.3f", np.full(len(self), self.epoch_s)),
                    self.stage_names.astype(str)]
         header = ["onset_s", "duration_s", "stage"]
@@ -255,7 +286,8 @@ class Hypnogram:
         lines = columns[0]
         for column in columns[1:]:  # a handful of columns, each joined for all rows at once
             lines = np.char.add(np.char.add(lines, ","), column)
-        return atomic_write_text(path, "\n".join([",".join(header), *lines.tolist()]) + "\n")
+        top = [] if self.start is None else [f"{START_COMMENT}{self.start.isoformat()}"]
+        return atomic_write_text(path, "\n".join([*top, ",".join(header), *lines.tolist()]) + "\n")
 
     def to_edf(self, path: str | Path) -> Path:
         """An EDF+ hypnogram in the Sleep-EDF style (``Sleep stage W/1/2/3/R/?``), header start =
@@ -283,7 +315,7 @@ class Hypnogram:
         if title is None:
             title = f"{self.record or 'hypnogram'}: {'predicted ' if self.proba is not None else ''}sleep stages"
             if reference is not None and ((truth >= 0) & (drawn.stages >= 0)).any():
-                kappa = self.agreement(reference)["kappa"]
+                kappa = self.agreement(reference, check_lags=False)["kappa"]
                 shown = "n/a" if kappa is None else f"{kappa:.3f}"
                 title += f" vs {reference.scorer or reference.source} (kappa {shown})"
         figure = hypnogram_figure(drawn.stages, CLASS_NAMES, title, y_true=truth, proba=drawn.proba,

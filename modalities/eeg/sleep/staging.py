@@ -18,11 +18,17 @@ the recording's first sample, or on the epoch grid of a scoring when one is give
 preparation: the onset of its first epoch, scored or not, modulo 30 s), after putting the scoring
 on the recording's clock by the two start times (``Hypnogram.aligned_to``).
 
-Windows without signal (every channel flat: std below the card's ``flat_std_uv``, e.g. a
-disconnected headbox or zero-filled data) are not staged: stage -1 (unscored), NaN
-probabilities, counted in the hypnogram's ``info`` (``no_signal_epochs``; per channel
-``flat_epochs``), which ``stats.json`` carries and the command line warns about. A recording
-without signal in any window is refused (RecordError) rather than staged.
+Windows without signal (every channel flat: std below the card's ``flat_std_uv``, or flat /
+clipped for more than ``FLAT_EPOCH_SHARE`` of the window, ``recordings/flatness.py``; e.g. a
+disconnected headbox, zero-filled data, the half-zero edge of a dropout) are not staged: stage
+-1 (unscored), NaN probabilities, counted in the hypnogram's ``info`` (``no_signal_epochs``; per
+channel ``flat_epochs``), which ``stats.json`` carries and the command line warns about. A
+recording without signal in any window is refused (RecordError) rather than staged.
+
+Recordings with gaps (EDF+D, ``recording.segments``): windows of the grid lie wholly inside one
+segment, each segment filtered on its own; the hypnogram's ``onsets_s`` are the true onsets
+(no epoch in a gap; ``info["gap_epochs"]`` counts the grid's epochs dropped), and an EDF+
+file's subsecond start is kept in ``start``.
 
 Channels (``recordings/channels.py``): each model channel is read from the recording channel
 ``channels`` maps it to ({model name: recording name}; the CLI's ``--channels "F3-M2=EEG
@@ -127,8 +133,13 @@ class Stager:
     def from_run(cls, run_dir: str | Path, checkpoint: str | Path = "best.pt",
                  device: str | torch.device = "cpu", precision: str = "auto") -> "Stager":
         """The stager of ``RUN_DIR/checkpoints/<checkpoint>`` on ``device`` (cpu, cuda, auto) in
-        ``precision`` (auto, fp32, bf16, int8)."""
-        return cls(load_finetuned(run_dir, checkpoint, device), precision)
+        ``precision`` (auto, fp32, bf16, int8). A checkpoint file that cannot be loaded is a
+        DataError that speaks of staging (:func:`staging_advice`)."""
+        try:
+            finetuned = load_finetuned(run_dir, checkpoint, device)
+        except DataError as exc:
+            raise DataError(staging_advice(str(exc), Path(run_dir))) from None
+        return cls(finetuned, precision)
 
     def __repr__(self) -> str:
         return (f"Stager(run={str(self.finetuned.run_dir)!r}, channels={list(self.channels)}, "
@@ -158,18 +169,22 @@ class Stager:
             raw = mne_reader.open_raw(path)
             present, start = list(raw.ch_names), _raw_start(raw, path)
         selection = self.montage.select(present, channels, str(path))
-        recording = mne_reader.read_recording_full(path, selection.targets, annotations=False, raw=raw).recording
-        return self.predict_recording(expand(recording, selection, self.channels), hypnogram, start, str(path),
+        read = mne_reader.read_recording_full(path, selection.targets, annotations=False, raw=raw)
+        if start is not None and read.start_offset_s:  # an EDF+ file's subsecond start
+            start += timedelta(microseconds=round(read.start_offset_s * 1e6))
+        return self.predict_recording(expand(read.recording, selection, self.channels), hypnogram, start, str(path),
                                       batch_size)
 
     def predict(self, raw, channels: str | Mapping[str, str] | None = None, hypnogram: Any = None,
                 batch_size: int = BATCH_SIZE) -> Hypnogram:
-        """Stage an ``mne.io.BaseRaw`` (only the channels needed are loaded)."""
+        """Stage an ``mne.io.BaseRaw`` (only the channels needed are loaded; its ``BAD_ACQ_SKIP``
+        annotations are gaps, as in :meth:`predict_file`)."""
         name = Path(raw.filenames[0]).name if getattr(raw, "filenames", None) and raw.filenames[0] else "raw"
         selection = self.montage.select(raw.ch_names, channels, name)
         needed = needed_channels(selection.sources)
         volts = raw.get_data(picks=needed)
         recording = self._from_volts(name, float(raw.info["sfreq"]), selection, dict(zip(needed, volts)))
+        recording.segments = mne_reader.skip_segments(raw, recording.n_samples)  # BAD_ACQ_SKIP: gaps
         return self.predict_recording(expand(recording, selection, self.channels), hypnogram,
                                       _raw_start(raw, name), name, batch_size)
 
@@ -224,9 +239,10 @@ class Stager:
         if windows.flat.any():
             info.update(no_signal_epochs=int(no_signal.sum()),
                         flat_epochs={c: int(k) for c, k in zip(self.channels, flat) if k})
-        onsets = windows.first_start_s + np.arange(n) * cfg.window_s
-        return Hypnogram(stages, proba, onsets_s=onsets, epoch_s=cfg.window_s, start=start, scorer=self.scorer,
-                         source=source, info=info)
+        if windows.gap_windows:
+            info["gap_epochs"] = windows.gap_windows
+        return Hypnogram(stages, proba, onsets_s=windows.onsets_s, epoch_s=cfg.window_s, start=start,
+                         scorer=self.scorer, source=source, info=info)
 
     def windows(self, recording: EegRecording, hypnogram: Any = None, source: str | None = None,
                 start: datetime | None = None) -> RecordingWindows:
@@ -240,11 +256,11 @@ class Stager:
             raise RecordError(f"{source}: sampled at {recording.fs:g} Hz; the model's preparation band-passes "
                               f"to {cfg.filter.h_freq:g} Hz and needs more than {2 * cfg.filter.h_freq:g} Hz")
         if output_length(recording, cfg) < cfg.window_len:
-            raise RecordError(f"{source}: {recording.n_samples / recording.fs:.1f} s long, shorter than one "
+            raise RecordError(f"{source}: {recording.duration_s:.1f} s long, shorter than one "
                               f"{cfg.window_s:g}-s window; expected a recording of at least {cfg.window_s:g} s")
         scoring = self.reference(hypnogram, start, source, cfg.window_s)
         grid = (unlabelled_grid(recording, cfg) if scoring is None else
-                window_grid(scoring, recording.n_samples / recording.fs, cfg.target_fs, cfg.window_s))
+                window_grid(scoring, recording.duration_s, cfg.target_fs, cfg.window_s))
         return recording_windows(recording, grid, cfg)
 
     @staticmethod
@@ -274,6 +290,23 @@ class Stager:
                 logits = model(x)
             out.append(logits.double().softmax(-1).cpu().numpy())
         return np.concatenate(out)
+
+
+def staging_advice(message: str, run_dir: Path) -> str:
+    """``message`` (a checkpoint that cannot be loaded) with its training advice (delete it and
+    rerun: the stage restarts) replaced by what to do when staging: pass another finetuned
+    checkpoint of the run, or finetune the run again (or copy the checkpoint again)."""
+    from part.training.checkpoint import _RESUME_HINT
+
+    if _RESUME_HINT not in message:
+        return message
+    folder = run_dir / "checkpoints"
+    held = sorted(p.name for p in folder.glob("*.pt")) if folder.is_dir() else []
+    other = (f"stage with another finetuned checkpoint of the run (--checkpoint NAME; {folder} holds {held}), "
+             if held else "")
+    advice = (f"it cannot be used for staging: {other}copy the checkpoint again if it is a copy, or train the "
+              "model again (part-train with the run's recipe and a new run.name) and stage with that run")
+    return message.replace(_RESUME_HINT, advice).replace(" (a crash during an earlier save, or a damaged copy)", "")
 
 
 def _check_volts(uv: np.ndarray, name: str) -> None:

@@ -59,3 +59,34 @@ def make_night(base: Path) -> dict:
     stager = Stager.from_run(base / "runs" / "tiny")
     return {"base": base, "run": base / "runs" / "tiny", "hea": hea, "edf": edf, "two": two, "scoring": scoring,
             "uv": uv, "fs": rec.fs, "stager": stager}
+
+
+def write_edf_plus(path: Path, names, uv: np.ndarray, fs: float, start: datetime = START, gaps: dict | None = None,
+                   subsecond: float = 0.0) -> Path:
+    """An EDF+ file of (C, n) micro-volt integers in 1-s data records (edfio writes an EDF+C file,
+    then its header and time-keeping TALs are patched): labels ``names`` in UTF-8 (edfio writes
+    ASCII only), the first record ``subsecond`` s after the header's start, and, with ``gaps``
+    ({record index: seconds}), an EDF+D file whose records from that index on start that much
+    later (each gap adds to the later ones)."""
+    import edfio
+    placeholders = [f"L{i}".ljust(len(n.encode()), "x") for i, n in enumerate(names)]
+    signals = [edfio.EdfSignal(row.astype(np.float64), fs, label=p, physical_dimension="uV",
+                               physical_range=(-32768, 32767)) for p, row in zip(placeholders, uv)]
+    starttime = start.time().replace(microsecond=int(round(subsecond * 1e6)))
+    edf = edfio.Edf(signals, starttime=starttime, recording=edfio.Recording(startdate=start.date()),
+                    annotations=[edfio.EdfAnnotation(0, None, "x" * 16)])  # room for longer TALs
+    edf.write(path)
+    data = bytearray(path.read_bytes())
+    ns, header = int(data[252:256]), int(data[184:192])
+    for i, name in enumerate(names):
+        data[256 + 16 * i:256 + 16 * (i + 1)] = name.encode().ljust(16)
+    samples = [int(data[256 + ns * 216 + 8 * i:256 + ns * 216 + 8 * (i + 1)]) for i in range(ns)]
+    record, tal = 2 * sum(samples), 2 * samples[-1]  # the annotation signal is the last
+    shift = np.cumsum([(gaps or {}).get(k, 0.0) for k in range(int(data[236:244]))])
+    if gaps:
+        data[192:236] = b"EDF+D".ljust(44)
+    for k, extra in enumerate(shift):
+        at = header + k * record + record - tal
+        data[at:at + tal] = f"+{k + subsecond + extra:g}\x14\x14\x00".encode().ljust(tal, b"\x00")
+    path.write_bytes(bytes(data))
+    return path

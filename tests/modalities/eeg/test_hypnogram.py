@@ -214,7 +214,8 @@ def test_our_own_staging_csv_uses_its_onsets(tmp_path):
     ("onsets.csv", "onset_s,stage\nzero,W\n", r"column 'onset_s' must hold a number"),
     ("empty.txt", "# nothing\n\n", r"holds no stage"),
     ("bad.csv", "stage,duration_s\nW,20\n", r"lasts 20\.000 s; expected 30-s"),
-    ("night.xml", "<xml/>", r"unknown hypnogram extension '\.xml'; expected one of: EDF\+"),
+    ("night.xml", "<xml/>", r"XML root <xml> is no scoring layout known here; expected NSRR XML"),  # read since #25
+    ("night.vmrk", "x", r"unknown hypnogram extension '\.vmrk'; expected one of: EDF\+"),
     ("broken.edf", "not an edf file at all", r"broken\.edf: cannot read EDF\+ annotations"),
 ])
 def test_bad_files_are_refused_with_the_file_named(tmp_path, name, text, message):

@@ -97,8 +97,9 @@ def test_cli_writes_the_files_and_matches_the_api(night, tmp_path, capsys):
     api.to_csv(tmp_path / "api.csv")
     assert (out / f"{REC}.hypnogram.csv").read_text() == (tmp_path / "api.csv").read_text()
     lines = (out / f"{REC}.hypnogram.csv").read_text().splitlines()
-    assert lines[0] == "onset_s,duration_s,stage,p_W,p_N1,p_N2,p_N3,p_REM" and len(lines) == len(api) + 1
-    rows = np.array([line.split(",") for line in lines[1:]])
+    assert lines[0] == f"# start: {START.isoformat()}"  # issue 25: the CSV keeps the start time
+    assert lines[1] == "onset_s,duration_s,stage,p_W,p_N1,p_N2,p_N3,p_REM" and len(lines) == len(api) + 2
+    rows = np.array([line.split(",") for line in lines[2:]])
     np.testing.assert_allclose(rows[:, 3:].astype(float).sum(1), 1.0, atol=1e-5)
     assert set(rows[:, 2]) <= {"W", "N1", "N2", "N3", "REM"} and (rows[:, 1].astype(float) == 30).all()
     # EDF+ hypnogram round trip (Sleep-EDF labels) and the CSV read back as a scoring
@@ -106,6 +107,7 @@ def test_cli_writes_the_files_and_matches_the_api(night, tmp_path, capsys):
     np.testing.assert_allclose(back.onsets_s, api.onsets_s, atol=1e-3)
     np.testing.assert_array_equal(back.stages, api.stages)
     np.testing.assert_array_equal(read_hypnogram(out / f"{REC}.hypnogram.csv").stages, api.stages)
+    assert read_hypnogram(out / f"{REC}.hypnogram.csv").start == START
     stats = json.loads((out / f"{REC}.stats.json").read_text())
     assert stats["tib_min"] == len(api) * 0.5 and stats["start"] == START.isoformat()
     assert (out / f"{REC}.hypnogram.png").read_bytes().startswith(b"\x89PNG")
@@ -127,7 +129,9 @@ def test_channel_mismatch_and_mapping(night, tmp_path, capsys, monkeypatch):
     message = str(info.value)
     assert "\n" not in message and "two.edf" in message
     assert str(list(PC18_EEG_CHANNELS)) in message and "['EEG Fpz-Cz', 'EEG Pz-Oz']" in message
-    assert '--channels "F3-M2=EEG Fpz-Cz,F4-M1=EEG Pz-Oz,..."' in message and "channels={" in message
+    # the whole mapping, which works when pasted (issue 24: a trailing ',...' did not)
+    assert ('--channels "F3-M2=EEG Fpz-Cz,F4-M1=EEG Pz-Oz,C3-M2=EEG Fpz-Cz,C4-M1=EEG Pz-Oz,O1-M2=EEG Fpz-Cz,'
+            'O2-M1=EEG Pz-Oz"') in message and "channels={" in message
     mapping = {c: ("EEG Fpz-Cz" if i % 2 == 0 else "EEG Pz-Oz") for i, c in enumerate(PC18_EEG_CHANNELS)}
     mapped = stager.predict_file(night["two"], channels=mapping)
     assert mapped.proba.shape == (len(mapped), 5) and mapped.start is None
@@ -333,19 +337,59 @@ def test_flat_recordings_and_windows_are_not_staged_as_sleep(night, tmp_path, ca
     flat_night = write_edf(tmp_path / "flat.edf", PC18_EEG_CHANNELS, np.zeros_like(uv), fs)
     with pytest.raises(RecordError, match="flat.edf: no signal in any of its .* windows"):
         night["stager"].predict_file(flat_night)
-    uv[:, : int(120 * fs)] = 0.0  # a disconnected headbox for 2 min: 3 windows flat (the 4th catches the
-    # zero-phase band-pass's ringing of the signal that starts at 120 s)
+    uv[:, : int(120 * fs)] = 0.0  # a disconnected headbox for 2 min: 4 windows flat (issue 24: the 4th, whose
+    # samples are all zero but whose band-passed signal rings with the signal that starts at 120 s, was staged)
     uv[1] = 0.0  # and F4-M1 dead all night
     gap = write_edf(tmp_path / "gap.edf", PC18_EEG_CHANNELS, uv, fs)
     out = tmp_path / "out"
     assert stage_main([str(night["run"]), str(gap), "--out", str(out)]) == 0
     err = capsys.readouterr().err
-    assert "warning: gap: 3 of " in err and "epochs have no signal" in err
-    assert "channel(s) ['F4-M1'] flat in more than half of the epochs" in err
     stats = json.loads((out / "gap.stats.json").read_text())
-    assert stats["info"]["no_signal_epochs"] == 3 and stats["info"]["flat_epochs"]["F4-M1"] == stats["n_epochs"]
-    assert stats["n_scored"] == stats["n_epochs"] - 3
-    rows = (out / "gap.hypnogram.csv").read_text().splitlines()[1:4]
+    n = stats["n_epochs"]
+    assert f"warning: gap: 4 of {n} epochs have no signal" in err
+    assert f"warning: gap: channel 'F4-M1' is flat or clipped in {n} of {n} epochs (100%, more than 10%" in err
+    assert f"channel 'F3-M2' is flat or clipped in 4 of {n} epochs ({4 / n:.0%}, more than 10%" in err
+    assert stats["info"]["no_signal_epochs"] == 4 and stats["info"]["flat_epochs"]["F4-M1"] == n
+    assert stats["n_scored"] == n - 4
+    rows = (out / "gap.hypnogram.csv").read_text().splitlines()[2:6]  # after the start time and the header
     assert all(r.split(",")[2] == "unscored" and r.endswith(",,,,,") for r in rows)
     staged = Hypnogram.from_file(out / "gap.hypnogram.csv")
-    assert (staged.stages[:3] == -1).all() and (staged.stages[3:] >= 0).all()
+    assert (staged.stages[:4] == -1).all() and (staged.stages[4:] >= 0).all()
+
+
+def test_cli_warns_about_soremp_and_a_late_scoring_in_one_line_each(night, tmp_path, capsys, monkeypatch):
+    """part-stage prints the statistics' SOREMP flag and the scoring check's lag warning (issue
+    25), one line each, and writes both flags; the staged stages are a constructed night (the tiny
+    model's are near chance), the scoring the same night 30 min late, as a CSV file."""
+    rng = np.random.default_rng(5)
+    stages = np.r_[[0] * 10, [4] * 4, np.repeat(rng.integers(0, 5, 80), rng.integers(2, 12, 80))[:500]]
+    staged = Hypnogram(stages, source=str(night["edf"]), scorer="constructed")
+    late = staged.moved_by(1800).replace(source="late.csv", scorer="late.csv").to_csv(tmp_path / "late.csv")
+    monkeypatch.setattr(Stager, "predict_file", lambda self, path, **kwargs: staged)
+    out = tmp_path / "out"
+    assert stage_main([str(night["run"]), str(night["edf"]), "--out", str(out), "--hypnogram", str(late)]) == 0
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith(f"warning: {REC}: ")]
+    assert len(lines) == 2 and "ScoringWarning" not in err
+    assert lines[0].startswith(f"warning: {REC}: sleep-onset REM period: REM 0 min after sleep onset")
+    assert "late.csv agrees best with syn00-0003 when moved by -1800 s (-30 min)" in lines[1]
+    assert json.loads((out / f"{REC}.stats.json").read_text())["flags"] == {"soremp": True}
+    agreement = json.loads((out / f"{REC}.agreement.json").read_text())
+    assert agreement["flags"] == {"lag_warning": True, "low_agreement": False}
+    assert agreement["lag_scan"]["best_lag_s"] == 1800.0 and agreement["kappa"] < 0.9
+
+
+def test_a_pc18_arousal_scoring_is_accepted_by_part_stage(night, tmp_path, capsys):
+    """--hypnogram takes the record's own PC18 .arousal (its .hea beside it) and agrees exactly
+    as the EDF+ scoring written from the same stage notes (issue 25)."""
+    arousal = night["hea"].with_suffix(".arousal")
+    runs = {}
+    for name, scoring in (("arousal", arousal), ("edf", night["scoring"])):
+        out = tmp_path / name
+        assert stage_main([str(night["run"]), str(night["edf"]), "--out", str(out), "--hypnogram", str(scoring)]) == 0
+        runs[name] = json.loads((out / f"{REC}.agreement.json").read_text())
+    capsys.readouterr()
+    assert runs["arousal"]["reference"] == arousal.name
+    for key in ("n_compared", "confusion", "kappa"):
+        assert runs["arousal"][key] == runs["edf"][key], key
+    assert runs["arousal"]["n_compared"] > 0
