@@ -317,7 +317,7 @@ def load_data(data_cfg: SleepDataOptions, seed: int = 0, repeat: int = 0) -> Dat
     return DataBundle(
         pretrain=pretrain, finetune=finetune, test=test, class_names=list(CLASS_NAMES),
         input_info={"channels": int(channels), "window_samples": window_samples},
-        test_groups=[str(s) for s in test.subjects],
+        test_groups=[str(s) for s in test.subjects], finetune_groups=[str(s) for s in finetune.subjects],
         reference=dict(PAPER_REFERENCE, values=dict(PAPER_REFERENCE["values"])),
         description=description,
         report_hook=sleep_report_hook(CLASS_NAMES, data_cfg.hypnograms, test.records, test.onsets_s, test.window_s),

@@ -133,6 +133,20 @@ class PretrainConfig(OptimConfig):
 
 
 @dataclass
+class FinetuneConfig(OptimConfig):
+    """The ``finetune`` stage: ``OptimConfig`` plus its calibration.
+
+    ``calibration_fraction``: the share of the finetune pool's groups (subjects; items where the
+    dataset gives no groups) held out of training, drawn by ``run.seed + repeat``, on which one
+    temperature is fitted at the end of the stage (``part.evaluation.calibration``) and stored
+    in the checkpoint's card (``card["temperature"]``); 0 trains on the whole pool and leaves
+    the model uncalibrated. Test items are never used.
+    """
+
+    calibration_fraction: float = field(default=0.0, metadata={"range": (0.0, 1.0), "half_open": True})
+
+
+@dataclass
 class EvaluateConfig(Options):
     """Held-out evaluation: batch size and finetune repeats (mean +/- std)."""
 
@@ -153,7 +167,7 @@ class Recipe(Options):
     model: ModelConfig = field(default_factory=ModelConfig)
     method: Any = field(default=None, metadata={"dispatch": "method", "default_name": "part"})
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
-    finetune: OptimConfig = field(default_factory=OptimConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
     def check(self):
