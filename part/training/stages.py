@@ -98,11 +98,17 @@ def pretrain(p: Pipeline) -> None:
         if hasattr(model, "progress"):
             model.progress = step / max(1, total)
     ctx.say(f"[pretrain] {r.method.name} on {bundle.description}")
-    heldout = (heldout_hook(method, _heldout_data(spec, bundle, r, ctx.say), r.pretrain.heldout_items, r.run.seed,
-                            ctx.device, ctx.say, r.pretrain.batch_size, own_samples=spec.pretrain_data is not None)
-               if ctx.dist.is_main else None)  # pretext loss on fixed test items next to chance, per epoch
+    hooks = []
+    if ctx.dist.is_main:  # pretext loss on fixed test items next to chance, and the kNN monitor, per epoch
+        hooks.append(heldout_hook(method, _heldout_data(spec, bundle, r, ctx.say), r.pretrain.heldout_items,
+                                  r.run.seed, ctx.device, ctx.say, r.pretrain.batch_size,
+                                  own_samples=spec.pretrain_data is not None))
+        if r.evaluate.knn_monitor:
+            from part.training.probe_stages import knn_monitor_hook  # late: it imports this module
+            hooks.append(knn_monitor_hook(p, modality, method.tokenizer, encoder, bundle, ctx.say))
+    hooks = [h for h in hooks if h is not None]
     train(TrainSpec("pretrain", method, loss_fn, data, r.pretrain, encoder.depth, on_step=anneal,
-                    on_epoch_end=heldout), ctx)
+                    on_epoch_end=(lambda model, ep: [h(model, ep) for h in hooks]) if hooks else None), ctx)
     warning = chance_warning(heldout_records(ctx.run_dir / "metrics.jsonl")) if ctx.dist.is_main else None
     if warning:
         ctx.say(warning)
