@@ -336,7 +336,7 @@ def compare(run_dirs: Sequence[str | Path], out_dir: str | Path | None = None, s
             row = build_row(run, reference, protocol)
             report = run["report"] if protocol == "finetune" else run["probes"][protocol]
             folder = run["dir"] / "report" / ("" if protocol == "finetune" else protocol)
-            entries.append({"row": row, "units": units_of(row, report, folder)})
+            entries.append({"row": row, "units": units_of(report, folder)})
     rows = [e["row"] for e in entries]
     pairs = paired_differences(entries, seed)
     synthetic = any(r["synthetic"] for r in rows)

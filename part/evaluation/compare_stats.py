@@ -35,7 +35,7 @@ def _items(folder: Path) -> Optional[np.ndarray]:
         raise DataError(f"cannot read test predictions '{path}' ({exc}); rerun the run's evaluate stage") from exc
 
 
-def units_of(row: Mapping, report: Mapping, folder: Path) -> dict:
+def units_of(report: Mapping, folder: Path) -> dict:
     """{"subjects": {id: kappa} | None, "items": (2, n) y_true/y_pred | None, "repeats": {k: kappa} | None}."""
     return {"subjects": ps.subject_kappas(report), "items": _items(folder),
             "repeats": ps.repeat_scores(report, "kappa")}
