@@ -1,20 +1,18 @@
 """The plugin registry (``part.registry``): lookups, discovery through entry points and its
 errors, the core/plugin boundary, and every registered method on every registered modality."""
-import math
 import re
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import torch
 
 import part.registry as registry
 from part.core.backbone import ViTEncoder
-from part.core.classifier import PatchClassifier
 from part.errors import ConfigError
 from part.registry import (available_datasets, available_methods, available_modalities,
                            build_method, dataset_spec, get_method, get_modality, method_spec,
                            modality_spec, register_dataset, register_method, register_modality)
+from part.testing import check_method, check_modality, contract_cases
 
 PART_DIR = Path(__file__).resolve().parents[2] / "part"
 
@@ -23,8 +21,7 @@ PART_DIR = Path(__file__).resolve().parents[2] / "part"
 
 @pytest.mark.parametrize("lookup,kind,listed", [
     (modality_spec, "modality", available_modalities),
-    (method_spec, "method", available_methods),
-    (dataset_spec, "dataset", available_datasets)])
+    (method_spec, "method", available_methods)])
 def test_unknown_names_list_the_registered_ones(lookup, kind, listed):
     with pytest.raises(KeyError) as info:
         lookup("no_such_plugin")
@@ -32,6 +29,15 @@ def test_unknown_names_list_the_registered_ones(lookup, kind, listed):
     assert f"unknown {kind} 'no_such_plugin'" in message
     assert listed() and f"registered: {', '.join(listed())}" in message
     assert "entry points" in message
+
+
+def test_unknown_dataset_lists_the_datasets_of_its_modality():
+    modality = available_modalities()[0]
+    with pytest.raises(KeyError) as info:
+        dataset_spec(modality, "no_such_plugin")
+    message = str(info.value)
+    assert f"unknown dataset 'no_such_plugin' of modality {modality!r}" in message
+    assert f"registered: {', '.join(available_datasets(modality)) or 'none registered'}" in message
 
 
 def test_get_modality_and_get_method_by_name():
@@ -138,14 +144,61 @@ def test_two_plugins_registering_one_name_is_an_error_naming_both(monkeypatch):
     def load(options, seed, repeat):
         return None
     load.__module__ = "plugin_four.data"
+    register_dataset("dup_modality", "dup_data", options=options)(load)
+    other = _class_in("plugin_five.data")
     with pytest.raises(ConfigError) as info:
-        register_dataset("eeg", "pc18", options=options)(load)
-    assert (f"dataset 'pc18': package 'part-toolkit' (module {dataset_spec('pc18').source}) and "
-            f"module plugin_four.data") in str(info.value)
+        register_dataset("dup_modality", "dup_data", options=options)(other)
+    assert ("two plugins register the dataset 'dup_data' of modality 'dup_modality': module "
+            "plugin_four.data and module plugin_five.data") in str(info.value)
     # the same module registering again (a re-import) is not a clash
     again = _class_in("plugin_one.modality")
     register_modality("dup_modality", options=options)(again)
     assert modality_spec("dup_modality").cls is again
+
+
+def _data(module):
+    def load(options, seed=0, repeat=0):
+        return module
+    load.__module__ = module
+    return load
+
+
+def test_datasets_are_registered_per_modality(monkeypatch):
+    """Two modalities may each have a dataset of one name; lookups take (modality, name); the
+    old one-argument lookup warns (FutureWarning) and refuses an ambiguous name; recipes pick
+    the dataset of their modality."""
+    monkeypatch.setattr(registry, "_DATASETS", dict(registry._DATASETS))
+    opts_a = type("OptsA", (), {})
+    opts_b = type("OptsB", (), {})
+    register_dataset("mod_a", "shared", options=opts_a)(_data("plugin_a.data"))
+    register_dataset("mod_b", "shared", options=opts_b)(_data("plugin_b.data"))
+    register_dataset("mod_b", "only_b", options=opts_b)(_data("plugin_b.data"))
+    assert dataset_spec("mod_a", "shared").load({}) == "plugin_a.data"
+    assert dataset_spec("mod_b", "shared").options is opts_b
+    assert {"shared", "only_b"} == set(available_datasets("mod_b")) and available_datasets("mod_a") == ["shared"]
+    assert registry.dataset_modalities("shared") == ["mod_a", "mod_b"]
+    with pytest.warns(FutureWarning, match=r"dataset_spec\(name\) is deprecated and will be removed in part "
+                                           r"0.3: .*call dataset_spec\(modality, name\)"):
+        assert dataset_spec("only_b").modality == "mod_b"
+    with pytest.warns(FutureWarning), pytest.raises(KeyError, match="'shared' is registered by several "
+                                                                    "modalities \\('mod_a', 'mod_b'\\)"):
+        dataset_spec("shared")
+    with pytest.raises(KeyError, match="unknown dataset 'only_b' of modality 'mod_a'; registered: shared; "
+                                       "'only_b' is a dataset of 'mod_b'"):
+        dataset_spec("mod_a", "only_b")
+    resolve = registry.resolvers()["dataset"]
+    assert resolve("shared", "mod_a") is opts_a and resolve("shared", "mod_b") is opts_b
+    assert resolve("only_b") is opts_b and resolve("only_b", "mod_a") is opts_b  # mismatch: Recipe.check
+    with pytest.raises(ValueError, match="the modality must be a non-empty string"):
+        register_dataset("", "x", options=opts_a)
+
+
+def test_register_rejects_bad_examples():
+    with pytest.raises(ValueError, match=r"register_modality\('m', example=...\): expected a dict with the "
+                                         r"keys \['input_shape', 'options'\], got \{'options': \{\}\}"):
+        register_modality("m", options=object, example={"options": {}})
+    with pytest.raises(ValueError, match="expected a dict of options keywords, got 3"):
+        register_method("m", options=object, example=3)
 
 
 def test_register_rejects_empty_names():
@@ -180,82 +233,49 @@ def test_the_boundary_check_catches_namespaced_imports():
     assert not IMPORT_OF_PLUGIN.search("from part.registry import available_modalities")
 
 
-# ----------------------------------------------------------------------------- the full matrix
+# ----------------------------------------------------------------------------- the contract, per plugin
 
-# Tiny settings per registered plugin; a new plugin must add its own here (checked below).
-TINY_MODALITIES = {
-    "image": (dict(image_size=8, channels=1, patch_size=2), (2, 1, 8, 8)),
-    "eeg": (dict(channels=2, window_samples=240, patch_samples=8, num_patches=12), (2, 2, 240)),
-}
-TINY_METHODS = {
-    "part": dict(num_pairs=16),
-    "part_grid": dict(num_pairs=16),
-    "mae": dict(decoder_dim=16, decoder_depth=1, decoder_heads=2),
-    "mp3": dict(),
-    "droppos": dict(decoder_dim=16, decoder_depth=1, decoder_heads=2),
-    "supervised": dict(),
-    "relative_positioning": dict(tau_pos_s=60.0, tau_neg_s=600.0),
-    "temporal_shuffling": dict(tau_pos_s=60.0, tau_neg_s=600.0),
-    "cpc": dict(context_windows=2, predicted_windows=1, context_dim=8),
-}
-MODALITIES = available_modalities()  # the parametrisation, from the registry at collection
+# The parametrisation comes from the registry at collection: every installed plugin, with the
+# tiny settings it declared when it registered (``example=``). This file names no plugin.
+MODALITY_CASES = contract_cases()
 METHODS = available_methods()
 
 
-def _tiny(modality_name, method_name):
-    if modality_name not in TINY_MODALITIES:
-        pytest.fail(f"registered modality {modality_name!r} has no tiny settings in TINY_MODALITIES")
-    if method_name not in TINY_METHODS:
-        pytest.fail(f"registered method {method_name!r} has no tiny options in TINY_METHODS")
-    options, shape = TINY_MODALITIES[modality_name]
-    return get_modality(modality_name, **options), torch.randn(*shape), \
-        get_method(method_name).options(**TINY_METHODS[method_name])
+@pytest.mark.parametrize("modality_name,example", MODALITY_CASES, ids=[n for n, _ in MODALITY_CASES])
+def test_every_installed_modality_keeps_the_contract(modality_name, example):
+    """Shapes, geometry inside the input, targets against place, the grid and determinism
+    (``part.testing.check_modality``; the methods are trained per method below)."""
+    if example is None:
+        pytest.skip(f"modality {modality_name!r} declares no example settings (register_modality(..., example=...))")
+    result = check_modality(modality_name, methods=[])
+    assert result.name == modality_name and result.trained == []
 
 
-@pytest.mark.parametrize("modality_name", MODALITIES)
 @pytest.mark.parametrize("method_name", METHODS)
-def test_every_method_on_every_modality(method_name, modality_name):
-    """Build the method on the modality with a tiny encoder; one forward/backward of its
-    pretext loss (methods without pretraining: ``build_method`` refuses), then one of the
-    finetuning classifier on the pretrained encoder."""
-    torch.manual_seed(0)
-    modality, x, options = _tiny(modality_name, method_name)
-    encoder = ViTEncoder(32, 1, 4)
-    tokenizer = modality.tokenizer(32)
+def test_every_installed_method_trains_on_every_modality_it_accepts(method_name):
+    """``part.testing.check_method``: a few steps on each installed modality with an example
+    that the method accepts (finite losses, gradients at the tokenizer, the classifier on top);
+    methods without pretraining are refused by ``build_method`` with one clear line."""
     spec = get_method(method_name)
-    refusal = spec.check_modality(modality_name)
-    if refusal:  # e.g. the EEG field's temporal-context methods on images: one clear line
-        assert "\n" not in refusal and f"not on {modality_name!r}" in refusal
-        with pytest.raises(ConfigError, match=f"method '{method_name}' works on the modalit"):
-            build_method(method_name, modality, encoder, tokenizer, options)
-    elif spec.pretrains:
-        model = build_method(method_name, modality, encoder, tokenizer, options)
-        if spec.pretrain_data is None:
-            out = model(x)
-        else:  # samples of k windows (B, k, C, L) and a target per sample
-            k = model.windows
-            out = model(x.unsqueeze(1).expand(-1, k, *x.shape[1:]) + 0.1 * torch.randn(x.shape[0], k, *x.shape[1:]),
-                        torch.tensor([1.0, 0.0]))
-        assert out["loss"].ndim == 0 and math.isfinite(out["loss"].item()), out
-        out["loss"].backward()
-        assert tokenizer.weight.grad is not None and tokenizer.weight.grad.abs().sum() > 0
-        assert encoder.blocks[0].attn.qkv.weight.grad is not None
-    else:
+    if not spec.pretrains:
+        example = next(e for _, e in MODALITY_CASES if e is not None)
+        m = get_modality(next(n for n, e in MODALITY_CASES if e is example), **example["options"])
         with pytest.raises(ConfigError, match="no pretraining stage"):
-            build_method(method_name, modality, encoder, tokenizer, options)
-    classifier = PatchClassifier(modality, tokenizer, encoder, num_classes=3)
-    logits = classifier(x)
-    assert logits.shape == (x.shape[0], 3)
-    torch.nn.functional.cross_entropy(logits, torch.tensor([0, 2])).backward()
-    assert classifier.head.weight.grad is not None
+            build_method(method_name, m, ViTEncoder(32, 1, 4), m.tokenizer(32), spec.options())
+        return
+    if spec.example is None:
+        pytest.skip(f"method {method_name!r} declares no example options (register_method(..., example=...))")
+    result = check_method(method_name)
+    assert sorted(result.trained + list(result.skipped)) == available_modalities()
+    for modality_name, why in result.skipped.items():  # e.g. a method of one field on another
+        assert "\n" not in why and (f"not on {modality_name!r}" in why or "no example" in why), why
+        if "not on" in why:
+            m = get_modality(modality_name, **dict(MODALITY_CASES)[modality_name]["options"])
+            with pytest.raises(ConfigError, match=f"method '{method_name}' works on the modalit"):
+                build_method(method_name, m, ViTEncoder(32, 1, 4), m.tokenizer(32), spec.options(**spec.example))
 
 
-def test_matrix_covers_every_registered_plugin():
-    """The parametrisation above equals the registry now, and every registered plugin has tiny
-    settings: a new modality or method cannot slip past the matrix."""
-    assert MODALITIES == available_modalities()
+def test_the_contract_covers_every_registered_plugin():
+    """The parametrisation above equals the registry now: a new plugin cannot slip past it."""
+    assert [n for n, _ in MODALITY_CASES] == available_modalities()
     assert METHODS == available_methods()
-    assert sorted(TINY_MODALITIES) == available_modalities(), \
-        "add tiny settings for every registered modality to TINY_MODALITIES"
-    assert sorted(TINY_METHODS) == available_methods(), \
-        "add tiny options for every registered method to TINY_METHODS"

@@ -37,7 +37,7 @@ class PARTOptions(Options):
             yield "head_hidden", f"applies to head 'pairwise_mlp' only, not {self.head!r}"
 
 
-@register_method("part", options=PARTOptions)
+@register_method("part", options=PARTOptions, example=dict(num_pairs=16))
 class PART(nn.Module):
     """Pretext model: forward(x) -> {"loss", "l2_error"}; `on_grid` gives the PART-grid ablation.
 
