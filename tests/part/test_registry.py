@@ -279,3 +279,31 @@ def test_the_contract_covers_every_registered_plugin():
     """The parametrisation above equals the registry now: a new plugin cannot slip past it."""
     assert [n for n, _ in MODALITY_CASES] == available_modalities()
     assert METHODS == available_methods()
+
+
+def test_a_recipe_reads_the_dataset_of_its_modality(monkeypatch):
+    """With one dataset name in two modalities, a recipe gets the options of its modality's
+    dataset; a dataset of another modality is refused naming both."""
+    from dataclasses import dataclass, field
+
+    from part.config.options import Options
+    from part.config.schema import DataConfig
+    from part.config.validation import recipe_from_dict
+
+    monkeypatch.setattr(registry, "_MODALITIES", dict(registry._MODALITIES))
+    monkeypatch.setattr(registry, "_DATASETS", dict(registry._DATASETS))
+    for mod in ("mod_a", "mod_b"):
+        opts = dataclass(type(f"{mod}_options", (Options,), {"__annotations__": {"name": str},
+                                                              "name": mod, "section": "modality"}))
+        register_modality(mod, options=opts)(_class_in(f"plugin_{mod}.modality"))
+        data = dataclass(type(f"{mod}_data", (DataConfig,), {"__annotations__": {"name": str, mod: int},
+                                                              "name": "shared", mod: field(default=1)}))
+        register_dataset(mod, "shared", options=data)(_data(f"plugin_{mod}.data"))
+    register_dataset("mod_b", "only_b", options=data)(_data("plugin_mod_b.data"))
+    recipe = recipe_from_dict({"data": {"name": "shared", "mod_b": 3}, "modality": {"name": "mod_b"}})
+    assert type(recipe.data).__name__ == "mod_b_data" and recipe.data.mod_b == 3
+    with pytest.raises(ConfigError, match="unknown key 'data.mod_b'"):
+        recipe_from_dict({"data": {"name": "shared", "mod_b": 3}, "modality": {"name": "mod_a"}})
+    with pytest.raises(ConfigError, match="'modality.name' = 'mod_a' does not fit data.name='only_b', a dataset "
+                                          "of modality 'mod_b'; set modality.name=mod_b or pick a dataset of 'mod_a'"):
+        recipe_from_dict({"data": {"name": "only_b"}, "modality": {"name": "mod_a"}})
