@@ -22,6 +22,7 @@ import json
 import math
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 from part.errors import ConfigError, DataError, run_cli
 
@@ -109,19 +110,9 @@ def export(run_dir: Path, source: str = "pretrain") -> tuple[dict, dict]:
     weight = modality.timm_patch_embed(recipe.modality, tokenizer["weight"])  # a modality's own layout
     if weight.dim() == 2:  # default: patch values channel-major over the grid cell
         weight = weight.reshape(weight.shape[0], layout["in_chans"], *layout["patch_size"])
-    sd = {**timm_state_dict(_Holder(encoder), weight, tokenizer["bias"]), **head}
+    sd = {**timm_state_dict(SimpleNamespace(state_dict=lambda: encoder), weight, tokenizer["bias"]), **head}
     sidecar = _sidecar(run_dir, path, source, recipe_to_dict(recipe.model), layout, card, head, modality)
     return sd, sidecar
-
-
-class _Holder:
-    """What ``timm_state_dict`` reads from an encoder: its ``state_dict()``."""
-
-    def __init__(self, sd: dict):
-        self.sd = sd
-
-    def state_dict(self) -> dict:
-        return self.sd
 
 
 def _sidecar(run_dir: Path, path: Path, source: str, model: dict, layout: dict, card: dict | None,
