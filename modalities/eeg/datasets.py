@@ -32,12 +32,14 @@ from part.registry import register_dataset
 from part.modalities.eeg.sleep.report import sleep_report_hook
 from part.modalities.eeg.recordings.constants import CLASS_NAMES
 from part.modalities.eeg.recordings.prepared import (FORMAT_VERSION, PREPARE_COMMAND, PREPARE_COMMANDS,
-                                                    check_disjoint, data_description, draw_finetune_records,
+                                                    check_disjoint, check_finite_record, data_description,
+                                                    draw_finetune_records,
                                                     load_manifest, load_splits, open_record, prepare_hint,
                                                     record_paths)
 
 class PreparedEEG(Dataset):
-    """Windows of prepared records, memory-mapped; items ``(x, label, record_index)``.
+    """Windows of prepared records, memory-mapped; items ``(x, label, record_index)``. Each record
+    is checked for NaN / Inf when opened (a one-line DataError naming its file, before training).
 
     Args:
         root: the prepared directory (holds ``manifest.json``).
@@ -75,6 +77,7 @@ class PreparedEEG(Dataset):
         signals, labels, windows = [], [], []
         for rec in self.records:
             sig, lab = open_record(self.root, self._manifest, rec)
+            check_finite_record(self.root, self._manifest, rec, sig)  # before any training, not mid-epoch
             signals.append(sig)
             keep = np.flatnonzero(lab >= 0) if labelled_only else np.arange(lab.size)
             labels.append(lab[keep])
@@ -314,7 +317,7 @@ def load_data(data_cfg: SleepDataOptions, seed: int = 0, repeat: int = 0) -> Dat
     return DataBundle(
         pretrain=pretrain, finetune=finetune, test=test, class_names=list(CLASS_NAMES),
         input_info={"channels": int(channels), "window_samples": window_samples},
-        test_groups=[str(s) for s in test.subjects],
+        test_groups=[str(s) for s in test.subjects], finetune_groups=[str(s) for s in finetune.subjects],
         reference=dict(PAPER_REFERENCE, values=dict(PAPER_REFERENCE["values"])),
         description=description,
         report_hook=sleep_report_hook(CLASS_NAMES, data_cfg.hypnograms, test.records, test.onsets_s, test.window_s),

@@ -42,11 +42,26 @@ class RunConfig(Options):
     log_every: int = field(default=10, metadata={"min": 1, "volatile": True})
     checkpoint_every: int = field(default=0, metadata={"min": 0, "volatile": True})  # 0: epoch ends
     num_workers: int = field(default=0, metadata={"min": 0, "volatile": True})
+    # steps between the DDP ranks' agreement on a stop signal (one all-reduce); None: log_every
+    stop_check_every: Optional[int] = field(default=None, metadata={"min": 1, "volatile": True})
+    # a checkpoint with a weight beyond this |w| is refused: no healthy run gets there
+    max_abs_weight: float = field(default=1e4, metadata={"gt": 0, "volatile": True})
 
     def check(self):
+        if not _plain_folder_name(self.name):
+            yield "name", (f"= {self.name!r} is not a plain folder name: the run directory is "
+                           f"run.output_dir/run.name, so run.name holds no '/' or '\\', is not '.', '..' or "
+                           f"empty and is not absolute; put the folder part in run.output_dir")
         if self.stages != sorted(self.stages, key=STAGES.index):
             yield "stages", (f"= {self.stages} is out of order; stages run in the order "
                              f"{', '.join(STAGES)} (leave out the ones not wanted)")
+
+
+def _plain_folder_name(name: str) -> bool:
+    """Whether ``name`` names one folder inside another: no path separator (either OS's), not
+    '.', '..', empty, absolute or a drive ('C:')."""
+    return (bool(name.strip()) and name not in (".", "..") and not any(c in name for c in "/\\\0")
+            and not (len(name) >= 2 and name[1] == ":"))
 
 
 @dataclass
@@ -118,6 +133,20 @@ class PretrainConfig(OptimConfig):
 
 
 @dataclass
+class FinetuneConfig(OptimConfig):
+    """The ``finetune`` stage: ``OptimConfig`` plus its calibration.
+
+    ``calibration_fraction``: the share of the finetune pool's groups (subjects; items where the
+    dataset gives no groups) held out of training, drawn by ``run.seed + repeat``, on which one
+    temperature is fitted at the end of the stage (``part.evaluation.calibration``) and stored
+    in the checkpoint's card (``card["temperature"]``); 0 trains on the whole pool and leaves
+    the model uncalibrated. Test items are never used.
+    """
+
+    calibration_fraction: float = field(default=0.0, metadata={"range": (0.0, 1.0), "half_open": True})
+
+
+@dataclass
 class EvaluateConfig(Options):
     """Held-out evaluation: batch size and finetune repeats (mean +/- std)."""
 
@@ -138,7 +167,7 @@ class Recipe(Options):
     model: ModelConfig = field(default_factory=ModelConfig)
     method: Any = field(default=None, metadata={"dispatch": "method", "default_name": "part"})
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
-    finetune: OptimConfig = field(default_factory=OptimConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
     def check(self):

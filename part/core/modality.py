@@ -39,6 +39,8 @@ class DataBundle:
     ``finetune.label_smoothing`` and uses a soft-target cross-entropy; class weights are refused).
     It must accept any batch size (odd ones included) and draw randomness from the global
     generators (NumPy, torch, ``random``), which checkpoints restore. None: hard labels.
+    finetune_groups: optional per finetune item its group (subject) id: the finetune stage holds
+    whole groups out of training to fit the calibration temperature on (None: single items).
     describe: a JSON-ready dict (plain dicts, lists, str, numbers, bool, None) describing the
     inputs the model is trained on, recorded in the finetuned checkpoints so that the model can be
     used on new data without its recipe (the EEG plugin: channel names, sampling_rate, window_s,
@@ -56,6 +58,7 @@ class DataBundle:
     report_hook: Optional[Callable] = None
     finetune_batch_transform: Optional[Callable] = None
     describe: dict = field(default_factory=dict)
+    finetune_groups: Optional[list] = None
 
 
 def subset_indices(n: int, limit: Optional[int], seed: int):

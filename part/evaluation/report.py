@@ -172,6 +172,9 @@ def render_markdown(report: Mapping, class_names: Sequence[str]) -> str:
         lines += _repeats_section(report["repeats"])
     if isinstance(report.get("pretext_heldout"), Mapping):
         lines += _pretext_section(report["pretext_heldout"])
+    if isinstance(report.get("calibration"), Mapping):
+        from part.evaluation.calibration import markdown_section
+        lines += markdown_section(report["calibration"])
     if report.get("paper_reference"):
         lines += _reference_section(report["paper_reference"])
     lines += ["Plots: `confusion.png` (row-normalised confusion matrix).", ""]
@@ -215,7 +218,9 @@ def write_report(out_dir: str | Path, metrics: Mapping, class_names: Sequence[st
     """Write ``report.json``, ``report.md`` and ``confusion.png`` into ``out_dir``.
 
     ``metrics``: ``classification_metrics`` output, optionally with ``per_subject``
-    (``per_group_metrics``) and ``repeats`` (``aggregate_repeats``). ``context``: facts about the
+    (``per_group_metrics``), ``repeats`` (``aggregate_repeats``) and ``calibration``
+    (``part.evaluation.calibration.calibration_section``: a Calibration section and the
+    reliability diagram ``calibration.png``). ``context``: facts about the
     run shown at the top (recipe, checkpoint, "data: synthetic", ...). ``reference``: the paper's
     numbers, either ``{label: value}`` or ``{"values": {label: value}, "metric": ..., ...}``;
     written under a heading that says they are the paper's, not this run's. ``pretext``: a
@@ -239,6 +244,9 @@ def write_report(out_dir: str | Path, metrics: Mapping, class_names: Sequence[st
     report = to_jsonable(report)
     paths = {"confusion": plot_confusion(out_dir / "confusion.png", report["confusion"],
                                          class_names, title)}
+    if isinstance(report.get("calibration"), Mapping):
+        from part.evaluation.calibration import plot_reliability
+        paths["calibration"] = plot_reliability(out_dir / "calibration.png", report["calibration"], title)
     paths["json"] = atomic_write_json(out_dir / "report.json", report)
     paths["markdown"] = atomic_write_text(out_dir / "report.md", render_markdown(report, class_names))
     return paths

@@ -6,17 +6,23 @@ Resume is exact on the CPU: the data order of an epoch depends only on (seed, ep
 epoch skips the batches already done without loading them, and the checkpoint restores model,
 optimizer, step and every RNG state (each rank's), so the loss curve continues step for step.
 
+The checkpoint also holds each rank's running sums of the current epoch (``EpochTotals``), so
+a resumed epoch's ``epoch_end`` line equals the uninterrupted run's. One DataLoader serves the
+stage, its workers persisting across epochs (``part.training.data_order``).
+
 Faults: a non-finite loss is detected at every step by a flag kept on the device (no host sync
 per step), read at log points, before every checkpoint write and at epoch ends; before every
 checkpoint write the weights and the optimizer state are checked too (an update can overflow
-them while the loss that led to it was finite). Either stops the run (``RunStopped``, exit 1)
-and no checkpoint with non-finite weights is ever written: the previous good one is kept.
-Epochs in messages count from 1 (``metrics.jsonl`` keeps its 0-based ``epoch`` field).
-SIGTERM and a first Ctrl-C (``ctx.stop_signal``) are honoured at the next step boundary, all DDP
-ranks agreeing: a checkpoint is written there and the run stops with exit code 143 (130 for
-SIGINT), resumable exactly. When the signal went to the whole process group (``scancel``, Ctrl-C
-in a shell), the DataLoader workers die of it first: fetching the next batch then fails, which,
-with a stop signal received, is the step boundary to stop at, not an error.
+them while the loss that led to it was finite), and the weights against ``run.max_abs_weight``.
+Each stops the run (``RunStopped``, exit 1) and no such checkpoint is ever written: the previous
+good one is kept (``part.training.stopping``). Epochs in messages count from 1 (``metrics.jsonl``
+keeps its 0-based ``epoch`` field). SIGTERM and a first Ctrl-C (``ctx.stop_signal``) are honoured
+at a step boundary (under DDP every ``run.stop_check_every`` steps, all ranks agreeing): a
+checkpoint is written there and the run stops with exit code 143 (130 for SIGINT), resumable
+exactly. When the signal went to the whole process group (``scancel``, Ctrl-C in a shell), the
+stage's DataLoader workers ignore it and go on fetching (``data_order.ignore_stop_signals``);
+should they die anyway, fetching the next batch fails, which, with a stop signal received, is
+the step boundary to stop at, not an error.
 """
 from __future__ import annotations
 
@@ -29,50 +35,18 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
-from part.errors import RunStopped
 from part.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from part.training.data_order import EpochSampler, close_loader, stage_loader
 from part.training.distributed import DistInfo, all_gather_objects, all_reduce_max, all_reduce_mean
+from part.training.epoch_totals import EpochTotals
 from part.training.optim import cosine_lr, param_groups, set_lr
 from part.training.rundir import truncate_metrics
+from part.training.stopping import (WORKER_DEATH, mid_step_stop, nonfinite_stop, signal_stop, stop_requested,
+                                    weight_health)
 
-SIGTERM_EXIT = 143
-SIGINT_EXIT = 130
-# What a DataLoader raises when its workers die under it: "DataLoader worker ... is killed by
-# signal" (RuntimeError), or a reset / closed pipe to a worker (OSError, EOFError).
-WORKER_DEATH = (RuntimeError, OSError, EOFError)
-
-
-class EpochSampler(Sampler):
-    """Per-epoch order from (seed, epoch) alone; rank r takes items r, r + W, ... of each global
-    batch; `start_batch` skips batches already trained (resume). Optional `weights` draw with
-    replacement (balanced sampling). Always whole global batches (the remainder is dropped)."""
-
-    def __init__(self, n: int, global_batch: int, seed: int, rank: int = 0, world: int = 1,
-                 weights: Optional[torch.Tensor] = None):
-        self.n, self.global_batch, self.seed = n, global_batch, seed
-        self.rank, self.world, self.weights = rank, world, weights
-        self.epoch, self.start_batch = 0, 0
-        self.batches = n // global_batch
-
-    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        self.epoch, self.start_batch = epoch, start_batch
-
-    def order(self) -> torch.Tensor:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        if self.weights is not None:
-            return torch.multinomial(self.weights, self.n, replacement=True, generator=g)
-        return torch.randperm(self.n, generator=g)
-
-    def __iter__(self):
-        order = self.order()[: self.batches * self.global_batch]
-        mine = order[self.rank::self.world]
-        per_rank = self.global_batch // self.world
-        return iter(mine[self.start_batch * per_rank:].tolist())
-
-    def __len__(self) -> int:
-        return (self.batches - self.start_batch) * (self.global_batch // self.world)
+__all__ = ["EpochSampler", "RunContext", "StageLoop", "TrainSpec", "train"]
 
 
 @dataclass
@@ -94,6 +68,8 @@ class RunContext:
     position: dict = field(default_factory=dict)  # stage, epoch, step: for interrupt messages
     stop_signal: Optional[str] = None  # set by the SIGTERM / first SIGINT handler; honoured at a step boundary
     training: bool = False  # inside a training loop's steps (where a stop signal is honoured)
+    stop_check_every: int = 1  # steps between the DDP ranks' agreement on a stop signal
+    max_abs_weight: float = 1e4  # a checkpoint with a larger |weight| is refused (no healthy run gets there)
 
     def log(self, record: dict) -> None:
         """Append one JSON object to metrics.jsonl (rank 0 only) and to TensorBoard if available."""
@@ -145,10 +121,13 @@ def _global_batch(spec: TrainSpec, ctx: RunContext) -> int:
 def train(spec: TrainSpec, ctx: RunContext) -> dict:
     """Run (or resume) one stage to its last epoch; returns {"loss": last epoch mean, "steps": n}."""
     loop = StageLoop(spec, ctx)
-    loop.resume()
-    epoch_loss = float("nan")
-    for ep in range(loop.epoch, spec.optim.epochs):
-        epoch_loss = loop.run_epoch(ep)
+    try:
+        loop.resume()
+        epoch_loss = float("nan")
+        for ep in range(loop.epoch, spec.optim.epochs):
+            epoch_loss = loop.run_epoch(ep)
+    finally:
+        close_loader(loop.loader)  # persistent workers end with their stage
     return {"loss": epoch_loss, "steps": loop.step}
 
 
@@ -174,6 +153,8 @@ class StageLoop:
         self.ckpt_path = ctx.run_dir / "checkpoints" / spec.checkpoint
         self.epoch, self.step = 0, 0
         self.first_bad = torch.full((), -1, dtype=torch.long, device=ctx.device)  # first non-finite step
+        self.totals = EpochTotals(ctx.device)  # the current epoch's running sums (this rank's)
+        self.loader: Optional[DataLoader] = None  # one for the stage, made at its first epoch
         self.run_model: nn.Module = self.model  # wrapped for DDP / torch.compile by resume()
         self._tick, self._logged_at = time.perf_counter(), 0  # the last log point: time, step
         ctx.say(f"[{spec.stage}] {len(spec.dataset)} items, global batch {self.gb} = {dist_info.world_size} x "
@@ -184,15 +165,18 @@ class StageLoop:
     # ------------------------------------------------------------------ resume
     def resume(self) -> None:
         """Continue from ``last.pt`` when it holds this stage: weights, optimizer, step, the RNG
-        state of this rank; metrics.jsonl lines after that step are dropped. Then wrap the model
-        for DDP / torch.compile."""
+        state and the epoch's running sums of this rank; metrics.jsonl lines after that step are
+        dropped. Then wrap the model for DDP / torch.compile."""
         spec, ctx = self.spec, self.ctx
         state = load_checkpoint(self.ckpt_path) if self.ckpt_path.exists() else {}
         if state.get("stage") == spec.stage and state.get("extra") == spec.extra_state:
             self.model.load_state_dict(state["model"])
             self.opt.load_state_dict(state["optimizer"])
             self.epoch, self.step = state["epoch"], state["step"]
-            set_rng_state(state["rng"][min(ctx.dist.rank, len(state["rng"]) - 1)])
+            rank = min(ctx.dist.rank, len(state["rng"]) - 1)
+            set_rng_state(state["rng"][rank])
+            if "epoch_totals" in state:  # older checkpoints: the epoch's sums restart here
+                self.totals.load(state["epoch_totals"][rank])
             if self.epoch >= self.cfg.epochs:
                 ctx.say(f"[{spec.stage}] resumed from {self.ckpt_path} after its last epoch ({self.cfg.epochs}, "
                         f"step {self.step}); raise {spec.stage}.epochs to train further")
@@ -210,40 +194,39 @@ class StageLoop:
         """Train epoch ``ep`` (from the resumed step within it); returns its mean loss."""
         spec, ctx, cfg = self.spec, self.ctx, self.cfg
         start = self.step - ep * self.steps_per_epoch
-        self.sampler.set_epoch(ep, start)
-        if callable(getattr(spec.dataset, "set_epoch", None)):  # datasets that draw samples per epoch
-            spec.dataset.set_epoch(ep)
-        loader = DataLoader(spec.dataset, batch_size=self.per_rank, sampler=self.sampler, drop_last=True,
-                            num_workers=ctx.num_workers, pin_memory=ctx.device.type == "cuda",
-                            generator=torch.Generator().manual_seed(ctx.seed * 7919 + ep))
+        self.sampler.set_epoch(ep, start)  # the dataset gets the epoch with each index (EpochItems)
+        if self.loader is None:
+            self.loader = stage_loader(spec.dataset, self.sampler, self.per_rank, ctx.num_workers, ctx.seed,
+                                       ctx.device.type == "cuda")
+        if start == 0:  # else resume() restored the sums of this epoch's earlier steps
+            self.totals.reset()
         bar = _progress(ctx, spec.stage, ep, cfg.epochs, self.steps_per_epoch, start)
         self.run_model.train()
-        sums, count, t0 = torch.zeros((), device=ctx.device), 0, time.perf_counter()
-        self._tick, self._logged_at = t0, self.step
+        self._tick, self._logged_at = time.perf_counter(), self.step
+        last_step = (ep + 1) * self.steps_per_epoch
         ctx.training = True
         try:
-            for batch in self._batches(loader, ep):
+            for batch in self._batches(self.loader, ep):
                 loss, extras = self._step_or_stop(batch, ep)
-                sums += loss.detach()
-                count += 1
+                self.totals.add(loss)
                 if self.step % ctx.log_every == 0 or self.step == self.total:
                     self.log_step(ep, loss, extras, bar)
                 if bar is not None:
                     bar.update(1)
                 if ctx.checkpoint_every and self.step % ctx.checkpoint_every == 0:
                     self.save(ep)
-                if _stop_requested(ctx, ctx.dist):
+                if stop_requested(ctx, self.step, epoch_end=self.step == last_step):
                     self.stop(ep)
         finally:
             ctx.training = False
         if bar is not None:
             bar.close()
-        return self.end_epoch(ep, sums, count, t0)
+        return self.end_epoch(ep)
 
     def _batches(self, loader: DataLoader, ep: int):
         """The loader's batches; a batch that cannot be fetched because the DataLoader workers died
-        after this process received a stop signal (the signal reached the whole process group) is
-        the step boundary to stop at: checkpoint and stop there."""
+        after this process received a stop signal (e.g. killed by the same group signal despite
+        ignoring it) is the step boundary to stop at: checkpoint and stop there."""
         batches = iter(loader)
         while True:
             try:
@@ -264,22 +247,12 @@ class StageLoop:
         except WORKER_DEATH:
             if self.ctx.stop_signal is None:
                 raise
-            name = self.ctx.stop_signal
-            raise RunStopped(f"[{self.spec.stage}] stopped by {name} during step {self.step + 1} of epoch {ep + 1} "
-                             f"(its DataLoader workers died of the signal); the last checkpoint '{self.ckpt_path}' "
-                             "is kept: rerun the same command to resume from it",
-                             SIGINT_EXIT if name == "SIGINT" else SIGTERM_EXIT) from None
+            raise mid_step_stop(self.spec.stage, self.ctx.stop_signal, ep + 1, self.step + 1, self.ckpt_path) from None
 
     def stop(self, ep: int) -> None:
         """Checkpoint at this step boundary and stop (``RunStopped``: 143 SIGTERM, 130 SIGINT)."""
         self.save(ep)
-        name, stage = self.ctx.stop_signal or "SIGTERM", self.spec.stage
-        if name == "SIGINT":
-            raise RunStopped(f"[{stage}] interrupted in {stage} at epoch {ep + 1} step {self.step} (Ctrl-C); "
-                             f"checkpoint '{self.ckpt_path}' written: rerun the same command to resume exactly "
-                             "there", SIGINT_EXIT)
-        raise RunStopped(f"[{stage}] stopped by {name} at epoch {ep + 1} step {self.step}; checkpoint "
-                         f"'{self.ckpt_path}' written. Rerun the same command to resume exactly there.", SIGTERM_EXIT)
+        raise signal_stop(self.spec.stage, self.ctx.stop_signal, ep + 1, self.step, self.ckpt_path)
 
     def train_step(self, batch, ep: int):
         """One optimisation step; the non-finite flag is updated on the device (no host sync)."""
@@ -300,11 +273,12 @@ class StageLoop:
         self.first_bad = torch.where(finite, self.first_bad, self.first_bad.new_full((), self.step))
         return loss, extras
 
-    def end_epoch(self, ep: int, sums: torch.Tensor, count: int, t0: float) -> float:
-        """The epoch's mean loss, its hook (held-out diagnostics), checkpoint and log line."""
+    def end_epoch(self, ep: int) -> float:
+        """The epoch's mean loss (over all its steps, also those before a resume), its hook
+        (held-out diagnostics), checkpoint and log line."""
         spec, ctx = self.spec, self.ctx
-        epoch_loss = all_reduce_mean(sums / max(count, 1), ctx.dist).item()
-        seconds = time.perf_counter() - t0
+        epoch_loss = all_reduce_mean(self.totals.mean(), ctx.dist).item()
+        seconds, count = self.totals.seconds, self.totals.count
         if spec.on_epoch_end is not None and int(self.first_bad.item()) < 0:  # local: the hook may be rank 0's only
             record = spec.on_epoch_end(self.model, ep)
             if record:
@@ -337,58 +311,30 @@ class StageLoop:
         """Raise RunStopped if any rank saw a non-finite loss since the start (one host sync)."""
         bad = int(all_reduce_max(self.first_bad, self.ctx.dist).item())
         if bad >= 0:
-            raise _nonfinite_stop(self.spec, self.ctx, self.ckpt_path, bad, self.steps_per_epoch,
-                                  cosine_lr(bad - 1, self.total, self.warmup, self.lr, self.cfg.min_lr))
+            raise nonfinite_stop(self.spec.stage, self.spec.extra_state, self.ckpt_path, bad, self.steps_per_epoch,
+                                 cosine_lr(bad - 1, self.total, self.warmup, self.lr, self.cfg.min_lr))
 
     def save(self, ep: int) -> None:
-        """Write ``last.pt`` (rank 0; every rank's RNG state), never with a non-finite loss behind
-        it nor non-finite weights or optimizer state (the previous checkpoint is kept)."""
+        """Write ``last.pt`` (rank 0; every rank's RNG state and epoch sums), never with a
+        non-finite loss behind it, non-finite weights or optimizer state, nor a weight beyond
+        ``ctx.max_abs_weight`` (the previous checkpoint is kept)."""
         self.check_finite()
-        if not _finite_state(self.model, self.opt, self.ctx):
-            raise _nonfinite_stop(self.spec, self.ctx, self.ckpt_path, self.step, self.steps_per_epoch,
-                                  self.opt.param_groups[0]["lr"] / self.opt.param_groups[0].get("lr_scale", 1.0),
-                                  what="the weights (or the optimizer state) became non-finite (NaN or Inf) after "
-                                       "the update of")
-        rngs = all_gather_objects(rng_state(), self.ctx.dist)
+        finite, largest = weight_health(self.model, self.opt, self.ctx.dist)
+        if not finite or largest > self.ctx.max_abs_weight:
+            what = ("the weights (or the optimizer state) became non-finite (NaN or Inf) after the update of"
+                    if not finite else
+                    f"a weight grew to |w| = {largest:.3g}, beyond run.max_abs_weight={self.ctx.max_abs_weight:g} "
+                    f"that no healthy run reaches (on its way to non-finite (NaN or Inf) values), after the update of")
+            group = self.opt.param_groups[0]
+            raise nonfinite_stop(self.spec.stage, self.spec.extra_state, self.ckpt_path, self.step,
+                                 self.steps_per_epoch, group["lr"] / group.get("lr_scale", 1.0), what, loss=False)
+        per_rank = all_gather_objects((rng_state(), self.totals.state()), self.ctx.dist)
         if self.ctx.dist.is_main:
             save_checkpoint(self.ckpt_path, {
                 "stage": self.spec.stage, "epoch": ep, "step": self.step, "model": self.model.state_dict(),
                 "optimizer": self.opt.state_dict(), "scheduler": {"step": self.step, "total": self.total},
-                "scaler": None, "rng": rngs, "recipe_hash": self.ctx.recipe_hash, "extra": self.spec.extra_state})
-
-
-def _stop_requested(ctx: RunContext, dist_info: DistInfo) -> bool:
-    """Whether a stop signal arrived, agreed by every rank (one tiny all-reduce under DDP)."""
-    flag = ctx.stop_signal is not None
-    if not dist_info.enabled:
-        return flag
-    return bool(all_reduce_max(torch.tensor(int(flag), device=ctx.device), dist_info).item())
-
-
-def _finite_state(model: nn.Module, opt: torch.optim.Optimizer, ctx: RunContext) -> bool:
-    """Whether every parameter and floating optimizer-state tensor is finite, agreed by all ranks:
-    one fused max-abs norm (NaN and Inf propagate, large finite values do not overflow) and one
-    host sync, at checkpoint writes only."""
-    tensors = [p.detach() for p in model.parameters()]
-    tensors += [v for s in opt.state.values() for v in s.values() if torch.is_tensor(v) and v.is_floating_point()]
-    total = nn.utils.get_total_norm(tensors, norm_type=float("inf")) if tensors else torch.zeros((), device=ctx.device)
-    bad = (~torch.isfinite(total)).to(torch.long).to(ctx.device)
-    return not bool(all_reduce_max(bad, ctx.dist).item())
-
-
-def _nonfinite_stop(spec: TrainSpec, ctx: RunContext, ckpt: Path, bad_step: int, steps_per_epoch: int, lr: float,
-                    what: str = "the loss became non-finite (NaN or Inf) at") -> RunStopped:
-    kept = "no checkpoint of this stage was written yet, so it restarts from its beginning"
-    if ckpt.exists():
-        state = load_checkpoint(ckpt)
-        if state.get("stage") == spec.stage and state.get("extra") == spec.extra_state:
-            kept = f"the last good checkpoint '{ckpt}' (step {state['step']}) is kept and continued from"
-    epoch = (bad_step - 1) // max(steps_per_epoch, 1) + 1
-    return RunStopped(
-        f"[{spec.stage}] {what} epoch {epoch}, step {bad_step} (lr {lr:.3g}); training stopped and "
-        f"nothing non-finite was saved: {kept}. Lower {spec.stage}.lr (or {spec.stage}.weight_decay, or check "
-        f"the input data for NaN/Inf), then continue with the same command plus "
-        f"'{spec.stage}.lr=<lower> run.resume=force'.", 1)
+                "scaler": None, "rng": [r for r, _ in per_rank], "epoch_totals": [t for _, t in per_rank],
+                "recipe_hash": self.ctx.recipe_hash, "extra": self.spec.extra_state})
 
 
 def _progress(ctx, stage, ep, epochs, steps, start):

@@ -56,7 +56,9 @@ def run(recipe) -> dict:
     amp = torch.bfloat16 if precision == "bf16" or (precision == "auto" and device.type == "cuda") else None
     ctx = RunContext(run_dir, device, dist_info, amp, recipe.run.compile, recipe.run.num_workers,
                      recipe.run.log_every, recipe.run.checkpoint_every, recipe.run.seed, recipe_hash(recipe),
-                     None, progress=sys.stderr.isatty())
+                     None, progress=sys.stderr.isatty(),
+                     stop_check_every=recipe.run.stop_check_every or recipe.run.log_every,
+                     max_abs_weight=recipe.run.max_abs_weight)
     pipe = Pipeline(recipe, ctx)
     pipe.modality(pipe.bundle(0))  # data and modality validate before the run directory exists
     if dist_info.is_main:
@@ -134,10 +136,13 @@ def _signals(ctx: RunContext):
     """SIGTERM, and a first Ctrl-C (SIGINT) during training steps, ask the training loop to
     checkpoint and stop at the next step boundary (exit 143 / 130). A second Ctrl-C, or one
     outside the training steps, interrupts at once: one line naming where the run stopped (exit
-    130). Once a stop signal has arrived, DataLoader workers that die (of the same signal, sent to
-    the whole process group by scancel or a shell's Ctrl-C) are no failure: PyTorch's SIGCHLD
-    handler, which would raise it as one at any point of a step, is switched off and the loop
-    stops at its next batch."""
+    130). The training DataLoader's workers ignore both signals (a signal to the whole process
+    group, by scancel or a shell's Ctrl-C, is this process's to honour). Once a stop signal has
+    arrived, workers that die anyway (other loaders' workers, a SIGKILL) are no failure: PyTorch's SIGCHLD
+    handler, which would raise it as one at any point of a step, is replaced by one that does
+    nothing (not by SIG_DFL: a SIGCHLD already pending when the SIGTERM is handled, e.g. both
+    arriving during a backward pass, would then print Python's "Signal 17 ignored due to race
+    condition" with a traceback), and the loop stops at its next batch."""
     if not _main_thread():
         yield
         return
@@ -147,7 +152,7 @@ def _signals(ctx: RunContext):
         if signum == signal.SIGINT and (ctx.stop_signal is not None or not ctx.training):
             raise KeyboardInterrupt
         ctx.stop_signal = ctx.stop_signal or name
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGCHLD, _ignore_signal)
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     previous_chld = signal.getsignal(signal.SIGCHLD)
     try:
@@ -162,6 +167,10 @@ def _signals(ctx: RunContext):
         for s, handler in previous.items():
             signal.signal(s, handler)
         signal.signal(signal.SIGCHLD, previous_chld if previous_chld is not None else signal.SIG_DFL)
+
+
+def _ignore_signal(signum, frame) -> None:
+    """A Python handler that does nothing (children are reaped by whoever started them)."""
 
 
 def _main_thread() -> bool:

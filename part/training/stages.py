@@ -17,6 +17,7 @@ from part.training.checkpoint import load_checkpoint, save_checkpoint
 from part.core.classifier import PatchClassifier
 from part.training.engine import RunContext, TrainSpec, train
 from part.errors import ConfigError, DataError
+from part.evaluation.calibration import calibration_section, fit_temperature, holdout_split, softmax
 from part.evaluation.metrics import classification_metrics, per_group_metrics
 from part.evaluation.pretext import heldout_hook, last_heldout
 from part.evaluation.report import aggregate_repeats, write_report
@@ -181,9 +182,10 @@ def finetune(p: Pipeline, repeat: int) -> None:
         clf.tokenizer.load_state_dict(state["tokenizer"])
         clf.encoder.load_state_dict(state["encoder"], strict=False)  # the position embedding is new
     n_classes, cfg = len(bundle.class_names), r.finetune
+    data, calibration_data, held_out = _calibration_split(bundle, cfg.calibration_fraction, r.run.seed + repeat, ctx)
     class_w, sample_w = None, None
     if r.data.class_balance != "none":
-        labels = _labels_of(bundle.finetune)
+        labels = _labels_of(data)
         w = _class_weights(labels, n_classes)
         if r.data.class_balance == "weighted_loss":
             class_w = w
@@ -194,15 +196,50 @@ def finetune(p: Pipeline, repeat: int) -> None:
     if bundle.finetune_batch_transform is not None:
         ctx.say(f"[finetune] training batches through {bundle.finetune_batch_transform!r}; "
                 "soft-target cross-entropy")
-    train(TrainSpec("finetune", clf, loss_fn, bundle.finetune, cfg, clf.encoder.depth, sample_weights=sample_w,
+    train(TrainSpec("finetune", clf, loss_fn, data, cfg, clf.encoder.depth, sample_weights=sample_w,
                     extra_state={"repeat": repeat}), ctx)
     if ctx.dist.is_main:
-        out = {"model": clf.state_dict(), "repeat": repeat, "seed": r.run.seed + repeat,
-               "card": model_card(r, bundle)}  # self-describing: usable without the recipe
+        card = model_card(r, bundle)  # self-describing: usable without the recipe
+        if calibration_data is not None:
+            card.update(_fit_calibration(clf, calibration_data, held_out, r.evaluate.batch_size, ctx))
+        out = {"model": clf.state_dict(), "repeat": repeat, "seed": r.run.seed + repeat, "card": card}
         save_checkpoint(p.ckpt(finetuned_name(repeat)), out)
         if repeat == 0:
             save_checkpoint(p.ckpt("best.pt"), out)
     p.mark_done(f"finetune:{repeat}")
+
+
+def _calibration_split(bundle, fraction: float, seed: int, ctx: RunContext):
+    """(training data, calibration data or None, held-out group ids): ``fraction`` of the
+    finetune pool's groups (items without groups) held out by ``seed`` to fit the temperature."""
+    if fraction <= 0:
+        return bundle.finetune, None, []
+    split = holdout_split(len(bundle.finetune), bundle.finetune_groups, fraction, seed)
+    unit = "groups (subjects)" if bundle.finetune_groups is not None else "items"
+    if split is None:
+        ctx.say(f"[finetune] finetune.calibration_fraction={fraction:g}, but the finetune pool has fewer than 2 "
+                f"{unit}: training on all of it; the model stays uncalibrated")
+        return bundle.finetune, None, []
+    train_idx, cal_idx, held_out = split
+    ctx.say(f"[finetune] calibration: {len(cal_idx)} of {len(bundle.finetune)} finetune items held out of training"
+            + (f" (subjects {', '.join(held_out)})" if held_out else "") + " to fit the temperature on")
+    return Subset(bundle.finetune, train_idx.tolist()), Subset(bundle.finetune, cal_idx.tolist()), held_out
+
+
+def _fit_calibration(model, data, held_out: list, batch_size: int, ctx: RunContext) -> dict:
+    """The card's ``temperature`` fitted on ``data`` (held-out finetune items) and how."""
+    y, logits = predict_logits(model, data, batch_size, ctx)
+    temperature = fit_temperature(logits, y)
+    section = calibration_section(logits, y, temperature)
+    before, after = section["before"], section["after"]
+    ctx.say(f"[finetune] temperature {temperature:.3f} fitted on {int((y >= 0).sum())} held-out finetune items: "
+            f"NLL {before['nll']:.4f} -> {after['nll']:.4f}, ECE {before['ece']:.4f} -> {after['ece']:.4f} "
+            "(on the calibration items)")
+    return {"temperature": temperature,
+            "calibration": {"fitted_on": "finetune items held out of training, never test items",
+                            "held_out_groups": held_out, "items": int((y >= 0).sum()),
+                            "nll_before": before["nll"], "nll_after": after["nll"],
+                            "ece_before": before["ece"], "ece_after": after["ece"]}}
 
 
 def finetuned_name(repeat: int) -> str:
@@ -210,18 +247,24 @@ def finetuned_name(repeat: int) -> str:
 
 
 @torch.no_grad()
-def predict(model, dataset, batch_size: int, ctx: RunContext):
-    """(y_true, y_pred, probs) over a dataset in its order."""
+def predict_logits(model, dataset, batch_size: int, ctx: RunContext):
+    """(y_true (n,), logits (n, classes) float32) over a dataset in its order; the model is left
+    in eval mode."""
     model.to(ctx.device).eval()
-    ys, preds, probs = [], [], []
+    ys, logits = [], []
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=ctx.num_workers)
     for x, y in loader:
         with torch.autocast(ctx.device.type, dtype=ctx.amp_dtype or torch.float32, enabled=ctx.amp_dtype is not None):
-            logits = model(x.to(ctx.device)).float()
+            logits.append(model(x.to(ctx.device)).float().cpu().numpy())
         ys.append(y.numpy())
-        probs.append(logits.softmax(-1).cpu().numpy())
-        preds.append(probs[-1].argmax(-1))
-    return np.concatenate(ys), np.concatenate(preds), np.concatenate(probs)
+    return np.concatenate(ys), np.concatenate(logits)
+
+
+def predict(model, dataset, batch_size: int, ctx: RunContext, temperature: float | None = None):
+    """(y_true, y_pred, probs) over a dataset in its order; probs = softmax(logits / temperature)
+    (None: 1, uncalibrated), float32."""
+    y, logits = predict_logits(model, dataset, batch_size, ctx)
+    return y, logits.argmax(-1), softmax(logits, temperature).astype(np.float32)
 
 
 def evaluate(p: Pipeline) -> dict:
@@ -235,9 +278,19 @@ def evaluate(p: Pipeline) -> dict:
         weights = p.ckpt(finetuned_name(k))
         if not weights.exists():
             raise DataError(f"evaluation needs the finetuned weights '{weights}'; add 'finetune' to run.stages")
-        y, pred, prob = predict(p.classifier(bundle, weights), bundle.test, r.evaluate.batch_size, ctx)
+        state = load_checkpoint(weights)
+        clf = p.classifier(bundle, None)
+        clf.load_state_dict(state["model"])
+        temperature = (state.get("card") or {}).get("temperature")
+        if temperature is None and k == 0:
+            ctx.say(f"[evaluate] {weights.name} has no temperature (finetune.calibration_fraction=0 or a checkpoint "
+                    "from before calibration): probabilities are uncalibrated")
+        y, logits = predict_logits(clf, bundle.test, r.evaluate.batch_size, ctx)
+        prob = softmax(logits, temperature).astype(np.float32)
+        pred = logits.argmax(-1)  # the same with any temperature
         labels = list(range(len(bundle.class_names)))
         m = classification_metrics(y, pred, labels, prob, bundle.class_names)
+        m["calibration"] = calibration_section(logits, y, temperature)
         groups = np.asarray(bundle.test_groups) if bundle.test_groups is not None else None
         if groups is not None:
             m["per_subject"] = per_group_metrics(y, pred, groups, labels)

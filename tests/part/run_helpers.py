@@ -6,6 +6,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import run_main
 from part.training.rundir import read_metrics
 from part.train import main as train_main
@@ -44,6 +46,20 @@ def wait_for_steps(run, n, proc, timeout=120):
 def step_losses(run, stage="pretrain"):
     return [(r["step"], r["loss"]) for r in read_metrics(run / "metrics.jsonl")
             if r["stage"] == stage and "event" not in r]
+
+
+def epoch_losses(run, stage="pretrain"):
+    """The epoch_end lines: (epoch, step, mean loss of the epoch's steps)."""
+    return [(r["epoch"], r["step"], r["loss"]) for r in read_metrics(run / "metrics.jsonl")
+            if r["stage"] == stage and r.get("event") == "epoch_end"]
+
+
+def assert_same_epoch_losses(reference, resumed):
+    """Every epoch_end line of a resumed run equals the uninterrupted run's (all its steps, not
+    only those after the resume)."""
+    assert [(e, s) for e, s, _ in resumed] == [(e, s) for e, s, _ in reference]
+    for (e, _, a), (_, _, b) in zip(reference, resumed):
+        assert a == pytest.approx(b, rel=1e-6, abs=1e-7), (e, a, b)
 
 
 LONG = ["pretrain.epochs=3", "data.limit_train=320", "pretrain.batch_size=32", "run.stages=[pretrain]",

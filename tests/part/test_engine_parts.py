@@ -1,15 +1,21 @@
 """Unit tests of the engine's pieces: deterministic sharded sampling with resume offsets, the
 AdamW parameter groups (weight decay, layer-wise lr decay), the warmup + cosine schedule and the
-finetuning classifier."""
+finetuning classifier, and one DataLoader whose workers persist across a stage's epochs."""
+
+import multiprocessing
+import os
 
 import pytest
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
+from part.config.schema import OptimConfig
 from part.registry import get_modality
 from part.core.backbone import ViTEncoder
 from part.core.classifier import PatchClassifier
-from part.training.engine import EpochSampler
+from part.training.distributed import DistInfo
+from part.training.engine import EpochSampler, RunContext, TrainSpec, train
 from part.training.optim import cosine_lr, param_groups
 
 
@@ -90,3 +96,72 @@ def test_classifier_uses_grid_position_embedding_and_drops_only_in_training():
     assert out1.shape == (4, 3) and torch.equal(out1, out2)  # no randomness at evaluation
     clf.train()
     assert not torch.allclose(clf(x), clf(x))  # random position-embedding drop in training
+
+
+class _Probe(Dataset):
+    """Item i: (i, the fetching process's pid, the epoch it was handed, a torch.rand draw), float64."""
+
+    def __init__(self):
+        self.epoch = -1
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __len__(self):
+        return 32
+
+    def __getitem__(self, i):
+        return torch.tensor([i, os.getpid(), self.epoch, torch.rand(()).item()], dtype=torch.float64)
+
+
+def _probe_run(tmp_path, epochs=3):
+    """3 epochs x 4 steps of batch 8 fetched by 2 DataLoader workers; every batch the loss saw."""
+    seen = []
+
+    def loss_fn(model, batch, device):
+        seen.append(batch.clone())
+        return model(batch[:, :1].float()).pow(2).mean(), {}
+    (tmp_path / "checkpoints").mkdir(parents=True, exist_ok=True)
+    ctx = RunContext(tmp_path, torch.device("cpu"), DistInfo(), num_workers=2, log_every=100, progress=False)
+    train(TrainSpec("pretrain", nn.Linear(1, 1), loss_fn, _Probe(), OptimConfig(epochs=epochs, batch_size=8)), ctx)
+    return torch.cat(seen).view(epochs, 32, 4)
+
+
+def test_dataloader_workers_persist_across_epochs_and_see_each_epoch(tmp_path):
+    before = set(multiprocessing.active_children())
+    rows = _probe_run(tmp_path / "a")
+    assert set(multiprocessing.active_children()) == before  # the stage's workers ended with it
+    pids = [set(rows[e, :, 1].long().tolist()) for e in range(3)]
+    assert len(pids[0]) == 2 and pids[0] == pids[1] == pids[2] and os.getpid() not in pids[0]  # no respawn
+    for e in range(3):  # the epoch reached the workers' copy of the dataset, and the order is the sampler's
+        assert (rows[e, :, 2] == e).all()
+        sampler = EpochSampler(32, 8, seed=0)
+        sampler.set_epoch(e)
+        assert rows[e, :, 0].long().tolist() == list(sampler)
+    draws = rows[:, :, 3]
+    assert not torch.equal(draws[0], draws[1])  # workers reseeded per epoch, not replaying one stream
+    assert torch.equal(_probe_run(tmp_path / "b")[:, :, 3], draws)  # and the same on every run
+
+
+def test_stage_loader_workers_outlive_a_group_sigterm_and_close_loader_ends_them():
+    """A SIGTERM to the process group reaches the workers too: they ignore it (the main process
+    stops at its step boundary), keep fetching, and close_loader ends them."""
+    import signal
+    from torch.utils.data import TensorDataset
+    from part.training.data_order import close_loader, stage_loader
+    before = set(multiprocessing.active_children())
+    sampler = EpochSampler(32, 8, seed=0)
+    loader = stage_loader(TensorDataset(torch.arange(32.0)), sampler, 8, num_workers=2, seed=0, pin_memory=False)
+    try:
+        batches = iter(loader)
+        first = next(batches)[0]
+        workers = [p for p in multiprocessing.active_children() if p not in before]
+        assert len(workers) == 2
+        for w in workers:
+            os.kill(w.pid, signal.SIGTERM)
+        rest = [b[0] for b in batches]  # the workers are still there to fetch the epoch's other batches
+        assert sorted(torch.cat([first, *rest]).long().tolist()) == list(range(32))
+        assert all(w.is_alive() for w in workers)
+    finally:
+        close_loader(loader)
+    assert set(multiprocessing.active_children()) == before

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -59,9 +60,9 @@ def test_lock_is_released_with_its_process(tmp_path):
 
 # ----------------------------------------------------------------------------- 2. non-finite losses
 
-def _engine_run(tmp_path, loss_at, epochs=2, checkpoint_every=2, log_every=100):
+def _engine_run(tmp_path, loss_at, epochs=2, checkpoint_every=2, log_every=100, on_step=None):
     """Train nn.Linear on 32 items (batch 4: 8 steps / epoch) with a loss that is NaN at the
-    steps in ``loss_at`` (1-based)."""
+    steps in ``loss_at`` (1-based); ``on_step(model, step, total)`` runs before each step."""
     torch.manual_seed(0)
     model = nn.Linear(3, 1)
     data = TensorDataset(torch.randn(32, 3), torch.randn(32, 1))
@@ -74,7 +75,8 @@ def _engine_run(tmp_path, loss_at, epochs=2, checkpoint_every=2, log_every=100):
     (tmp_path / "checkpoints").mkdir(exist_ok=True)
     ctx = RunContext(tmp_path, torch.device("cpu"), DistInfo(), log_every=log_every,
                      checkpoint_every=checkpoint_every, progress=False)
-    spec = TrainSpec("pretrain", model, loss_fn, data, OptimConfig(epochs=epochs, batch_size=4, lr=1e-2))
+    spec = TrainSpec("pretrain", model, loss_fn, data, OptimConfig(epochs=epochs, batch_size=4, lr=1e-2),
+                     on_step=on_step)
     return train(spec, ctx), ctx
 
 
@@ -88,6 +90,39 @@ def test_nan_at_a_non_logging_step_stops_and_keeps_the_last_good_checkpoint(tmp_
     state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
     assert state["step"] == 4 and "(step 4) is kept" in message  # the step-6 save was refused
     assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+@pytest.mark.parametrize("nan_at,continued", [(5, False), (6, True)])
+def test_a_checkpoint_whose_weights_gave_the_nan_is_not_advised_to_be_continued(tmp_path, nan_at, continued):
+    """The checkpoint of step 4 holds the weights that computed step 5's loss (same batch, same
+    random state on resume): a NaN there recurs at any lr, so the advice is to restart the stage;
+    a NaN at step 6 came after an update that a lower lr changes: continue."""
+    with pytest.raises(RunStopped) as info:
+        _engine_run(tmp_path, loss_at={nan_at}, checkpoint_every=2, log_every=100)
+    message, ckpt = str(info.value), tmp_path / "checkpoints" / "last.pt"
+    assert load_checkpoint(ckpt)["step"] == 4 and "(step 4) is kept" in message
+    restart = (f"so it cannot be continued. Restart the stage from its beginning: delete '{ckpt}' and rerun the same "
+               "command plus 'pretrain.lr=<lower> run.resume=force'")
+    assert (restart in message) is not continued
+    assert ("(step 4) is kept and continued from. Lower pretrain.lr" in message) is continued
+
+
+def test_weights_beyond_the_bound_are_never_checkpointed(tmp_path):
+    """Finite weights of |w| 1e5 (an overflow on its way) are refused at the step-6 save: the
+    step-4 checkpoint is kept, and the message states the bound."""
+    def blow_up(model, step, total):
+        if step == 4:  # before the 5th step
+            with torch.no_grad():
+                model.weight.mul_(1e5).add_(1e5)
+    with pytest.raises(RunStopped) as info:
+        _engine_run(tmp_path, loss_at=set(), checkpoint_every=2, on_step=blow_up)
+    message = str(info.value)
+    assert info.value.exit_code == 1
+    assert "beyond run.max_abs_weight=10000 that no healthy run reaches" in message
+    assert "after the update of epoch 1, step 6 (lr " in message and "nothing non-finite was saved" in message
+    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert state["step"] == 4 and "(step 4) is kept and continued from" in message
+    assert max(v.abs().max().item() for v in state["model"].values()) < 1e4
 
 
 def test_nan_in_the_first_steps_writes_no_checkpoint(tmp_path):
@@ -122,7 +157,7 @@ def test_non_finite_weights_are_never_checkpointed_and_the_advice_works(tmp_path
 
 
 def test_finite_weights_check_sees_the_optimizer_state(tmp_path):
-    from part.training.engine import _finite_state
+    from part.training.stopping import finite_state as _finite_state
     model = nn.Linear(3, 1)
     opt = torch.optim.AdamW(model.parameters())
     model(torch.randn(2, 3)).sum().backward()
@@ -139,6 +174,27 @@ def test_finite_weights_check_sees_the_optimizer_state(tmp_path):
     with torch.no_grad():
         model.weight.fill_(1e30)  # huge but finite: no overflow of a sum of squares
     assert _finite_state(model, opt, ctx)
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", "..", ".", "/abs/run", "a\\b", "C:run"])
+def test_a_run_name_that_is_not_a_plain_folder_name_is_refused_before_anything_is_created(tmp_path, name):
+    """run.name=../../x would write two levels above run.output_dir, an absolute name ignore it."""
+    out = tmp_path / "out" / "runs"
+    res = here(out, f"run.name={name}", "run.stages=[pretrain]", "pretrain.epochs=1", "data.limit_train=64")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert f"'run.name' = {name!r} is not a plain folder name" in res.stderr
+    assert "put the folder part in run.output_dir" in res.stderr
+    assert list(tmp_path.rglob("*")) == []  # nothing created, not even run.output_dir
+    assert not Path("/abs").exists()
+
+
+def test_a_plain_run_name_is_accepted_and_an_empty_one_refused():
+    from part.config.schema import RunConfig
+    from part.errors import ConfigError
+    assert RunConfig(name="run-1.v2_a b").name == "run-1.v2_a b"  # dots, dashes, spaces inside: one folder
+    for empty in ("", "  "):
+        with pytest.raises(ConfigError, match=f"'run.name' = {empty!r} is not a plain folder name"):
+            RunConfig(name=empty)
 
 
 def test_lr_above_10_is_refused(tmp_path):

@@ -157,10 +157,10 @@ def test_digits_run_logs_heldout_errors_each_epoch_and_resumes_identically(tmp_p
     import part.training.engine as engine  # stop after step 4 (in epoch 2), then resume
     calls = {"n": 0}
 
-    def stop_once(ctx, dist_info):
+    def stop_once(ctx, step, epoch_end):
         calls["n"] += 1
         return calls["n"] == 4
-    monkeypatch.setattr(engine, "_stop_requested", stop_once)
+    monkeypatch.setattr(engine, "stop_requested", stop_once)
     with pytest.raises(RunStopped):
         _run(tmp_path, "resumed", "run.stages=[pretrain]")
     assert len(_heldout(read_metrics(tmp_path / "resumed" / "metrics.jsonl"))) == 1

@@ -16,6 +16,7 @@ import pytest
 
 from conftest import run_main
 from part.train import main as train_main
+from run_helpers import assert_same_epoch_losses, epoch_losses
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "recipes" / "digits_demo.yaml"
@@ -101,6 +102,8 @@ def test_kill_9_then_resume_equals_uninterrupted(tmp_path):
     assert [s for s, _ in resumed] == list(range(1, 31))
     for (s1, l1), (s2, l2) in zip(reference, resumed):
         assert l1 == pytest.approx(l2, rel=1e-6, abs=1e-7), (s1, l1, l2)
+    # the epoch_end lines too: the checkpoint holds the epoch's running sums (not only resumed steps)
+    assert_same_epoch_losses(epoch_losses(tmp_path / "a" / "digits_demo"), epoch_losses(run))
 
 
 def test_refuses_another_recipes_run_directory(tmp_path):
@@ -136,7 +139,7 @@ def test_missing_recipe_file(tmp_path):
 
 def test_ddp_two_gloo_processes_equal_one_process(tmp_path):
     args = ["run.stages=[finetune]", "method.name=supervised", "finetune.epochs=1", "data.limit_train=256",
-            "finetune.batch_size=64", "finetune.warmup_epochs=0"]
+            "finetune.batch_size=64", "finetune.warmup_epochs=0", "finetune.calibration_fraction=0"]
     here(tmp_path / "one", *args)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
            "-m", "part.train", *argv(tmp_path / "two", args)]

@@ -20,6 +20,7 @@ messages that say how to map the channels.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from typing import Any, Mapping, Sequence
 
@@ -261,10 +262,22 @@ def _resolve(present: Sequence[str], name: str):
         return None
 
 
+_NOT_EEG = re.compile(r"EOG|EMG|ECG|EKG|RESP|FLOW|SAO2|SPO2|ABD|CHEST|THOR|TEMP|EVENT|MARKER|CHIN|LEG|PLETH|"
+                      r"PULSE|SNORE|POSITION|LIGHT|NASAL|ORAL|HR\b|LOC|ROC|E1|E2", re.IGNORECASE)
+
+
+def eeg_like(name: str) -> bool:
+    """Whether a recording channel name looks like EEG: it says ``EEG``, or names no other
+    signal type (EOG, EMG, ECG, respiration, SaO2, temperature, event marker, ...)."""
+    return "EEG" in name.upper() or not _NOT_EEG.search(name)
+
+
 def _channel_help(model: Sequence[str], present: Sequence[str], need: Sequence[str], used: Sequence[str]) -> str:
     """The channels expected and present, and a --channels suggestion for the model channels
-    ``need`` (those absent), paired with recording channels not ``used`` by the others."""
-    spare = [p for p in present if p not in used] or list(present)
+    ``need`` (those absent), paired with EEG channels of the recording (``eeg_like``: never EOG,
+    EMG, respiration, ...) not ``used`` by the others, else any EEG channel, else a placeholder."""
+    eeg = [p for p in present if eeg_like(p)]
+    spare = [p for p in eeg if p not in used] or eeg or ["<EEG channel>"]
     pairs = ",".join(f"{m}={spare[i % len(spare)]}" for i, m in enumerate(need))
     return (f"the model expects the channels {list(model)} (in this order) and the recording has "
             f"{list(present)}: map each missing model channel to a recording channel with --channels "

@@ -170,6 +170,36 @@ def open_record(root: Path, manifest: dict, record: str, where: str = "") -> tup
     return signal, labels
 
 
+FINITE_CHUNK_BYTES = 64 << 20  # the finite check reads a record in slices of about this size
+
+
+def first_nonfinite_window(signal: np.ndarray) -> int | None:
+    """Index of the first window of ``signal`` (n_windows, C, L; a memmap) that holds NaN or Inf,
+    else None. Reads slices of about ``FINITE_CHUNK_BYTES`` (one float32 sum each: NaN and Inf
+    propagate through it), never the whole record at once; only a slice whose sum is not finite
+    is looked at window by window."""
+    per_slice = max(1, FINITE_CHUNK_BYTES // max(signal[:1].nbytes, 1))
+    for start in range(0, signal.shape[0], per_slice):
+        chunk = signal[start:start + per_slice]
+        with np.errstate(over="ignore", invalid="ignore"):
+            if np.isfinite(np.add.reduce(chunk, axis=None, dtype=np.float32)):
+                continue
+        bad = np.flatnonzero(~np.isfinite(chunk).reshape(len(chunk), -1).all(axis=1))
+        if bad.size:  # (else a float32 sum that overflowed: the values are finite)
+            return start + int(bad[0])
+    return None
+
+
+def check_finite_record(root: Path, manifest: dict, record: str, signal: np.ndarray) -> None:
+    """Raise DataError naming the record file when ``signal`` (from :func:`open_record`) holds NaN
+    or Inf: training on it would end in a non-finite loss far from its cause."""
+    bad = first_nonfinite_window(signal)
+    if bad is not None:
+        path = record_paths(root, manifest, record)[0]
+        raise DataError(f"{path}: window {bad} of record {record!r} holds non-finite values (NaN or Inf); the "
+                        f"prepared file is damaged: delete it and re-run the preparation: {prepare_hint(root)}")
+
+
 def check_disjoint(splits: dict) -> None:
     """Raise DataError if ``test`` shares a record or a subject with ``finetune`` or ``pretrain``."""
     subjects = splits.get("subjects") or {}

@@ -17,6 +17,11 @@ per --out: a second one is refused (exit 2) naming the holder (an OS lock on --o
 the same source (``info.staged_from``: the recording's and scoring's path, size and mtime, the
 checkpoint's SHA-256); a changed one is restaged (one line saying what changed), another
 recording with the same name is refused as a name clash (exit 1); --overwrite redoes them all.
+Several recordings or a FOLDER also give <rec>.paired_stats.json (the model's and the scorer's
+statistics on the epochs both scored) and the cohort files (``cohort.py``): cohort.csv (a row per
+night) and, with scored nights, cohort_agreement.json/.md (Bland-Altman bias and limits per
+statistic, pooled and per-night kappa) and cohort_bland_altman.png, rebuilt from the per-night
+files on every call (a rerun that skips every night writes them in full).
 --hypnogram takes one scoring per RECORDING file, in order (--hypnogram A.edf B.edf, or the flag
 repeated); an EDF+ scoring whose header date is more than a day from the recording's is another
 night's: that recording fails.
@@ -196,6 +201,9 @@ def stage_one(stager, night: Night, a: argparse.Namespace, channels: dict, sourc
     staged = stager.predict_file(night.path, channels=channels, hypnogram=reference, **kwargs)
     if source is not None:
         staged.info["staged_from"] = source
+    if reference is not None and getattr(a, "cohort", False):  # before stats.json, the night's done marker
+        from part.modalities.eeg.sleep.cohort import write_paired
+        write_paired(a.out, name, staged, reference)
     with warnings.catch_warnings():  # the scoring checks are printed below, one line each
         warnings.simplefilter("ignore", ScoringWarning)
         paths = staged.write(a.out, name, reference)
@@ -265,6 +273,7 @@ def main(argv=None, prog: str = "part-stage") -> int:
     p = build_parser(prog)
     a = p.parse_args(argv)
     nights = _check_usage(p, a)
+    a.cohort = len(nights) > 1 or any(r.is_dir() for r in a.recordings)  # cohort files (cohort.py)
     created = _missing_dirs(a.out)
     done: list[str] = []
     try:
@@ -297,10 +306,15 @@ def _stage_locked(a: argparse.Namespace, nights: list[Night], done: list[str], c
     """:func:`_stage_all` once --out is locked."""
     from tqdm.auto import tqdm
 
+    from part.modalities.eeg.recordings.channels import ChannelError
     from part.modalities.eeg.sleep.staging import Stager
 
-    stager = Stager.from_run(a.run_dir, a.checkpoint, a.device, a.precision)
+    with warnings.catch_warnings(record=True) as said:  # e.g. an uncalibrated checkpoint: said once, plainly
+        warnings.simplefilter("always")
+        stager = Stager.from_run(a.run_dir, a.checkpoint, a.device, a.precision)
     channels = stager.check_channel_map(channels)  # model-side names: the same for every recording
+    for warning in said:  # after the usage checks: an error comes first
+        print(f"warning: {warning.message}", file=sys.stderr)
     sha = checkpoint_sha256(stager.finetuned.checkpoint)
     sources = {n: source_record(n, sha) for n in nights  # a missing file fails when staged, one line
                if n.path.is_file() and (n.hypnogram is None or n.hypnogram.is_file())}
@@ -309,7 +323,7 @@ def _stage_locked(a: argparse.Namespace, nights: list[Night], done: list[str], c
     if skipped:
         print(f"{len(skipped)} of {len(nights)} recordings already staged in {a.out} from the same files and "
               "checkpoint: skipped (--overwrite redoes them)", flush=True)
-    failed = 0
+    failed, channel_errors = 0, {}
     for night, (state, why) in states.items():
         if state == "clash":
             failed += 1
@@ -325,6 +339,13 @@ def _stage_locked(a: argparse.Namespace, nights: list[Night], done: list[str], c
         except UserInputError as exc:
             failed += 1
             message = user_message(exc)
+            if isinstance(exc, ChannelError):  # the same montage fails every night alike: explained once
+                key = message.replace(str(night.path), "<recording>")
+                if key in channel_errors:
+                    bar.write(f"error: {night.path}: the same channels are missing as in {channel_errors[key]} "
+                              "(see above)", file=sys.stderr)
+                    continue
+                channel_errors[key] = night.path.name
             bar.write(f"error: {message if night.path.name in message else f'{night.path}: {message}'}",
                       file=sys.stderr)
         except Exception as exc:  # a bug or an unforeseen file problem: report it, stage the others
@@ -332,6 +353,11 @@ def _stage_locked(a: argparse.Namespace, nights: list[Night], done: list[str], c
             bar.write(f"error: {night.path}: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
     bar.close()
     done.extend(n.name for n in skipped)
+    if a.cohort:
+        from part.modalities.eeg.sleep.cohort import write_cohort
+        written = write_cohort(a.out, [n.name for n in nights if states[n][0] != "clash"])
+        if written:
+            print(f"cohort: {', '.join(p.name for p in written.values())} in {a.out}", flush=True)
     attempted = len(nights) - len(skipped)
     if attempted and failed == attempted:
         print(f"no recording was staged ({failed} of {attempted} failed, listed above)", file=sys.stderr)

@@ -5,12 +5,16 @@
 2. runs the demo recipes (PART, PART-grid, MAE, supervised from scratch; the same finetuning
    budget), each resumable; with ``--eeg-baselines`` also the EEG field's self-supervised
    baselines (relative positioning, temporal shuffling, CPC; ``make demo-eeg-ssl``);
-3. prints their Cohen's kappas with `python -m part.compare` and where the reports are.
+3. prints their Cohen's kappas with `python -m part.compare`, each run's calibration (ECE of the
+   test split before and after temperature scaling) and where the reports are;
+4. writes the first test records as stageable EDF nights with EDF+ scorings under
+   ``DATA/edf/`` and ``DATA/edf_other_names/`` (``demo_nights.py``) for README's "Stage a night".
 The data are synthetic: the numbers show the pipeline works, not how PART does on real EEG.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +30,10 @@ EEG_BASELINES = ("eeg_sleep_demo_rp", "eeg_sleep_demo_ts", "eeg_sleep_demo_cpc")
 def prepare(data: Path, records: int, n_test: int, n_finetune: int) -> None:
     if (data / "prep" / "splits.json").exists():
         print(f"using the prepared synthetic data in {data / 'prep'}")
+        held = len(json.loads((data / "prep" / "splits.json").read_text()).get("finetune") or [])
+        if held != n_finetune:
+            print(f"note: it holds {held} finetune records, not {n_finetune} (the demo recipes hold 1 out of training "
+                  f"to fit the calibration temperature on); delete {data} to prepare it afresh")
         return
     cmd = [sys.executable, "-m", "part.data_prep.physionet2018", "--synthetic", str(records),
            "--src", str(data / "raw"), "--out", str(data / "prep"), "--n-test", str(n_test),
@@ -42,7 +50,7 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=Path, default=Path("demo_runs"))
     ap.add_argument("--records", type=int, default=12)
     ap.add_argument("--n-test", type=int, default=4)
-    ap.add_argument("--n-finetune", type=int, default=4)
+    ap.add_argument("--n-finetune", type=int, default=5)
     ap.add_argument("--eeg-baselines", action="store_true",
                     help="also run relative positioning, temporal shuffling and CPC (the same budget)")
     a = ap.parse_args(argv)
@@ -57,8 +65,30 @@ def main(argv=None) -> int:
         run_dirs.append(a.runs / load_recipe(find_recipe(recipe), ()).run.name)
     print("\n=== comparison (SYNTHETIC data; the paper's numbers are for real PC18 recordings) ===")
     code = compare.main([str(d) for d in run_dirs] + ["--out", str(a.runs)])
+    print_calibration(run_dirs)
     print("\nreports: " + ", ".join(str(d / "report" / "report.md") for d in run_dirs))
+    from part.modalities.eeg.sleep.demo_nights import write_demo_nights
+    nights = write_demo_nights(a.data / "raw", a.data / "prep", a.data)
+    print(f"stageable SYNTHETIC EDF nights with their scorings (test records): {', '.join(map(str, nights))}; "
+          f"try: part-stage {run_dirs[0]} {a.data / 'edf'} --out staged/")
     return code
+
+
+def print_calibration(run_dirs) -> None:
+    """Each run's ECE (10 bins, top class) and NLL on the test split, before and after its
+    temperature (report.json's ``calibration``)."""
+    print("\n=== calibration on the test split (SYNTHETIC data; ECE 0 = calibrated, 10 equal-width bins) ===")
+    print(f"{'run':34s} {'T':>6s} {'ECE before':>11s} {'ECE after':>10s} {'NLL before':>11s} {'NLL after':>10s}")
+    for d in run_dirs:
+        report = d / "report" / "report.json"
+        cal = json.loads(report.read_text()).get("calibration") if report.is_file() else None
+        if not cal:
+            print(f"{d.name:34s} (no calibration in {report})")
+            continue
+        after = cal.get("after") or {}
+        fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+        print(f"{d.name:34s} {fmt(cal.get('temperature')):>6s} {fmt(cal['before']['ece']):>11s} "
+              f"{fmt(after.get('ece')):>10s} {fmt(cal['before']['nll']):>11s} {fmt(after.get('nll')):>10s}")
 
 
 if __name__ == "__main__":

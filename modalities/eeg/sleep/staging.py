@@ -44,6 +44,7 @@ one-line RecordError names the recording, the channel and the number of NaN/Inf 
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import fields
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -128,6 +129,11 @@ class Stager:
         self.precision = resolve_precision(precision, self.device)
         self.model = int8_linear(finetuned.model) if self.precision == "int8" else finetuned.model
         self.scorer = f"{Path(finetuned.run_dir).name} ({Path(finetuned.checkpoint).name})"
+        self.temperature = self.card.get("temperature")  # None: uncalibrated (part.evaluation.calibration)
+        if self.temperature is None:
+            warnings.warn(f"{where} has no calibration temperature (finetuned without finetune.calibration_fraction "
+                          "or before calibration existed): its stage probabilities are uncalibrated", UserWarning,
+                          stacklevel=2)
 
     @classmethod
     def from_run(cls, run_dir: str | Path, checkpoint: str | Path = "best.pt",
@@ -235,7 +241,7 @@ class Stager:
             proba[~no_signal] = np.nan_to_num(proba[~no_signal])  # stages the model lacks: probability 0
             stages[~no_signal] = self.codes[model_proba.argmax(1)]
         flat = windows.flat.sum(0)
-        info = {"precision": self.precision}
+        info = {"precision": self.precision, "temperature": self.temperature}
         if windows.flat.any():
             info.update(no_signal_epochs=int(no_signal.sum()),
                         flat_epochs={c: int(k) for c, k in zip(self.channels, flat) if k})
@@ -277,9 +283,9 @@ class Stager:
 
     @torch.inference_mode()
     def classify(self, windows: np.ndarray, batch_size: int = BATCH_SIZE) -> np.ndarray:
-        """Class probabilities (n, classes) float64 (softmax of the fp32 logits) of normalised
-        windows (n, C, L) in any float dtype, ``batch_size`` windows per forward pass, in the
-        stager's ``precision``."""
+        """Class probabilities (n, classes) float64 (softmax of the fp32 logits divided by the
+        card's calibration ``temperature``, when it has one) of normalised windows (n, C, L) in any
+        float dtype, ``batch_size`` windows per forward pass, in the stager's ``precision``."""
         if batch_size < 1:
             raise DataError(f"--batch-size {batch_size}: expected a positive number of windows per batch")
         model, out = self.model, []
@@ -288,7 +294,7 @@ class Stager:
             x = torch.from_numpy(np.ascontiguousarray(windows[i:i + batch_size])).to(self.device, torch.float32)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
                 logits = model(x)
-            out.append(logits.double().softmax(-1).cpu().numpy())
+            out.append((logits.double() / (self.temperature or 1.0)).softmax(-1).cpu().numpy())
         return np.concatenate(out)
 
 

@@ -85,3 +85,25 @@ def test_a_run_imports_scikit_learn_only_when_it_evaluates(prepared, tmp_path):
         out = subprocess.run([sys.executable, "-c", code, "x", *common, *stages.split()], capture_output=True,
                              text=True, timeout=600, cwd=tmp_path)
         assert out.stdout.strip().splitlines()[-1] == expected, out.stderr[-2000:]
+
+
+def test_a_nan_in_a_prepared_record_is_one_line_before_training(prepared, tmp_path):
+    """`part-train` on a prepared directory with a NaN in one record: exit 2, one line naming the
+    record file and the fix, before anything is created (it was a 62-line traceback mid-epoch)."""
+    import shutil
+    prep = tmp_path / "prep"
+    shutil.copytree(prepared, prep)
+    record = sorted(json.loads((prep / "splits.json").read_text())["pretrain"])[0]
+    path = prep / "records" / f"{record}.npy"
+    signal = np.load(path, mmap_mode="r+")
+    signal[len(signal) // 2, 0, 100] = np.nan
+    signal.flush()
+    del signal
+    res = run_main(train_main, [ROOT / "recipes/eeg_sleep_demo.yaml", f"data.root={prep}",
+                                f"run.output_dir={tmp_path / 'runs'}", "run.device=cpu", "model.dim=16",
+                                "model.depth=1", "model.heads=2", "run.stages=[pretrain]"])
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert f"{path}: window " in res.stderr and "holds non-finite values (NaN or Inf)" in res.stderr
+    assert "delete it and re-run the preparation" in res.stderr
+    assert list((tmp_path / "runs").glob("*")) == []  # no run directory (run.output_dir is checked writable)

@@ -254,3 +254,33 @@ def test_labels_outside_the_classes_are_refused(prep):
     np.save(prep / "records" / "r4.labels.npy", np.full(19, 5, np.int8))
     with pytest.raises(DataError, match=r"r4\.labels\.npy: expected int8 \(n_windows,\) with values -1\.\.4"):
         PreparedEEG(prep, ["r4"], labelled_only=False)
+
+
+@pytest.mark.parametrize("dtype,bad", [(np.float16, np.nan), (np.float16, np.inf), (np.float32, -np.inf)])
+def test_a_record_holding_nan_or_inf_is_named_when_opened(prep, tmp_path, monkeypatch, dtype, bad):
+    """A damaged record is one line naming the file and its first bad window, before any training;
+    the check reads slices (here 2 windows each), so bad windows at and after slice edges count."""
+    import part.modalities.eeg.recordings.prepared as prepared
+    root = write_prepared(tmp_path / f"p{np.dtype(dtype).name}", {"a": np.zeros(7), "b": np.zeros(5)},
+                          test=["a"], finetune=["b"], dtype=dtype)
+    monkeypatch.setattr(prepared, "FINITE_CHUNK_BYTES", 2 * C * L * np.dtype(dtype).itemsize)
+    PreparedEEG(root, ["a", "b"], labelled_only=False)  # finite: accepted
+    path = root / "records" / "b.npy"
+    for window in (4, 2):  # the last window (a slice of one), then the first of a slice
+        record = np.load(path, mmap_mode="r+")
+        record[window, 3, 1234] = bad
+        record.flush()
+        del record
+        with pytest.raises(DataError) as info:
+            PreparedEEG(root, ["a", "b"], labelled_only=False)
+        assert str(info.value).startswith(f"{path}: window {window} of record 'b' holds non-finite values (NaN or "
+                                          "Inf); the prepared file is damaged: delete it and re-run the preparation")
+
+
+def test_large_finite_values_are_not_taken_for_nan():
+    """A float32 sum that overflows (values near 3e38) is checked window by window: finite."""
+    from part.modalities.eeg.recordings.prepared import first_nonfinite_window
+    x = np.full((3, C, L), 3e38, np.float32)
+    assert first_nonfinite_window(x) is None
+    x[1, 0, 0] = np.nan
+    assert first_nonfinite_window(x) == 1

@@ -365,6 +365,9 @@ def _train(method, data, steps, lr=3e-3, batch=64):
 # DropPos with its default 75% drop learns too slowly for a 200-step tiny model to show it; the
 # decrease tests drop 25% (the pretext and loss are the same; the defaults are tested above).
 EASIER = {"mae": {}, "mp3": {}, "droppos": {"mask_ratio": 0.25}}
+# MAE on the chirps sits on a plateau for its first ~200 steps (torch 2.14: 0.939 -> 0.886 after
+# 200 steps, 0.939 -> 0.632 after 400), so its decrease is checked after 400.
+EEG_STEPS = {"mae": 400}
 
 
 @pytest.mark.parametrize("name", BASELINES)
@@ -388,5 +391,5 @@ def test_loss_decreases_on_synthetic_eeg(name):
     phase = torch.rand(256, modality.channels, 1) * 6.28
     noise = 0.1 * torch.randn(256, modality.channels, t.numel())
     data = torch.sin(2 * np.pi * (3 + 4.5 * t) * t + phase) + noise
-    first, last = _train(_build(name, modality, **EASIER[name]), data, 200)
+    first, last = _train(_build(name, modality, **EASIER[name]), data, EEG_STEPS.get(name, 200))
     assert last < 0.9 * first, (first, last)
