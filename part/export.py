@@ -11,7 +11,8 @@ one row, img_size (1, T) and patch_size (1, P), the input reshaped (B, C, 1, T).
 The sidecar (written atomically beside the weights): `timm` (the constructor, its keyword
 arguments and the call as one line), `input` (shape per item, how to reshape), `channels` (names
 in order, or their number), `sampling_rate` / `image_size`, `band_pass`, `normalisation`,
-`class_names`, and `source` (run directory, checkpoint file and its sha256), plus the finetuned
+`class_names`, `temperature` (finetuned: divide the logits by it for calibrated probabilities;
+None = uncalibrated), and `source` (run directory, checkpoint file and its sha256), plus the finetuned
 checkpoint's whole model `card` (`part/inference.py`) when one exists in the run.
 """
 from __future__ import annotations
@@ -146,6 +147,7 @@ def _sidecar(run_dir: Path, path: Path, source: str, model: dict, layout: dict, 
         "band_pass": data.get("filter"),
         "normalisation": data.get("normalisation"),
         "class_names": list((card or {}).get("class_names") or []),
+        "temperature": (card or {}).get("temperature") if source == "finetuned" else None,
         "source": {"run": str(run_dir), "from": source, "checkpoint": str(path), "sha256": _sha256(path)},
         "card": card,
         "note": None if card else ("no finetuned model card in this run and its data could not be read: "

@@ -59,6 +59,7 @@ def test_finetuned_eeg_export_gives_our_logits_and_a_sidecar(eeg_run, tmp_path):
     assert sidecar["channels"] == card["data"]["channels"] and len(sidecar["channels"]) == C
     assert sidecar["sampling_rate"] == 100.0 and sidecar["band_pass"] == card["data"]["filter"]
     assert sidecar["normalisation"] == card["data"]["normalisation"] and sidecar["card"] == card
+    assert sidecar["temperature"] == card.get("temperature")  # calibrated probabilities: softmax(logits / T)
     checkpoint = eeg_run / "checkpoints" / "finetuned.pt"
     assert sidecar["source"] == {"run": str(eeg_run), "from": "finetuned", "checkpoint": str(checkpoint),
                                  "sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest()}
