@@ -201,6 +201,8 @@ def test_plugin_contract_and_the_core_suite_pass_with_the_plugin_installed(accel
     assert core.returncode == 0, core.stdout[-4000:] + core.stderr[-2000:]
     assert "PASSED tests/part/test_registry.py::test_every_installed_modality_keeps_the_contract[accel]" \
         in core.stdout, core.stdout[-4000:]
+    assert "PASSED tests/part/test_registry.py::test_every_installed_method_on_every_installed_modality[part-accel]" \
+        in core.stdout, core.stdout[-4000:]
     assert "failed" not in core.stdout.splitlines()[-1], core.stdout[-2000:]
 
 
