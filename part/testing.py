@@ -203,7 +203,8 @@ def check_modality(name_or_class: Union[str, type], settings: Optional[dict] = N
         if why:
             result.skipped[method] = why
             continue
-        _train(who, m, x, method)
+        with torch.random.fork_rng(devices=[]):  # the caller's global RNG is left as it was
+            _train(who, m, x, method)
         result.trained.append(method)
     return result
 
@@ -219,7 +220,8 @@ def check_method(name: str, modalities: Optional[Sequence[str]] = None) -> Contr
             result.skipped[modality] = why
             continue
         _, m, x = _build(modality, settings)
-        _train(f"method {name!r} on modality {modality!r}", m, x, name)
+        with torch.random.fork_rng(devices=[]):
+            _train(f"method {name!r} on modality {modality!r}", m, x, name)
         result.trained.append(modality)
     return result
 

@@ -24,7 +24,10 @@ def _broken(monkeypatch, name, **overrides):
 
 
 def test_a_healthy_modality_passes_and_reports_what_it_trained():
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
     result = check_modality(BASE)
+    assert torch.equal(torch.random.get_rng_state(), before)  # the caller's RNG is untouched
     assert result.trained and "part" in result.trained
     assert all(isinstance(why, str) and why for why in result.skipped.values())
 
