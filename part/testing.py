@@ -189,7 +189,12 @@ def _why_not(method: str, modality_name: str) -> Optional[str]:
 def check_modality(name_or_class: Union[str, type], settings: Optional[dict] = None,
                    methods: Optional[Sequence[str]] = None) -> ContractResult:
     """Run the modality contract (module docstring). ``methods``: those to train (default: every
-    registered method that accepts the modality)."""
+    registered method that accepts the modality). The caller's global RNG is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        return _check_modality(name_or_class, settings, methods)
+
+
+def _check_modality(name_or_class, settings, methods) -> ContractResult:
     name, m, x = _build(name_or_class, settings)
     who = f"modality {name!r}"
     with torch.no_grad():
@@ -203,15 +208,19 @@ def check_modality(name_or_class: Union[str, type], settings: Optional[dict] = N
         if why:
             result.skipped[method] = why
             continue
-        with torch.random.fork_rng(devices=[]):  # the caller's global RNG is left as it was
-            _train(who, m, x, method)
+        _train(who, m, x, method)
         result.trained.append(method)
     return result
 
 
 def check_method(name: str, modalities: Optional[Sequence[str]] = None) -> ContractResult:
     """Train method ``name`` for a few steps on every installed modality with an example (or
-    those named) that it accepts; see the module docstring."""
+    those named) that it accepts; see the module docstring. The global RNG is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        return _check_method(name, modalities)
+
+
+def _check_method(name, modalities) -> ContractResult:
     result = ContractResult(name)
     for modality in (available_modalities() if modalities is None else modalities):
         settings = example_settings(modality)
@@ -220,8 +229,7 @@ def check_method(name: str, modalities: Optional[Sequence[str]] = None) -> Contr
             result.skipped[modality] = why
             continue
         _, m, x = _build(modality, settings)
-        with torch.random.fork_rng(devices=[]):
-            _train(f"method {name!r} on modality {modality!r}", m, x, name)
+        _train(f"method {name!r} on modality {modality!r}", m, x, name)
         result.trained.append(modality)
     return result
 
