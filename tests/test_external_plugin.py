@@ -227,4 +227,31 @@ def test_external_plugin_trains_through_the_cli(accel_plugin, tmp_path):
     assert "SYNTHETIC" in report["context"]["data"]
     assert (run_dir / "checkpoints" / "pretrain.pt").exists()
     assert (run_dir / "config.yaml").exists() and (run_dir / "metrics.jsonl").exists()
+    # part-export works for the plugin's modality too: a 1-D grid as timm images of one row
+    export = subprocess.run([sys.executable, "-m", "part.export", str(run_dir), "--from", "finetuned"], cwd=tmp_path,
+                            env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert export.returncode == 0, export.stderr[-3000:]
+    sidecar = json.loads((run_dir / "timm_finetuned.pth.json").read_text())
+    assert sidecar["timm"]["kwargs"]["img_size"] == [1, 64] and sidecar["timm"]["kwargs"]["patch_size"] == [1, 8]
+    assert sidecar["class_names"] == ["still", "walking"] and sidecar["modality"] == "accel"
+    compare = subprocess.run([sys.executable, "-c", SAME_LOGITS, str(run_dir)], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=300, check=False)
+    assert compare.returncode == 0 and "same logits" in compare.stdout, compare.stderr[-3000:]
     assert _checkout_state() == before, "running the plugin changed files of the checkout"
+
+
+SAME_LOGITS = """
+import json, sys, torch
+from pathlib import Path
+from timm.models.vision_transformer import VisionTransformer
+from part.inference import load_finetuned
+run = Path(sys.argv[1])
+side = json.loads((run / "timm_finetuned.pth.json").read_text())
+model = VisionTransformer(**{k: tuple(v) if isinstance(v, list) else v for k, v in side["timm"]["kwargs"].items()})
+model.load_state_dict(torch.load(run / "timm_finetuned.pth"), strict=True)
+ours = load_finetuned(run, "finetuned.pt").model
+x = torch.randn(3, 1, 64)
+with torch.no_grad():
+    torch.testing.assert_close(model.eval()(x.reshape(3, *side["input"]["shape"])), ours(x), atol=1e-5, rtol=1e-4)
+print("same logits")
+"""
