@@ -18,8 +18,10 @@ third-party plugin would be; no network needed) and uninstalled by a finalizer. 
 plugin's own test (``part.testing.check_modality("accel")``) and the toolkit's contract tests
 (tests/part/test_registry.py, unchanged) must pass with it installed, and ``python -m
 part.train recipe.yaml`` (pretrain + finetune + evaluate, one epoch each, tiny sizes, run
-directory in the temporary folder) must exit 0 and write ``report/report.json`` with a kappa;
-no file of this checkout may change (``git status --porcelain`` before/after).
+directory in the temporary folder) must exit 0 and write ``report/report.json`` with a kappa,
+``python -m part.export`` of that run must load into timm's VisionTransformer (from its sidecar)
+with our logits, and no file of this checkout may change (``git status --porcelain``
+before/after).
 """
 import re
 import importlib.metadata
