@@ -32,7 +32,8 @@ def add_common_args(p: argparse.ArgumentParser, channels: str | None, n_test: in
         help="minutes of wake kept before the first and after the last sleep epoch (0 or negative: keep all)")
     add("--workers", type=int, default=min(4, os.cpu_count() or 1), help="records prepared in parallel (processes)")
     add("--n-test", type=int, default=n_test, help="labelled subjects held out for testing")
-    add("--n-finetune", type=int, default=n_finetune, help="labelled subjects for finetuning")
+    add("--n-finetune", type=int, default=n_finetune, help="labelled subjects for finetuning (the first draw; "
+        "part-label-efficiency draws from every labelled subject outside the test split)")
     add("--seed", type=int, default=0, help="seed of the subject splits")
     add("--dtype", choices=("float16", "float32"), default="float16", help="storage type of the windows")
     add("--overwrite", action="store_true", help="redo every record; replaces an output of other parameters")
@@ -65,7 +66,8 @@ def summary(result, out: Path) -> str:
         f"{len(result.skipped)} already done): {m['totals']['windows']} windows, label counts "
         f"{m['totals']['label_counts']}",
         f"splits (seed {s['seed']}): test {len(s['test'])}, finetune {len(s['finetune'])}, "
-        f"pretrain {len(s['pretrain'])} records ({len(set(s['subjects'].values()))} subjects)",
+        f"pretrain {len(s['pretrain'])} records ({len(set(s['subjects'].values()))} subjects); finetune pool "
+        f"{s.get('finetune_pool', '?')} labelled subjects outside test (the largest label-efficiency point)",
         *(f"warning: {w}" for w in result.warnings),
     ]
     if unlabelled:

@@ -9,6 +9,10 @@ them (with all their records), ``finetune`` the next ``n_finetune`` (their label
 (finetune records included).
 When there are fewer labelled subjects than ``n_test + n_finetune`` the sizes clamp (finetune at
 most half of them, test the rest) with a warning.
+The finetune POOL is every labelled subject outside ``test`` (``finetune_pool`` in splits.json):
+``finetune`` is the first draw of it; label-efficiency sweeps (``data.finetune_subjects``,
+``part-label-efficiency``) draw up to ``finetune_pool`` subjects from it, never from ``test``. So
+``--n-test`` alone decides how large the largest point can be.
 """
 
 from __future__ import annotations
@@ -36,8 +40,8 @@ def make_splits(records: dict[str, dict], settings: SplitSettings) -> tuple[dict
     ``subject``}).
 
     Returns ``(splits, warnings)``; ``splits`` is the content of ``splits.json``:
-    ``{"seed", "test", "finetune", "pretrain", "subjects", "requested", "warnings"}``
-    (``subjects``: {record: subject}).
+    ``{"seed", "test", "finetune", "pretrain", "subjects", "finetune_pool", "requested", "warnings"}``
+    (``subjects``: {record: subject}; ``finetune_pool``: the number of labelled subjects outside test).
     """
     names = sorted(records)
     subject = {n: str(records[n].get("subject") or n) for n in names}
@@ -61,6 +65,7 @@ def make_splits(records: dict[str, dict], settings: SplitSettings) -> tuple[dict
         "finetune": [n for n in names if subject[n] in finetune and records[n]["labelled_windows"] > 0],
         "pretrain": [n for n in names if subject[n] not in test],
         "subjects": subject,
+        "finetune_pool": len(labelled) - len(test),
         "requested": {"n_test": settings.n_test, "n_finetune": settings.n_finetune},
         "warnings": warnings,
     }

@@ -189,6 +189,9 @@ class SleepDataOptions(DataConfig):
 
     name: str = "pc18"
     hypnograms: int = field(default=3, metadata={"min": 0, "volatile": True})
+    # label efficiency: finetune (and the probes) on this many labelled non-test subjects, drawn
+    # per repeat (None: splits.json's finetune split); part-label-efficiency sweeps it
+    finetune_subjects: Optional[int] = field(default=None, metadata={"min": 1})
 
 
 class EEGWindows(Dataset):
@@ -283,8 +286,10 @@ def load_data(data_cfg: SleepDataOptions, seed: int = 0, repeat: int = 0) -> Dat
     if not splits["finetune"]:
         raise DataError(f"{root / 'splits.json'}: the finetune split is empty; re-run "
                         f"`{PREPARE_COMMAND.format(root=root)}` with --n-finetune 10 (or more labelled records)")
-    n_subjects = _subjects_count(splits["finetune"], subjects)
+    n_subjects = data_cfg.finetune_subjects or _subjects_count(splits["finetune"], subjects)
     finetune_records = draw_finetune_records(splits, n_subjects, seed, repeat=repeat)
+    test_subjects = {subjects.get(r, r) for r in splits["test"]}
+    pool = len({subjects.get(r, r) for r in splits["labelled"]} - test_subjects)
     check_disjoint({"test": splits["test"], "finetune": finetune_records,
                     "pretrain": splits["pretrain"], "subjects": subjects})
 
@@ -309,7 +314,7 @@ def load_data(data_cfg: SleepDataOptions, seed: int = 0, repeat: int = 0) -> Dat
         + (" -- SYNTHETIC records (written by --synthetic), not real sleep recordings" if synthetic else "")
         + f": {part('pretrain', pretrain, splits['pretrain'])}; "
         f"{part('finetune', finetune, finetune_records)}"
-        + (f" (repeat {repeat}: alternative draw, seed {seed})" if repeat else "")
+        + (f" (repeat {repeat}: alternative draw, seed {seed})" if repeat or data_cfg.finetune_subjects else "")
         + f"; {part('test', test, splits['test'])}; windows {channels} channels x {window_samples} "
         f"samples ({window_samples / rate:g} s at {rate:g} Hz)"
         + (f"; limit_train={data_cfg.limit_train}" if data_cfg.limit_train else "")
@@ -321,7 +326,8 @@ def load_data(data_cfg: SleepDataOptions, seed: int = 0, repeat: int = 0) -> Dat
         reference=dict(PAPER_REFERENCE, values=dict(PAPER_REFERENCE["values"])),
         description=description,
         report_hook=sleep_report_hook(CLASS_NAMES, data_cfg.hypnograms, test.records, test.onsets_s, test.window_s),
-        describe=data_description(manifest))
+        describe=data_description(manifest),
+        label_budget={"key": "data.finetune_subjects", "unit": "labelled subjects", "pool": pool, "all": pool})
 
 
 @dataclass

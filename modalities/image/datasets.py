@@ -317,6 +317,9 @@ class ImageDataOptions(DataConfig):
     finetune_augment: str = field(default="none", metadata={"choices": TRANSFORMS})
     mixup: float = field(default=0.0, metadata={"min": 0.0})
     cutmix: float = field(default=0.0, metadata={"min": 0.0})
+    # label efficiency: the fraction of the (limit_train) training images whose labels finetuning
+    # and the probes see, a seeded draw per repeat (part-label-efficiency sweeps it)
+    label_fraction: float = field(default=1.0, metadata={"range": (0.0, 1.0), "bounds": "(]"})
 
     def check(self):
         yield from super().check()
@@ -333,6 +336,8 @@ def load_data(data_cfg: ImageDataOptions, seed: int = 0, repeat: int = 0) -> Dat
     Transforms by name from the recipe: data.pretrain_augment, data.finetune_augment (training),
     the evaluation transform for test. repeat k > 0 draws another limit_train subset. With
     data.mixup or data.cutmix > 0 the bundle's ``finetune_batch_transform`` is a ``BatchMixup``.
+    data.label_fraction < 1 keeps that fraction of the finetune images (at least one), another
+    seeded draw for each repeat; ``finetune_eval`` holds the same images without augmentation.
     """
     probe = build_image_dataset(data_cfg.name, data_cfg.root, "test")
     size, mean, std = data_cfg.image_size or probe.image_size, probe.mean, probe.std
@@ -342,6 +347,12 @@ def load_data(data_cfg: ImageDataOptions, seed: int = 0, repeat: int = 0) -> Dat
                                    build_transform(augment, size, mean, std, train=train))
     pretrain = limit(split("train", data_cfg.pretrain_augment, True), data_cfg.limit_train, seed)
     finetune = limit(split("train", data_cfg.finetune_augment, True), data_cfg.limit_train, seed + repeat)
+    finetune_eval = (finetune if data_cfg.finetune_augment == "none"  # else the same images, not augmented
+                     else limit(split("train", "none", False), data_cfg.limit_train, seed + repeat))
+    keep = subset_indices(len(finetune), max(1, round(data_cfg.label_fraction * len(finetune))),
+                          seed + 7919 * (repeat + 1))  # label efficiency: a seeded fraction of them
+    if keep is not None:
+        finetune, finetune_eval = Subset(finetune, keep.tolist()), Subset(finetune_eval, keep.tolist())
     test = limit(split("test", "none", False), data_cfg.limit_test, seed)
     channels = probe.num_channels
     mix = (BatchMixup(data_cfg.mixup, data_cfg.cutmix, len(probe.classes))
@@ -349,8 +360,11 @@ def load_data(data_cfg: ImageDataOptions, seed: int = 0, repeat: int = 0) -> Dat
     return DataBundle(
         pretrain=pretrain, finetune=finetune, test=test, class_names=list(probe.classes),
         input_info={"image_size": size, "channels": channels},
-        reference=PAPER_REFERENCE.get(data_cfg.name), finetune_batch_transform=mix,
-        description=f"{data_cfg.name}: {len(finetune)} train / {len(test)} test images, "
+        reference=PAPER_REFERENCE.get(data_cfg.name), finetune_batch_transform=mix, finetune_eval=finetune_eval,
+        label_budget={"key": "data.label_fraction", "unit": "label fraction", "pool": 1.0, "all": 1.0},
+        description=f"{data_cfg.name}: {len(finetune)} train"
+                    + (f" (label_fraction {data_cfg.label_fraction:g})" if keep is not None else "")
+                    + f" / {len(test)} test images, "
                     f"{len(probe.classes)} classes, {size}x{size}x{channels}")
 
 

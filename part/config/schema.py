@@ -18,7 +18,10 @@ from typing import Any, Literal, Optional
 
 from part.config.options import Options
 
-STAGES = ("pretrain", "finetune", "evaluate")
+STAGES = ("pretrain", "finetune", "evaluate", "linear_probe", "knn")
+DEFAULT_STAGES = ("pretrain", "finetune", "evaluate")
+# Stages that only read a finished run's checkpoints: adding them to a finished run is the same run.
+READ_ONLY_STAGES = ("evaluate", "linear_probe", "knn")
 MODEL_SIZES = ("tiny", "small", "base", "eeg", "custom")
 VOLATILE = {"volatile": True}
 
@@ -37,7 +40,7 @@ class RunConfig(Options):
     resume: Literal["auto", "never", "force"] = field(default="auto", metadata=VOLATILE)
     compile: bool = field(default=False, metadata=VOLATILE)
     stages: list[str] = field(
-        default_factory=lambda: list(STAGES), metadata={"choices": STAGES, "unique": True}
+        default_factory=lambda: list(DEFAULT_STAGES), metadata={"choices": STAGES, "unique": True}
     )
     log_every: int = field(default=10, metadata={"min": 1, "volatile": True})
     checkpoint_every: int = field(default=0, metadata={"min": 0, "volatile": True})  # 0: epoch ends
@@ -148,12 +151,29 @@ class FinetuneConfig(OptimConfig):
 
 @dataclass
 class EvaluateConfig(Options):
-    """Held-out evaluation: batch size and finetune repeats (mean +/- std)."""
+    """Held-out evaluation: batch size, finetune repeats (mean +/- std) and the frozen-feature
+    protocols (stages ``linear_probe`` and ``knn``, ``part.training.probe_stages``).
+
+    ``probe_pooling``: the feature of an item, the mean of the grid patch tokens or [CLS];
+    ``probe_weight_decay`` / ``probe_max_iter``: the linear probe's L2 penalty (on standardised
+    features) and L-BFGS iterations; ``knn_k`` / ``knn_temperature``: DINO's weighted kNN.
+    ``knn_monitor``: a kNN accuracy / kappa at each pretraining epoch end (``knn_monitor_bank``
+    finetune items as the bank, ``knn_monitor_queries`` test items), logged to metrics.jsonl as
+    ``{"event": "knn_monitor"}``; it changes no training number (volatile).
+    """
 
     section = "evaluate"
 
     batch_size: int = field(default=256, metadata={"min": 1, "volatile": True})
     repeats: int = field(default=1, metadata={"min": 1})
+    probe_pooling: Literal["mean", "cls"] = "mean"
+    probe_weight_decay: float = field(default=1e-4, metadata={"min": 0})
+    probe_max_iter: int = field(default=500, metadata={"min": 1})
+    knn_k: int = field(default=20, metadata={"min": 1})
+    knn_temperature: float = field(default=0.07, metadata={"gt": 0})
+    knn_monitor: bool = field(default=False, metadata=VOLATILE)
+    knn_monitor_bank: int = field(default=1000, metadata={"min": 1, "volatile": True})
+    knn_monitor_queries: int = field(default=500, metadata={"min": 1, "volatile": True})
 
 
 @dataclass

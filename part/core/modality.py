@@ -45,6 +45,12 @@ class DataBundle:
     inputs the model is trained on, recorded in the finetuned checkpoints so that the model can be
     used on new data without its recipe (the EEG plugin: channel names, sampling_rate, window_s,
     window_samples, filter, normalisation, dtype, label names; image datasets may leave it empty).
+    finetune_eval: the finetune items in the same order without training augmentation (the
+    evaluation transform), for the frozen-feature probes; None when ``finetune`` has none.
+    label_budget: how the labelled data can be shrunk for a label-efficiency sweep
+    (``part-label-efficiency``): ``{"key": the recipe key (e.g. "data.finetune_subjects"),
+    "unit": words for the axis, "pool": the largest value the data allow, "all": the value that
+    means all of the pool}``; None: the dataset offers no sweep.
     """
 
     pretrain: Any
@@ -59,6 +65,8 @@ class DataBundle:
     finetune_batch_transform: Optional[Callable] = None
     describe: dict = field(default_factory=dict)
     finetune_groups: Optional[list] = None
+    finetune_eval: Any = None
+    label_budget: Optional[dict] = None
 
 
 def subset_indices(n: int, limit: Optional[int], seed: int):

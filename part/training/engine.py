@@ -99,7 +99,7 @@ class TrainSpec:
     sample_weights: Optional[torch.Tensor] = None
     checkpoint: str = "last.pt"
     on_step: Optional[Callable] = None  # (model, step, total) before each step, e.g. annealing
-    # (model, epoch) -> record dict or None, at each epoch end before its checkpoint; a record is
+    # (model, epoch) -> record dict, list of them, or None, at each epoch end before its checkpoint; a record is
     # logged with stage, epoch and step (e.g. held-out diagnostics). It must leave the global RNG
     # state as it found it (use torch.random.fork_rng) so that resuming stays exact.
     on_epoch_end: Optional[Callable] = None
@@ -280,9 +280,10 @@ class StageLoop:
         epoch_loss = all_reduce_mean(self.totals.mean(), ctx.dist).item()
         seconds, count = self.totals.seconds, self.totals.count
         if spec.on_epoch_end is not None and int(self.first_bad.item()) < 0:  # local: the hook may be rank 0's only
-            record = spec.on_epoch_end(self.model, ep)
-            if record:
-                ctx.log({"stage": spec.stage, **spec.extra_state, "epoch": ep, "step": self.step, **record})
+            records = spec.on_epoch_end(self.model, ep)
+            for record in records if isinstance(records, list) else [records]:
+                if record:
+                    ctx.log({"stage": spec.stage, **spec.extra_state, "epoch": ep, "step": self.step, **record})
         self.save(ep + 1)
         rate = count * self.gb / max(seconds, 1e-9)
         ctx.log({"stage": spec.stage, **spec.extra_state, "event": "epoch_end", "epoch": ep, "step": self.step,

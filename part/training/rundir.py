@@ -22,6 +22,7 @@ from pathlib import Path
 from part.atomic import atomic_write_json, atomic_write_text
 from part.dirlock import DirLock
 from part.config import load_recipe, recipe_differences, recipe_hash, save_resolved
+from part.config.schema import READ_ONLY_STAGES, STAGES
 from part.errors import ConfigError, DataError
 
 # Sections a user may change on a run with run.resume=force: how the stages optimise, not
@@ -139,11 +140,26 @@ def _has_started(run_dir: Path) -> bool:
 
 def kept_stages(recipe, old):
     """``recipe`` with ``old``'s ``run.stages`` when it asks for some of them only
-    (``run.stages=[evaluate]`` on a finished run: the same run, the same config.yaml), else
-    ``recipe`` itself."""
-    if recipe.run.stages != old.run.stages and set(recipe.run.stages) <= set(old.run.stages):
-        return dataclasses.replace(recipe, run=dataclasses.replace(recipe.run, stages=list(old.run.stages)))
+    (``run.stages=[evaluate]`` on a finished run: the same run, the same config.yaml), plus the
+    read-only stages it adds (``run.stages=[linear_probe, knn]`` on a finished pretraining run:
+    still the same run), else ``recipe`` itself."""
+    wanted, had = recipe.run.stages, old.run.stages
+    added = [s for s in wanted if s not in had]
+    if wanted != had and all(s in READ_ONLY_STAGES for s in added):
+        stages = [s for s in STAGES if s in had or s in added]
+        return dataclasses.replace(recipe, run=dataclasses.replace(recipe.run, stages=stages))
     return recipe
+
+
+def _same_run(old, recorded) -> bool:
+    """Whether ``recorded`` is ``old``'s recipe, up to read-only stages added to run.stages."""
+    if recipe_hash(old) == recipe_hash(recorded):
+        return True
+    added = [s for s in recorded.run.stages if s not in old.run.stages]
+    if not added or not all(s in READ_ONLY_STAGES for s in added):
+        return False
+    same_stages = dataclasses.replace(recorded, run=dataclasses.replace(recorded.run, stages=list(old.run.stages)))
+    return recipe_hash(old) == recipe_hash(same_stages)
 
 
 def check_run_dir(recipe, run_dir: Path) -> tuple[list, object]:
@@ -167,7 +183,7 @@ def check_run_dir(recipe, run_dir: Path) -> tuple[list, object]:
                           f"it was written by another version or damaged. Choose another "
                           f"run.name, or delete the directory to start over") from None
     recorded = kept_stages(recipe, old)
-    if recipe_hash(old) == recipe_hash(recorded):
+    if _same_run(old, recorded):
         return [], recorded
     diff = recipe_differences(old, recipe)
     fixed = [d for d in diff if not d.startswith(FORCE_CHANGEABLE)]

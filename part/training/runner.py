@@ -19,6 +19,7 @@ from part.training.distributed import barrier, init_distributed, shutdown
 from part.training.engine import RunContext
 from part.training.rundir import (RunDirLock, check_run_dir, check_writable, unmark_finished,
                                   write_config)
+from part.training.probe_stages import PROBE_STAGES, probe_stage
 from part.training.stages import Pipeline, evaluate, finetune, finetuned_name, pretrain
 
 
@@ -85,6 +86,7 @@ def _prepare_run_dir(recipe, pipe: Pipeline, run_dir: Path) -> None:
         redo = tuple(s for s in ("pretrain", "finetune") if s in touched)
         if redo or "evaluate" in touched:
             redo += ("finetune", "evaluate") if "pretrain" in redo else ("evaluate",)
+            redo += PROBE_STAGES  # they read the checkpoints and the evaluate.* options
         forgotten = unmark_finished(run_dir, redo)
         print(f"run.resume=force: continuing '{run_dir}' with {'; '.join(changes)}"
               + (f"; redoing {', '.join(forgotten)}" if forgotten else ""), flush=True)
@@ -100,6 +102,15 @@ def check_stage_inputs(recipe, pipe: Pipeline) -> None:
         raise DataError(f"run.stages={stages} finetunes a '{recipe.method.name}' run but its "
                         f"pretrained weights '{pipe.ckpt('pretrain.pt')}' do not exist; add "
                         f"'pretrain' to run.stages, or use method.name=supervised")
+    if (any(s in stages for s in PROBE_STAGES) and not method_spec(recipe.method.name).pretrains
+            and "finetune" not in stages and not pipe.ckpt(finetuned_name(0)).exists()):
+        raise DataError(f"run.stages={stages}: '{recipe.method.name}' has no pretraining, so its "
+                        f"linear_probe / knn stages read the finetuned encoder "
+                        f"'{pipe.ckpt(finetuned_name(0))}', which does not exist; add 'finetune' to run.stages")
+    if (any(s in stages for s in PROBE_STAGES) and method_spec(recipe.method.name).pretrains
+            and "pretrain" not in stages and not pipe.ckpt("pretrain.pt").exists()):
+        raise DataError(f"run.stages={stages} probes the pretrained encoder of a '{recipe.method.name}' run, "
+                        f"but '{pipe.ckpt('pretrain.pt')}' does not exist; add 'pretrain' to run.stages")
     if "evaluate" in stages and "finetune" not in stages:
         missing = [k for k in range(recipe.evaluate.repeats)
                    if not pipe.ckpt(finetuned_name(k)).exists()]
@@ -126,6 +137,9 @@ def _run_stages(recipe, pipe: Pipeline, ctx: RunContext) -> dict:
                 _skip_or(ctx, f"finetune:{k}" in done, f"[finetune] repeat {k}", run_finetune)
         elif stage == "evaluate":
             _skip_or(ctx, "evaluate" in done, "[evaluate]", lambda: metrics.update(evaluate(pipe)))
+        elif stage in PROBE_STAGES:
+            _skip_or(ctx, stage in done, f"[{stage}]",
+                     lambda stage=stage: metrics.setdefault(stage, probe_stage(pipe, stage)))
         barrier(dist_info)
     shutdown(dist_info)
     return metrics

@@ -97,10 +97,15 @@ def pretrain(p: Pipeline) -> None:
         if hasattr(model, "progress"):
             model.progress = step / max(1, total)
     ctx.say(f"[pretrain] {r.method.name} on {bundle.description}")
-    heldout = (heldout_hook(method, bundle.test, r.pretrain.heldout_items, r.run.seed, ctx.device, ctx.say)
-               if ctx.dist.is_main else None)  # pretext errors on fixed test items, per epoch
+    hooks = []
+    if ctx.dist.is_main:  # pretext errors on fixed test items, and the kNN monitor, per epoch
+        hooks.append(heldout_hook(method, bundle.test, r.pretrain.heldout_items, r.run.seed, ctx.device, ctx.say))
+        if r.evaluate.knn_monitor:
+            from part.training.probe_stages import knn_monitor_hook  # late: it imports this module
+            hooks.append(knn_monitor_hook(p, modality, method.tokenizer, encoder, bundle, ctx.say))
+    hooks = [h for h in hooks if h is not None]
     train(TrainSpec("pretrain", method, loss_fn, data, r.pretrain, encoder.depth, on_step=anneal,
-                    on_epoch_end=heldout), ctx)
+                    on_epoch_end=(lambda model, ep: [h(model, ep) for h in hooks]) if hooks else None), ctx)
     if ctx.dist.is_main:
         save_checkpoint(p.ckpt("pretrain.pt"), {"tokenizer": method.tokenizer.state_dict(),
                                                 "encoder": encoder.state_dict(), "method": r.method.name})

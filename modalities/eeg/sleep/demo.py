@@ -6,7 +6,10 @@
    budget), each resumable; with ``--eeg-baselines`` also the EEG field's self-supervised
    baselines (relative positioning, temporal shuffling, CPC; ``make demo-eeg-ssl``);
 3. prints their Cohen's kappas with `python -m part.compare`, each run's calibration (ECE of the
-   test split before and after temperature scaling) and where the reports are;
+   test split before and after temperature scaling), then per run the finetune, linear-probe and
+   kNN kappas (stages ``linear_probe``, ``knn``, which the demo adds to each recipe's stages, with
+   ``evaluate.knn_monitor``: frozen features of the pretrained encoder) with the chance levels,
+   and where the reports are;
 4. writes the first test records as stageable EDF nights with EDF+ scorings under
    ``DATA/edf/`` and ``DATA/edf_other_names/`` (``demo_nights.py``) for README's "Stage a night".
 The data are synthetic: the numbers show the pipeline works, not how PART does on real EEG.
@@ -25,6 +28,7 @@ from part.config.recipes import find_recipe
 
 RECIPES = ("eeg_sleep_demo", "eeg_sleep_demo_part_grid", "eeg_sleep_demo_mae", "eeg_sleep_demo_supervised")
 EEG_BASELINES = ("eeg_sleep_demo_rp", "eeg_sleep_demo_ts", "eeg_sleep_demo_cpc")
+PROBES = ("linear_probe", "knn")  # stages added to every demo run (supervised: its finetuned encoder)
 
 
 def prepare(data: Path, records: int, n_test: int, n_finetune: int) -> None:
@@ -59,13 +63,16 @@ def main(argv=None) -> int:
     run_dirs = []
     for recipe in RECIPES + (EEG_BASELINES if a.eeg_baselines else ()):
         print(f"\n=== {recipe} ===", flush=True)
-        code = train.main([recipe, f"data.root={a.data / 'prep'}", f"run.output_dir={a.runs}"])
+        stages = load_recipe(find_recipe(recipe), ()).run.stages + list(PROBES)  # + the frozen-feature protocols
+        code = train.main([recipe, f"data.root={a.data / 'prep'}", f"run.output_dir={a.runs}",
+                           f"run.stages=[{','.join(stages)}]", "evaluate.knn_monitor=true"])
         if code != 0:
             return code
         run_dirs.append(a.runs / load_recipe(find_recipe(recipe), ()).run.name)
     print("\n=== comparison (SYNTHETIC data; the paper's numbers are for real PC18 recordings) ===")
     code = compare.main([str(d) for d in run_dirs] + ["--out", str(a.runs)])
     print_calibration(run_dirs)
+    print_protocols(run_dirs)
     print("\nreports: " + ", ".join(str(d / "report" / "report.md") for d in run_dirs))
     from part.modalities.eeg.sleep.demo_nights import write_demo_nights
     nights = write_demo_nights(a.data / "raw", a.data / "prep", a.data)
@@ -89,6 +96,23 @@ def print_calibration(run_dirs) -> None:
         fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
         print(f"{d.name:34s} {fmt(cal.get('temperature')):>6s} {fmt(cal['before']['ece']):>11s} "
               f"{fmt(after.get('ece')):>10s} {fmt(cal['before']['nll']):>11s} {fmt(after.get('nll')):>10s}")
+
+
+def print_protocols(run_dirs) -> None:
+    """Test kappa of finetuning, the linear probe and the kNN per run, with the chance levels."""
+    print("\n=== evaluation protocols (SYNTHETIC data; Cohen's kappa on the test subjects; chance: kappa 0) ===")
+    print(f"{'run':34} {'finetune':>9} {'linear probe':>13} {'kNN':>7}   chance accuracy (majority class)")
+    for d in run_dirs:
+        reports = [d / "report" / "report.json", d / "report" / "linear_probe" / "report.json",
+                   d / "report" / "knn" / "report.json"]
+        found = [json.loads(r.read_text()) if r.exists() else {} for r in reports]
+        kappas = [f"{r['kappa']:.3f}" if isinstance(r.get("kappa"), float) else "n/a" for r in found]
+        chance = found[1].get("chance") or found[2].get("chance") or {}
+        acc = chance.get("accuracy")
+        reference = "REFERENCE" in str((found[1].get("protocol") or {}).get("features", ""))
+        print(f"{d.name + (' *' if reference else ''):34} {kappas[0]:>9} {kappas[1]:>13} {kappas[2]:>7}   "
+              + (f"{acc:.3f} ({chance.get('majority_class')})" if acc is not None else "n/a"))
+    print("linear probe and kNN: frozen pretrained encoder; * no pretraining: its own finetuned encoder (a reference)")
 
 
 if __name__ == "__main__":
