@@ -24,9 +24,10 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from part.modalities import get_modality  # noqa: E402
+from part.atomic import atomic_write_json  # noqa: E402
 from part.modalities.eeg.recordings.constants import PC18_EEG_CHANNELS  # noqa: E402
 from part.modalities.eeg.datasets import PreparedEEG  # noqa: E402
+from part.registry import get_modality  # noqa: E402
 from part.modalities.eeg.recordings.constants import PC18_WINDOW_SHAPE  # noqa: E402
 from part.modalities.eeg.recordings.prepared import FORMAT_VERSION  # noqa: E402
 
@@ -81,12 +82,29 @@ def time_loader(dataset: Dataset, batch: int, workers: int, n_batches: int, seed
     return n / elapsed
 
 
+def time_sampler(device: str, batch: int, n_batches: int) -> float:
+    """30-s windows/s of PART's sampler alone (40 random 1-s windows each, continuous starts) on a
+    batch already on `device` (random float32 data): sample_windows + extract_fixed_windows."""
+    modality = get_modality("eeg", channels=C, window_samples=L)
+    x = torch.randn(batch, C, L, device=device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    modality.sample(x)
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(n_batches):
+        modality.sample(x)
+    sync()
+    return batch * n_batches / (time.perf_counter() - t0)
+
+
 def time_loader_and_sampler(dataset: Dataset, batch: int, n_batches: int, device: str) -> float:
-    """Windows/s of loading + moving to `device` + PART's 40 random 1-s windows per 30-s window."""
+    """Windows/s of loading + moving to `device` (pinned memory on CUDA, so the copy is
+    asynchronous) + PART's 40 random 1-s windows per 30-s window."""
     modality = get_modality("eeg", channels=C, window_samples=L)
     sampler = RandomSampler(dataset, num_samples=batch * (n_batches + 1),
                             generator=torch.Generator().manual_seed(0))
-    loader = DataLoader(dataset, batch_size=batch, sampler=sampler, drop_last=True)
+    loader = DataLoader(dataset, batch_size=batch, sampler=sampler, drop_last=True,
+                        pin_memory=device.startswith("cuda"))
     it = iter(loader)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     modality.sample(next(it)[0].to(device))
@@ -124,8 +142,21 @@ def main(argv=None) -> int:
                     help="device the sampler runs on (as in training)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--step", action="store_true", help="also time a PART-1D step against the reference")
+    ap.add_argument("--sampler-only", action="store_true",
+                    help="only the sampler on resident batches, CPU and --device (no files written)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the windows/s rows as JSON here")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    rates = {}
+    for device in dict.fromkeys(["cpu", args.device]):
+        rate = time_sampler(device, args.batch, args.batches)
+        rates[f"sampler alone on {device}"] = rate
+        print(f"{'PART sampler alone':28s} batch {args.batch} resident on {device}: {rate:10,.0f} windows/s "
+              f"(synthetic data; 40 x 1-s windows each)")
+    if args.sampler_only:
+        if args.json:
+            atomic_write_json(args.json, {"data": "synthetic", "threads": args.threads, "windows_s": rates})
+        return 0
     tmp = Path(tempfile.mkdtemp(prefix="part-loader-bench-", dir=args.dir))
     try:
         t0 = time.perf_counter()
@@ -138,9 +169,13 @@ def main(argv=None) -> int:
         rows = [("PreparedEEG (__getitems__)", ds, w) for w in (0, 2)] + [("per-item __getitem__", PerItem(ds), 0)]
         for label, dataset, workers in rows:
             rate = time_loader(dataset, args.batch, workers, args.batches)
+            rates[f"{label}, workers {workers}"] = rate
             print(f"{label:28s} batch {args.batch} shuffled, workers {workers}: {rate:10,.0f} windows/s"
                   f"{'  (target >= 10,000)' if dataset is ds else ''}")
         rate = time_loader_and_sampler(ds, args.batch, min(args.batches, 20), args.device)
+        rates[f"loader + copy + sampler on {args.device}"] = rate
+        if args.json:
+            atomic_write_json(args.json, {"data": "synthetic", "threads": args.threads, "windows_s": rates})
         print(f"{'loader + PART sampler':28s} batch {args.batch} shuffled, sampler on {args.device}: "
               f"{rate:10,.0f} windows/s")
         if args.step:

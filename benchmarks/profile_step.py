@@ -1,13 +1,16 @@
 """Where does a PART step spend its time? Component timings and the top kernels of one step.
 
-    python benchmarks/profile_step.py [--batch 512] [--device cuda]
+    python benchmarks/profile_step.py [--batch 512] [--device cuda] [--json rows.json]
 
 Times (median, forward + backward) the patch sampler, the encoder alone and the relative head
-alone (both attention paths), then the whole step, and prints torch.profiler's top kernels.
+alone (every attention path the device runs: triton (CUDA with Triton), fused, logits; 2048
+pairs over 64 tokens, bf16 autocast on CUDA), then the whole step, and prints torch.profiler's
+top kernels (CUDA). Inputs are random tensors (synthetic).
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -17,6 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from step_bench import build_ours  # noqa: E402
+from part.atomic import atomic_write_json  # noqa: E402
 from part.core.pairs import sample_pairs  # noqa: E402
 
 
@@ -38,6 +42,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--repeats", type=int, default=20, help="timed repeats per row (median)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the rows (ms) as JSON here")
     a = ap.parse_args(argv)
     dev, B = a.device, a.batch
     step, model = build_ours("part", B, dev)
@@ -59,14 +65,22 @@ def main(argv=None):
             out = model.head(z0, ref, tgt)
         out.float().square().mean().backward()
 
-    rows = {"sampler (sample + extract)": timed(lambda: model.modality.sample(x), dev),
-            "encoder fwd+bwd": timed(encoder_only, dev),
-            "head fwd+bwd, fused": timed(lambda: head_only("fused"), dev),
-            "head fwd+bwd, logits": timed(lambda: head_only("logits"), dev)}
+    n, warm = a.repeats, min(5, a.repeats)
+    cuda_triton = dev.startswith("cuda") and importlib.util.find_spec("triton") is not None
+    modes = (["triton"] if cuda_triton else []) + ["fused", "logits"]
+    rows = {"sampler (sample + extract)": timed(lambda: model.modality.sample(x), dev, n, warm),
+            "encoder fwd+bwd": timed(encoder_only, dev, n, warm)}
+    for mode in modes:
+        rows[f"head fwd+bwd, {mode}"] = timed(lambda: head_only(mode), dev, n, warm)
     model.head.attention = "auto"
-    rows["whole step (auto)"] = timed(step, dev)
+    rows["whole step (auto)"] = timed(step, dev, n, warm)
+    print(f"device: {torch.cuda.get_device_name() if dev.startswith('cuda') else 'CPU'}; batch {B}; "
+          f"median of {n}; synthetic inputs")
     for k, v in rows.items():
         print(f"{k:30s} {v:8.2f} ms")
+    if a.json:
+        atomic_write_json(a.json, {"batch": B, "device": dev, "data": "synthetic (random tensors)",
+                                   "ms": rows})
     if dev.startswith("cuda"):
         from torch.profiler import ProfilerActivity, profile
         with profile(activities=[ProfilerActivity.CUDA]) as prof:

@@ -68,7 +68,7 @@ def sample_windows(batch: int, length: int, patch_samples: int, num_patches: int
 
 @torch.no_grad()
 def extract_windows(x: torch.Tensor, start: torch.Tensor, size: torch.Tensor,
-                    patch_samples: int) -> torch.Tensor:
+                    patch_samples: int, broadcast: Optional[bool] = None) -> torch.Tensor:
     """Resample every window to P values by linear interpolation: one gather + one lerp.
 
     x (B, C, T); start, size (B, N) in samples -> patches (B, N, C * P), flattened channel-major
@@ -78,6 +78,15 @@ def extract_windows(x: torch.Tensor, start: torch.Tensor, size: torch.Tensor,
     returns x[..., s : s + P] unchanged. Coordinates beyond the ends clamp to the first/last
     sample. Downsampling (len > P) interpolates without an anti-aliasing filter. Any lengths; for
     windows that all have length P, :func:`extract_fixed_windows` gives the same values faster.
+
+    Two ways to gather the taps, bit-identical (gathers are exact, the lerp is the same):
+    ``broadcast`` (the CUDA default, None = by device) indexes x with broadcast item, channel and
+    tap indices, so no index tensor of the output's size is built and the result is already in
+    (B, N, C, P) order: one gather kernel and one lerp kernel at the output's size, nothing leaves
+    the device (no host sync, no Python loop). Otherwise one torch.gather along time with the taps
+    shared by all channels, then a transpose copy (the CPU default: on a loaded 2-core CPU,
+    synthetic 256 x 40 windows took 143 ms this way against 203 ms broadcast, both on the CPU;
+    the CUDA side is not measured yet).
     """
     B, C, T = x.shape
     N, P = start.shape[1], patch_samples
@@ -86,8 +95,13 @@ def extract_windows(x: torch.Tensor, start: torch.Tensor, size: torch.Tensor,
     lo = pos.floor()
     frac = (pos - lo).to(x.dtype)
     lo = lo.long()
-    taps = torch.stack([lo.clamp(0, T - 1), (lo + 1).clamp(0, T - 1)], 0)      # (2, B, N, P)
-    idx = taps.permute(1, 0, 2, 3).reshape(B, 1, 2 * N * P).expand(B, C, -1)
+    taps = torch.stack([lo.clamp(0, T - 1), (lo + 1).clamp(0, T - 1)], -1)     # (B, N, P, 2)
+    if x.is_cuda if broadcast is None else broadcast:
+        item = torch.arange(B, device=x.device).view(B, 1, 1, 1, 1)
+        channel = torch.arange(C, device=x.device).view(1, 1, C, 1, 1)
+        both = x[item, channel, taps[:, :, None]]                              # (B, N, C, P, 2)
+        return torch.lerp(both[..., 0], both[..., 1], frac[:, :, None]).reshape(B, N, C * P)
+    idx = taps.permute(0, 3, 1, 2).reshape(B, 1, 2 * N * P).expand(B, C, -1)
     both = torch.gather(x, 2, idx).view(B, C, 2, N, P)
     out = torch.lerp(both[:, :, 0], both[:, :, 1], frac.unsqueeze(1))          # (B, C, N, P)
     return out.transpose(1, 2).reshape(B, N, C * P)

@@ -10,6 +10,8 @@ CIFAR setup).
 """
 from __future__ import annotations
 
+import importlib.util
+import warnings
 from typing import Optional
 
 import torch
@@ -33,18 +35,22 @@ class CrossAttentionHead(nn.Module):
       gathered and summed per pair;
     - value projection, output projection and the final linear are folded per head into
       (d -> target_dim) maps applied per token, so attention mixes target_dim-wide values;
-    - attention itself: "logits" (CPU default) adds two per-token logit rows (N x N per head)
-      gathered per pair, never forming a (#pairs x N x d/h) product; "fused" (CUDA default)
-      gathers the per-pair queries and calls one fused scaled_dot_product_attention kernel
-      (values zero-padded to the head width), never materialising the (#pairs x N) weights.
+    - attention itself: "triton" (CUDA default where Triton is installed) calls the fused pair
+      attention kernel (``part/core/pair_attention.py``): per-token logit rows (N x N per head)
+      added per pair on chip, softmax and values in one pass, forward and backward, never writing
+      a (#pairs x N) or (#pairs x d/h) tensor; "logits" (CPU default) adds the same two rows
+      gathered per pair in PyTorch, never forming a (#pairs x N x d/h) product; "fused" (CUDA
+      default without Triton) gathers the per-pair queries and calls one fused
+      scaled_dot_product_attention kernel (values zero-padded to the head width), never
+      materialising the (#pairs x N) weights.
     `forward_reference` computes the same thing literally (tested equal in float64).
     """
 
     def __init__(self, dim: int, target_dim: int, num_heads: int = 8, qkv_bias: bool = True,
                  attention: str = "auto"):
         super().__init__()
-        if attention not in ("auto", "fused", "logits"):
-            raise ValueError(f"attention={attention!r}; valid: auto, fused, logits")
+        if attention not in ATTENTION:
+            raise ValueError(f"attention={attention!r}; valid: {', '.join(ATTENTION)}")
         self.attention = attention
         if dim % num_heads:
             raise ValueError(f"head dim {dim} must be divisible by head num_heads={num_heads}")
@@ -79,9 +85,8 @@ class CrossAttentionHead(nn.Module):
         v_fold = torch.einsum("htk,hkd->htd", C_h, wv.view(h, dh, d))       # (h, T, d)
         v_bias = torch.einsum("htk,hk->ht", C_h, bkv[d:].view(h, dh))       # (h, T)
         v = torch.einsum("bnd,htd->bhnt", z, v_fold) + v_bias[None, :, None, :]  # (B, h, N, T)
-        mode = self.attention if self.attention != "auto" else ("fused" if z.is_cuda else "logits")
-        attend = _attend_fused if mode == "fused" else _attend_logits
-        return attend(q_ref, q_tgt, k, v, ref, tgt).sum(1) + c             # (B, M, T)
+        attend = {"triton": _attend_triton, "fused": _attend_fused, "logits": _attend_logits}
+        return attend[attention_mode(self.attention, z)](q_ref, q_tgt, k, v, ref, tgt).sum(1) + c
 
     def forward_reference(self, z, ref, tgt):
         """Literal (unfactored) computation of the same head, for tests."""
@@ -96,34 +101,61 @@ class CrossAttentionHead(nn.Module):
         return self.out(self.proj(o))
 
 
+ATTENTION = ("auto", "triton", "fused", "logits")
+TRITON_INSTALLED = importlib.util.find_spec("triton") is not None  # without importing it
+
+
+def attention_mode(attention: str, z: torch.Tensor) -> str:
+    """The attention path a head with option `attention` takes for encoder output `z`: "auto" is
+    "triton" on CUDA where Triton is installed, "fused" on CUDA without it, "logits" elsewhere."""
+    if attention != "auto":
+        return attention
+    if z.is_cuda:
+        return "triton" if TRITON_INSTALLED else "fused"
+    return "logits"
+
+
 def pair_rows(x_ref: torch.Tensor, x_tgt: torch.Tensor, ref: torch.Tensor, tgt: torch.Tensor,
               one_hot: Optional[bool] = None) -> torch.Tensor:
     """x_ref[ref] + x_tgt[tgt] along the token axis: (B, h, N, D) x 2, (B, M) -> (B, h, M, D).
 
-    On CUDA one batched matmul with one-hot selectors ((M x 2N) @ (2N x D)), whose backward is a
-    matmul too; elsewhere two gathers (their backward scatters M rows onto N, cheap on CPUs but
-    slow with GPU atomics when M >> N). `one_hot` forces either way (None: by device)."""
+    Two gathers; their backward adds the M rows' gradients onto the N token rows (scatter-add,
+    i.e. index_add): exact, and no (B, M, 2N) one-hot selector (about 1 GB at ImageNet sizes:
+    128 items, 4802 pairs, 196 tokens). `one_hot` is deprecated and ignored (0.1.0; removed in 0.2.0)."""
+    if one_hot is not None:
+        warnings.warn("pair_rows(one_hot=...) is deprecated since part 0.1.0 and ignored (the one-hot "
+                      "selector is gone); it will be removed in 0.2.0", FutureWarning, stacklevel=2)
     B, h, N, D = x_ref.shape
     M = ref.shape[1]
-    if not (x_ref.is_cuda if one_hot is None else one_hot):
-        def pick(x, i):
-            return torch.gather(x, 2, i[:, None, :, None].expand(B, h, M, D))
-        return pick(x_ref, ref) + pick(x_tgt, tgt)
-    # under autocast the selector stays float32 and autocast casts the matmul (what inductor expects)
-    dtype = torch.float32 if torch.is_autocast_enabled(x_ref.device.type) else x_ref.dtype
-    select = torch.zeros(B, 1, M, 2 * N, device=x_ref.device, dtype=dtype)
-    select.scatter_(3, ref[:, None, :, None], 1.0).scatter_(3, (tgt + N)[:, None, :, None], 1.0)
-    return torch.matmul(select, torch.cat([x_ref, x_tgt], 2))
+    def pick(x, i):
+        return torch.gather(x, 2, i[:, None, :, None].expand(B, h, M, D))
+    return pick(x_ref, ref) + pick(x_tgt, tgt)
+
+
+def _token_logits(q_ref, q_tgt, k):
+    """Per-token scaled logit rows q k^T / sqrt(dh): (B, h, N, dh) x 3 -> (B, h, N, N) x 2."""
+    scale = k.shape[-1] ** -0.5
+    return (q_ref * scale) @ k.transpose(-1, -2), (q_tgt * scale) @ k.transpose(-1, -2)
 
 
 def _attend_logits(q_ref, q_tgt, k, v, ref, tgt):
     """softmax((q_ref[ref] + q_tgt[tgt]) k^T / sqrt(dh)) v from per-token logit rows: the logits of
     a pair are the sum of two rows of the (N x N) per-token logits. Returns (B, h, M, T)."""
-    scale = k.shape[-1] ** -0.5
-    s_ref = (q_ref * scale) @ k.transpose(-1, -2)                            # (B, h, N, N)
-    s_tgt = (q_tgt * scale) @ k.transpose(-1, -2)
+    s_ref, s_tgt = _token_logits(q_ref, q_tgt, k)                            # (B, h, N, N)
     att = pair_rows(s_ref, s_tgt, ref, tgt).softmax(-1)                      # (B, h, M, N)
     return att.to(v.dtype) @ v
+
+
+def _attend_triton(q_ref, q_tgt, k, v, ref, tgt):
+    """The same logits through the fused Triton kernel (part/core/pair_attention.py): gather,
+    softmax and values on chip, forward and backward. Returns (B, h, M, T)."""
+    from part.core import pair_attention as kernel  # imports Triton: only on this path
+    if not kernel.available(k.device):
+        raise RuntimeError(f"attention='triton' needs Triton and a CUDA device (got {k.device}, "
+                           f"Triton {'missing' if kernel.triton is None else 'installed'}); "
+                           f"use attention 'auto', 'fused' or 'logits'")
+    s_ref, s_tgt = _token_logits(q_ref, q_tgt, k)
+    return kernel.pair_attention(s_ref, s_tgt, v, ref, tgt)
 
 
 def _attend_fused(q_ref, q_tgt, k, v, ref, tgt):

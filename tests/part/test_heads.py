@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from part.core.heads import CrossAttentionHead, MLPHead, PairwiseMLPHead, build_head, pair_rows
+from part.core.heads import CrossAttentionHead, MLPHead, PairwiseMLPHead, attention_mode, build_head, pair_rows
 from part.core.pairs import gather_tokens, sample_pairs
 
 
@@ -82,14 +82,50 @@ def test_unknown_head_lists_valid():
         build_head("transformer", 16, 2, 7)
 
 
-def test_pair_rows_one_hot_matmul_equals_gather():
+def test_pair_rows_gathers_and_scatters_back_per_token():
+    """pair_rows = x_ref[ref] + x_tgt[tgt] (no one-hot selector); its backward adds every pair's
+    gradient onto its token rows (index_add), checked against a hand-built sum."""
     g = torch.Generator().manual_seed(5)
     a, b = torch.randn(2, 3, 6, 5, generator=g, dtype=torch.float64, requires_grad=True), \
         torch.randn(2, 3, 6, 5, generator=g, dtype=torch.float64, requires_grad=True)
     ref, tgt = sample_pairs(2, 6, 40, generator=g)
-    fast, slow = pair_rows(a, b, ref, tgt, one_hot=True), pair_rows(a, b, ref, tgt, one_hot=False)
-    assert torch.allclose(fast, slow)
-    assert torch.equal(slow[1, 2, 7], a[1, 2, ref[1, 7]] + b[1, 2, tgt[1, 7]])
-    ga = torch.autograd.grad(fast.sum(), (a, b))
-    gb = torch.autograd.grad(pair_rows(a, b, ref, tgt, one_hot=False).sum(), (a, b))
-    assert all(torch.allclose(x, y) for x, y in zip(ga, gb))
+    rows = pair_rows(a, b, ref, tgt)
+    assert rows.shape == (2, 3, 40, 5)
+    assert torch.equal(rows[1, 2, 7], a[1, 2, ref[1, 7]] + b[1, 2, tgt[1, 7]])
+    w = torch.randn(2, 3, 40, 5, generator=g, dtype=torch.float64)
+    ga, gb = torch.autograd.grad((rows * w).sum(), (a, b))
+    want_a, want_b = torch.zeros_like(a), torch.zeros_like(b)
+    for i in range(2):
+        want_a[i].index_add_(1, ref[i], w[i])
+        want_b[i].index_add_(1, tgt[i], w[i])
+    assert torch.allclose(ga, want_a) and torch.allclose(gb, want_b)
+
+
+def test_pair_rows_one_hot_is_deprecated_and_ignored():
+    a = b = torch.randn(1, 1, 4, 3)
+    ref, tgt = sample_pairs(1, 4, 5)
+    with pytest.warns(FutureWarning, match=r"one_hot=...\) is deprecated since part 0.1.0 .* removed in 0.2.0"):
+        rows = pair_rows(a, b, ref, tgt, one_hot=True)
+    assert torch.equal(rows, pair_rows(a, b, ref, tgt))
+
+
+def test_attention_auto_picks_logits_on_cpu_and_lists_valid_modes():
+    z = torch.randn(1, 3, 8)
+    assert attention_mode("auto", z) == "logits"
+    assert attention_mode("fused", z) == "fused"
+    with pytest.raises(ValueError, match="attention='flash'; valid: auto, triton, fused, logits"):
+        CrossAttentionHead(8, 2, num_heads=2, attention="flash")
+
+
+def test_attention_auto_on_cuda_picks_triton_when_installed(monkeypatch):
+    """attention_mode reads only the tensor's device; a stand-in CUDA tensor (no GPU needed)."""
+    import types
+
+    from part.core import heads
+
+    on_cuda = types.SimpleNamespace(is_cuda=True)
+    monkeypatch.setattr(heads, "TRITON_INSTALLED", True)
+    assert attention_mode("auto", on_cuda) == "triton"
+    assert attention_mode("logits", on_cuda) == "logits"
+    monkeypatch.setattr(heads, "TRITON_INSTALLED", False)
+    assert attention_mode("auto", on_cuda) == "fused"

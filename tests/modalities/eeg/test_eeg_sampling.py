@@ -85,3 +85,58 @@ def test_geometry_is_centre_and_length():
     assert grid_geometry(1, 250, P).shape == (1, 2, 2)  # the tail shorter than P is not a cell
     start, size = torch.tensor([[0., 10.5]]), torch.tensor([[100., 40.]])
     assert window_geometry(start, size).tolist() == [[[50.0, 100.0], [30.5, 40.0]]]
+
+
+def _previous_extract_windows(x, start, size, patch_samples):
+    """extract_windows as it was before the CUDA gather (one torch.gather along time, then a
+    transpose copy), kept here as the reference the new gathers must match bit for bit."""
+    B, C, T = x.shape
+    N, P = start.shape[1], patch_samples
+    k = torch.arange(P, device=x.device, dtype=torch.float32) + 0.5
+    pos = start[..., None].float() + k * (size[..., None].float() / P) - 0.5
+    lo = pos.floor()
+    frac = (pos - lo).to(x.dtype)
+    lo = lo.long()
+    taps = torch.stack([lo.clamp(0, T - 1), (lo + 1).clamp(0, T - 1)], 0)
+    idx = taps.permute(1, 0, 2, 3).reshape(B, 1, 2 * N * P).expand(B, C, -1)
+    both = torch.gather(x, 2, idx).view(B, C, 2, N, P)
+    out = torch.lerp(both[:, :, 0], both[:, :, 1], frac.unsqueeze(1))
+    return out.transpose(1, 2).reshape(B, N, C * P)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("strategy,scale", [("random", (0.5, 2.0)), ("random", None), ("stratified", (0.5, 2.0))])
+def test_cuda_gather_equals_previous_sampler_bit_for_bit(strategy, scale, dtype):
+    """The broadcast-index gather (the CUDA path), run on the CPU, against the previous sampler:
+    same seed, same windows, identical patches (also beyond the ends, where taps clamp)."""
+    x = torch.randn(5, C, T, generator=_gen(7)).to(dtype)
+    start, size = sample_windows(5, T, P, 40, strategy, scale, generator=_gen(8))
+    start[0, :2] = torch.tensor([0.0, T - size[0, 1].item()])  # both ends of the signal
+    want = _previous_extract_windows(x, start, size, P)
+    fast = extract_windows(x, start, size, P, broadcast=True)
+    assert fast.shape == (5, 40 if strategy == "random" else T // P, C * P) and fast.dtype == dtype
+    assert torch.equal(fast, want)
+    assert torch.equal(extract_windows(x, start, size, P, broadcast=False), want)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="no CUDA device: the CUDA sampler's host-sync check needs one")
+@pytest.mark.parametrize("scale", [None, (0.5, 2.0)])
+def test_cuda_sampler_never_syncs_and_matches_cpu(scale):
+    """modality.sample on CUDA under sync debug mode 'error' (any host sync raises), and the
+    extractor on CUDA equals the same extractor on the CPU for the same windows."""
+    from part.modalities import get_modality
+
+    modality = get_modality("eeg", channels=C, window_samples=T, scale_range=scale)
+    x = torch.randn(8, C, T, device="cuda")
+    modality.sample(x)  # first call: CUDA context and kernels loaded
+    start, size = sample_windows(8, T, P, 40, "random", scale, device="cuda")
+    extract = (lambda x, s, n: extract_fixed_windows(x, s, P)) if scale is None else \
+        (lambda x, s, n: extract_windows(x, s, n, P))
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        modality.sample(x)
+        patches = extract(x, start, size)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    torch.testing.assert_close(patches.cpu(), extract(x.cpu(), start.cpu(), size.cpu()), rtol=0, atol=1e-6)
