@@ -79,7 +79,7 @@ def analyze_run(run_dir: str | Path, n_items: int = 8, out: str | Path | None = 
     pretext = pretext_recipe(state, recipe)
     method, modality = build_pretext(state, pretext)
     check_relative(method, pretext.method.name)
-    bundle = dataset_spec(recipe.data.name).load(recipe.data, recipe.run.seed, 0)
+    bundle = dataset_spec(recipe.modality.name, recipe.data.name).load(recipe.data, recipe.run.seed, 0)
     saved = dict(state.get("input_info") or {})
     if saved and recipe_to_dict(dict(bundle.input_info)) != saved:
         raise DataError(f"the run's data now give {dict(bundle.input_info)} but the pretext model "

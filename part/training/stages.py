@@ -50,7 +50,7 @@ class Pipeline:
     def bundle(self, repeat: int = 0):
         if repeat not in self._bundles:
             r = self.recipe
-            self._bundles[repeat] = dataset_spec(r.data.name).load(r.data, r.run.seed, repeat)
+            self._bundles[repeat] = dataset_spec(r.modality.name, r.data.name).load(r.data, r.run.seed, repeat)
         return self._bundles[repeat]
 
     def modality(self, bundle):

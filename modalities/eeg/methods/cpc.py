@@ -96,4 +96,4 @@ def _sequences(windows, options: CPCOptions, seed: int) -> ContextSamples:
 
 
 register_method("cpc", options=CPCOptions, build=CPC, position_embedding=True, modalities=("eeg",), needs=NEEDS,
-                pretrain_data=_sequences)
+                pretrain_data=_sequences, example=dict(context_windows=2, predicted_windows=1, context_dim=8))

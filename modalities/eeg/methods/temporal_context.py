@@ -104,12 +104,14 @@ def _triplets(windows, options: TemporalContextOptions, seed: int) -> ContextSam
 
 
 @register_method("relative_positioning", options=RelativePositioningOptions, position_embedding=True,
-                 modalities=("eeg",), needs=NEEDS, pretrain_data=_pairs)
+                 modalities=("eeg",), needs=NEEDS, pretrain_data=_pairs,
+                 example=dict(tau_pos_s=60.0, tau_neg_s=600.0))
 def relative_positioning(modality, encoder, tokenizer, options) -> TemporalContextTask:
     return TemporalContextTask(modality, encoder, tokenizer, options, PairSampler.windows)
 
 
 @register_method("temporal_shuffling", options=TemporalShufflingOptions, position_embedding=True,
-                 modalities=("eeg",), needs=NEEDS, pretrain_data=_triplets)
+                 modalities=("eeg",), needs=NEEDS, pretrain_data=_triplets,
+                 example=dict(tau_pos_s=60.0, tau_neg_s=600.0))
 def temporal_shuffling(modality, encoder, tokenizer, options) -> TemporalContextTask:
     return TemporalContextTask(modality, encoder, tokenizer, options, TripletSampler.windows)

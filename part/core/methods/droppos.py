@@ -120,7 +120,8 @@ def attentive_weights(similarity: torch.Tensor, keep: torch.Tensor) -> torch.Ten
     return attn / attn.sum(dim=-1, keepdim=True)
 
 
-@register_method("droppos", options=DropPosOptions, position_embedding=True)
+@register_method("droppos", options=DropPosOptions, position_embedding=True,
+                 example=dict(decoder_dim=16, decoder_depth=1, decoder_heads=2))
 class DropPos(nn.Module):
     """Pretext model: forward(x) -> {"loss", "position_accuracy", "sigma"}; `outputs(x)` gives the
     tensors. Set `progress` (in [0, 1]) during training to anneal the smoothing."""

@@ -67,7 +67,8 @@ def masked_patch_mse(pred: torch.Tensor, target: torch.Tensor, masked: torch.Ten
     return (per_patch * weight).sum() / weight.sum()
 
 
-@register_method("mae", options=MAEOptions, position_embedding=True)
+@register_method("mae", options=MAEOptions, position_embedding=True,
+                 example=dict(decoder_dim=16, decoder_depth=1, decoder_heads=2))
 class MAE(nn.Module):
     """Pretext model: forward(x) -> {"loss"}; `outputs(x)` gives the tensors the loss is built from."""
 

@@ -64,7 +64,7 @@ def encode_with_context(encoder: nn.Module, tokens: torch.Tensor, masked: torch.
     return encoder.norm(x)
 
 
-@register_method("mp3", options=MP3Options, position_embedding=False)
+@register_method("mp3", options=MP3Options, position_embedding=False, example=dict())
 class MP3(nn.Module):
     """Pretext model: forward(x) -> {"loss", "position_accuracy"}; `outputs(x)` gives the tensors."""
 

@@ -18,6 +18,7 @@ from part.config.options import Options
 from part.core.chance import chance, mean_predictor_chance
 from part.core.loss import PARTLoss
 from part.core.pairs import gather_tokens, sample_pairs
+from part.errors import ConfigError
 from part.registry import register_method
 
 
@@ -42,7 +43,7 @@ class PARTOptions(Options):
             yield "head_hidden", f"applies to head 'pairwise_mlp' only, not {self.head!r}"
 
 
-@register_method("part", options=PARTOptions)
+@register_method("part", options=PARTOptions, example=dict(num_pairs=16))
 class PART(nn.Module):
     """Pretext model: forward(x) -> {"loss", "l2_error"}; `on_grid` gives the PART-grid ablation.
 
@@ -58,6 +59,16 @@ class PART(nn.Module):
         self.modality, self.encoder, self.tokenizer = modality, encoder, tokenizer
         self.options, self.on_grid = options, on_grid
         n = modality.num_grid_patches if on_grid else modality.num_patches
+        self.scale_targets = modality.target_dim == modality.geometry_dim and not modality.geometry_dim % 2
+        if self.scale_targets and getattr(modality, "scale_range", None) is None:
+            raise ConfigError(f"method 'part': modality {modality.name!r} has target_dim={modality.target_dim} "
+                              f"(scale targets) but no scale_range, so its patch sizes never vary and the scale "
+                              f"target is a constant; set modality.scale_range (e.g. [0.5, 2.0]) or drop the "
+                              f"scale targets")
+        if self.scale_targets and on_grid:
+            raise ConfigError(f"method 'part_grid': the fixed grid's patches all have one size, so the scale "
+                              f"targets of modality {modality.name!r} (scale_range={modality.scale_range}) "
+                              f"would be a constant; remove modality.scale_range or use method 'part'")
         criterion = PARTLoss(encoder.dim, modality.target_dim, options.num_pairs,
                              head=options.head, num_heads=options.head_heads or encoder.num_heads,
                              head_hidden=options.head_hidden,
@@ -142,6 +153,8 @@ class PART(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict:
         z, geom = self.encode(x)
+        if self.scale_targets:
+            self.criterion.check_sizes_vary(geom)
         loss, details = self.criterion(z, geom, return_details=True)
         with torch.no_grad():
             k = self.modality.translation_dim
