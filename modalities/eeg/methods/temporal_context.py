@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from part.config.options import Options
+from part.core.chance import log_chance
 from part.registry import register_method
 from part.modalities.eeg.methods.context_sampling import ContextSamples, PairSampler, TripletSampler
 from part.modalities.eeg.methods.embedding import AbsDiffClassifier, WindowEmbedder
@@ -79,6 +80,10 @@ class TemporalContextTask(nn.Module):
             raise ValueError(f"{self.options.name} takes samples of {self.windows} windows (B, {self.windows}, "
                              f"C, L), got shape {tuple(x.shape)}")
         return self.classifier(self.embedder.embed_samples(x))
+
+    def pretext_chance(self, x=None, batch_size=None, generator=None) -> dict:
+        """ln 2: the binary cross-entropy of guessing 0.5 (labels are drawn 50/50)."""
+        return log_chance(2, "bce", "guessing p = 0.5 (labels drawn 50/50)")
 
     def forward(self, x: torch.Tensor, target: torch.Tensor) -> dict:
         logits = self.logits(x).float()

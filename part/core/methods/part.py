@@ -15,9 +15,14 @@ import torch
 from torch import nn
 
 from part.config.options import Options
+from part.core.chance import chance, mean_predictor_chance
 from part.core.loss import PARTLoss
+from part.core.pairs import gather_tokens, sample_pairs
 from part.errors import ConfigError
 from part.registry import register_method
+
+
+CHANCE_DRAWS = 16  # samplings of the held-out batch for the Monte Carlo chance level
 
 
 @dataclass
@@ -105,6 +110,46 @@ class PART(nn.Module):
         if return_details:
             return out["pred"], out["target"], {"ref": out["ref"], "tgt": out["tgt"], "geometry": geom}
         return out["pred"], out["target"]
+
+    @torch.no_grad()
+    def pretext_chance(self, x: torch.Tensor, batch_size: Optional[int] = None,
+                       generator: Optional[torch.Generator] = None, draws: int = CHANCE_DRAWS) -> dict:
+        """The loss (MSE over pairs and target values) of always predicting the mean relative
+        transform, under this run's own sampler: the modality's patches (off-grid ``sample`` with
+        its strategy, or the grid for PART-grid) and the pairs of ``PARTLoss`` (``num_pairs``
+        per item, self-pairs as ``exclude_self_pairs`` says).
+
+        Off-grid: Monte Carlo over ``draws`` samplings of the held-out batch ``x`` (B, ...), all
+        draws from ``generator``. On the grid the geometry is fixed, so all ordered pairs are
+        enumerated (exact). Returns ``part.core.chance.chance`` with "per_target" (MSE per target
+        value), "l2" (mean Euclidean norm of the translation part around its mean) and "pairs".
+        """
+        names = list(self.modality.target_names)
+        if self.on_grid:
+            _, geom = self.modality.grid(x[:1])
+            n = geom.shape[1]
+            ref, tgt = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+            keep = ref != tgt if self.options.exclude_self_pairs else torch.ones_like(ref, dtype=torch.bool)
+            ref, tgt = ref[keep].reshape(1, -1).to(geom.device), tgt[keep].reshape(1, -1).to(geom.device)
+            targets = self.criterion.targets(gather_tokens(geom, ref), gather_tokens(geom, tgt))
+            how = f"exact: all {ref.shape[1]} ordered grid pairs"
+        else:
+            parts = []
+            for _ in range(draws):
+                _, geom = self.modality.sample(x, generator)
+                ref, tgt = sample_pairs(geom.shape[0], geom.shape[1], self.options.num_pairs,
+                                        self.options.exclude_self_pairs, geom.device, generator)
+                parts.append(self.criterion.targets(gather_tokens(geom, ref), gather_tokens(geom, tgt)))
+            targets = torch.cat([p.reshape(-1, p.shape[-1]) for p in parts])
+            how = (f"Monte Carlo: {draws} samplings of {x.shape[0]} items x {self.options.num_pairs} "
+                   f"pairs ({targets.shape[0]} pairs), the run's sampler")
+        stats = mean_predictor_chance(targets, names)
+        k = self.modality.translation_dim
+        centred = targets[..., :k].double() - targets[..., :k].double().reshape(-1, k).mean(0)
+        self_pairs = "self-pairs excluded" if self.options.exclude_self_pairs else "self-pairs included"
+        return chance("mse", stats["value"], f"predicting the mean relative transform; {how}; {self_pairs}",
+                      per_target=stats["per_target"], l2=float(centred.norm(dim=-1).mean()),
+                      pairs=stats["rows"])
 
     def forward(self, x: torch.Tensor) -> dict:
         z, geom = self.encode(x)
