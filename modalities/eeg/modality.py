@@ -80,7 +80,8 @@ class EEGOptions(Options):
                                   f"{self.scale_range[1]} > {T})")
 
 
-@register_modality("eeg", options=EEGOptions)
+@register_modality("eeg", options=EEGOptions, example=dict(
+    options=dict(channels=2, window_samples=240, patch_samples=8, num_patches=12), input_shape=(2, 2, 240)))
 class EEGModality(Modality):
     """1-D signals x (B, C, T) float. Geometry (B, N, 2) = (centre, length) in samples.
 

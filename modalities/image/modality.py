@@ -60,7 +60,8 @@ class ImageOptions(Options):
                                   f" must be <= the image size {image_size}")
 
 
-@register_modality("image", options=ImageOptions)
+@register_modality("image", options=ImageOptions, example=dict(
+    options=dict(image_size=8, channels=1, patch_size=2), input_shape=(2, 1, 8, 8)))
 class ImageModality(Modality):
     """2-D images (B, C, H, W). Geometry (B, N, 4) = cx, cy, w, h in pixels.
 

@@ -143,7 +143,7 @@ def sweep(run_dirs: Sequence[str | Path], points: Sequence[str], draws: int, out
     plan = []
     for run_dir in map(Path, run_dirs):  # check everything before the first training step
         recipe = load_run(run_dir)
-        bundle = dataset_spec(recipe.data.name).load(recipe.data, recipe.run.seed, 0)
+        bundle = dataset_spec(recipe.modality.name, recipe.data.name).load(recipe.data, recipe.run.seed, 0)
         if bundle.label_budget is None:
             raise ConfigError(f"data.name={recipe.data.name!r} of '{run_dir}' declares no label budget "
                               f"(DataBundle.label_budget); it cannot be swept")
