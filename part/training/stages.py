@@ -225,6 +225,7 @@ def finetune(p: Pipeline, repeat: int) -> None:
                     extra_state={"repeat": repeat}), ctx)
     if ctx.dist.is_main:
         card = model_card(r, bundle)  # self-describing: usable without the recipe
+        card["trained_on"] = _trained_on(bundle, data)
         if calibration_data is not None:
             card.update(_fit_calibration(clf, calibration_data, held_out, r.evaluate.batch_size, ctx))
         out = {"model": clf.state_dict(), "repeat": repeat, "seed": r.run.seed + repeat, "card": card}
@@ -248,7 +249,18 @@ def _calibration_split(bundle, fraction: float, seed: int, ctx: RunContext):
     train_idx, cal_idx, held_out = split
     ctx.say(f"[finetune] calibration: {len(cal_idx)} of {len(bundle.finetune)} finetune items held out of training"
             + (f" (subjects {', '.join(held_out)})" if held_out else "") + " to fit the temperature on")
-    return Subset(bundle.finetune, train_idx.tolist()), Subset(bundle.finetune, cal_idx.tolist()), held_out
+    plain = bundle.finetune_eval if bundle.finetune_eval is not None else bundle.finetune  # no augmentation
+    return Subset(bundle.finetune, train_idx.tolist()), Subset(plain, cal_idx.tolist()), held_out
+
+
+def _trained_on(bundle, data) -> dict:
+    """What the finetune stage trained on (the card's ``trained_on``): ``items`` and, where the
+    finetune pool has groups, the ``groups`` (subject ids, sorted) of the items in ``data``."""
+    groups = None
+    if bundle.finetune_groups is not None:
+        index = range(len(bundle.finetune_groups)) if data is bundle.finetune else data.indices  # our Subset
+        groups = sorted({str(bundle.finetune_groups[i]) for i in index})
+    return {"items": len(data), "groups": groups}
 
 
 def _fit_calibration(model, data, held_out: list, batch_size: int, ctx: RunContext) -> dict:
