@@ -18,13 +18,13 @@ checkpoint's whole model `card` (`part/inference.py`) when one exists in the run
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+from part.atomic import file_sha256
 from part.errors import ConfigError, DataError, run_cli
 
 SIDECAR_VERSION = 1
@@ -148,19 +148,11 @@ def _sidecar(run_dir: Path, path: Path, source: str, model: dict, layout: dict, 
         "normalisation": data.get("normalisation"),
         "class_names": list((card or {}).get("class_names") or []),
         "temperature": (card or {}).get("temperature") if source == "finetuned" else None,
-        "source": {"run": str(run_dir), "from": source, "checkpoint": str(path), "sha256": _sha256(path)},
+        "source": {"run": str(run_dir), "from": source, "checkpoint": str(path), "sha256": file_sha256(path)},
         "card": card,
         "note": None if card else ("no finetuned model card in this run and its data could not be read: "
                                    "the data description (channels, filter, normalisation) is unknown"),
     }
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def timm_weights(run_dir: Path, source: str = "pretrain") -> dict:
