@@ -79,7 +79,7 @@ def analyze_run(run_dir: str | Path, n_items: int = 8, out: str | Path | None = 
     pretext = pretext_recipe(state, recipe)
     method, modality = build_pretext(state, pretext)
     check_relative(method, pretext.method.name)
-    bundle = dataset_spec(recipe.data.name).load(recipe.data, recipe.run.seed, 0)
+    bundle = dataset_spec(recipe.modality.name, recipe.data.name).load(recipe.data, recipe.run.seed, 0)
     saved = dict(state.get("input_info") or {})
     if saved and recipe_to_dict(dict(bundle.input_info)) != saved:
         raise DataError(f"the run's data now give {dict(bundle.input_info)} but the pretext model "
@@ -101,7 +101,9 @@ def analyze_run(run_dir: str | Path, n_items: int = 8, out: str | Path | None = 
         f"in {out}: {', '.join(sorted(p.name for p in paths))}")
     say(f"antisymmetry error {m['symmetry_error']:.4f}; mean abs error "
         + ", ".join(f"{k} {v:.4f}" for k, v in m["mae_per_target"].items())
-        + f"; R^2 off-grid {_r2(m, 'offgrid')}, grid {_r2(m, 'grid')}")
+        + f"; R^2 off-grid {_r2(m, 'offgrid')}, grid {_r2(m, 'grid')}"
+        + "; R^2 by pair type " + ", ".join(f"{t} {_fmt(v['r2'])} ({v['pairs']} pairs)"
+                                            for t, v in (m.get("r2_by_pair_type") or {}).items() if t != "self"))
     return json.loads((out / "analysis.json").read_text())
 
 

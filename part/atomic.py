@@ -2,11 +2,13 @@
 
 A reader (or a crash at any moment) sees either the old file or the complete new one, never a
 half-written file. The temp file lives in the same directory so that the rename never crosses a
-file system.
+file system. ``file_sha256`` identifies a file by its content (checkpoints behind caches and
+staged nights).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -59,6 +61,15 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented, strict JSON (no NaN) to ``path`` atomically."""
     text = json.dumps(obj, indent=2, allow_nan=False) + "\n"
     return atomic_write_text(path, text)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 (hex) of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _fsync_directory(directory: Path) -> None:

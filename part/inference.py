@@ -111,7 +111,7 @@ def _card_from_config(run_dir: Path, path: Path) -> dict:
                         f"refinetune the run with this toolkit version (rerun its recipe under a new run.name)")
     try:
         recipe = load_recipe(config)
-        bundle = dataset_spec(recipe.data.name).load(recipe.data, recipe.run.seed, 0)
+        bundle = dataset_spec(recipe.modality.name, recipe.data.name).load(recipe.data, recipe.run.seed, 0)
     except (UserInputError, KeyError) as exc:
         reason = " ".join(str(exc).split())
         raise DataError(f"{hint}, and rebuilding it from '{config}' failed ({reason}); refinetune the "

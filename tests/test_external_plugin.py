@@ -1,22 +1,29 @@
 """The plugin seam, end to end: a separate package adds a modality and a dataset with no edit
-to this project, and ``python -m part.train`` runs a recipe that names them.
+to this project; its own contract test passes, the toolkit's contract suite passes with it
+installed, and ``python -m part.train`` runs a recipe that names them.
 
-In a temporary folder the test writes a tiny package, ``part-test-accel-plugin`` (module
-``part_test_accel``): a single-channel accelerometer-like 1-D modality ``accel`` (patches at
-continuous random centres, geometry (centre, length) in samples, targets dt from
-``part.core.geometry.relative_targets``, sampling batched) and a dataset ``synthetic_accel`` of
-SYNTHETIC signals (two classes: still / walking). Its only link to PART is the entry point
+In a temporary folder the test writes a tiny package, ``part-test-accel-plugin``: the module
+``part_test_accel`` is the 1-D modality ``accel`` of docs/architecture.md section 3.2, read from
+that document's ``accel-plugin`` block (so the document shows the tested file whole; at most 60
+lines), and ``part_test_accel_data`` the dataset ``synthetic_accel`` of SYNTHETIC signals (two
+classes: still / walking). Its only links to PART are the entry points
 
     [project.entry-points."part.modalities"]
     accel = "part_test_accel"
+    accel_data = "part_test_accel_data"
 
 It is installed into this test's environment with ``python -m pip install --no-deps
 --no-build-isolation --no-index -e DIR`` (real entry points, discovered by the registry as any
-third-party plugin would be; no network needed) and uninstalled by a finalizer. Then
-``python -m part.train recipe.yaml`` (pretrain + finetune + evaluate, one epoch each, tiny
-sizes, run directory in the temporary folder) must exit 0 and write ``report/report.json`` with
-a kappa, and no file of this checkout may change (``git status --porcelain`` before/after).
+third-party plugin would be; no network needed) and uninstalled by a finalizer. Then the
+plugin's own test (``part.testing.check_modality("accel")``) and the toolkit's contract tests
+(tests/part/test_registry.py, unchanged) must pass with it installed, and ``python -m
+part.train recipe.yaml`` (pretrain + finetune + evaluate, one epoch each, tiny sizes, run
+directory in the temporary folder) must exit 0 and write ``report/report.json`` with a kappa,
+``python -m part.export`` of that run must load into timm's VisionTransformer (from its sidecar)
+with our logits, and no file of this checkout may change (``git status --porcelain``
+before/after).
 """
+import re
 import importlib.metadata
 import json
 import os
@@ -43,89 +50,32 @@ requires-python = ">=3.10"
 
 [project.entry-points."part.modalities"]
 accel = "{MODULE}"
+accel_data = "{MODULE}_data"
 
 [tool.setuptools]
-py-modules = ["{MODULE}"]
+py-modules = ["{MODULE}", "{MODULE}_data"]
 """
 
-PLUGIN = '''
-"""PART plugin for tests: the 1-D modality ``accel`` (one channel, x (B, 1, T)) and the dataset
-``synthetic_accel`` of SYNTHETIC signals. Geometry (B, N, 2) = (centre, length) in samples (the
-box convention of part.core.geometry); targets dt = (c_tgt - c_ref) / len_ref."""
-from dataclasses import dataclass, field
-from typing import Optional
 
+def modality_file() -> str:
+    """The plugin's modality module: docs/architecture.md's ``accel-plugin`` block, verbatim."""
+    found = re.search(r"<!-- accel-plugin:start -->\s*```python\n(.*?)```\s*<!-- accel-plugin:end -->",
+                      (ROOT / "docs" / "architecture.md").read_text(), re.S)
+    assert found, "docs/architecture.md lost its 'accel-plugin' block"
+    return found.group(1)
+
+
+DATA = '''
+"""The dataset ``synthetic_accel`` of the ``accel`` modality: SYNTHETIC signals."""
 import math
+from dataclasses import dataclass, field
+
 import torch
-from torch import nn
 from torch.utils.data import TensorDataset
 
-from part.config.options import Options
 from part.config.schema import DataConfig
-from part.core.geometry import relative_targets
-from part.core.modality import DataBundle, Modality
-from part.registry import register_dataset, register_modality
-
-
-@dataclass
-class AccelOptions(Options):
-    section = "modality"
-    name: str = "accel"
-    window_samples: Optional[int] = field(default=None, metadata={"min": 2})
-    patch_samples: int = field(default=8, metadata={"min": 1})
-    num_patches: int = field(default=12, metadata={"min": 2})
-
-
-@register_modality("accel", options=AccelOptions)
-class AccelModality(Modality):
-    name, geometry_dim, target_dim = "accel", 2, 1
-
-    def __init__(self, options=None, window_samples=None):
-        o = self.options = options if options is not None else AccelOptions()
-        T, P = o.window_samples or window_samples or 64, o.patch_samples
-        if not 2 * P <= T:
-            raise ValueError(f"accel: patch_samples={P} needs window_samples >= {2 * P}, got {T}")
-        self.window_samples, self.patch_samples = T, P
-        self.num_grid_patches = T // P
-        self.grid_shape, self.grid_cell = (T // P,), (float(P),)
-        self.num_patches, self.patch_dim = o.num_patches, P
-
-    def _check(self, x):
-        if x.dim() != 3 or x.shape[1] != 1 or x.shape[2] != self.window_samples:
-            raise ValueError(f"accel: expected (B, 1, {self.window_samples}), got {tuple(x.shape)}")
-
-    def _boxes(self, centres):
-        return torch.stack([centres, torch.full_like(centres, float(self.patch_samples))], -1)
-
-    def sample(self, x, generator=None):
-        """N windows of P samples at continuous centres, linearly interpolated (batched)."""
-        self._check(x)
-        B, T, P = x.shape[0], self.window_samples, self.patch_samples
-        u = torch.rand(B, self.num_patches, generator=generator).to(x.device)
-        centres = P / 2 + u * (T - P)
-        pos = centres[..., None] - P / 2 + torch.arange(P, device=x.device)  # sample coordinates
-        lo = pos.floor()
-        frac = (pos - lo).to(x.dtype)
-        lo = lo.long().clamp(0, T - 1)
-        hi = (lo + 1).clamp(max=T - 1)
-        signal = x[:, 0]
-        pick = lambda i: torch.gather(signal, 1, i.reshape(B, -1)).view_as(frac)
-        return torch.lerp(pick(lo), pick(hi), frac), self._boxes(centres)
-
-    def grid(self, x):
-        self._check(x)
-        B, n, P = x.shape[0], self.num_grid_patches, self.patch_samples
-        centres = (torch.arange(n, device=x.device, dtype=torch.float32) + 0.5) * P
-        return x[:, 0, :n * P].reshape(B, n, P), self._boxes(centres.expand(B, n))
-
-    def tokenizer(self, dim):
-        return nn.Linear(self.patch_dim, dim)
-
-    def targets(self, geom_ref, geom_tgt):
-        return relative_targets(geom_ref, geom_tgt)
-
-    def grid_index(self, geometry):
-        return (geometry[..., 0] / self.patch_samples).floor().long().clamp(0, self.num_grid_patches - 1)
+from part.core.modality import DataBundle
+from part.registry import register_dataset
 
 
 @dataclass
@@ -159,6 +109,16 @@ def load_synthetic_accel(options, seed=0, repeat=0):
                       input_info={"window_samples": T},
                       description=f"SYNTHETIC accelerometer-like signals: {len(y)} train / "
                                   f"{len(yt)} test windows of {T} samples")
+'''
+
+PLUGIN_TEST = '''
+from part.testing import check_modality
+
+
+def test_accel_keeps_the_contract():
+    result = check_modality("accel")
+    assert "part" in result.trained, result
+    print("CONTRACT", result.trained, result.skipped)
 '''
 
 RECIPE = """
@@ -200,13 +160,15 @@ def _checkout_state():
     return status, runs
 
 
-@pytest.fixture
-def accel_plugin(tmp_path, request):
-    """The plugin package written to tmp_path/plugin and pip-installed (editable) for the test."""
-    src = tmp_path / "plugin"
-    src.mkdir()
+@pytest.fixture(scope="module")
+def accel_plugin(tmp_path_factory, request):
+    """The plugin package written to a temporary folder and pip-installed (editable) for this
+    module's tests (uninstalled after them)."""
+    src = tmp_path_factory.mktemp("plugin")
     (src / "pyproject.toml").write_text(PYPROJECT)
-    (src / f"{MODULE}.py").write_text(textwrap.dedent(PLUGIN))
+    (src / f"{MODULE}.py").write_text(modality_file())
+    (src / f"{MODULE}_data.py").write_text(textwrap.dedent(DATA))
+    (src / "test_accel_contract.py").write_text(textwrap.dedent(PLUGIN_TEST))
     if _installed():  # left over by a killed earlier run
         _pip("uninstall", "-y", DIST, check=False)
     request.addfinalizer(lambda: _pip("uninstall", "-y", DIST, check=False))
@@ -216,13 +178,42 @@ def accel_plugin(tmp_path, request):
     return src
 
 
+def test_the_documented_modality_file_is_short():
+    assert len(modality_file().splitlines()) <= 60
+
+
+def _env():
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("PYTHONPATH", None)  # the plugin is found through its installed entry point only
+    return env
+
+
+def test_plugin_contract_and_the_core_suite_pass_with_the_plugin_installed(accel_plugin):
+    """The plugin's own test (``part.testing``) passes; the toolkit's contract tests, unchanged,
+    pass with the plugin installed and check it too (its example is declared at registration)."""
+    own = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
+                          "test_accel_contract.py"], cwd=accel_plugin, env=_env(), capture_output=True,
+                         text=True, timeout=300, check=False)
+    assert own.returncode == 0, own.stdout[-3000:] + own.stderr[-3000:]
+    trained = re.search(r"CONTRACT (\[.*?\])", own.stdout)
+    assert trained and "'part'" in trained.group(1) and "'mae'" in trained.group(1), own.stdout[-2000:]
+    core = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider",
+                           "tests/part/test_registry.py", "tests/part/test_testing.py"], cwd=ROOT, env=_env(),
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert core.returncode == 0, core.stdout[-4000:] + core.stderr[-2000:]
+    assert "PASSED tests/part/test_registry.py::test_every_installed_modality_keeps_the_contract[accel]" \
+        in core.stdout, core.stdout[-4000:]
+    assert "PASSED tests/part/test_registry.py::test_every_installed_method_on_every_installed_modality[part-accel]" \
+        in core.stdout, core.stdout[-4000:]
+    assert "failed" not in core.stdout.splitlines()[-1], core.stdout[-2000:]
+
+
 def test_external_plugin_trains_through_the_cli(accel_plugin, tmp_path):
     before = _checkout_state()
     recipe = tmp_path / "accel.yaml"
     out = tmp_path / "runs"
     recipe.write_text(RECIPE.format(out=out))
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("PYTHONPATH", None)  # the plugin is found through its installed entry point only
+    env = _env()
     code = ("from part.registry import available_modalities, available_datasets; "
             "print(available_modalities(), available_datasets('accel'))")
     listed = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
@@ -238,4 +229,31 @@ def test_external_plugin_trains_through_the_cli(accel_plugin, tmp_path):
     assert "SYNTHETIC" in report["context"]["data"]
     assert (run_dir / "checkpoints" / "pretrain.pt").exists()
     assert (run_dir / "config.yaml").exists() and (run_dir / "metrics.jsonl").exists()
+    # part-export works for the plugin's modality too: a 1-D grid as timm images of one row
+    export = subprocess.run([sys.executable, "-m", "part.export", str(run_dir), "--from", "finetuned"], cwd=tmp_path,
+                            env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert export.returncode == 0, export.stderr[-3000:]
+    sidecar = json.loads((run_dir / "timm_finetuned.pth.json").read_text())
+    assert sidecar["timm"]["kwargs"]["img_size"] == [1, 64] and sidecar["timm"]["kwargs"]["patch_size"] == [1, 8]
+    assert sidecar["class_names"] == ["still", "walking"] and sidecar["modality"] == "accel"
+    compare = subprocess.run([sys.executable, "-c", SAME_LOGITS, str(run_dir)], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=300, check=False)
+    assert compare.returncode == 0 and "same logits" in compare.stdout, compare.stderr[-3000:]
     assert _checkout_state() == before, "running the plugin changed files of the checkout"
+
+
+SAME_LOGITS = """
+import json, sys, torch
+from pathlib import Path
+from timm.models.vision_transformer import VisionTransformer
+from part.inference import load_finetuned
+run = Path(sys.argv[1])
+side = json.loads((run / "timm_finetuned.pth.json").read_text())
+model = VisionTransformer(**{k: tuple(v) if isinstance(v, list) else v for k, v in side["timm"]["kwargs"].items()})
+model.load_state_dict(torch.load(run / "timm_finetuned.pth"), strict=True)
+ours = load_finetuned(run, "finetuned.pt").model
+x = torch.randn(3, 1, 64)
+with torch.no_grad():
+    torch.testing.assert_close(model.eval()(x.reshape(3, *side["input"]["shape"])), ours(x), atol=1e-5, rtol=1e-4)
+print("same logits")
+"""

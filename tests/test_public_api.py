@@ -249,6 +249,48 @@ def test_readme_own_encoder_snippet_runs_and_learns(capsys):
     assert sum(losses[-2:]) < 0.5 * sum(losses[:2]), losses
 
 
+def one_d_snippet() -> str:
+    found = re.search(r"<!-- one-d-snippet:start -->\s*```python\n(.*?)```\s*<!-- one-d-snippet:end -->",
+                      (ROOT / "README.md").read_text(), re.S)
+    assert found, "README.md lost its 'one-d-snippet' markers"
+    return found.group(1)
+
+
+def test_readme_one_d_snippet_runs_and_learns(capsys):
+    """The 1-D snippet as written, fed one fixed batch whose content tells the time (ramps): the
+    loss is finite, a few steps lower it, and the targets are dt alone (B, M, 1)."""
+    torch.manual_seed(0)
+    t = torch.linspace(-1, 1, 480)
+    batch = torch.stack([t, t.square()]).expand(8, -1, -1).contiguous()
+    namespace = {"__name__": "readme_one_d", "loader": [(batch, None)] * 12}
+    exec(compile(one_d_snippet(), "README.md#one-d", "exec"), namespace)
+    losses = [float(v) for v in re.findall(r"PART loss ([-\d.naif]+)", capsys.readouterr().out)]
+    assert len(losses) == 12 and all(math.isfinite(v) for v in losses), losses
+    assert sum(losses[-3:]) < 0.7 * sum(losses[:3]), losses
+    criterion, encoder, modality = namespace["criterion"], namespace["encoder"], namespace["modality"]
+    patches, geometry = modality.sample(batch)
+    _, details = criterion(encoder(patches), geometry, return_details=True)
+    assert geometry.shape == (8, 24, 2) and details["target"].shape == (8, 128, 1)
+
+
+def test_readme_one_d_scale_target_needs_scale_range():
+    """The README's claim: target_dim=2 on windows of one length is refused naming scale_range;
+    with scale_range the same loss trains on (dt, dlen)."""
+    fixed = part.get_modality("eeg", channels=2, window_samples=480, patch_samples=16, num_patches=24)
+    x = torch.randn(2, 2, 480)
+    patches, geometry = fixed.sample(x)
+    z = torch.randn(2, 24, 16)
+    with pytest.raises(ValueError, match=r"^PARTLoss: target_dim=2 asks for scale targets .* every patch of the "
+                                         r"batch has the same size \[16.0\].* use target_dim=1 .*scale_range"):
+        part.PARTLoss(dim=16, target_dim=2, num_pairs=8, num_heads=2)(z, geometry)
+    varied = part.get_modality("eeg", channels=2, window_samples=480, patch_samples=16, num_patches=24,
+                               scale_range=[0.5, 2.0])
+    _, geometry = varied.sample(x)
+    loss, details = part.PARTLoss(dim=16, target_dim=2, num_pairs=8, num_heads=2)(z, geometry, return_details=True)
+    assert torch.isfinite(loss) and details["target"].shape == (2, 8, 2)
+    assert not torch.allclose(details["target"][..., 1], torch.ones(2, 8))  # dlen varies
+
+
 def test_console_scripts_resolve_and_show_help(capsys):
     """Every console script of setup.cfg is installed and names a callable `main(argv)` that
     answers --help (exit 0) without importing anything it cannot find."""

@@ -326,7 +326,7 @@ def load_data(data_cfg: SleepDataOptions, seed: int = 0, repeat: int = 0) -> Dat
         reference=dict(PAPER_REFERENCE, values=dict(PAPER_REFERENCE["values"])),
         description=description,
         report_hook=sleep_report_hook(CLASS_NAMES, data_cfg.hypnograms, test.records, test.onsets_s, test.window_s),
-        describe=data_description(manifest),
+        describe=data_description(manifest), synthetic=synthetic,
         label_budget={"key": "data.finetune_subjects", "unit": "labelled subjects", "pool": pool, "all": pool})
 
 

@@ -48,7 +48,8 @@ class EEGOptions(BoxOptions):
         yield from self.check_extent((window_samples,), (self.patch_samples,))
 
 
-@register_modality("eeg", options=EEGOptions)
+@register_modality("eeg", options=EEGOptions, example=dict(
+    options=dict(channels=2, window_samples=240, patch_samples=8, num_patches=12), input_shape=(2, 2, 240)))
 class EEGModality(BoxModality):
     """1-D signals x (B, C, T) float. Geometry (B, N, 2) = (centre, length) in samples.
     Attributes: those of ``BoxModality`` plus window_samples (T), patch_samples (P), sample_rate

@@ -39,12 +39,12 @@ class ImageOptions(BoxOptions):
             yield "patch_extent", f"= {self.patch_extent} must be <= the image size {min(size)}"
 
 
-@register_modality("image", options=ImageOptions)
+@register_modality("image", options=ImageOptions, example=dict(
+    options=dict(image_size=8, channels=1, patch_size=2), input_shape=(2, 1, 8, 8)))
 class ImageModality(BoxModality):
-    """2-D images (B, C, H, W). Geometry (B, N, 4) = cx, cy, w, h in pixels. Attributes: those of
-    ``BoxModality`` plus height, width, patch_size (P, or (ph, pw) when rectangular), extent (D).
-    ``ImageModality(options, image_size=..., channels=...)``: the data's size (S or (H, W)) and
-    channels, unless the options set them (the options win)."""
+    """Images (B, C, H, W); geometry (B, N, 4) = cx, cy, w, h in pixels. Attributes: BoxModality's,
+    height, width, patch_size (P or (ph, pw)), extent (D). ``ImageModality(options, image_size=S or
+    (H, W), channels=C)``: the data's, unless the options set them (the options win)."""
 
     name, input_name, size_option, unit = "image", "image batch (B, C, H, W)", "image_size", "pixels"
     translation_names, scale_names = ("dx", "dy"), ("dw", "dh")

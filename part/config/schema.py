@@ -191,7 +191,7 @@ class Recipe(Options):
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
     def check(self):
-        from part.registry import dataset_spec, method_spec  # late: the registry is needed only here
+        from part.registry import dataset_modalities, method_spec  # late: the registry is needed only here
         if self.modality is not None and self.method is not None:
             try:
                 refusal = method_spec(self.method.name).check_modality(self.modality.name)
@@ -201,12 +201,9 @@ class Recipe(Options):
                 yield "method.name", f"= {self.method.name!r}: {refusal}; pick a method for {self.modality.name!r}"
         if self.data is None or self.modality is None:
             return
-        try:
-            owner = dataset_spec(self.data.name).modality
-        except KeyError:
-            return  # reported by the data section itself
-        if owner != self.modality.name:
-            yield "modality.name", (f"= {self.modality.name!r} does not fit data.name="
-                                    f"{self.data.name!r}, a dataset of modality {owner!r}; set "
-                                    f"modality.name={owner} or pick a dataset of "
-                                    f"{self.modality.name!r}")
+        owners = dataset_modalities(self.data.name)
+        if not owners or self.modality.name in owners:
+            return  # fits, or reported by the data section itself
+        yield "modality.name", (f"= {self.modality.name!r} does not fit data.name={self.data.name!r}, "
+                                f"a dataset of modality {' or '.join(map(repr, owners))}; set "
+                                f"modality.name={owners[0]} or pick a dataset of {self.modality.name!r}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import inspect
 import math
 import types
 from typing import Any, Callable, Literal, Mapping, Union, get_args, get_origin, get_type_hints
@@ -98,6 +99,17 @@ def _describe_type(tp: Any) -> str:
 
 # ----------------------------------------------------------------------------- conversion
 
+def _arity(fn: Callable) -> int:
+    """How many positional arguments ``fn`` takes (0 when it cannot be inspected)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return 0
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return 2
+    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+
+
 class _Builder:
     """Converts a merged mapping into dataclasses, collecting every problem it finds."""
 
@@ -144,7 +156,7 @@ class _Builder:
         for name, f in fields.items():
             path = join_path(prefix, name)
             if "dispatch" in f.metadata:
-                kwargs[name] = self.dispatched(f.metadata, data.get(name), path)
+                kwargs[name] = self.dispatched(f.metadata, data.get(name), path, data)
             elif name in data:
                 kwargs[name] = self.field(_hints(cls)[name], data[name], path)
         if len(self.errors) != n_errors:
@@ -157,7 +169,9 @@ class _Builder:
                 self.error(path, f"'{path}' {message}")
             return None
 
-    def dispatched(self, meta: Mapping, data: Any, path: str) -> Any:
+    def dispatched(self, meta: Mapping, data: Any, path: str, parent: Mapping | None = None) -> Any:
+        """The options of a dispatched section. The dataset resolver also gets the sibling
+        ``modality.name`` (datasets are registered per modality)."""
         section = meta["dispatch"]
         data = {} if data is None else data
         if not isinstance(data, Mapping):
@@ -180,7 +194,7 @@ class _Builder:
         if section not in self.resolvers:
             raise TypeError(f"load_recipe needs resolvers[{section!r}] to read section '{path}'")
         try:
-            options_cls = self.resolvers[section](name)
+            options_cls = self.resolve(section, name, parent)
         except KeyError as exc:
             text = str(exc.args[0]) if exc.args else "no list of valid names given"
             detail = text.partition("; ")[2] or text
@@ -188,6 +202,16 @@ class _Builder:
                        f"unknown {section} '{name}' at '{path}.name'; {detail}")
             return None
         return self.build(options_cls, {**data, "name": name}, path)
+
+    def resolve(self, section: str, name: str, parent: Mapping | None) -> type:
+        """``resolvers[section](name)``; a dataset resolver that takes two arguments also gets the
+        recipe's ``modality.name`` (datasets are registered per modality)."""
+        resolver = self.resolvers[section]
+        modality = (parent or {}).get("modality")
+        modality = modality.get("name") if isinstance(modality, Mapping) else None
+        if section == "dataset" and isinstance(modality, str) and _arity(resolver) >= 2:
+            return resolver(name, modality)
+        return resolver(name)
 
     def field(self, tp: Any, value: Any, path: str) -> Any:
         try:

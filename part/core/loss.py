@@ -45,6 +45,8 @@ class PARTLoss(nn.Module):
         dim: d, the width of the patch embeddings.
         target_dim: size of the relative transform: k (translations) or 2k (translations and
             scales) for G = 2k geometry values per patch; with ``target_fn`` what it returns.
+            2k needs patches whose sizes vary (e.g. a modality's ``scale_range``): on boxes of
+            one size the first batch raises a ValueError naming ``scale_range``.
         num_pairs: ordered pairs drawn per item (the paper: 2048 for CIFAR, 4802 for ImageNet).
         head: ``"cross_attention"`` (paper eq. 2-3), ``"pairwise_mlp"`` or ``"mlp"`` (Table 5), or
             a module called as ``head(z, ref, tgt) -> (B, M, target_dim)``.
@@ -92,6 +94,7 @@ class PARTLoss(nn.Module):
         self.exclude_self_pairs, self.scale_target = exclude_self_pairs, scale_target
         self.target_fn = target_fn
         self.head = head
+        self._sizes_checked = False  # scale targets: sizes must vary (checked on the first batch)
 
     def extra_repr(self) -> str:
         targets = "default" if self.target_fn is None else getattr(
@@ -119,6 +122,21 @@ class PARTLoss(nn.Module):
             raise ValueError(f"PARTLoss: target_dim={self.target_dim} does not fit geometry of "
                              f"G={G} values per patch; valid target_dim: {valid}")
         return relative_targets(geom_ref, geom_tgt, self.target_dim == 2 * k, self.scale_target)
+
+    def check_sizes_vary(self, geometry: torch.Tensor) -> None:
+        """Refuse scale targets on boxes (B, N, 2k) whose sizes never vary: the size ratios would
+        be a constant 1.0 the head learns at once, halving the loss without learning anything.
+        Checked on the first batch only (one host sync)."""
+        if self._sizes_checked:
+            return
+        self._sizes_checked = True
+        k = geometry.shape[-1] // 2
+        sizes = geometry[..., k:]
+        if not bool((sizes != sizes[:, :1]).any()):
+            raise ValueError(f"PARTLoss: target_dim={self.target_dim} asks for scale targets (size ratios) "
+                             f"but every patch of the batch has the same size {sizes[0, 0].tolist()}, so the "
+                             f"scale target is a constant; use target_dim={k} (translations only), or draw "
+                             f"patches of varying size (the modality's scale_range option)")
 
     # ------------------------------------------------------------------------------ forward
 
@@ -156,6 +174,9 @@ class PARTLoss(nn.Module):
             if ref.shape != tgt.shape or ref.dim() != 2 or ref.shape[0] != B:
                 raise ValueError(f"PARTLoss: pairs must be (ref, tgt), each (B={B}, M) long, got "
                                  f"{tuple(ref.shape)} and {tuple(tgt.shape)}")
+        G = geometry.shape[-1]
+        if self.target_fn is None and not G % 2 and self.target_dim == G:
+            self.check_sizes_vary(geometry)
         pred = self.head(z, ref, tgt).float()
         target = self.targets(gather_tokens(geometry, ref), gather_tokens(geometry, tgt)).float()
         return {"pred": pred, "target": target, "ref": ref, "tgt": tgt}

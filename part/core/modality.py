@@ -51,6 +51,8 @@ class DataBundle:
     (``part-label-efficiency``): ``{"key": the recipe key (e.g. "data.finetune_subjects"),
     "unit": words for the axis, "pool": the largest value the data allow, "all": the value that
     means all of the pool}``; None: the dataset offers no sweep.
+    synthetic: the data are synthetic (e.g. the prepared manifest says ``"synthetic": true``);
+    reports and comparisons then say "synthetic data".
     """
 
     pretrain: Any
@@ -67,6 +69,7 @@ class DataBundle:
     finetune_groups: Optional[list] = None
     finetune_eval: Any = None
     label_budget: Optional[dict] = None
+    synthetic: bool = False
 
 
 def subset_indices(n: int, limit: Optional[int], seed: int):

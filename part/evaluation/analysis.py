@@ -21,6 +21,9 @@ pairs. Definitions of the numbers (``analyze`` returns them in ``Analysis.metric
   (overlapping) and on the fixed grid of ``modality.grid`` (non-overlapping) of the same items;
   ``_per_target``: each target dim alone. None: not computable (an "mlp" head built for another
   N, or targets that do not vary).
+- ``r2_by_pair_type``: {self, overlapping, adjacent, far: {"pairs", "r2"}}, the pooled R^2 of
+  the analysed ordered pairs i != j of each type (``part.evaluation.pair_types``; SS_tot around
+  each type's own mean), to see whether the model learns from overlaps only.
 - ``spread`` (uncertainty, Fig. 5): per patch j, ``sqrt(sum_axes var_i(centre of place(ref i,
   Theta[i, j])))`` over the references i != j, in the input's units (pixels, samples).
 """
@@ -34,6 +37,7 @@ import torch
 
 from part.core.loss import PARTLoss
 from part.errors import ConfigError
+from part.evaluation.pair_types import pair_types, split_r2
 from part.evaluation.pretext import supports_pretext_errors
 
 ATTENTION_BUDGET = 2 ** 26  # items per head call: K_chunk * N^3 * heads stays under this
@@ -224,6 +228,13 @@ def _r2_both(method, modality, x, gen, on_grid: bool, own: tuple) -> dict:
     return out
 
 
+def _r2_by_type(geometry: torch.Tensor, theta: np.ndarray, true: np.ndarray, k: int) -> dict:
+    """R^2 of the analysed ordered pairs i != j split by pair type (``pair_types``)."""
+    g_ref, g_tgt = _pairs(geometry)
+    types = off_diagonal(pair_types(g_ref, g_tgt, k).cpu().numpy()[..., None])[:, 0]
+    return split_r2(off_diagonal(theta), off_diagonal(true), types)
+
+
 def _mixing(method, modality, patches, geometry, order, inputs) -> MixedItems:
     """Items 0 and 1: a's first N // 2 patches in position order, b's last N - N // 2."""
     N = patches.shape[1]
@@ -267,7 +278,8 @@ def analyze(method, modality, x: torch.Tensor, seed: int = 0, items=None) -> Ana
                       spreads(positions_np, k).astype(np.float32), order, k,
                       "grid" if on_grid else "off-grid", names)
     result.metrics = {**theta_metrics(theta_np, true_np, k, names), "mean_spread": float(result.spread.mean()),
-                      **_r2_both(method, modality, x, gen, on_grid, r2_metrics(theta_np, true_np, names))}
+                      **_r2_both(method, modality, x, gen, on_grid, r2_metrics(theta_np, true_np, names)),
+                      "r2_by_pair_type": _r2_by_type(geometry, theta_np, true_np, k)}
     if K >= 2:
         result.mixing = _mixing(method, modality, patches, geometry, order, result.inputs[:2])
     return result

@@ -28,12 +28,17 @@ import yaml
 from part.atomic import atomic_write_json, atomic_write_text
 from part.errors import ConfigError, DataError
 from part.registry import method_spec
+from part.evaluation.chance import chance_text
+from part.evaluation.compare_stats import paired_differences, plot_paired, render_paired, units_of
 from part.evaluation.metrics import STD_NOTE
 from part.evaluation.report import fmt_value, fmt_mean_std, save_png, markdown_table, to_jsonable
 
 SPLIT_KEYS = ("data.name", "data.root", "data.limit_test")
 BUDGET_KEYS = ("finetune.epochs", "finetune.batch_size", "data.limit_train")
 METRICS = ("kappa", "accuracy", "macro_f1", "balanced_accuracy")
+PROBES = ("linear_probe", "knn")  # report/<protocol>/report.json, written by the probe stages
+SYNTHETIC_NOTE = ("synthetic data: these runs were trained and tested on synthetic recordings, not real "
+                  "ones; their numbers test the code, not the methods")
 METRIC_LABELS = {"kappa": "kappa", "accuracy": "accuracy", "macro_f1": "macro-F1",
                  "balanced_accuracy": "balanced acc."}
 _MISSING = object()
@@ -67,7 +72,36 @@ def load_run(run_dir: str | Path) -> dict:
         if not isinstance(value, Mapping):
             raise DataError(f"'{run / name}' of run '{run}' is not a mapping; was it written by "
                             f"python -m part.train?")
-    return {"dir": run, "config": config, "report": report}
+    probes = {}
+    for protocol in PROBES:
+        path = run / "report" / protocol / "report.json"
+        if path.is_file():
+            probe = _read(path, run, f"{protocol} report", f"rerun its stage: python -m part.train "
+                          f"{run / 'config.yaml'} run.stages=[{protocol}]")
+            if isinstance(probe, Mapping):
+                probes[protocol] = probe
+    return {"dir": run, "config": config, "report": report, "probes": probes}
+
+
+def is_synthetic(run: dict) -> bool:
+    """Whether a run's data are synthetic: its report's context says so (``"synthetic": true``,
+    or a data description naming SYNTHETIC records), or the prepared data's manifest.json under
+    ``data.root`` has ``"synthetic": true`` or records of origin "synthetic"."""
+    context = run["report"].get("context") or {}
+    if context.get("synthetic") or "SYNTHETIC" in str(context.get("data", "")):
+        return True
+    root = lookup(run["config"], "data.root")
+    path = Path(str(root)) / "manifest.json" if root else None
+    if path is None or not path.is_file():
+        return False
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    records = manifest.get("records") if isinstance(manifest, Mapping) else None
+    return bool(isinstance(manifest, Mapping) and (manifest.get("synthetic") or (
+        isinstance(records, Mapping) and any(isinstance(r, Mapping) and r.get("origin") == "synthetic"
+                                             for r in records.values()))))
 
 
 def lookup(tree: Mapping, dotted: str, default: Any = None) -> Any:
@@ -153,9 +187,19 @@ def _method_label(config: Mapping) -> str:
     return f"{name} ({head} head)" if head not in (None, "cross_attention") else name
 
 
-def build_row(run: dict, reference: Mapping | None) -> dict:
-    """One table row (JSON-ready) for a loaded run."""
-    config, report = run["config"], run["report"]
+def _pretext(report: Mapping) -> dict | None:
+    """{"loss", "chance", "near_chance"} of a report's held-out pretext record, or None."""
+    heldout, chance = report.get("pretext_heldout"), report.get("pretext_chance")
+    if not isinstance(heldout, Mapping) or not isinstance(chance, Mapping):
+        return None
+    return {"loss": heldout.get("loss"), "chance": dict(chance), "near_chance": report.get("pretext_near_chance")}
+
+
+def build_row(run: dict, reference: Mapping | None, protocol: str = "finetune") -> dict:
+    """One table row (JSON-ready) for a loaded run: its finetune report, or a probe's
+    (``protocol`` in PROBES; the paper's number belongs to finetune rows only)."""
+    config = run["config"]
+    report = run["report"] if protocol == "finetune" else run["probes"][protocol]
     name = lookup(config, "method.name", "part")
     try:
         spec = method_spec(name)
@@ -167,12 +211,14 @@ def build_row(run: dict, reference: Mapping | None) -> dict:
     pt_epochs = lookup(config, "pretrain.epochs", 0) if pretrains and "pretrain" in stages else 0
     return {
         "run": str(run["dir"]), "run_name": lookup(config, "run.name"), "method": name,
+        "protocol": protocol, "label": Path(run["dir"]).name + ("" if protocol == "finetune" else f" [{protocol}]"),
+        "pretext": _pretext(run["report"]), "synthetic": is_synthetic(run),
         "method_label": _method_label(config), "pretrain_epochs": pt_epochs,
         "finetune_epochs": lookup(config, "finetune.epochs"),
         "pretrain_position_embedding": uses_pe if pt_epochs else None,
         **{key: _metric(report, key) for key in METRICS},
         "per_class_f1": dict(report.get("per_class_f1") or {}),
-        "paper": paper_value(name, reference),
+        "paper": paper_value(name, reference) if protocol == "finetune" else None,
     }
 
 
@@ -198,43 +244,62 @@ def _class_names(rows: Sequence[dict]) -> list:
     return names
 
 
-def render_markdown(rows: Sequence[dict], reference: Mapping | None) -> str:
+def _pretext_cell(pretext: Mapping | None) -> str:
+    if not pretext:
+        return "n/a"
+    text = chance_text(pretext.get("loss"), pretext.get("chance")) or "n/a"
+    return text + (" **AT CHANCE**" if pretext.get("near_chance") else "")
+
+
+def render_markdown(rows: Sequence[dict], reference: Mapping | None, pairs: Sequence[dict] = (),
+                    synthetic: bool = False) -> str:
     metric = (reference or {}).get("metric", "value")
-    paper = [f"paper's {metric} (not ours)"] if reference else []
-    header = ["run", "method", "PT epochs", "FT epochs", "pos. embed in PT",
-              *(METRIC_LABELS[k] for k in METRICS), *paper]
-    body = [(Path(r["run"]).name, r["method_label"], r["pretrain_epochs"], r["finetune_epochs"],
+    paper = [f"paper's {metric} (the paper's data, not ours)"] if reference else []
+    header = ["run", "protocol", "method", "PT epochs", "FT epochs", "pos. embed in PT",
+              *(METRIC_LABELS[k] for k in METRICS), "held-out pretext loss (chance)", *paper]
+    body = [(r["label"], r["protocol"], r["method_label"], r["pretrain_epochs"], r["finetune_epochs"],
              {True: "yes", False: "no", None: "n/a (no pretraining)"}[r["pretrain_position_embedding"]],
-             *(fmt_mean_std(r[k]["mean"], r[k]["std"]) for k in METRICS), *([fmt_value(r["paper"])] if paper else []))
+             *(fmt_mean_std(r[k]["mean"], r[k]["std"]) for k in METRICS), _pretext_cell(r["pretext"]),
+             *([fmt_value(r["paper"])] if paper else []))
             for r in rows]
     n_rep = sorted({r["kappa"]["n"] for r in rows if r["kappa"]["n"]})
-    lines = ["# Method comparison", "",
-             "Same test split and finetuning budget for every run (checked). kappa, accuracy, "
-             f"macro-F1 and balanced accuracy are mean ± std over finetune repeats where a run has repeats "
-             f"(repeats per run: {', '.join(map(str, n_rep)) or 'n/a'}; {STD_NOTE}).", ""]
+    lines = ["# Method comparison" + (" (synthetic data)" if synthetic else ""), ""]
+    if synthetic:
+        lines += [f"**{SYNTHETIC_NOTE[0].upper() + SYNTHETIC_NOTE[1:]}.**", ""]
+    lines += ["Same test split and finetuning budget for every run (checked). kappa, accuracy, "
+              f"macro-F1 and balanced accuracy are mean ± std over finetune repeats where a run has repeats "
+              f"(repeats per run: {', '.join(map(str, n_rep)) or 'n/a'}; {STD_NOTE}). Protocols: finetune (end "
+              "to end), linear_probe and knn (frozen features) where the run has those reports. Held-out "
+              "pretext loss: the last pretraining epoch's, next to its chance level (what a model that "
+              "learnt nothing scores); **AT CHANCE**: it stayed within 2 % of chance.", ""]
     lines += markdown_table(header, body)
     if reference:
         source = fmt_value(reference.get("source", "the PART paper"))
-        lines += [f"The last column is quoted from the paper ({source}); it was not produced "
-                  "by these runs and used the paper's own data, budget and hardware.", ""]
-        outside = sorted({r["method"] for r in rows if r["paper"] is None})
+        lines += [f"The last column is the paper's ({source}), on the paper's own data (not these "
+                  "runs' data), budget and hardware; it was not produced by these runs.", ""]
+        outside = sorted({r["method"] for r in rows if r["paper"] is None and r["protocol"] == "finetune"})
         if outside and reference.get("other_methods"):
             lines += [f"Not in the paper ({', '.join(outside)}): {fmt_value(reference['other_methods'])}", ""]
+    lines += render_paired(pairs)
     classes = _class_names(rows)
     if classes:
         lines += ["## Per-class F1", ""]
-        lines += markdown_table(["class", *(Path(r["run"]).name for r in rows)],
-                        [(c, *(r["per_class_f1"].get(c) for r in rows)) for c in classes])
+        lines += markdown_table(["class", *(r["label"] for r in rows)],
+                                [(c, *(r["per_class_f1"].get(c) for r in rows)) for c in classes])
     return "\n".join(lines)
 
 
-def plot_comparison(path: Path, rows: Sequence[dict], reference: Mapping | None) -> Path:
-    """Grouped bars (kappa, accuracy, macro-F1, balanced accuracy per run, std as error bars) with the paper's
-    number for each method drawn as a marker over its metric's bar."""
+def plot_comparison(path: Path, rows: Sequence[dict], reference: Mapping | None, pairs: Sequence[dict] = (),
+                    synthetic: bool = False) -> Path:
+    """Grouped bars (kappa, accuracy, macro-F1, balanced accuracy per row, std as error bars) with the
+    paper's number for each method drawn as a marker over its metric's bar; with ``pairs``, a second
+    panel of the paired differences and their 95 % CIs. The title says "synthetic data" when so."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(max(6.0, 1.6 * len(rows) + 2), 4.5), layout="constrained")
-    ax = fig.add_subplot()
+    lower = 0.5 * len(pairs) + 1.5 if pairs else 0.0
+    fig = Figure(figsize=(max(8.0, 1.6 * len(rows) + 2), 4.5 + lower), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[4.5, lower]) if pairs else (fig, None)
+    ax = top.add_subplot()  # subfigures: the pairs' long labels do not squeeze the bars
     x, width = np.arange(len(rows)), 0.8 / len(METRICS)
     for i, key in enumerate(METRICS):
         means = [np.nan if r[key]["mean"] is None else r[key]["mean"] for r in rows]
@@ -245,28 +310,45 @@ def plot_comparison(path: Path, rows: Sequence[dict], reference: Mapping | None)
         offset = (METRICS.index(metric) - (len(METRICS) - 1) / 2) * width
         paper = [np.nan if r["paper"] is None else r["paper"] for r in rows]
         ax.scatter(x + offset, paper, marker="D", color="black", zorder=3,
-                   label=f"paper's {metric} (not ours)")
-    ax.set_xticks(x, [f"{Path(r['run']).name}\n{r['method_label']}" for r in rows], fontsize=8)
+                   label=f"paper's {metric} (the paper's data, not ours)")
+    ax.set_xticks(x, [f"{r['label']}\n{r['method_label']}" for r in rows], fontsize=8)
     ax.set_ylabel("score")
-    ax.set_title("Method comparison (same test split and finetune budget)")
+    ax.set_title("Method comparison (same test split and finetune budget)"
+                 + ("\nSYNTHETIC DATA: tests the code, not the methods" if synthetic else ""))
     ax.legend(fontsize=8)
-    return save_png(fig, path)
+    if pairs:
+        plot_paired(bottom.add_subplot(), pairs)
+    return save_png(fig, path, SYNTHETIC_NOTE if synthetic else "method comparison on real data")
 
 
-def compare(run_dirs: Sequence[str | Path], out_dir: str | Path | None = None) -> dict:
-    """Load, check and write the comparison; returns {"markdown", "json", "png"} paths."""
+def compare(run_dirs: Sequence[str | Path], out_dir: str | Path | None = None, seed: int = 0) -> dict:
+    """Load, check and write the comparison; returns {"markdown", "json", "png"} paths.
+
+    ``seed``: the bootstrap's (paired differences)."""
     if not run_dirs:
         raise ConfigError("give at least one run directory to compare")
     runs = [load_run(d) for d in run_dirs]
     check_comparable(runs)
     reference = _merged_reference(runs)
-    rows = [build_row(run, reference) for run in runs]
+    entries = []
+    for run in runs:
+        for protocol in ("finetune", *[p for p in PROBES if p in run["probes"]]):
+            row = build_row(run, reference, protocol)
+            report = run["report"] if protocol == "finetune" else run["probes"][protocol]
+            folder = run["dir"] / "report" / ("" if protocol == "finetune" else protocol)
+            entries.append({"row": row, "units": units_of(report, folder)})
+    rows = [e["row"] for e in entries]
+    pairs = paired_differences(entries, seed)
+    synthetic = any(r["synthetic"] for r in rows)
     if out_dir is None:
         out_dir = Path(os.path.commonpath([str(r["dir"].resolve().parent) for r in runs]))
     out = Path(out_dir)
-    payload = to_jsonable({"runs": rows, "class_names": _class_names(rows),
-                           "paper_reference": reference, "std": STD_NOTE,
-                           "checked_equal": list(SPLIT_KEYS + BUDGET_KEYS)})
+    payload = to_jsonable({"synthetic": synthetic, "data_note": SYNTHETIC_NOTE if synthetic else "real data",
+                           "runs": rows, "class_names": _class_names(rows),
+                           "paired_differences": pairs,
+                           "paper_reference": ({**reference, "note": "the paper's numbers, on the paper's own data, "
+                                                "not produced by these runs"} if reference else None),
+                           "std": STD_NOTE, "checked_equal": list(SPLIT_KEYS + BUDGET_KEYS)})
     return {"json": atomic_write_json(out / "comparison.json", payload),
-            "markdown": atomic_write_text(out / "comparison.md", render_markdown(rows, reference)),
-            "png": plot_comparison(out / "comparison.png", rows, reference)}
+            "markdown": atomic_write_text(out / "comparison.md", render_markdown(rows, reference, pairs, synthetic)),
+            "png": plot_comparison(out / "comparison.png", rows, reference, pairs, synthetic)}

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from part.atomic import atomic_write
+from part.atomic import atomic_write, file_sha256
 
 CACHE_VERSION = 1
 
@@ -100,15 +100,6 @@ def encode_tensor(model: nn.Module, x: torch.Tensor, batch_size: int, device: to
     return torch.cat(out) if out else torch.zeros(0, 0)
 
 
-def file_sha1(path: str | Path) -> str:
-    """SHA-1 hex digest of a file's bytes (read in 1 MiB blocks)."""
-    digest = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def labels_sha1(labels) -> str:
     return hashlib.sha1(np.ascontiguousarray(np.asarray(labels, dtype=np.int64)).tobytes()).hexdigest()
 
@@ -118,12 +109,12 @@ def cached_features(path: str | Path, checkpoint: str | Path, labels: np.ndarray
                     precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
     """Features from the cache file ``path`` when it matches, else ``extract()`` and cache them.
 
-    A cache matches when it was made from a checkpoint with the same SHA-1 as ``checkpoint``, for
+    A cache matches when it was made from a checkpoint with the same SHA-256 as ``checkpoint``, for
     the same ``labels`` (N,) of the dataset (item count and order) and at the same ``precision``
     (e.g. "fp32", "bf16"). ``extract() -> (features (N, D), labels (N,))``. Written atomically.
     Returns (features, labels).
     """
-    path, key = Path(path), {"version": CACHE_VERSION, "checkpoint_sha1": file_sha1(checkpoint),
+    path, key = Path(path), {"version": CACHE_VERSION, "checkpoint_sha256": file_sha256(checkpoint),
                              "labels_sha1": labels_sha1(labels), "n": int(len(labels)), "precision": precision}
     if path.exists():
         try:

@@ -8,7 +8,10 @@ encoder (``checkpoints/pretrain.pt``, hard-linked or copied, never retrained) an
 another seeded draw of the labelled data (the dataset's ``label_budget`` key, e.g.
 ``data.finetune_subjects`` for sleep EEG, drawn from the labelled subjects outside the test
 split; ``data.label_fraction`` for images). Finetuning and both probes of a draw use the same
-pretrained encoder and the same labelled items; the test items are those of the run.
+pretrained encoder and the same labelled items (finetuning is uncalibrated,
+``finetune.calibration_fraction=0``, so no drawn subject is held out of it; a temperature cannot
+change kappa); the test items are those of the run. Every sub-recipe is built before anything
+runs, and a sub-run made from another ``pretrain.pt`` than the run's current one is refused.
 
 Resumable: a finished sub-run is skipped; an interrupted one resumes (``run.resume=auto``).
 Outputs: ``label_efficiency.json``, ``label_efficiency.md`` (mean ± std over draws per method,
@@ -25,7 +28,7 @@ from typing import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from part.atomic import atomic_write_json, atomic_write_text
+from part.atomic import atomic_write_json, atomic_write_text, file_sha256
 from part.config import load_recipe
 from part.errors import ConfigError, DataError
 from part.evaluation.metrics import STD_NOTE, mean_std
@@ -35,6 +38,7 @@ from part.training.rundir import finished_stages, read_json_file
 
 PROTOCOLS = ("finetune", "linear_probe", "knn")
 SWEEP_STAGES = ("finetune", "evaluate", "linear_probe", "knn")
+ENCODER_RECORD = "encoder_source.json"  # in each sub-run: the SHA-256 of the run's pretrain.pt it was made from
 REPORTS = {"finetune": Path("report") / "report.json", "linear_probe": Path("report") / "linear_probe" / "report.json",
            "knn": Path("report") / "knn" / "report.json"}
 
@@ -79,7 +83,26 @@ def point_recipe(run_dir: Path, recipe, out: Path, budget: dict, name: str, valu
     return load_recipe(run_dir / "config.yaml", [
         f"run.output_dir={out / 'runs' / recipe.run.name}", f"run.name={name.replace('%', 'pct')}",
         f"run.stages=[{','.join(SWEEP_STAGES)}]", f"evaluate.repeats={draws}", "evaluate.knn_monitor=false",
-        f"{budget['key']}={value}", *overrides])
+        f"{budget['key']}={value}", "finetune.calibration_fraction=0", *overrides])
+
+
+def check_encoder(run_dir: Path, sub_dir: Path, source_sha: str | None) -> None:
+    """Refuse a sub-run made from another ``pretrain.pt`` than the run's current one (its SHA-256,
+    ``source_sha``, None for a method without pretraining), recorded in ``<sub-run>/encoder_source.json``
+    when the encoder was linked: otherwise points would silently mix encoders."""
+    record, linked = sub_dir / ENCODER_RECORD, sub_dir / "checkpoints" / "pretrain.pt"
+    if source_sha is None:
+        return
+    if record.is_file():
+        used = read_json_file(record, f"delete {sub_dir} to redo the point").get("pretrain_sha256")
+    elif linked.is_file():  # a sub-run from before the record: its own copy of the encoder says
+        used = file_sha256(linked)
+    else:
+        return
+    if used != source_sha:
+        raise DataError(f"'{sub_dir}' was made from another version of {run_dir / 'checkpoints' / 'pretrain.pt'} "
+                        f"(SHA-256 {used[:12]}... then, {source_sha[:12]}... now): delete {sub_dir.parent} to redo "
+                        f"the sweep's points with the current encoder, or pass another --out")
 
 
 def _link(src: Path, dst: Path) -> None:
@@ -100,7 +123,11 @@ def link_encoder(run_dir: Path, sub_dir: Path) -> None:
     """Put the run's ``pretrain.pt`` into the sub-run, and the test features its sibling sub-runs
     already extracted from it (``features/pretrain_*/test.pt``: the same encoder and test items;
     the cache's checkpoint hash and labels still decide whether they are used)."""
-    _link(run_dir / "checkpoints" / "pretrain.pt", sub_dir / "checkpoints" / "pretrain.pt")
+    source, linked = run_dir / "checkpoints" / "pretrain.pt", sub_dir / "checkpoints" / "pretrain.pt"
+    _link(source, linked)
+    if linked.exists() and not (sub_dir / ENCODER_RECORD).is_file():  # the encoder this sub-run uses
+        atomic_write_json(sub_dir / ENCODER_RECORD, {"pretrain": str(source.resolve()),
+                                                     "pretrain_sha256": file_sha256(linked)})
     for cached in sorted(sub_dir.parent.glob("*/features/pretrain_*/test.pt")):
         _link(cached, sub_dir / "features" / cached.parent.name / "test.pt")
 
@@ -116,17 +143,20 @@ def sweep(run_dirs: Sequence[str | Path], points: Sequence[str], draws: int, out
     plan = []
     for run_dir in map(Path, run_dirs):  # check everything before the first training step
         recipe = load_run(run_dir)
-        bundle = dataset_spec(recipe.data.name).load(recipe.data, recipe.run.seed, 0)
+        bundle = dataset_spec(recipe.modality.name, recipe.data.name).load(recipe.data, recipe.run.seed, 0)
         if bundle.label_budget is None:
             raise ConfigError(f"data.name={recipe.data.name!r} of '{run_dir}' declares no label budget "
                               f"(DataBundle.label_budget); it cannot be swept")
         budget = bundle.label_budget
+        source = run_dir / "checkpoints" / "pretrain.pt"
+        source_sha = file_sha256(source) if method_spec(recipe.method.name).pretrains else None
         for name, value in dict(parse_point(str(p), budget) for p in points).items():
-            plan.append((run_dir, recipe, budget, name, value, bundle.description))
+            sub = point_recipe(run_dir, recipe, out, budget, name, value, draws, overrides)  # a bad --set fails here
+            sub_dir = Path(sub.run.output_dir) / sub.run.name
+            check_encoder(run_dir, sub_dir, source_sha)
+            plan.append((run_dir, recipe, budget, name, value, bundle.description, sub, sub_dir))
     results = []
-    for run_dir, recipe, budget, name, value, description in plan:
-        sub = point_recipe(run_dir, recipe, out, budget, name, value, draws, overrides)
-        sub_dir = Path(sub.run.output_dir) / sub.run.name
+    for run_dir, recipe, budget, name, value, description, sub, sub_dir in plan:
         if all(s in finished_stages(sub_dir) for s in ("evaluate", "linear_probe", "knn")):
             say(f"[label-efficiency] {recipe.run.name} at {name} {budget['unit']}: finished; skipped")
         else:
@@ -172,8 +202,9 @@ def write_outputs(out: Path, rows: list, draws: int) -> dict:
     lines = ["# Label efficiency", "", note + f"Cohen's kappa on the test items, mean ± std over {draws} seeded "
              f"draws of the labelled data ({STD_NOTE}); x = {', '.join(units)}. Chance: kappa 0 for every "
              f"protocol; the last column is the accuracy of always predicting the majority class.", "",
-             "Protocols: finetune = end to end from the pretrained encoder; linear probe and kNN = frozen "
-             "pretrained encoder (supervised: its own finetuned encoder, a reference).", ""]
+             "Protocols: finetune = end to end from the pretrained encoder, on every labelled subject drawn "
+             "(uncalibrated: no subject held out for a temperature, which cannot change kappa); linear probe "
+             "and kNN = frozen pretrained encoder (supervised: its own finetuned encoder, a reference).", ""]
     lines += markdown_table(["method", "run", "labelled", "finetune kappa", "linear-probe kappa", "kNN kappa",
                              "chance accuracy"], table)
     lines += [f"Data (the first run's own splits; each point redraws the labelled items): {rows[0]['data']}"

@@ -44,6 +44,22 @@ def _kappa(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[int]) -> flo
         return _finite_or_none(cohen_kappa_score(y_true, y_pred, labels=list(labels)))
 
 
+def kappa_from_confusion(confusion: Any) -> np.ndarray:
+    """Cohen's kappa (p_o - p_e) / (1 - p_e) of confusion matrices, numpy only (no scikit-learn).
+
+    Shape: ``confusion`` (..., K, K) counts (rows one rater, columns the other) -> kappa (...)
+    float64; NaN where it is undefined (no item, or p_e = 1: one class only in both). The same
+    number as scikit-learn's ``cohen_kappa_score`` on the items behind each matrix.
+    """
+    c = np.asarray(confusion, np.float64)
+    n = c.sum((-2, -1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        observed = np.trace(c, axis1=-2, axis2=-1) / n
+        expected = (c.sum(-1) * c.sum(-2)).sum(-1) / n ** 2
+        kappa = (observed - expected) / (1.0 - expected)
+    return np.where((n > 0) & np.isfinite(kappa), kappa, np.nan)
+
+
 def _labelled(y_true: Any, y_pred: Any, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Flattened arrays and the mask of labelled items; checks that the lengths agree."""
     y_true, y_pred = np.asarray(y_true).reshape(-1), np.asarray(y_pred).reshape(-1)

@@ -21,8 +21,13 @@ dlen) are ratios (or log-ratios with ``scale_target: log``). Errors (``pretext_e
 - ``l2``: the mean over pairs of the Euclidean norm of the translation error (the first
   ``modality.translation_dim`` values), as the training log's ``l2_error``.
 
-Methods without relative targets (MAE, MP3, DropPos, supervised) have no ``predict_pairs`` and
-are skipped (``supports_pretext_errors``).
+- ``loss``: the MSE over pairs and target values (the training loss's measure), and
+  ``by_pair_type``: the same per pair type (``part.evaluation.pair_types``) next to the error of
+  the chance predictor on those pairs.
+
+Methods without relative targets (MAE, MP3, DropPos, RP, TS, CPC) have no ``predict_pairs``: their
+held-out record is their own loss on the held-out items (``part.evaluation.chance.heldout_loss``).
+Every record carries the method's chance level (``pretext_chance``, docs/architecture.md).
 """
 from __future__ import annotations
 
@@ -32,6 +37,10 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import torch
+
+from part.core.pairs import gather_tokens
+from part.evaluation.chance import chance_text, heldout_loss, method_chance
+from part.evaluation.pair_types import pair_types, split_errors, type_sums
 
 CHUNK_ITEMS = 64  # held-out items per forward pass (memory only; part of the fixed sampling)
 
@@ -97,62 +106,117 @@ def pretext_errors(method, x: torch.Tensor, seed: int, chunk_items: int = CHUNK_
     patches and pairs drawn from one generator on x's device seeded with ``seed`` (the same
     draws at every call), inside ``torch.random.fork_rng`` (the global RNG state is restored);
     the method's train/eval mode is restored too. Returns ``error_summary``'s dict plus
-    "items" (B). Units: see the module doc.
+    "items" (B), "loss" (the MSE over pairs and target values: the training loss's measure,
+    comparable with the chance level), "loss_mean_predictor" (the same loss of predicting the mean
+    target of these very pairs: the chance predictor on this sample, without the Monte Carlo
+    level's sampling noise) and "by_pair_type" (``pair_types.split_errors``: self, overlapping,
+    adjacent, far). Units: see the module doc.
     """
     if not supports_pretext_errors(method):
         raise ValueError(f"{type(method).__name__} predicts no relative targets (no predict_pairs)")
     modality, was_training = method.modality, method.training
-    devices = [x.device.index if x.device.index is not None else torch.cuda.current_device()] \
-        if x.device.type == "cuda" else []
-    total = None
+    k = modality.translation_dim
+    total, by_type = None, None
     method.eval()
     try:
-        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+        with torch.no_grad(), torch.random.fork_rng(devices=_devices(x)):
             generator = torch.Generator(device=x.device).manual_seed(int(seed))
             for chunk in x.split(chunk_items):
-                pred, target = method.predict_pairs(chunk, generator=generator)
-                sums = _error_sums(pred, target, modality.translation_dim)
-                total = sums if total is None else {k: total[k] + v for k, v in sums.items()}
+                pred, target, details = method.predict_pairs(chunk, generator=generator, return_details=True)
+                sums = _error_sums(pred, target, k)
+                total = sums if total is None else {key: total[key] + v for key, v in sums.items()}
+                geom = details["geometry"]
+                types = pair_types(gather_tokens(geom, details["ref"]), gather_tokens(geom, details["tgt"]), k)
+                part = type_sums(pred, target, types)
+                by_type = part if by_type is None else {key: by_type[key] + v for key, v in part.items()}
     finally:
         method.train(was_training)
-    return {**_summarise(total, tuple(modality.target_names)), "items": int(x.shape[0])}
+    summary = _summarise(total, tuple(modality.target_names))
+    loss = sum(summary["mse"].values()) / max(len(summary["mse"]), 1)
+    split = split_errors(by_type)
+    same_pairs = sum(v["mse_chance"] * v["pairs"] for v in split.values() if v["pairs"]) / max(summary["pairs"], 1)
+    return {**summary, "items": int(x.shape[0]), "loss": loss, "loss_mean_predictor": same_pairs,
+            "by_pair_type": split}
 
 
-def heldout_hook(method, dataset, n: int, seed: int, device, say: Callable = print) -> Optional[Callable]:
+def _devices(x: torch.Tensor) -> list:
+    if x.device.type != "cuda":
+        return []
+    return [x.device.index if x.device.index is not None else torch.cuda.current_device()]
+
+
+def _stack(items) -> list:
+    """Dataset items -> a list of stacked tensors, one per component ((x, label) keeps x only;
+    (inputs, target) samples of methods with their own pretraining data keep both)."""
+    if not isinstance(items[0], (list, tuple)):
+        return [torch.stack([torch.as_tensor(i) for i in items])]
+    return [torch.stack([torch.as_tensor(i[c]) for i in items]) for c in range(len(items[0]))]
+
+
+def heldout_hook(method, dataset, n: int, seed: int, device, say: Callable = print,
+                 batch_size: Optional[int] = None, own_samples: bool = False) -> Optional[Callable]:
     """The pretrain stage's epoch-end diagnostics: ``hook(model, epoch) -> record``, or None.
 
-    None (and one line through ``say``) when ``n`` is 0, the dataset is empty or the method has
-    no relative targets. Otherwise the held-out batch (``heldout_batch(dataset, n, seed)``) is
-    loaded once onto ``device``, and each call returns {"event": "heldout", "heldout":
-    ``pretext_errors(model, x, seed)`` + {"digest": ``items_digest``}} for the engine to log.
+    None (and one line through ``say``) when ``n`` is 0 or the dataset is empty. Otherwise the
+    held-out batch (``heldout_items(len(dataset), n, seed)``) is loaded once onto ``device``, the
+    method's chance level is computed once on it (``part.evaluation.chance.method_chance``,
+    ``batch_size``: the pretraining batch) and said, and each call returns {"event": "heldout",
+    "heldout": {..., "loss", "digest"}, "chance": {...}} for the engine to log, saying the held-out
+    loss next to chance. Relative-target methods: ``pretext_errors``; others: their own loss on
+    the held-out items (``chance.heldout_loss``). ``own_samples``: the dataset's items are the
+    method's ``(inputs, target)`` samples (methods with ``pretrain_data``; the first component
+    is the input, the rest are passed to forward too); otherwise items are ``(x, label)``. The
+    records seen are kept in ``hook.records`` (for ``chance.chance_warning``).
     """
-    if not supports_pretext_errors(method):
-        say(f"[pretrain] held-out pretext errors: {type(method).__name__} predicts no relative "
-            f"targets; skipped")
-        return None
     if n <= 0 or dataset is None or len(dataset) == 0:
         return None
-    x, index = heldout_batch(dataset, n, seed)
-    x, digest = x.to(device), items_digest(index)
-    say(f"[pretrain] held-out pretext errors each epoch on {len(index)} test items "
-        f"(digest {digest})")
+    index = heldout_items(len(dataset), n, seed)
+    tensors = [t.to(device) for t in _stack([dataset[i] for i in index.tolist()])]
+    inputs = tensors if own_samples else tensors[:1]
+    relative = supports_pretext_errors(method) and not own_samples
+    digest = items_digest(index)
+    level = method_chance(method, inputs[0], batch_size, seed)
+    say(f"[pretrain] held-out pretext loss each epoch on {len(index)} test items (digest {digest})"
+        + (f"; chance {level['metric']} {level['value']:.4g}: {level['how']}" if level else
+           f"; {type(method).__name__} states no chance level (no pretext_chance)"))
 
     def hook(model, epoch: int) -> dict:
-        return {"event": "heldout", "heldout": {**pretext_errors(model, x, seed), "digest": digest}}
+        if relative:
+            errors = pretext_errors(model, inputs[0], seed)
+        else:
+            loss, used = heldout_loss(model, inputs, seed, chunk=batch_size or CHUNK_ITEMS)
+            errors = {"loss": loss, "items": used}
+        record = {"event": "heldout", "heldout": {**errors, "digest": digest}}
+        if level:
+            record["chance"] = level
+            say(f"[pretrain] epoch {epoch + 1} held-out {chance_text(errors['loss'], level)}")
+        hook.records.append(record)
+        return record
+    hook.records = []
     return hook
 
 
-def last_heldout(metrics_path: str | Path, stage: str = "pretrain") -> Optional[dict]:
-    """The last held-out record of ``stage`` in a run's ``metrics.jsonl`` ({"epoch", "step",
-    "heldout": {...}}), or None (no file, no such record; torn lines are ignored)."""
-    path, last = Path(metrics_path), None
+def heldout_records(metrics_path: str | Path, stage: str = "pretrain") -> list:
+    """The held-out records of ``stage`` in a run's ``metrics.jsonl`` in file order ({"epoch",
+    "step", "heldout": {...}[, "chance"]}); [] without a file (torn lines are ignored).
+
+    A resumed stage may repeat epochs: the last record of each epoch is kept."""
+    path = Path(metrics_path)
     if not path.exists():
-        return None
+        return []
+    by_epoch: dict = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
             continue
         if isinstance(record, dict) and record.get("stage") == stage and record.get("event") == "heldout":
-            last = record
-    return last
+            by_epoch[record.get("epoch")] = record
+    return list(by_epoch.values())
+
+
+def last_heldout(metrics_path: str | Path, stage: str = "pretrain") -> Optional[dict]:
+    """The last held-out record of ``stage`` in a run's ``metrics.jsonl`` ({"epoch", "step",
+    "heldout": {...}[, "chance"]}), or None (no file, no such record; torn lines are ignored)."""
+    records = heldout_records(metrics_path, stage)
+    return records[-1] if records else None

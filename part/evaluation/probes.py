@@ -24,6 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from part.evaluation.metrics import kappa_from_confusion
+
 KNN_CHUNK = 1024  # queries per similarity matmul: chunk x N_train floats in memory
 
 
@@ -143,10 +145,6 @@ def cohen_kappa(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float
     """Cohen's kappa (p_o - p_e) / (1 - p_e) from the confusion counts, with numpy only (for the
     kNN monitor, which must not import scikit-learn); 0.0 where p_e = 1 (one class only)."""
     y_true, y_pred = np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)
-    if y_true.size == 0:
-        return 0.0
     confusion = np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes).reshape(n_classes, -1)
-    n = confusion.sum()
-    p_o = np.trace(confusion) / n
-    p_e = float((confusion.sum(0) * confusion.sum(1)).sum()) / (n * n)
-    return float((p_o - p_e) / (1 - p_e)) if p_e < 1 else 0.0
+    kappa = kappa_from_confusion(confusion)
+    return float(kappa) if np.isfinite(kappa) else 0.0

@@ -135,19 +135,37 @@ def _repeats_section(repeats: Mapping) -> list[str]:
         ["repeat", "seed", "kappa", "accuracy", "macro F1"], rows)
 
 
-def _pretext_section(pretext: Mapping) -> list[str]:
-    """Held-out pretext errors (``part.evaluation.pretext``): one row per target value, then l2."""
-    names = list(pretext.get("mae") or {})
-    rows = [(name, pretext["mae"][name], (pretext.get("mse") or {}).get(name)) for name in names]
-    rows.append(("l2 (translation)", pretext.get("l2"), ""))
+def _pretext_section(pretext: Mapping, chance: Mapping | None, warning: str | None) -> list[str]:
+    """Held-out pretext loss next to its chance level, then (relative-target methods) one row per
+    target value, l2 and the split by pair type."""
     epoch = pretext.get("epoch")
     epoch = epoch + 1 if isinstance(epoch, int) else epoch  # metrics.jsonl counts epochs from 0
-    intro = (f"After pretraining epoch {fmt_value(epoch)}: {fmt_value(pretext.get('items'))} "
-             f"fixed test items, {fmt_value(pretext.get('pairs'))} pairs; errors of the predicted "
+    lines = ["## Pretext on held-out items (last epoch)", ""]
+    if chance:
+        lines += [f"After pretraining epoch {fmt_value(epoch)}, on {fmt_value(pretext.get('items'))} fixed "
+                  f"test items: held-out {chance.get('metric')} {fmt_value(pretext.get('loss'))}; chance "
+                  f"{fmt_value(chance.get('value'))} ({chance.get('how')})"
+                  + (f"; predicting the mean target of these very pairs: {fmt_value(pretext['loss_mean_predictor'])}"
+                     if pretext.get("loss_mean_predictor") is not None else "") + ".", ""]
+    if warning:
+        lines += [f"**{warning}**", ""]
+    names = list(pretext.get("mae") or {})
+    if not names:
+        return lines
+    rows = [(name, pretext["mae"][name], (pretext.get("mse") or {}).get(name)) for name in names]
+    rows.append(("l2 (translation)", pretext.get("l2"), ""))
+    intro = (f"{fmt_value(pretext.get('pairs'))} pairs; errors of the predicted "
              f"relative targets in their own units (translations in sizes of the reference patch), "
              f"l2 = mean Euclidean norm of the translation error (paper Table 5).")
-    return ["## Pretext errors on held-out items (last epoch)", "", intro, ""] + markdown_table(
-        ["target", "mean abs. error", "mean sq. error"], rows)
+    lines += [intro, ""] + markdown_table(["target", "mean abs. error", "mean sq. error"], rows)
+    by_type = pretext.get("by_pair_type")
+    if isinstance(by_type, Mapping):
+        lines += ["By pair type (overlapping: the patches share samples/pixels; adjacent: gap under one "
+                  "patch; far: the rest): the model's mean squared error against the chance predictor's "
+                  "(the mean relative transform) on the same pairs.", ""]
+        lines += markdown_table(["pair type", "pairs", "mse", "mse of chance"],
+                                [(k, v.get("pairs"), v.get("mse"), v.get("mse_chance")) for k, v in by_type.items()])
+    return lines
 
 
 def _reference_section(reference: Mapping) -> list[str]:
@@ -171,7 +189,8 @@ def render_markdown(report: Mapping, class_names: Sequence[str]) -> str:
     if isinstance(report.get("repeats"), Mapping):
         lines += _repeats_section(report["repeats"])
     if isinstance(report.get("pretext_heldout"), Mapping):
-        lines += _pretext_section(report["pretext_heldout"])
+        lines += _pretext_section(report["pretext_heldout"], report.get("pretext_chance"),
+                                  report.get("pretext_warning"))
     if isinstance(report.get("calibration"), Mapping):
         from part.evaluation.calibration import markdown_section
         lines += markdown_section(report["calibration"])
@@ -183,8 +202,10 @@ def render_markdown(report: Mapping, class_names: Sequence[str]) -> str:
 
 # ----------------------------------------------------------------------------- plots
 
-def save_png(fig: Figure, path: str | Path) -> Path:
-    return atomic_write(path, lambda fileobj: fig.savefig(fileobj, format="png", dpi=120))
+def save_png(fig: Figure, path: str | Path, description: str | None = None) -> Path:
+    """Write ``fig`` as PNG atomically; ``description`` goes into the PNG's "Description" text chunk."""
+    metadata = {"Description": description} if description else None
+    return atomic_write(path, lambda fileobj: fig.savefig(fileobj, format="png", dpi=120, metadata=metadata))
 
 
 def plot_confusion(path: str | Path, confusion: Any, class_names: Sequence[str], title: str) -> Path:
@@ -214,7 +235,7 @@ def plot_confusion(path: str | Path, confusion: Any, class_names: Sequence[str],
 
 def write_report(out_dir: str | Path, metrics: Mapping, class_names: Sequence[str], title: str,
                  context: Mapping | None = None, reference: Mapping | None = None,
-                 pretext: Mapping | None = None) -> dict[str, Path]:
+                 pretext: Mapping | None = None, pretext_warning: str | None = None) -> dict[str, Path]:
     """Write ``report.json``, ``report.md`` and ``confusion.png`` into ``out_dir``.
 
     ``metrics``: ``classification_metrics`` output, optionally with ``per_subject``
@@ -225,7 +246,9 @@ def write_report(out_dir: str | Path, metrics: Mapping, class_names: Sequence[st
     numbers, either ``{label: value}`` or ``{"values": {label: value}, "metric": ..., ...}``;
     written under a heading that says they are the paper's, not this run's. ``pretext``: a
     held-out record of ``metrics.jsonl`` (``part.evaluation.pretext.last_heldout``: {"epoch",
-    "heldout": {"mae", "mse", "l2", "items", "pairs", ...}}), reported as ``pretext_heldout``.
+    "heldout": {"mae", "mse", "l2", "items", "pairs", "loss", ...}[, "chance"]}), reported as
+    ``pretext_heldout``, its chance level as ``pretext_chance`` and ``pretext_near_chance``
+    (whether ``pretext_warning``, ``part.evaluation.chance.chance_warning``'s line, was given).
     Returns the paths written, by kind.
     """
     missing = [key for key in REQUIRED_KEYS if key not in metrics]
@@ -237,6 +260,11 @@ def write_report(out_dir: str | Path, metrics: Mapping, class_names: Sequence[st
               "context": dict(context or {})}
     if pretext and isinstance(pretext.get("heldout"), Mapping):
         report["pretext_heldout"] = {"epoch": pretext.get("epoch"), **pretext["heldout"]}
+        if isinstance(pretext.get("chance"), Mapping):
+            report["pretext_chance"] = dict(pretext["chance"])
+            report["pretext_near_chance"] = bool(pretext_warning)
+            if pretext_warning:
+                report["pretext_warning"] = pretext_warning
     if reference:
         structured = isinstance(reference.get("values"), Mapping)
         report["paper_reference"] = {"source": "the PART paper (not produced by this run)",

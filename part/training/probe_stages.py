@@ -169,12 +169,16 @@ def summary_line(metrics: dict) -> str:
 # ----------------------------------------------------------------------------- kNN monitor
 
 def labelled_items(dataset, n: int, seed: int):
-    """(x (n', ...), labels (n',) long) of a fixed seeded choice of up to ``n`` labelled items."""
+    """(x (n', ...), labels (n',) long) of a fixed seeded choice of up to ``n`` labelled items,
+    read in one ``dataset.read_batch(items)`` where the dataset has one (else item by item)."""
     labels = _labels_of(dataset)
     labelled = np.flatnonzero(labels >= 0)
     index = labelled[heldout_items(len(labelled), n, seed).numpy()]
-    items = [dataset[int(i)] for i in index]
-    return torch.stack([torch.as_tensor(x) for x, _ in items]), torch.as_tensor(labels[index], dtype=torch.long)
+    if callable(getattr(dataset, "read_batch", None)):  # e.g. the EEG windows: one read per record
+        x = torch.as_tensor(dataset.read_batch(index.tolist())[0])
+    else:
+        x = torch.stack([torch.as_tensor(dataset[int(i)][0]) for i in index])
+    return x, torch.as_tensor(labels[index], dtype=torch.long)
 
 
 def knn_monitor_hook(p, modality, tokenizer, encoder, bundle, say=print):

@@ -18,7 +18,8 @@ from part.training.engine import RunContext, TrainSpec, train
 from part.errors import ConfigError, DataError
 from part.evaluation.calibration import calibration_section, fit_temperature, holdout_split, softmax
 from part.evaluation.metrics import classification_metrics, per_group_metrics
-from part.evaluation.pretext import heldout_hook, last_heldout
+from part.evaluation.chance import chance_warning
+from part.evaluation.pretext import heldout_hook, heldout_records, last_heldout
 from part.evaluation.report import aggregate_repeats, write_report
 from part.inference import model_card
 from part.registry import dataset_spec, method_spec
@@ -48,7 +49,7 @@ class Pipeline:
     def bundle(self, repeat: int = 0):
         if repeat not in self._bundles:
             r = self.recipe
-            self._bundles[repeat] = dataset_spec(r.data.name).load(r.data, r.run.seed, repeat)
+            self._bundles[repeat] = dataset_spec(r.modality.name, r.data.name).load(r.data, r.run.seed, repeat)
         return self._bundles[repeat]
 
     def modality(self, bundle):
@@ -92,19 +93,38 @@ def pretrain(p: Pipeline) -> None:
             model.progress = step / max(1, total)
     ctx.say(f"[pretrain] {r.method.name} on {bundle.description}")
     hooks = []
-    if ctx.dist.is_main:  # pretext errors on fixed test items, and the kNN monitor, per epoch
-        hooks.append(heldout_hook(method, bundle.test, r.pretrain.heldout_items, r.run.seed, ctx.device, ctx.say))
+    if ctx.dist.is_main:  # pretext loss on fixed test items next to chance, and the kNN monitor, per epoch
+        hooks.append(heldout_hook(method, _heldout_data(spec, bundle, r, ctx.say), r.pretrain.heldout_items,
+                                  r.run.seed, ctx.device, ctx.say, r.pretrain.batch_size,
+                                  own_samples=spec.pretrain_data is not None))
         if r.evaluate.knn_monitor:
             from part.training.probe_stages import knn_monitor_hook  # late: it imports this module
             hooks.append(knn_monitor_hook(p, modality, method.tokenizer, encoder, bundle, ctx.say))
     hooks = [h for h in hooks if h is not None]
     train(TrainSpec("pretrain", method, loss_fn, data, r.pretrain, encoder.depth, on_step=anneal,
                     on_epoch_end=(lambda model, ep: [h(model, ep) for h in hooks]) if hooks else None), ctx)
+    warning = chance_warning(heldout_records(ctx.run_dir / "metrics.jsonl")) if ctx.dist.is_main else None
+    if warning:
+        ctx.say(warning)
     if ctx.dist.is_main:
         save_checkpoint(p.ckpt("pretrain.pt"), {"tokenizer": method.tokenizer.state_dict(),
                                                 "encoder": encoder.state_dict(), "method": r.method.name})
         save_checkpoint(p.ckpt(PRETEXT_FILE), pretext_state(method, r, bundle.input_info))
     p.mark_done("pretrain")
+
+
+def _heldout_data(spec, bundle, recipe, say):
+    """The test items of the held-out pretext loss: the test split, or for a method with its own
+    pretraining samples (``pretrain_data``) those samples made from the test split (None, with a
+    line, when they cannot be made there)."""
+    if spec.pretrain_data is None:
+        return bundle.test
+    try:
+        return spec.pretrain_data(bundle.test, recipe.method, recipe.run.seed)
+    except (DataError, ValueError) as exc:
+        say(f"[pretrain] no held-out pretext loss: {recipe.method.name}'s samples cannot be made from "
+            f"the test split ({exc})")
+        return None
 
 
 def _labels_of(dataset) -> np.ndarray:
@@ -199,6 +219,7 @@ def finetune(p: Pipeline, repeat: int) -> None:
                     extra_state={"repeat": repeat}), ctx)
     if ctx.dist.is_main:
         card = model_card(r, bundle)  # self-describing: usable without the recipe
+        card["trained_on"] = _trained_on(bundle, data)
         if calibration_data is not None:
             card.update(_fit_calibration(clf, calibration_data, held_out, r.evaluate.batch_size, ctx))
         out = {"model": clf.state_dict(), "repeat": repeat, "seed": r.run.seed + repeat, "card": card}
@@ -222,7 +243,18 @@ def _calibration_split(bundle, fraction: float, seed: int, ctx: RunContext):
     train_idx, cal_idx, held_out = split
     ctx.say(f"[finetune] calibration: {len(cal_idx)} of {len(bundle.finetune)} finetune items held out of training"
             + (f" (subjects {', '.join(held_out)})" if held_out else "") + " to fit the temperature on")
-    return Subset(bundle.finetune, train_idx.tolist()), Subset(bundle.finetune, cal_idx.tolist()), held_out
+    plain = bundle.finetune_eval if bundle.finetune_eval is not None else bundle.finetune  # no augmentation
+    return Subset(bundle.finetune, train_idx.tolist()), Subset(plain, cal_idx.tolist()), held_out
+
+
+def _trained_on(bundle, data) -> dict:
+    """What the finetune stage trained on (the card's ``trained_on``): ``items`` and, where the
+    finetune pool has groups, the ``groups`` (subject ids, sorted) of the items in ``data``."""
+    groups = None
+    if bundle.finetune_groups is not None:
+        index = range(len(bundle.finetune_groups)) if data is bundle.finetune else data.indices  # our Subset
+        groups = sorted({str(bundle.finetune_groups[i]) for i in index})
+    return {"items": len(data), "groups": groups}
 
 
 def _fit_calibration(model, data, held_out: list, batch_size: int, ctx: RunContext) -> dict:
@@ -309,9 +341,11 @@ def evaluate(p: Pipeline) -> dict:
     context = {"recipe": r.run.name, "method": r.method.name, "data": bundle.description,
                "pretrain_epochs": (r.pretrain.epochs
                                    if "pretrain" in r.run.stages and method_spec(r.method.name).pretrains else 0),
-               "finetune_epochs": r.finetune.epochs, "repeats": r.evaluate.repeats, "seed": r.run.seed}
+               "finetune_epochs": r.finetune.epochs, "repeats": r.evaluate.repeats, "seed": r.run.seed,
+               "synthetic": bool(bundle.synthetic)}
     write_report(report_dir, metrics, bundle.class_names, f"{r.run.name}: {r.method.name}", context, bundle.reference,
-                 pretext=last_heldout(ctx.run_dir / "metrics.jsonl"))
+                 pretext=last_heldout(ctx.run_dir / "metrics.jsonl"),
+                 pretext_warning=chance_warning(heldout_records(ctx.run_dir / "metrics.jsonl")))
     if bundle.report_hook is not None and first_predictions is not None:
         bundle.report_hook(report_dir, first_predictions)
     ctx.say("[evaluate] " + ", ".join(f"{k} {metrics[k]:.4f}" for k in ("kappa", "accuracy", "macro_f1")

@@ -84,7 +84,7 @@ def test_synthetic_nights_split_by_subject_and_load_as_sleep_edf(tmp_path, capsy
     test_subject = splits["test"][0][:5]
     assert splits["test"] == [f"{test_subject}1", f"{test_subject}2"]
     assert not set(splits["test"]) & set(splits["pretrain"] + splits["finetune"])
-    spec = dataset_spec("sleep_edf")
+    spec = dataset_spec("eeg", "sleep_edf")
     bundle = spec.load(spec.options(root=str(out)))
     assert bundle.input_info == {"channels": 2, "window_samples": 3000} and bundle.reference is None
     assert set(bundle.test_groups) == {test_subject} and "Sleep-EDF" in bundle.description

@@ -176,6 +176,9 @@ def test_perfect_predictor_has_r2_one_and_no_error():
     result = analyze(oracle, modality, torch.rand(2, 1, 8, 8), seed=0)
     m = result.metrics
     assert m["r2_offgrid"] == pytest.approx(1.0) and m["r2_grid"] == pytest.approx(1.0)
+    by_type = m["r2_by_pair_type"]  # every ordered pair i != j in exactly one type
+    assert sum(v["pairs"] for v in by_type.values()) == 2 * 16 * 15 and by_type["self"]["pairs"] == 0
+    assert all(v["r2"] == pytest.approx(1.0) for v in by_type.values() if v["pairs"] >= 2 and v["r2"] is not None)
     assert max(m["mae_per_target"].values()) < 1e-6 and m["l2_error"] < 1e-6
     assert m["symmetry_error"] < 1e-6  # translations of equal-size patches are antisymmetric
     np.testing.assert_allclose(result.placed, result.geometry, atol=1e-5)  # placed where they are

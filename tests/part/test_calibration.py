@@ -169,3 +169,36 @@ def test_uncalibrated_run_says_so_once_and_reports_before_only(tmp_path):
     cal = json.loads((tmp_path / "digits_demo" / "report" / "report.json").read_text())["calibration"]
     assert cal["temperature"] is None and "after" not in cal and cal["before"]["n"] == 32
     assert "uncalibrated" in (tmp_path / "digits_demo" / "report" / "report.md").read_text()
+
+
+class _Items:
+    """Item i is (tensor([i + shift]), i % 2): ``shift`` marks the transform (1000: augmented)."""
+
+    def __init__(self, n, shift):
+        self.n, self.shift = n, shift
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        import torch
+        return torch.tensor([float(i + self.shift)]), i % 2
+
+
+def test_temperature_is_fitted_on_the_held_out_items_without_training_augmentation():
+    from types import SimpleNamespace
+
+    from part.training.stages import _calibration_split, _trained_on
+
+    groups = [f"s{i // 5}" for i in range(20)]  # 4 subjects of 5 items
+    bundle = SimpleNamespace(finetune=_Items(20, 1000), finetune_eval=_Items(20, 0), finetune_groups=groups)
+    ctx = SimpleNamespace(say=lambda *_: None)
+    train, cal, held = _calibration_split(bundle, 0.25, 0, ctx)
+    cal_items = [int(cal[i][0].item()) for i in range(len(cal))]
+    assert len(held) == 1 and cal_items == [i for i in range(20) if groups[i] == held[0]]  # eval transform
+    assert all(train[i][0].item() >= 1000 for i in range(len(train)))  # training keeps its augmentation
+    assert _trained_on(bundle, train) == {"items": 15, "groups": sorted({f"s{k}" for k in range(4)} - set(held))}
+    assert _trained_on(bundle, bundle.finetune) == {"items": 20, "groups": ["s0", "s1", "s2", "s3"]}  # uncalibrated
+    no_eval = SimpleNamespace(finetune=_Items(20, 1000), finetune_eval=None, finetune_groups=groups)
+    _, cal, _ = _calibration_split(no_eval, 0.25, 0, ctx)
+    assert cal[0][0].item() >= 1000  # without finetune_eval, the finetune items themselves

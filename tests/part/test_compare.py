@@ -66,13 +66,15 @@ def test_table_rows_metrics_and_paper_numbers(tmp_path, two_runs):
     md = paths["markdown"].read_text()
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
             for line in md.splitlines() if line.startswith("| eeg_")}
-    assert rows["eeg_part"] == ["part", "5", "3", "no", "0.600 ± 0.020", "0.800 ± 0.010",
-                                "0.500 ± 0.030", "0.550 ± 0.040", "0.616"]
-    assert rows["eeg_supervised"] == ["supervised", "0", "3", "n/a (no pretraining)", "0.500",
-                                      "0.700", "0.400", "0.500", "0.531"]
-    assert "| run | method | PT epochs | FT epochs | pos. embed in PT | kappa | accuracy | macro-F1 | " \
-           "balanced acc. | paper's kappa (not ours) |" in md
-    assert "paper's kappa (not ours)" in md and "PART paper, Table 3" in md
+    # issue 26: a protocol column, the held-out pretext loss next to chance, the paper's column
+    # labelled as the paper's data
+    assert rows["eeg_part"] == ["finetune", "part", "5", "3", "no", "0.600 ± 0.020", "0.800 ± 0.010",
+                                "0.500 ± 0.030", "0.550 ± 0.040", "n/a", "0.616"]
+    assert rows["eeg_supervised"] == ["finetune", "supervised", "0", "3", "n/a (no pretraining)", "0.500",
+                                      "0.700", "0.400", "0.500", "n/a", "0.531"]
+    assert "| run | protocol | method | PT epochs | FT epochs | pos. embed in PT | kappa | accuracy | macro-F1 | " \
+           "balanced acc. | held-out pretext loss (chance) | paper's kappa (the paper's data, not ours) |" in md
+    assert "PART paper, Table 3" in md and "synthetic" not in md.lower()
     assert "| N1 | 0.300 | 0.200 |" in md  # per-class F1, one column per run
     data = json.loads(paths["json"].read_text())
     part_row = data["runs"][0]
@@ -91,7 +93,8 @@ def test_methods_outside_the_paper_get_no_number_and_the_reference_note(tmp_path
     part_run = _run(tmp_path, "eeg_part", _config("part"), _report(0.6, [0.5] * 5, paper_reference=reference))
     md = compare([rp, part_run], tmp_path / "out")["markdown"].read_text()
     row = next(line for line in md.splitlines() if line.startswith("| eeg_rp"))
-    assert row.split("|")[2].strip() == "relative_positioning" and row.split("|")[-2].strip() == "n/a"
+    # column 3: issue 26 added the protocol column
+    assert row.split("|")[3].strip() == "relative_positioning" and row.split("|")[-2].strip() == "n/a"
     assert "Not in the paper (relative_positioning): Banville et al. 2021 show theirs in figures" in md
     md = compare([part_run], tmp_path / "out2")["markdown"].read_text()
     assert "Not in the paper" not in md

@@ -55,7 +55,7 @@ def _batch(seed=0, b=16, classes=10):
 
 def _deit_bundle(root, *overrides):
     r = load_recipe(DEIT, [f"data.root={root}", *TINY_MODEL, *overrides])
-    return r, dataset_spec(r.data.name).load(r.data, r.run.seed, 0)
+    return r, dataset_spec(r.modality.name, r.data.name).load(r.data, r.run.seed, 0)
 
 
 def test_without_batch_transform_the_loss_is_bit_identical_to_hard_label_cross_entropy():

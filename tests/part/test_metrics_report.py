@@ -160,3 +160,18 @@ def test_report_mentions_the_paper_only_when_given(tmp_path):
     assert "## Per subject" not in text and "## Repeats" not in text
     with pytest.raises(ValueError, match="kappa"):
         write_report(tmp_path, {"accuracy": 1.0}, STAGES, "Incomplete")
+
+
+def test_kappa_from_confusion_matches_sklearn_on_a_batch_of_matrices():
+    from part.evaluation.metrics import kappa_from_confusion
+
+    rng = np.random.default_rng(3)
+    pairs = [(rng.integers(0, 5, 200), rng.integers(0, 5, 200)) for _ in range(6)]
+    pairs[1] = (pairs[1][0], np.where(rng.random(200) < 0.7, pairs[1][0], pairs[1][1]))  # agreeing raters
+    confusions = np.stack([confusion_matrix(t, p, labels=range(5)) for t, p in pairs]).reshape(2, 3, 5, 5)
+    kappa = kappa_from_confusion(confusions)
+    assert kappa.shape == (2, 3)
+    np.testing.assert_allclose(kappa.ravel(), [cohen_kappa_score(t, p) for t, p in pairs], rtol=1e-12)
+    one_class, empty = np.diag([7, 0, 0]), np.zeros((3, 3))  # p_e = 1, and no item: undefined
+    assert np.isnan(kappa_from_confusion(np.stack([one_class, empty]))).all()
+    assert kappa_from_confusion([[4, 0], [0, 6]]) == 1.0 and kappa_from_confusion([[0, 5], [5, 0]]) == -1.0

@@ -93,11 +93,21 @@ def test_eeg_names_and_l2_of_the_translation_only():
 
 
 @pytest.mark.parametrize("name", ["mae", "mp3", "droppos"])
-def test_methods_without_relative_targets_are_skipped(name):
+def test_methods_without_relative_targets_log_their_own_heldout_loss(name):
+    # issue 26 changed this: such methods were skipped; now their own loss on the held-out items is
+    # logged next to their chance level (relative errors still refused)
     method, said = _method(name), []
     assert not supports_pretext_errors(method)
-    assert heldout_hook(method, [torch.zeros(1, 8, 8)], 4, 0, "cpu", said.append) is None
-    assert "predicts no relative targets; skipped" in said[0]
+    data = [(torch.rand(1, 8, 8), 0) for _ in range(3)]
+    hook = heldout_hook(method, data, 4, 0, "cpu", said.append)
+    record = hook(method, 0)
+    x = torch.stack([d[0] for d in data])
+    torch.manual_seed(0)
+    method.eval()
+    with torch.no_grad():
+        assert record["heldout"]["loss"] == pytest.approx(float(method(x)["loss"]), rel=1e-5)
+    assert record["heldout"]["items"] == 3 and record["chance"]["metric"] in ("mse", "cross_entropy")
+    assert "chance" in said[0] and f"held-out {record['chance']['metric']}" in said[-1]
     with pytest.raises(ValueError, match="no predict_pairs"):
         pretext_errors(method, torch.randn(2, 1, 8, 8), 0)
 
@@ -143,16 +153,26 @@ def test_digits_run_logs_heldout_errors_each_epoch_and_resumes_identically(tmp_p
     assert [(e, s) for e, s, _ in records] == [(0, 3), (1, 6)]  # one per epoch, 3 steps each
     digest = items_digest(heldout_items(60, 40, 0))
     for _, _, h in records:
-        assert set(h) == {"mae", "mse", "l2", "pairs", "items", "digest"}
+        # issue 26 added "loss" (comparable with chance) and "by_pair_type"
+        assert set(h) == {"mae", "mse", "l2", "pairs", "items", "digest", "loss", "by_pair_type",
+                          "loss_mean_predictor"}
         assert set(h["mae"]) == set(h["mse"]) == {"dx", "dy"}
         assert h["items"] == 40 and h["pairs"] == 40 * 16 and h["digest"] == digest
+        assert h["loss"] == pytest.approx((h["mse"]["dx"] + h["mse"]["dy"]) / 2)
+        assert sum(v["pairs"] for v in h["by_pair_type"].values()) == h["pairs"]
+        assert h["loss_mean_predictor"] == pytest.approx(sum(
+            v["mse_chance"] * v["pairs"] for v in h["by_pair_type"].values() if v["pairs"]) / h["pairs"])
     assert records[0][2]["mae"] != records[1][2]["mae"]  # the model changed, the items did not
     report = json.loads((tmp_path / "full" / "report" / "report.json").read_text())
     assert report["pretext_heldout"]["epoch"] == 1
     assert report["pretext_heldout"]["l2"] == pytest.approx(records[1][2]["l2"])
     markdown = (tmp_path / "full" / "report" / "report.md").read_text()
-    assert "## Pretext errors on held-out items (last epoch)" in markdown
-    assert "After pretraining epoch 2: 40 fixed test items, 640 pairs" in markdown
+    assert "## Pretext on held-out items (last epoch)" in markdown  # heading renamed by issue 26
+    assert "After pretraining epoch 2, on 40 fixed test items: held-out mse" in markdown
+    assert "640 pairs; errors of the predicted" in markdown
+    assert report["pretext_chance"]["metric"] == "mse" and report["pretext_chance"]["value"] > 0
+    if report["pretext_near_chance"]:  # 2 tiny epochs: at chance, so the warning is in the report
+        assert "stayed within 2% of chance" in report["pretext_warning"] in markdown
 
     import part.training.engine as engine  # stop after step 4 (in epoch 2), then resume
     calls = {"n": 0}

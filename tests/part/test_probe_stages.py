@@ -142,3 +142,29 @@ def test_changed_probe_options_need_force_and_redo_the_probes(finished):
     assert forced.returncode == 0, forced.stderr
     assert "redoing" in forced.stdout and "knn" in forced.stdout.split("redoing", 1)[1].splitlines()[0]
     assert "k=3" in _report(run, "knn")["protocol"]["description"]
+
+
+def test_the_knn_monitor_bank_is_read_in_one_batch_where_the_dataset_can():
+    from part.training.probe_stages import labelled_items
+
+    class Windows:  # a dataset with read_batch, like the EEG windows; item reads are counted
+        labels = np.array([0, -1, 1, 2, -1, 0, 1, 2, 0, 1])
+        item_reads, batch_reads = 0, []
+
+        def __len__(self):
+            return len(self.labels)
+
+        def __getitem__(self, i):
+            Windows.item_reads += 1
+            return torch.full((2, 3), float(i)), int(self.labels[i])
+
+        def read_batch(self, items):
+            Windows.batch_reads.append(list(items))
+            return torch.stack([torch.full((2, 3), float(i)) for i in items]), torch.as_tensor(self.labels[items])
+
+    x, y = labelled_items(Windows(), 5, seed=0)
+    assert Windows.item_reads == 0 and len(Windows.batch_reads) == 1 and len(Windows.batch_reads[0]) == 5
+    index = Windows.batch_reads[0]
+    assert all(Windows.labels[i] >= 0 for i in index) and index == sorted(index)
+    assert torch.equal(x[:, 0, 0], torch.tensor(index, dtype=torch.float32))
+    assert torch.equal(y, torch.as_tensor(Windows.labels[index]))

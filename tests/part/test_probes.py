@@ -153,7 +153,7 @@ def test_feature_cache_is_used_and_a_stale_one_rebuilt(frozen, tmp_path):
     torch.testing.assert_close(f1, encode_tensor(frozen, x, 6, torch.device("cpu")))
     ckpt.write_bytes(b"weights v2")  # a retrained encoder: the cache must not be used
     cached_features(cache, ckpt, labels, extract, said.append)
-    assert len(calls) == 2 and "stale (checkpoint_sha1 changed)" in said[-1]
+    assert len(calls) == 2 and "stale (checkpoint_sha256 changed)" in said[-1]
     with pytest.raises(ValueError, match="differ from the dataset's 6"):
         cached_features(cache, ckpt, labels[::-1].copy(), extract, said.append)
     cached_features(cache, ckpt, labels, extract, said.append, precision="bf16")

@@ -185,6 +185,17 @@ def test_export_loads_into_timm(chained, tmp_path):
     ours.load_state_dict(torch.load(run / "checkpoints" / "finetuned.pt")["model"])
     x = torch.rand(3, 1, 8, 8)
     torch.testing.assert_close(model.eval()(x), ours(x), atol=1e-5, rtol=1e-4)
+    # the sidecar builds the same model: the timm constructor's keywords, input and data description
+    import json
+    from timm.models.vision_transformer import VisionTransformer
+    sidecar = json.loads((run / "timm_finetuned.pth.json").read_text())
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in sidecar["timm"]["kwargs"].items()}
+    assert kwargs["img_size"] == (8, 8) and kwargs["patch_size"] == (2, 2) and kwargs["in_chans"] == 1
+    assert sidecar["input"]["shape"] == [1, 8, 8] and sidecar["image_size"] == 8 and sidecar["channels"] == 1
+    assert sidecar["class_names"] == [str(i) for i in range(10)] and sidecar["source"]["from"] == "finetuned"
+    rebuilt = VisionTransformer(**kwargs).eval()
+    rebuilt.load_state_dict(torch.load(run / "timm_finetuned.pth"), strict=True)
+    torch.testing.assert_close(rebuilt(x), ours(x), atol=1e-5, rtol=1e-4)
     # a subprocess: `python -m part.export` itself turns a user error into exit code 2, no traceback
     res = subprocess.run([sys.executable, "-m", "part.export", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 2 and "not a run directory" in res.stderr and "Traceback" not in res.stderr

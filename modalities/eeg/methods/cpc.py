@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from part.config.options import Options
+from part.core.chance import log_chance
 from part.registry import register_method
 from part.modalities.eeg.methods.context_sampling import ContextSamples, SequenceSampler
 from part.modalities.eeg.methods.embedding import WindowEmbedder
@@ -69,6 +70,15 @@ class CPC(nn.Module):
         predicted = self.predictors(c).view(x.shape[0], npred, -1)
         return torch.einsum("ikd,jkd->kij", predicted.float(), h[:, nc:].float())
 
+    def pretext_chance(self, x=None, batch_size=None, generator=None) -> dict:
+        """ln B: InfoNCE of a uniform guess among the B candidates of a batch (the true future
+        window and the B - 1 in-batch negatives); B = the pretraining batch per step."""
+        if batch_size is None:
+            raise ValueError("cpc's chance level needs the pretraining batch size (its number of candidates)")
+        return log_chance(int(batch_size), "cross_entropy",
+                          f"a uniform guess among the {int(batch_size)} candidates per prediction "
+                          "(batch size: 1 true future window + in-batch negatives)")
+
     def forward(self, x: torch.Tensor, target: torch.Tensor | None = None) -> dict:
         s = self.scores(x)
         npred, B, _ = s.shape
@@ -86,4 +96,4 @@ def _sequences(windows, options: CPCOptions, seed: int) -> ContextSamples:
 
 
 register_method("cpc", options=CPCOptions, build=CPC, position_embedding=True, modalities=("eeg",), needs=NEEDS,
-                pretrain_data=_sequences)
+                pretrain_data=_sequences, example=dict(context_windows=2, predicted_windows=1, context_dim=8))

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from part.config.options import Options
+from part.core.chance import log_chance
 from part.registry import register_method
 from part.modalities.eeg.methods.context_sampling import ContextSamples, PairSampler, TripletSampler
 from part.modalities.eeg.methods.embedding import AbsDiffClassifier, WindowEmbedder
@@ -80,6 +81,10 @@ class TemporalContextTask(nn.Module):
                              f"C, L), got shape {tuple(x.shape)}")
         return self.classifier(self.embedder.embed_samples(x))
 
+    def pretext_chance(self, x=None, batch_size=None, generator=None) -> dict:
+        """ln 2: the binary cross-entropy of guessing 0.5 (labels are drawn 50/50)."""
+        return log_chance(2, "bce", "guessing p = 0.5 (labels drawn 50/50)")
+
     def forward(self, x: torch.Tensor, target: torch.Tensor) -> dict:
         logits = self.logits(x).float()
         target = target.to(logits.dtype)
@@ -99,12 +104,14 @@ def _triplets(windows, options: TemporalContextOptions, seed: int) -> ContextSam
 
 
 @register_method("relative_positioning", options=RelativePositioningOptions, position_embedding=True,
-                 modalities=("eeg",), needs=NEEDS, pretrain_data=_pairs)
+                 modalities=("eeg",), needs=NEEDS, pretrain_data=_pairs,
+                 example=dict(tau_pos_s=60.0, tau_neg_s=600.0))
 def relative_positioning(modality, encoder, tokenizer, options) -> TemporalContextTask:
     return TemporalContextTask(modality, encoder, tokenizer, options, PairSampler.windows)
 
 
 @register_method("temporal_shuffling", options=TemporalShufflingOptions, position_embedding=True,
-                 modalities=("eeg",), needs=NEEDS, pretrain_data=_triplets)
+                 modalities=("eeg",), needs=NEEDS, pretrain_data=_triplets,
+                 example=dict(tau_pos_s=60.0, tau_neg_s=600.0))
 def temporal_shuffling(modality, encoder, tokenizer, options) -> TemporalContextTask:
     return TemporalContextTask(modality, encoder, tokenizer, options, TripletSampler.windows)

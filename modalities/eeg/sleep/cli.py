@@ -39,13 +39,13 @@ interrupted (the recordings finished so far are complete).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import warnings
 from pathlib import Path
 from typing import NamedTuple, Optional
 
+from part.atomic import file_sha256
 from part.errors import UserInputError, run_cli, user_message
 from part.modalities.eeg.recordings.discovery import HYPNOGRAM_GLOB
 
@@ -127,10 +127,13 @@ def _expand(a: argparse.Namespace, p: argparse.ArgumentParser) -> list[Night]:
     return nights
 
 
-def source_record(night: Night, checkpoint_sha256: str) -> dict:
+def source_record(night: Night, checkpoint_sha256: str, channels: dict | None = None,
+                  precision: str | None = None) -> dict:
     """What a night is staged from, recorded in its stats.json (``info.staged_from``): the
     recording's (and scoring's) absolute path, size and mtime (ns), a WFDB record's signal files
-    too (``recording.data``), and the checkpoint's SHA-256."""
+    too (``recording.data``), the checkpoint's SHA-256, the checked ``--channels`` map (model
+    channel -> recording channel; {} = every channel found by name) and the resolved precision
+    (fp32, bf16 or int8)."""
     def file(path: Path | None) -> dict | None:
         if path is None:
             return None
@@ -139,7 +142,8 @@ def source_record(night: Night, checkpoint_sha256: str) -> dict:
     recording = file(night.path)
     if night.path.suffix.lower() == ".hea":
         recording["data"] = [file(f) for f in _wfdb_signal_files(night.path) if f.is_file()]
-    return {"recording": recording, "hypnogram": file(night.hypnogram), "checkpoint_sha256": checkpoint_sha256}
+    return {"recording": recording, "hypnogram": file(night.hypnogram), "checkpoint_sha256": checkpoint_sha256,
+            "channels": dict(channels or {}), "precision": precision}
 
 
 def _wfdb_signal_files(header: Path) -> list[Path]:
@@ -156,7 +160,8 @@ def staged_state(night: Night, out: Path, source: dict) -> tuple[str, str]:
     """``(state, why)`` of a night in ``out``: ``"new"`` (no stats.json: stats.json is written
     last, so a night without one is unfinished), ``"done"`` (its stats.json records this very
     ``source``), ``"changed"`` (staged from the same file, but it, its scoring or the checkpoint
-    changed since, or stats.json records no source: restaged) or ``"clash"`` (staged from another
+    changed since, or it was staged with another ``--channels`` map or precision, or stats.json
+    records no source: restaged) or ``"clash"`` (staged from another
     recording with the same name)."""
     marker = out / f"{night.name}.stats.json"
     if not marker.is_file():
@@ -177,16 +182,10 @@ def staged_state(night: Night, out: Path, source: dict) -> tuple[str, str]:
     parts = (("the recording", "recording"), ("the scoring", "hypnogram"),
              ("the model checkpoint", "checkpoint_sha256"))
     changed = [what for what, key in parts if recorded.get(key) != source[key]]
+    settings = (("the --channels map", "channels"), ("the precision", "precision"))
+    changed += [f"{what} ({recorded.get(key)} -> {source[key]})" for what, key in settings
+                if recorded.get(key) != source[key]]
     return "changed", f"{' and '.join(changed)} changed since {marker.name} was written"
-
-
-def checkpoint_sha256(path: Path) -> str:
-    """SHA-256 (hex) of the checkpoint file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def stage_one(stager, night: Night, a: argparse.Namespace, channels: dict, source: dict | None = None) -> str:
@@ -201,9 +200,11 @@ def stage_one(stager, night: Night, a: argparse.Namespace, channels: dict, sourc
     staged = stager.predict_file(night.path, channels=channels, hypnogram=reference, **kwargs)
     if source is not None:
         staged.info["staged_from"] = source
-    if reference is not None and getattr(a, "cohort", False):  # before stats.json, the night's done marker
-        from part.modalities.eeg.sleep.cohort import write_paired
+    from part.modalities.eeg.sleep.cohort import PAIRED_SUFFIX, write_paired
+    if reference is not None:  # before stats.json, the night's done marker; a later folder call counts it
         write_paired(a.out, name, staged, reference)
+    else:  # a restaged night without its scoring: no stale scorer statistics left for the cohort
+        (Path(a.out) / f"{name}{PAIRED_SUFFIX}").unlink(missing_ok=True)
     with warnings.catch_warnings():  # the scoring checks are printed below, one line each
         warnings.simplefilter("ignore", ScoringWarning)
         paths = staged.write(a.out, name, reference)
@@ -315,9 +316,9 @@ def _stage_locked(a: argparse.Namespace, nights: list[Night], done: list[str], c
     channels = stager.check_channel_map(channels)  # model-side names: the same for every recording
     for warning in said:  # after the usage checks: an error comes first
         print(f"warning: {warning.message}", file=sys.stderr)
-    sha = checkpoint_sha256(stager.finetuned.checkpoint)
-    sources = {n: source_record(n, sha) for n in nights  # a missing file fails when staged, one line
-               if n.path.is_file() and (n.hypnogram is None or n.hypnogram.is_file())}
+    sha = file_sha256(stager.finetuned.checkpoint)
+    sources = {n: source_record(n, sha, channels, stager.precision)  # a missing file fails when staged, one line
+               for n in nights if n.path.is_file() and (n.hypnogram is None or n.hypnogram.is_file())}
     states = {n: ("new", "") if a.overwrite or n not in sources else staged_state(n, a.out, sources[n]) for n in nights}
     skipped = [n for n in nights if states[n][0] == "done"]
     if skipped:

@@ -29,7 +29,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from part.atomic import atomic_write_json, atomic_write_text
-from part.evaluation.metrics import mean_std
+from part.evaluation.metrics import kappa_from_confusion, mean_std
 
 LOA_Z = 1.96  # 95 % limits of agreement (normal differences)
 NOT_STATISTICS = {"definitions", "info", "flags", "source", "epoch_s", "n_epochs", "first_epoch_onset_s",
@@ -133,11 +133,11 @@ def confusion_scores(confusion: Any) -> dict:
     c = np.asarray(confusion, np.float64)
     n = c.sum()
     tp, rows, cols = np.diag(c), c.sum(1), c.sum(0)
-    po, pe = tp.sum() / n, float((rows * cols).sum()) / n ** 2
+    kappa = kappa_from_confusion(c)
     denom = rows + cols
     f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
-    return {"n_epochs": int(n), "kappa": None if pe == 1 else float((po - pe) / (1 - pe)),
-            "accuracy": float(po), "macro_f1": float(f1.mean()), "confusion": c.astype(int).tolist()}
+    return {"n_epochs": int(n), "kappa": float(kappa) if np.isfinite(kappa) else None,
+            "accuracy": float(tp.sum() / n), "macro_f1": float(f1.mean()), "confusion": c.astype(int).tolist()}
 
 
 def cohort_agreement(out_dir: Path, names: Sequence[str]) -> dict | None:

@@ -325,12 +325,15 @@ class Hypnogram(HypnogramOps):
     def write(self, out_dir: str | Path, name: str | None = None, reference: "Hypnogram | None" = None) -> dict:
         """Write every output file (module docstring) into ``out_dir`` as ``<name>.<output>``
         (name: the record's), ``stats.json`` last (its presence marks a finished night); returns
-        {kind: path}."""
+        {kind: path}. Without ``reference``, an ``agreement.json`` left by an earlier write is
+        removed (it would describe another staging)."""
         stem = Path(out_dir) / (name or self.record)
         paths = {"csv": self.to_csv(f"{stem}.hypnogram.csv"), "edf": self.to_edf(f"{stem}.hypnogram.edf"),
                  "png": self.plot(f"{stem}.hypnogram.png", reference)}
         if reference is not None:
             paths["agreement"] = atomic_write_json(f"{stem}.agreement.json", self.agreement(reference))
+        else:
+            Path(f"{stem}.agreement.json").unlink(missing_ok=True)
         paths["stats"] = atomic_write_json(f"{stem}.stats.json", self.statistics())  # last: the night is done
         return paths
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from part.evaluation.metrics import kappa_from_confusion
+
 LAG_RANGE_S = 3600.0  # s: lags scanned on each side of 0
 LAG_STEP_S = 30.0  # s: lag step (one scoring epoch)
 LAG_GAIN_KAPPA = 0.1  # a lag whose kappa beats lag 0's by more than this raises lag_warning
@@ -45,13 +47,7 @@ def kappa_by_lag(truth: np.ndarray, staged: np.ndarray, n_classes: int) -> tuple
     cell = (lag * n_classes + truth) * n_classes + staged
     confusion = np.bincount(cell[valid], minlength=truth.shape[0] * n_classes * n_classes).reshape(
         truth.shape[0], n_classes, n_classes).astype(np.float64)
-    n = confusion.sum((1, 2))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        observed = np.trace(confusion, axis1=1, axis2=2) / n
-        expected = (confusion.sum(2) * confusion.sum(1)).sum(1) / n ** 2
-        kappa = (observed - expected) / (1.0 - expected)
-    kappa[(n == 0) | ~np.isfinite(kappa)] = np.nan
-    return kappa, n.astype(np.int64)
+    return kappa_from_confusion(confusion), confusion.sum((1, 2)).astype(np.int64)
 
 
 def lag_scan(staged, reference, n_classes: int = 5) -> dict:

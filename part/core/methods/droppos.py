@@ -52,6 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from part.config.options import Options
+from part.core.chance import log_chance
 from part.core.methods.common import (LightDecoder, grid_squared_distances, num_kept,
                                  random_masking, require_no_position_embedding,
                                  sincos_position_embedding)
@@ -119,7 +120,8 @@ def attentive_weights(similarity: torch.Tensor, keep: torch.Tensor) -> torch.Ten
     return attn / attn.sum(dim=-1, keepdim=True)
 
 
-@register_method("droppos", options=DropPosOptions, position_embedding=True)
+@register_method("droppos", options=DropPosOptions, position_embedding=True,
+                 example=dict(decoder_dim=16, decoder_depth=1, decoder_heads=2))
 class DropPos(nn.Module):
     """Pretext model: forward(x) -> {"loss", "position_accuracy", "sigma"}; `outputs(x)` gives the
     tensors. Set `progress` (in [0, 1]) during training to anneal the smoothing."""
@@ -198,6 +200,14 @@ class DropPos(nn.Module):
         pos = torch.where(pos_dropped.unsqueeze(-1), self.mask_pos_token.to(tokens.dtype), pos)
         logits = self.decoder(self.encoder(tokens + pos))[:, 1:]
         return {"logits": logits, "labels": keep, "weight": pos_dropped, "pos": pos, "attn": attn}
+
+    def pretext_chance(self, x=None, batch_size=None, generator=None) -> dict:
+        """ln N: the cross-entropy of a uniform guess among the N grid positions, which is the
+        loss's floor for an uninformed model once the smoothing has annealed to sigma 0 (with
+        sigma > 0 the smoothed targets make the floor higher)."""
+        return log_chance(self.sq_dist.shape[0], "cross_entropy",
+                          "a uniform guess among the N grid positions of each dropped position "
+                          "(sigma 0, the end of the smoothing schedule)")
 
     def forward(self, x: torch.Tensor) -> dict:
         out, sigma = self.outputs(x), self.sigma

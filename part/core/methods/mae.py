@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from part.config.options import Options
+from part.core.chance import chance, mean_predictor_chance
 from part.core.methods.common import (LightDecoder, num_kept, random_masking,
                                  require_no_position_embedding, sincos_position_embedding)
 from part.core.pairs import gather_tokens
@@ -66,7 +67,8 @@ def masked_patch_mse(pred: torch.Tensor, target: torch.Tensor, masked: torch.Ten
     return (per_patch * weight).sum() / weight.sum()
 
 
-@register_method("mae", options=MAEOptions, position_embedding=True)
+@register_method("mae", options=MAEOptions, position_embedding=True,
+                 example=dict(decoder_dim=16, decoder_depth=1, decoder_heads=2))
 class MAE(nn.Module):
     """Pretext model: forward(x) -> {"loss"}; `outputs(x)` gives the tensors the loss is built from."""
 
@@ -110,6 +112,18 @@ class MAE(nn.Module):
         pred = self.decode(self.encoder(gather_tokens(tokens, keep)), keep)
         target = normalize_patches(patches) if self.options.norm_pix_loss else patches
         return {"pred": pred, "target": target, "masked": masked, "keep": keep}
+
+    @torch.no_grad()
+    def pretext_chance(self, x: torch.Tensor, batch_size=None, generator=None) -> dict:
+        """The loss of predicting the mean (normalised, with ``norm_pix_loss``) patch for every
+        masked patch, exact over all grid patches of the held-out batch ``x`` (B, ...): masking
+        is uniform, so every patch is equally likely in the loss."""
+        patches, _ = self.modality.grid(x)
+        target = normalize_patches(patches) if self.options.norm_pix_loss else patches
+        stats = mean_predictor_chance(target.reshape(-1, target.shape[-1]))
+        kind = "per-patch normalised " if self.options.norm_pix_loss else ""
+        return chance("mse", stats["value"], f"predicting the mean {kind}patch; exact over the "
+                      f"{stats['rows']} grid patches of {x.shape[0]} held-out items", patches=stats["rows"])
 
     def forward(self, x: torch.Tensor) -> dict:
         out = self.outputs(x)

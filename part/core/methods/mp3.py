@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from part.config.options import Options
+from part.core.chance import log_chance
 from part.core.methods.common import num_kept, random_masking, require_no_position_embedding
 from part.registry import register_method
 
@@ -63,7 +64,7 @@ def encode_with_context(encoder: nn.Module, tokens: torch.Tensor, masked: torch.
     return encoder.norm(x)
 
 
-@register_method("mp3", options=MP3Options, position_embedding=False)
+@register_method("mp3", options=MP3Options, position_embedding=False, example=dict())
 class MP3(nn.Module):
     """Pretext model: forward(x) -> {"loss", "position_accuracy"}; `outputs(x)` gives the tensors."""
 
@@ -88,6 +89,11 @@ class MP3(nn.Module):
         z = encode_with_context(self.encoder, self.tokenizer(patches), masked)[:, 1:]
         labels = torch.arange(n, device=patches.device).expand(B, n)
         return {"logits": self.head(z), "labels": labels, "masked": masked, "features": z}
+
+    def pretext_chance(self, x=None, batch_size=None, generator=None) -> dict:
+        """ln N: the cross-entropy of a uniform guess among the N grid positions."""
+        return log_chance(self.head.out_features, "cross_entropy",
+                          "a uniform guess among the N grid positions of each token")
 
     def forward(self, x: torch.Tensor) -> dict:
         out = self.outputs(x)

@@ -15,8 +15,14 @@ import torch
 from torch import nn
 
 from part.config.options import Options
+from part.core.chance import chance, mean_predictor_chance
 from part.core.loss import PARTLoss
+from part.core.pairs import gather_tokens, sample_pairs
+from part.errors import ConfigError
 from part.registry import register_method
+
+
+CHANCE_DRAWS = 16  # samplings of the held-out batch for the Monte Carlo chance level
 
 
 @dataclass
@@ -37,7 +43,7 @@ class PARTOptions(Options):
             yield "head_hidden", f"applies to head 'pairwise_mlp' only, not {self.head!r}"
 
 
-@register_method("part", options=PARTOptions)
+@register_method("part", options=PARTOptions, example=dict(num_pairs=16))
 class PART(nn.Module):
     """Pretext model: forward(x) -> {"loss", "l2_error"}; `on_grid` gives the PART-grid ablation.
 
@@ -53,6 +59,16 @@ class PART(nn.Module):
         self.modality, self.encoder, self.tokenizer = modality, encoder, tokenizer
         self.options, self.on_grid = options, on_grid
         n = modality.num_grid_patches if on_grid else modality.num_patches
+        self.scale_targets = modality.target_dim == modality.geometry_dim and not modality.geometry_dim % 2
+        if self.scale_targets and getattr(modality, "scale_range", None) is None:
+            raise ConfigError(f"method 'part': modality {modality.name!r} has target_dim={modality.target_dim} "
+                              f"(scale targets) but no scale_range, so its patch sizes never vary and the scale "
+                              f"target is a constant; set modality.scale_range (e.g. [0.5, 2.0]) or drop the "
+                              f"scale targets")
+        if self.scale_targets and on_grid:
+            raise ConfigError(f"method 'part_grid': the fixed grid's patches all have one size, so the scale "
+                              f"targets of modality {modality.name!r} (scale_range={modality.scale_range}) "
+                              f"would be a constant; remove modality.scale_range or use method 'part'")
         criterion = PARTLoss(encoder.dim, modality.target_dim, options.num_pairs,
                              head=options.head, num_heads=options.head_heads or encoder.num_heads,
                              head_hidden=options.head_hidden,
@@ -95,8 +111,50 @@ class PART(nn.Module):
             return out["pred"], out["target"], {"ref": out["ref"], "tgt": out["tgt"], "geometry": geom}
         return out["pred"], out["target"]
 
+    @torch.no_grad()
+    def pretext_chance(self, x: torch.Tensor, batch_size: Optional[int] = None,
+                       generator: Optional[torch.Generator] = None, draws: int = CHANCE_DRAWS) -> dict:
+        """The loss (MSE over pairs and target values) of always predicting the mean relative
+        transform, under this run's own sampler: the modality's patches (off-grid ``sample`` with
+        its strategy, or the grid for PART-grid) and the pairs of ``PARTLoss`` (``num_pairs``
+        per item, self-pairs as ``exclude_self_pairs`` says).
+
+        Off-grid: Monte Carlo over ``draws`` samplings of the held-out batch ``x`` (B, ...), all
+        draws from ``generator``. On the grid the geometry is fixed, so all ordered pairs are
+        enumerated (exact). Returns ``part.core.chance.chance`` with "per_target" (MSE per target
+        value), "l2" (mean Euclidean norm of the translation part around its mean) and "pairs".
+        """
+        names = list(self.modality.target_names)
+        if self.on_grid:
+            _, geom = self.modality.grid(x[:1])
+            n = geom.shape[1]
+            ref, tgt = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+            keep = ref != tgt if self.options.exclude_self_pairs else torch.ones_like(ref, dtype=torch.bool)
+            ref, tgt = ref[keep].reshape(1, -1).to(geom.device), tgt[keep].reshape(1, -1).to(geom.device)
+            targets = self.criterion.targets(gather_tokens(geom, ref), gather_tokens(geom, tgt))
+            how = f"exact: all {ref.shape[1]} ordered grid pairs"
+        else:
+            parts = []
+            for _ in range(draws):
+                _, geom = self.modality.sample(x, generator)
+                ref, tgt = sample_pairs(geom.shape[0], geom.shape[1], self.options.num_pairs,
+                                        self.options.exclude_self_pairs, geom.device, generator)
+                parts.append(self.criterion.targets(gather_tokens(geom, ref), gather_tokens(geom, tgt)))
+            targets = torch.cat([p.reshape(-1, p.shape[-1]) for p in parts])
+            how = (f"Monte Carlo: {draws} samplings of {x.shape[0]} items x {self.options.num_pairs} "
+                   f"pairs ({targets.shape[0]} pairs), the run's sampler")
+        stats = mean_predictor_chance(targets, names)
+        k = self.modality.translation_dim
+        centred = targets[..., :k].double() - targets[..., :k].double().reshape(-1, k).mean(0)
+        self_pairs = "self-pairs excluded" if self.options.exclude_self_pairs else "self-pairs included"
+        return chance("mse", stats["value"], f"predicting the mean relative transform; {how}; {self_pairs}",
+                      per_target=stats["per_target"], l2=float(centred.norm(dim=-1).mean()),
+                      pairs=stats["rows"])
+
     def forward(self, x: torch.Tensor) -> dict:
         z, geom = self.encode(x)
+        if self.scale_targets:
+            self.criterion.check_sizes_vary(geom)
         loss, details = self.criterion(z, geom, return_details=True)
         with torch.no_grad():
             k = self.modality.translation_dim

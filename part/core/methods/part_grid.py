@@ -16,6 +16,6 @@ class PARTGridOptions(PARTOptions):
     name: str = "part_grid"
 
 
-@register_method("part_grid", options=PARTGridOptions)
+@register_method("part_grid", options=PARTGridOptions, example=dict(num_pairs=16))
 def build(modality, encoder, tokenizer, options: PARTGridOptions) -> PART:
     return PART(modality, encoder, tokenizer, options, on_grid=True)

@@ -23,4 +23,4 @@ class SupervisedOptions(Options):
 
 
 # No pretraining stage (finetuning adds a position embedding, as for every method).
-register_method("supervised", options=SupervisedOptions, build=None, pretrains=False)
+register_method("supervised", options=SupervisedOptions, build=None, pretrains=False, example=dict())

@@ -166,3 +166,30 @@ def test_bland_altman_and_confusion_scores_by_hand():
     assert s["kappa"] == pytest.approx((po - pe) / (1 - pe)) and s["accuracy"] == 0.7
     assert s["macro_f1"] == pytest.approx((10 / 13 + 4 / 7) / 2)
     assert subject_of("SC4012E0") == "SC401" and subject_of("tr03-0005") == "tr03-0005"
+
+
+def test_scoring_files_follow_the_latest_staging_of_a_night(night, tmp_path):
+    """A night staged alone with --hypnogram, then skipped in a folder call, counts in the
+    Bland-Altman agreement (paired_stats.json is written whenever there is a scoring); restaged
+    without its scoring, its agreement.json and paired_stats.json go (the cohort no longer
+    counts it as scored)."""
+    folder, out = tmp_path / "nights", tmp_path / "out"
+    folder.mkdir()
+    uv, fs = night["uv"], night["fs"]
+    for name, seconds in (("nightA", uv.shape[1] // fs), ("nightB", 240)):
+        write_edf(folder / f"{name}.edf", PC18_EEG_CHANNELS, uv[:, :int(seconds * fs)], fs)
+        shutil.copy(night["scoring"], folder / f"{name}-Hypnogram.edf")
+    alone = [night["run"], folder / "nightA.edf", "--out", out, "--no-progress"]
+    assert run_main(stage_main, [*alone, "--hypnogram", folder / "nightA-Hypnogram.edf"]).returncode == 0
+    assert (out / "nightA.paired_stats.json").is_file() and (out / "nightA.agreement.json").is_file()
+    res = run_main(stage_main, [night["run"], folder, "--out", out, "--no-progress"])
+    assert res.returncode == 0 and "1 of 2 recordings already staged" in res.stdout
+    result = json.loads((out / "cohort_agreement.json").read_text())
+    assert result["nights"] == ["nightA", "nightB"] and result["statistics"]["tst_min"]["n"] == 2
+    res = run_main(stage_main, alone)
+    assert res.returncode == 0 and "nightA: restaged: the scoring changed" in res.stdout
+    assert not (out / "nightA.paired_stats.json").exists() and not (out / "nightA.agreement.json").exists()
+    write_cohort(out, ["nightA", "nightB"])
+    result = json.loads((out / "cohort_agreement.json").read_text())
+    assert result["nights"] == ["nightB"] and result["statistics"]["tst_min"]["n"] == 1
+    assert {r["record"]: r["kappa"] for r in _rows(out)}["nightA"] == ""

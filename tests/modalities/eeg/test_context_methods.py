@@ -222,6 +222,11 @@ def test_each_method_trains_finetunes_and_evaluates(prepared, tmp_path, recipe, 
     assert "encoder" in pretrained and "tokenizer" in pretrained
     report = json.loads((run / "report" / "report.json").read_text())
     assert 0.0 <= report["accuracy"] <= 1.0 and "kappa" in report
+    # issue 26: the held-out pretext loss (samples made from the test split) next to its chance level
+    expected = math.log(16) if "cpc" in recipe else math.log(2)
+    assert report["pretext_chance"]["value"] == pytest.approx(expected)
+    assert math.isfinite(report["pretext_heldout"]["loss"]) and report["pretext_heldout"]["items"] > 0
+    assert "(chance " in res.stdout
 
 
 def test_the_methods_are_refused_on_images_in_one_line(tmp_path):

@@ -65,7 +65,7 @@ def splits_of(root):
 
 
 def test_bundle_contents(prep):
-    b = dataset_spec("pc18").load(cfg(prep), seed=0)
+    b = dataset_spec("eeg", "pc18").load(cfg(prep), seed=0)
     s = splits_of(prep)
     assert b.class_names == ["W", "N1", "N2", "N3", "REM"]
     assert b.input_info == {"channels": 6, "window_samples": 3000}
@@ -85,7 +85,7 @@ def test_bundle_contents(prep):
 
 
 def test_items_are_the_right_windows_and_test_groups_chronological(prep):
-    b = dataset_spec("pc18").load(cfg(prep))
+    b = dataset_spec("eeg", "pc18").load(cfg(prep))
     names = sorted(json.loads((prep / "manifest.json").read_text())["records"])
     t = b.test
     assert len(b.test_groups) == len(t) and b.test_groups == [str(r) for r in t.records]
@@ -106,7 +106,7 @@ def test_items_are_the_right_windows_and_test_groups_chronological(prep):
 
 
 def test_splits_disjoint(prep):
-    b = dataset_spec("pc18").load(cfg(prep))
+    b = dataset_spec("eeg", "pc18").load(cfg(prep))
     test = set(b.test.records)
     assert not test & set(b.finetune.records) and not test & set(b.pretrain.records)
     assert set(b.finetune.records) <= set(b.pretrain.records)  # finetune subjects may be pretrained on
@@ -120,26 +120,26 @@ def test_overlapping_splits_are_refused(tmp_path, prep):
     s["finetune"] = [s["test"][0]]
     (bad / "splits.json").write_text(json.dumps(s))
     with pytest.raises(DataError, match="test and finetune overlap"):
-        dataset_spec("pc18").load(cfg(bad))
+        dataset_spec("eeg", "pc18").load(cfg(bad))
 
 
 def test_repeat_draws_differ_and_exclude_test(prep):
     test = set(splits_of(prep)["test"])
-    draws = [tuple(sorted(set(dataset_spec("pc18").load(cfg(prep), seed=3, repeat=k).finetune.records)))
+    draws = [tuple(sorted(set(dataset_spec("eeg", "pc18").load(cfg(prep), seed=3, repeat=k).finetune.records)))
              for k in range(4)]
     assert draws[0] == tuple(sorted(splits_of(prep)["finetune"]))
     assert len(set(draws)) == 4  # every repeat finetunes on other subjects
     for d in draws:
         assert len(d) == 2 and not test & set(d)
-    again = tuple(sorted(set(dataset_spec("pc18").load(cfg(prep), seed=3, repeat=2).finetune.records)))
+    again = tuple(sorted(set(dataset_spec("eeg", "pc18").load(cfg(prep), seed=3, repeat=2).finetune.records)))
     assert again == draws[2]  # reproducible
-    assert "repeat 2" in dataset_spec("pc18").load(cfg(prep), seed=3, repeat=2).description
+    assert "repeat 2" in dataset_spec("eeg", "pc18").load(cfg(prep), seed=3, repeat=2).description
 
 
 def test_missing_root_says_how_to_prepare(tmp_path):
     for root in (None, tmp_path / "nowhere", tmp_path):
         with pytest.raises(DataError, match=r"part-prepare-pc18 --src RAW --out .*--synthetic N"):
-            dataset_spec("pc18").load(DataConfig(name="pc18", root=None if root is None else str(root)))
+            dataset_spec("eeg", "pc18").load(DataConfig(name="pc18", root=None if root is None else str(root)))
 
 
 def test_dataset_of_another_modality_or_unknown_is_refused(prep):
@@ -151,10 +151,10 @@ def test_dataset_of_another_modality_or_unknown_is_refused(prep):
 
 
 def test_limits_are_seeded_subsets(prep):
-    full = dataset_spec("pc18").load(cfg(prep))
-    a = dataset_spec("pc18").load(cfg(prep, limit_train=7, limit_test=5), seed=1)
-    b = dataset_spec("pc18").load(cfg(prep, limit_train=7, limit_test=5), seed=1)
-    c = dataset_spec("pc18").load(cfg(prep, limit_train=7, limit_test=5), seed=2)
+    full = dataset_spec("eeg", "pc18").load(cfg(prep))
+    a = dataset_spec("eeg", "pc18").load(cfg(prep, limit_train=7, limit_test=5), seed=1)
+    b = dataset_spec("eeg", "pc18").load(cfg(prep, limit_train=7, limit_test=5), seed=1)
+    c = dataset_spec("eeg", "pc18").load(cfg(prep, limit_train=7, limit_test=5), seed=2)
     assert (len(a.pretrain), len(a.finetune), len(a.test)) == (7, min(7, len(full.finetune)), 5)
     assert np.array_equal(a.test.indices, b.test.indices) and np.array_equal(a.pretrain.indices, b.pretrain.indices)
     assert not np.array_equal(a.pretrain.indices, c.pretrain.indices)
@@ -169,13 +169,13 @@ def test_synthetic_data_is_said_so(tmp_path):
     rng = np.random.default_rng(1)
     labels = {f"syn00-{i:04d}": rng.integers(0, 5, 3) for i in range(1, 5)}
     root = write_prepared(tmp_path / "syn", labels, n_test=2, n_finetune=1, synthetic=True)
-    b = dataset_spec("pc18").load(cfg(root))
+    b = dataset_spec("eeg", "pc18").load(cfg(root))
     assert "SYNTHETIC" in b.description and len(b.test) == 6
 
 
 def test_pickles_for_dataloader_workers(prep):
     import pickle
-    t = dataset_spec("pc18").load(cfg(prep, limit_test=6)).test
+    t = dataset_spec("eeg", "pc18").load(cfg(prep, limit_test=6)).test
     t2 = pickle.loads(pickle.dumps(t))
     assert len(pickle.dumps(t)) < 100_000  # memory maps are reopened, not copied
     assert all(torch.equal(t2[i][0], t[i][0]) for i in range(len(t)))
@@ -190,7 +190,7 @@ def test_report_hook_draws_test_records_at_their_onsets(tmp_path):
     for i, info in enumerate(manifest["records"].values()):
         info["first_window_start_s"] = 10.0 * i
     (root / "manifest.json").write_text(json.dumps(manifest))
-    b = dataset_spec("pc18").load(cfg(root, hypnograms=5))
+    b = dataset_spec("eeg", "pc18").load(cfg(root, hypnograms=5))
     first = np.array([10.0 * sorted(manifest["records"]).index(r) for r in b.test.records])
     np.testing.assert_allclose(b.test.onsets_s, first + 30.0 * b.test.window_index)
     drawn = []
@@ -220,9 +220,9 @@ def test_reads_what_the_preparation_writes(tmp_path):
     write_synthetic_records(tmp_path / "raw", 3, seed=0, minutes=(10, 11))
     prepare_dataset(tmp_path / "raw", tmp_path / "prep", splits=SplitSettings(n_test=1, n_finetune=1),
                     workers=1, progress=False, synthetic=True)
-    b = dataset_spec("pc18").load(cfg(tmp_path / "prep"))
+    b = dataset_spec("eeg", "pc18").load(cfg(tmp_path / "prep"))
     assert "SYNTHETIC" in b.description and b.input_info == {"channels": 6, "window_samples": 3000}
     assert len(set(b.test_groups)) == 1 and not set(b.test.records) & set(b.pretrain.records)
     x, y = b.finetune[0]
     assert x.shape == (C, L) and x.dtype == torch.float32 and 0 <= y <= 4
-    assert dataset_spec("pc18").load(cfg(tmp_path / "prep"), repeat=1).finetune.records[0] != b.test.records[0]
+    assert dataset_spec("eeg", "pc18").load(cfg(tmp_path / "prep"), repeat=1).finetune.records[0] != b.test.records[0]

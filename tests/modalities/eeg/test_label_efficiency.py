@@ -2,6 +2,7 @@
 ``part-label-efficiency`` sweep (draws never touch test subjects, finished points are skipped,
 points beyond the pool are refused)."""
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ from part.config import load_recipe
 from part.label_efficiency import main as sweep_main
 from part.modalities.eeg.datasets import SleepDataOptions, load_data
 from part.train import main as train_main
+from part.training.checkpoint import load_checkpoint, save_checkpoint
+from part.training.stages import finetuned_name
 
 ROOT = Path(__file__).resolve().parents[3]
 TINY = ["run.device=cpu", "model.dim=32", "model.depth=2", "model.heads=4", "method.num_pairs=32",
@@ -51,8 +54,9 @@ def test_finetune_subjects_draws_stay_outside_the_test_split(prepared):
 
 
 def test_sweep_draws_never_touch_test_subjects_and_resumes(pretrained, tmp_path):
-    out = tmp_path / "le"
-    args = [pretrained, "--points", "1", "all", "--draws", "2", "--out", out, "--set", "finetune.epochs=1",
+    out, source = tmp_path / "le", tmp_path / "run"  # a copy: its encoder is replaced at the end
+    shutil.copytree(pretrained, source)
+    args = [source, "--points", "1", "all", "--draws", "2", "--out", out, "--set", "finetune.epochs=1",
             "finetune.batch_size=64"]
     res = run_main(sweep_main, args)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -66,16 +70,48 @@ def test_sweep_draws_never_touch_test_subjects_and_resumes(pretrained, tmp_path)
             bundle = load_data(recipe.data, recipe.run.seed, repeat)
             drawn = set(bundle.finetune.subjects)
             assert len(drawn) == row["value"] and not drawn & _test_subjects(bundle)
+            card = load_checkpoint(Path(row["sub_run"]) / "checkpoints" / finetuned_name(repeat))["card"]
+            assert card["trained_on"]["groups"] == sorted(drawn)  # finetuned on every labelled subject drawn
+            assert card.get("temperature") is None  # so none is held out to calibrate on
         for protocol in ("finetune", "linear_probe", "knn"):
             assert len(row["protocols"][protocol]["kappas"]) == 2
     first, second = (Path(r["sub_run"]) / "features" / "pretrain_mean" / "test.pt" for r in table["rows"])
     assert first.samefile(second)  # test features extracted once per encoder, shared by the points
     md = (out / "label_efficiency.md").read_text()
-    assert "SYNTHETIC" in md and "kappa 0" in md
+    assert "SYNTHETIC" in md and "kappa 0" in md and "uncalibrated" in md
     assert (out / "label_efficiency.png").stat().st_size > 5000
     again = run_main(sweep_main, args)
     assert again.returncode == 0
     assert again.stdout.count("finished; skipped") == 2 and "[finetune]" not in again.stdout
+    state = load_checkpoint(source / "checkpoints" / "pretrain.pt")  # the run's encoder changes
+    state["encoder"] = {k: v + 1 for k, v in state["encoder"].items()}
+    save_checkpoint(source / "checkpoints" / "pretrain.pt", state)
+    stale = run_main(sweep_main, args)
+    assert stale.returncode == 2 and "[finetune]" not in stale.stdout
+    assert stale.stderr.count("\n") == 1 and "was made from another version of" in stale.stderr
+    assert f"delete {out / 'runs' / 'eeg_sleep_demo_part'} to redo" in stale.stderr
+    for record in (out / "runs").glob("*/*/encoder_source.json"):  # a sub-run without the record: its own copy
+        record.unlink()
+    assert run_main(sweep_main, args).returncode == 2
+
+
+@pytest.fixture(scope="module")
+def supervised(prepared, tmp_path_factory):
+    """A supervised run (no pretraining, so nothing is trained): a method without method.num_pairs."""
+    out = tmp_path_factory.mktemp("le_sup")
+    res = run_main(train_main, [ROOT / "recipes/eeg_sleep_demo.yaml", f"data.root={prepared}", f"run.output_dir={out}",
+                                "run.name=sup", "method.name=supervised",
+                                *[t for t in TINY if not t.startswith("method.")], "run.stages=[pretrain]"])
+    assert res.returncode == 0, res.stderr[-2000:]
+    return out / "sup"
+
+
+def test_a_bad_override_for_a_later_run_is_refused_before_anything_trains(pretrained, supervised, tmp_path):
+    res = run_main(sweep_main, [pretrained, supervised, "--points", "1", "--draws", "1", "--out", tmp_path / "le",
+                                "--set", "method.num_pairs=64", "finetune.epochs=1"])
+    assert res.returncode == 2 and "[finetune]" not in res.stdout
+    assert "unknown key 'method.num_pairs'" in res.stderr and res.stderr.count("\n") == 1
+    assert not (tmp_path / "le").exists()
 
 
 def test_sweep_refuses_a_point_beyond_the_pool(pretrained, tmp_path):

@@ -245,7 +245,10 @@ def test_hypnogram_file_is_aligned_by_start_time_and_outputs_are_computed_once(n
     out = tmp_path / "out"
     assert stage_main([str(night["run"]), str(night["edf"]), "--out", str(out), "--hypnogram", str(later)]) == 0
     assert "(aligned by start time: +60 s)" in capsys.readouterr().out
-    assert len(opens) <= 2 and calls == {"classification_metrics": 1, "sleep_statistics": 1}
+    # the night's statistics once, plus the model's and the scorer's on the epochs both scored
+    # (paired_stats.json, written whenever there is a scoring: fixes item 4)
+    assert len(opens) <= 2 and calls == {"classification_metrics": 1, "sleep_statistics": 3}
+    assert (out / f"{REC}.paired_stats.json").is_file()
     agreement = json.loads((out / f"{REC}.agreement.json").read_text())
     assert agreement["reference_offset_s"] == 60.0 and agreement["n_compared"] == int((expected.labels >= 0).sum())
 

@@ -315,3 +315,25 @@ def test_a_checkpoint_that_cannot_stage_says_what_to_do_when_staging(night, tmp_
             "NAME;") in err
     assert "rerun the same command" not in err and "restarts from its beginning" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_another_channel_map_or_precision_restages_saying_what_changed(night, tmp_path, capsys):
+    """A rerun with a corrected --channels (or another --precision) on the same --out was
+    'already staged: skipped'; now it restages with one line naming the old and new setting."""
+    out, base = tmp_path / "out", [str(night["run"]), str(night["edf"]), "--out", str(tmp_path / "out")]
+    assert stage_main([*base, "--precision", "fp32"]) == 0
+    capsys.readouterr()
+    stats_file = out / f"{REC}.stats.json"
+    assert json.loads(stats_file.read_text())["info"]["staged_from"]["channels"] == {}
+    assert stage_main([*base, "--precision", "fp32", "--channels", "C3-M2=C4-M1"]) == 0
+    printed = capsys.readouterr().out
+    assert (f"{REC}: restaged: the --channels map ({{}} -> {{'C3-M2': 'C4-M1'}}) changed since {REC}.stats.json "
+            "was written") in printed and "already staged" not in printed
+    source = json.loads(stats_file.read_text())["info"]["staged_from"]
+    assert source["channels"] == {"C3-M2": "C4-M1"} and source["precision"] == "fp32"
+    assert stage_main([*base, "--precision", "fp32", "--channels", "C3-M2=C4-M1"]) == 0
+    assert "1 of 1 recordings already staged" in capsys.readouterr().out
+    assert stage_main([*base, "--precision", "int8", "--channels", "C3-M2=C4-M1"]) == 0
+    printed = capsys.readouterr().out
+    assert f"{REC}: restaged: the precision (fp32 -> int8) changed since" in printed
+    assert json.loads(stats_file.read_text())["info"]["staged_from"]["precision"] == "int8"
