@@ -149,3 +149,15 @@ def test_rectangular_patches_export_to_timm_with_equal_logits():
     assert not missing and not unexpected
     x = torch.rand(2, 3, 8, 16)
     torch.testing.assert_close(model.eval()(x), ours(x), atol=1e-5, rtol=1e-4)
+
+
+def test_analysis_pastes_rectangular_patches_pixel_for_pixel():
+    """part-analyze's canvas: a 2 x 4 patch at its aligned box shows its own pixels (1 canvas pixel
+    per image pixel)."""
+    import numpy as np
+    from part.modalities.image.analysis import paste
+    patch = np.arange(8.0).reshape(1, 8)                     # C = 1, (ph, pw) = (2, 4)
+    box = np.array([[3.0 + 2.0, 1.0 + 1.0, 4.0, 2.0]])       # x0 = 3, y0 = 1
+    values, covered = paste(patch, box, 1, (0, 0, 10, 6), 1, patch=(2, 4))
+    assert values.shape == (6, 10, 1) and covered.sum() == 8
+    assert np.array_equal(values[1:3, 3:7, 0], np.arange(8.0).reshape(2, 4))
