@@ -20,7 +20,7 @@ from part.core.box_modality import BoxModality
 from part.core.box_options import BoxOptions
 from part.registry import register_modality
 from part.modalities.eeg import sampling
-from part.modalities.eeg.recordings.constants import PC18_WINDOW_SHAPE
+from part.modalities.eeg.recordings.constants import PC18_WINDOW_SHAPE, TARGET_FS
 
 
 @dataclass
@@ -37,7 +37,7 @@ class EEGOptions(BoxOptions):
     channels: Optional[int] = field(default=None, metadata={"min": 1})
     window_samples: Optional[int] = field(default=None, metadata={"min": 1})
     patch_samples: int = field(default=100, metadata={"min": 1})
-    sample_rate: float = field(default=100.0, metadata={"gt": 0})
+    sample_rate: float = field(default=TARGET_FS, metadata={"gt": 0})
 
     def check(self):
         if self.window_samples is not None:

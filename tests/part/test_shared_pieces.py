@@ -64,3 +64,9 @@ def test_eeg_constants_are_the_defaults_everywhere():
     assert (c.window_s, c.target_fs, c.flat_std_uv, c.eps) == (constants.EPOCH_S, constants.TARGET_FS,
                                                                constants.FLAT_STD_UV, constants.NORM_EPS_UV)
     assert (constants.EPOCH_S, constants.TARGET_FS, constants.FLAT_STD_UV) == (30.0, 100.0, 0.1)
+    from part.data_prep.prepare import PrepConfig
+    from part.modalities.eeg.modality import EEGOptions
+    from part.modalities.eeg.sleep.scoring_check import LAG_STEP_S
+    p = PrepConfig()
+    assert (p.window_s, p.target_fs, p.flat_std_uv, p.eps) == (c.window_s, c.target_fs, c.flat_std_uv, c.eps)
+    assert EEGOptions().sample_rate == constants.TARGET_FS and LAG_STEP_S == constants.EPOCH_S
