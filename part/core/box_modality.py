@@ -43,6 +43,9 @@ class BoxModality(Modality):
               box_size: Optional[Sequence[float]] = None) -> None:
         """Check the options against the extent and derive every attribute (see the class doc).
         box_size: a fixed box size per geometry axis for unscaled sampling (None: the patch)."""
+        if len(extent) != len(patch) or type(self).anchor not in sampling.ANCHORS:
+            raise ValueError(f"{type(self).__name__}.setup: extent {tuple(extent)} and patch {tuple(patch)} need "
+                             f"one value per axis, anchor one of {sampling.ANCHORS} (got {self.anchor!r})")
         problems = [(f"modality.{k}", m) for k, m in options.check_extent(extent, patch)]
         if problems:
             raise OptionsError(f"modality options for inputs of {show_size(extent)}", problems)

@@ -44,3 +44,15 @@ def test_log_uniform_sizes_cover_the_range_evenly_in_log():
     assert v.min() >= 2.0 and v.max() <= 8.0
     counts = np.histogram(np.log(v.numpy()), bins=4, range=(np.log(2), np.log(8)))[0]
     assert np.all(np.abs(counts - 5000) < 300)   # 4 equal bins in log: about 5000 each
+
+
+def test_a_subclass_giving_mismatched_axes_is_told_at_setup():
+    from part.core.box_modality import BoxModality
+    from part.core.box_options import BoxOptions
+
+    class Broken(BoxModality):
+        def __init__(self):
+            self.setup(BoxOptions(), 1, (8, 8), (2,))
+
+    with pytest.raises(ValueError, match=r"^Broken\.setup: extent \(8, 8\) and patch \(2,\) need one value per axis"):
+        Broken()
