@@ -1,4 +1,6 @@
 """Window sampling and extraction for 1-D signals: off-grid windows, the fixed grid, resampling.
+The draws are ``part.core.sampling.sample_boxes``'s (k = 1); what is the EEG window's own is the
+extraction by starts (the fixed-length fast path, the CUDA gather), used by ``EEGModality.extract``.
 
 Units: time is measured in *samples* (at 100 Hz, one sample = 10 ms). Sample ``i`` of a signal
 covers the interval [i, i + 1), so a signal of T samples spans [0, T] and a window starting at
