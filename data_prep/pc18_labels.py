@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from part.modalities.eeg.recordings.constants import TARGET_FS, UNLABELLED
+from part.modalities.eeg.recordings.constants import EPOCH_S, TARGET_FS
 from part.modalities.eeg.recordings.hypnogram_io import label_counts  # noqa: F401 (re-exported for the PC18 tests)
 from part.modalities.eeg.recordings.hypnogram_wfdb import StageNotes, read_stage_notes  # noqa: F401 (one reader)
 from part.modalities.eeg.recordings.signal import resampled_length
-from part.modalities.eeg.recordings.windows import WindowGrid
+from part.modalities.eeg.recordings.windows import WindowGrid, label_runs, tile_starts
 
 
 
@@ -32,7 +32,7 @@ def window_labels(
     n_samples: int,
     fs: float,
     target_fs: float = TARGET_FS,
-    window_s: float = 30.0,
+    window_s: float = EPOCH_S,
 ) -> WindowGrid:
     """The window grid and per-window labels of a record of ``n_samples`` at ``fs`` Hz.
 
@@ -47,12 +47,8 @@ def window_labels(
         onsets_out = np.round(notes.onsets * (target_fs / fs)).astype(np.int64)
         stages = notes.stages
         first_start = int(onsets_out[0] % window_len)
-    n_windows = max(0, (n_out - first_start) // window_len)
-    starts = first_start + window_len * np.arange(n_windows, dtype=np.int64)
-    # stage in force at a window's start = last onset <= start; labelled iff no onset inside
-    n_before_start = np.searchsorted(onsets_out, starts, side="right")
-    n_before_end = np.searchsorted(onsets_out, starts + window_len, side="left")
-    labelled = (n_before_start >= 1) & (n_before_start == n_before_end)
-    labels = np.full(n_windows, UNLABELLED, dtype=np.int8)
-    labels[labelled] = stages[n_before_start[labelled] - 1]
-    return WindowGrid(first_start, n_windows, window_len, float(target_fs), labels)
+    starts = tile_starts(first_start, n_out, window_len)
+    # each note's stage lasts until the next note (the last one: past every window)
+    run_end = np.append(onsets_out[1:], np.iinfo(np.int64).max // 2)
+    labels = label_runs(starts, window_len, onsets_out, run_end[:onsets_out.size], stages)
+    return WindowGrid(first_start, starts.size, window_len, float(target_fs), labels)

@@ -39,11 +39,11 @@ import wfdb
 from scipy.ndimage import gaussian_filter1d, uniform_filter1d
 
 from part.modalities.eeg.recordings.constants import PC18_STAGE_NOTES
-from part.modalities.eeg.recordings.constants import PC18_EEG_CHANNELS
+from part.modalities.eeg.recordings.constants import EPOCH_S, PC18_EEG_CHANNELS
 from part.atomic import atomic_write, atomic_write_text
 
 FS = 200  # Hz, as in the 2018 challenge
-EPOCH = 30 * FS  # samples per scoring epoch
+EPOCH = int(EPOCH_S) * FS  # samples per scoring epoch
 W, N1, N2, N3, R = PC18_STAGE_NOTES.values()  # stage codes 0..4
 _NOTE_OF = tuple(PC18_STAGE_NOTES)  # stage code -> its note in the .arousal file
 # (name, header gain/units field, gain, baseline): copied from tr03-0005.hea

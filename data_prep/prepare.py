@@ -38,7 +38,7 @@ from part.modalities.eeg.recordings.hypnogram_io import label_counts
 from part.modalities.eeg.recordings.windows import WindowGrid
 from part.modalities.eeg.recordings.constants import CLASS_NAMES
 from part.modalities.eeg.recordings.prepared import FORMAT_VERSION
-from part.modalities.eeg.recordings.constants import TARGET_FS
+from part.modalities.eeg.recordings.constants import EPOCH_S, FLAT_STD_UV, NORM_EPS_UV, TARGET_FS
 from part.modalities.eeg.recordings.signal import EegRecording, FilterSpec
 from part.modalities.eeg.recordings.constants import PC18_EEG_CHANNELS
 from part.modalities.eeg.recordings.windows import WindowConfig, recording_windows
@@ -57,11 +57,11 @@ class PrepConfig:
 
     channels: tuple[str, ...] = PC18_EEG_CHANNELS
     target_fs: float = TARGET_FS
-    window_s: float = 30.0
+    window_s: float = EPOCH_S
     dtype: str = "float16"
     filter: FilterSpec = field(default_factory=FilterSpec)
-    eps: float = 1e-6  # uV, added to each window's std
-    flat_std_uv: float = 0.1  # a window-channel with std below this (uV) counts as flat
+    eps: float = NORM_EPS_UV  # uV, added to each window's std
+    flat_std_uv: float = FLAT_STD_UV  # a window-channel with std below this (uV) counts as flat
     rename: tuple[tuple[str, str], ...] = ()
     trim_wake_min: float | None = None
 

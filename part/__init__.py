@@ -62,6 +62,8 @@ _EXPORTS = {
     "available_datasets": "part.registry",
     "Modality": "part.core.modality",
     "DataBundle": "part.core.modality",
+    "BoxModality": "part.core.box_modality",
+    "BoxOptions": "part.core.box_options",
     "Options": "part.config.options",
     "ConfigError": "part.errors",
     "DataError": "part.errors",

@@ -22,7 +22,6 @@ import json
 import math
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 from part.atomic import file_sha256
 from part.errors import ConfigError, DataError, run_cli
@@ -111,7 +110,7 @@ def export(run_dir: Path, source: str = "pretrain") -> tuple[dict, dict]:
     weight = modality.timm_patch_embed(recipe.modality, tokenizer["weight"])  # a modality's own layout
     if weight.dim() == 2:  # default: patch values channel-major over the grid cell
         weight = weight.reshape(weight.shape[0], layout["in_chans"], *layout["patch_size"])
-    sd = {**timm_state_dict(SimpleNamespace(state_dict=lambda: encoder), weight, tokenizer["bias"]), **head}
+    sd = {**timm_state_dict(encoder, weight, tokenizer["bias"]), **head}
     sidecar = _sidecar(run_dir, path, source, recipe_to_dict(recipe.model), layout, card, head, modality)
     return sd, sidecar
 

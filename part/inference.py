@@ -31,7 +31,7 @@ import torch
 
 from part.config.loader import load_recipe, recipe_to_dict
 from part.config.schema import ModelConfig
-from part.core.backbone import build_encoder
+from part.core import assemble
 from part.core.classifier import PatchClassifier
 from part.errors import ConfigError, DataError, UserInputError
 from part.registry import dataset_spec, modality_spec
@@ -78,18 +78,19 @@ class FinetunedModel:
         return list(self.card["class_names"])
 
 
-def resolve_device(name: str | torch.device) -> torch.device:
-    """``"cpu"``, ``"cuda"`` (ConfigError when none is visible), ``"auto"`` or a torch.device."""
+def resolve_device(name: str | torch.device, key: str = "device") -> torch.device:
+    """``"cpu"``, ``"cuda"`` (ConfigError when none is visible), ``"auto"`` or a torch.device: the
+    one device rule of every command and of ``run.device``; ``key`` names the option in errors."""
     if isinstance(name, torch.device):
         return name
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if str(name).startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for, but no CUDA device is visible; use device 'cpu'")
+        raise ConfigError(f"{key} {name!r} asked for, but no CUDA device is visible; use {key} 'cpu'")
     try:
         return torch.device(name)
     except RuntimeError:
-        raise ConfigError(f"device {name!r} is not a device; expected cpu, cuda, cuda:N or auto") from None
+        raise ConfigError(f"{key} {name!r} is not a device; expected cpu, cuda, cuda:N or auto") from None
 
 
 def checkpoint_path(run_dir: str | Path, checkpoint: str | Path = "best.pt") -> Path:
@@ -122,11 +123,8 @@ def build_classifier(card: dict) -> PatchClassifier:
     """An untrained PatchClassifier of the card's modality, model and classes."""
     spec = modality_spec(card["modality"]["name"])
     options = {k: v for k, v in card["modality"]["options"].items() if k in spec.options.__dataclass_fields__}
-    modality = spec.cls(spec.options(**options), **card["input_info"])
-    m = ModelConfig(**card["model"])
-    encoder = build_encoder(m.size, m.dim, m.depth, m.heads, m.mlp_ratio, m.drop_path)
-    return PatchClassifier(modality, modality.tokenizer(encoder.dim), encoder, len(card["class_names"]),
-                           m.pos_embed_mask_ratio)
+    return assemble.build_classifier(spec.options(**options), ModelConfig(**card["model"]),
+                                     card["input_info"], len(card["class_names"]))
 
 
 def _missing_checkpoint(run_dir: Path, path: Path, in_run: bool) -> str:

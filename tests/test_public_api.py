@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 REQUIRED = ["PART", "PARTLoss", "CrossAttentionHead", "PairwiseMLPHead", "MLPHead", "sample_pairs",
             "relative_targets", "ViTEncoder", "get_modality", "get_method", "register_modality",
             "register_method", "register_dataset", "available_modalities", "available_methods",
-            "Modality", "DataBundle", "Options"]
+            "Modality", "DataBundle", "Options", "BoxModality", "BoxOptions"]
 
 
 # ----------------------------------------------------------------------------- names and version

@@ -30,7 +30,7 @@ from part.core.modality import DataBundle, subset_indices
 from part.errors import DataError
 from part.registry import register_dataset
 from part.modalities.eeg.sleep.report import sleep_report_hook
-from part.modalities.eeg.recordings.constants import CLASS_NAMES
+from part.modalities.eeg.recordings.constants import CLASS_NAMES, TARGET_FS
 from part.modalities.eeg.recordings.prepared import (FORMAT_VERSION, PREPARE_COMMAND, PREPARE_COMMANDS,
                                                     check_disjoint, check_finite_record, data_description,
                                                     draw_finetune_records,
@@ -87,7 +87,7 @@ class PreparedEEG(Dataset):
             raise DataError(f"{self.root}: records have different window shapes {sorted(shapes)}; "
                             f"re-run the preparation: {prepare_hint(self.root)}")
         self.window_shape = shapes.pop()
-        rate = float(self._manifest.get("sampling_rate") or 100.0)
+        rate = float(self._manifest.get("sampling_rate") or TARGET_FS)
         self.window_s = float(self._manifest.get("window_s") or self.window_shape[1] / rate)
         infos = self._manifest.get("records", {})
         self.first_start_s = np.array([float(infos.get(r, {}).get("first_window_start_s") or 0.0)

@@ -1,4 +1,6 @@
 """Window sampling and extraction for 1-D signals: off-grid windows, the fixed grid, resampling.
+The draws are ``part.core.sampling.sample_boxes``'s (k = 1); what is the EEG window's own is the
+extraction by starts (the fixed-length fast path, the CUDA gather), used by ``EEGModality.extract``.
 
 Units: time is measured in *samples* (at 100 Hz, one sample = 10 ms). Sample ``i`` of a signal
 covers the interval [i, i + 1), so a signal of T samples spans [0, T] and a window starting at
@@ -10,14 +12,16 @@ windows.
 """
 from __future__ import annotations
 
-import math
 from typing import Optional, Sequence
 
 import torch
 
 from part.core import geometry
+from part.core import sampling as core_sampling
+from part.core.sampling import STRATEGIES
 
-STRATEGIES = ("random", "grid", "stratified")
+__all__ = ["STRATEGIES", "extract_fixed_windows", "extract_windows", "grid_geometry", "sample_windows",
+           "window_geometry"]
 
 
 def grid_geometry(batch: int, length: int, patch_samples: int, device=None) -> torch.Tensor:
@@ -36,34 +40,17 @@ def sample_windows(batch: int, length: int, patch_samples: int, num_patches: int
                    strategy: str = "random", scale_range: Optional[Sequence[float]] = None,
                    device=None, generator: Optional[torch.Generator] = None
                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Windows inside [0, T] as (start (B, N), length (B, N)) float32, in samples.
+    """Windows inside [0, T] as (start (B, N), length (B, N)) float32, in samples
+    (``part.core.sampling.sample_boxes``, k = 1, jitter about the cell's start).
 
     random: lengths P (or log-uniform in P * scale_range), starts uniform in [0, T - len]
     (continuous). grid: the fixed grid, starts k * P (N = T // P). stratified: one window per
     grid cell, its start jittered uniformly by +-P/2 around the cell's start k * P, clamped to
     [0, T - len] (N = T // P). ``window_geometry`` turns the result into geometry.
     """
-    P = patch_samples
-    if strategy in ("grid", "stratified"):
-        num_patches = length // P
-        cell_start = torch.arange(num_patches, device=device, dtype=torch.float32) * P
-    elif strategy != "random":
-        raise ValueError(f"modality.strategy={strategy!r}; valid: {', '.join(STRATEGIES)}")
-    shape = (batch, num_patches)
-    if strategy == "grid":
-        return cell_start.expand(shape).contiguous(), torch.full(shape, float(P), device=device)
-    if scale_range is None:
-        size = torch.full(shape, float(P), device=device)
-    else:
-        lo, hi = math.log(P * scale_range[0]), math.log(P * scale_range[1])
-        size = (torch.rand(shape, device=device, generator=generator) * (hi - lo) + lo).exp()
-        size = size.clamp(max=float(length))  # exp/log round-off must not leave the signal
-    u = torch.rand(shape, device=device, generator=generator)
-    if strategy == "random":
-        start = u * (length - size)
-    else:
-        start = (cell_start + (u - 0.5) * P).clamp(min=0).minimum(length - size)
-    return start, size
+    boxes, start = core_sampling.sample_boxes(batch, (length,), (patch_samples,), num_patches, strategy,
+                                              None, scale_range, device, generator, anchor="start")
+    return start[..., 0], boxes[..., 1]
 
 
 @torch.no_grad()

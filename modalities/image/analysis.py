@@ -37,14 +37,14 @@ def to_rgba(values: np.ndarray, lo: float, hi: float, covered: np.ndarray | None
     return np.concatenate([np.nan_to_num(rgb), alpha[..., None]], -1)
 
 
-def paste(patches: np.ndarray, boxes: np.ndarray, channels: int, bounds, px: int, top=None):
-    """Patches (N, C*P*P) at boxes (N, 4) (cx, cy, w, h) in a canvas covering bounds (x0, y0,
-    x1, y1) in image pixels at ``px`` canvas pixels each: (values (Hc, Wc, C), covered (Hc, Wc)).
-    Patches are painted in index order (a later one covers an earlier one), patch ``top`` last;
-    each canvas pixel takes the nearest sample of its patch."""
+def paste(patches: np.ndarray, boxes: np.ndarray, channels: int, bounds, px: int, top=None, patch=None):
+    """Patches (N, C*ph*pw) (``patch`` = (ph, pw); None: square) at boxes (N, 4) (cx, cy, w, h)
+    in a canvas covering bounds (x0, y0, x1, y1) in image pixels at ``px`` canvas pixels each:
+    (values (Hc, Wc, C), covered (Hc, Wc)). Patches are painted in index order (a later one
+    covers an earlier one), patch ``top`` last; each canvas pixel takes the nearest sample of its patch."""
     x0, y0, x1, y1 = bounds
-    P = int(round(np.sqrt(patches.shape[1] // channels)))
-    img = patches.reshape(-1, channels, P, P)
+    ph, pw = patch if patch is not None else (int(round(np.sqrt(patches.shape[1] // channels))),) * 2
+    img = patches.reshape(-1, channels, ph, pw)
     u = x0 + (np.arange(int(round((x1 - x0) * px))) + 0.5) / px                 # (Wc,)
     v = y0 + (np.arange(int(round((y1 - y0) * px))) + 0.5) / px                 # (Hc,)
     cx, cy, w, h = (boxes[:, a, None, None] for a in range(4))                  # (N, 1, 1)
@@ -54,8 +54,8 @@ def paste(patches: np.ndarray, boxes: np.ndarray, channels: int, bounds, px: int
     if top is not None:
         priority[top] = len(boxes)
     best, covered = np.where(inside, priority[:, None, None], -1).argmax(0), inside.any(0)
-    col = np.clip(np.floor((np.take_along_axis(fx, best[None], 0)[0] + 0.5) * P), 0, P - 1).astype(int)
-    row = np.clip(np.floor((np.take_along_axis(fy, best[None], 0)[0] + 0.5) * P), 0, P - 1).astype(int)
+    col = np.clip(np.floor((np.take_along_axis(fx, best[None], 0)[0] + 0.5) * pw), 0, pw - 1).astype(int)
+    row = np.clip(np.floor((np.take_along_axis(fy, best[None], 0)[0] + 0.5) * ph), 0, ph - 1).astype(int)
     values = img[best, :, row, col]                                              # (Hc, Wc, C)
     return values, covered
 
@@ -79,7 +79,8 @@ class _Canvas:
         self.channels, self.modality, self.lo, self.hi = modality.channels, modality, lo, hi
 
     def draw(self, ax, patches, boxes, reference=None, colours=None):
-        values, covered = paste(patches, boxes, self.channels, self.bounds, self.px, reference)
+        values, covered = paste(patches, boxes, self.channels, self.bounds, self.px, reference,
+                                getattr(self.modality, "patch", None))
         x0, y0, x1, y1 = self.bounds
         ax.set_facecolor("0.88")
         ax.imshow(to_rgba(values, self.lo, self.hi, covered), extent=(x0, x1, y1, y0),

@@ -8,7 +8,7 @@ init). Module names mirror timm's VisionTransformer (`cls_token`, `pos_embed`, `
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Mapping, Optional
 
 import torch
 from torch import nn
@@ -112,11 +112,13 @@ def random_position_drop(batch: int, num: int, ratio: float, device=None) -> Opt
     return order < k
 
 
-def timm_state_dict(encoder: ViTEncoder, patch_embed_weight: Optional[torch.Tensor] = None,
+def timm_state_dict(encoder: ViTEncoder | Mapping[str, torch.Tensor],
+                    patch_embed_weight: Optional[torch.Tensor] = None,
                     patch_embed_bias: Optional[torch.Tensor] = None) -> dict:
-    """Encoder weights under timm VisionTransformer's key names (`patch_embed.proj.*` when given,
-    e.g. an image tokenizer's Linear weight reshaped to (dim, C, P, P))."""
-    sd = {k: v for k, v in encoder.state_dict().items()}
+    """Encoder weights under timm VisionTransformer's key names: the one key map of the toolkit
+    (``part.export`` calls it). ``encoder``: a ViTEncoder or its state dict; `patch_embed.proj.*`
+    when given, e.g. an image tokenizer's Linear weight reshaped to (dim, C, P, P)."""
+    sd = dict(encoder.state_dict() if isinstance(encoder, nn.Module) else encoder)
     if patch_embed_weight is not None:
         sd["patch_embed.proj.weight"] = patch_embed_weight
         sd["patch_embed.proj.bias"] = patch_embed_bias

@@ -4,7 +4,9 @@ A modality says (1) how to cut patches (`sample` off-grid, `grid` on the fixed g
 patch becomes a token (`tokenizer`) and (3) what the relative transform between two patches is
 (`targets`). Core code (backbone, heads, methods, engine) only ever talks to this interface and
 never imports a concrete modality; concrete ones live in `modalities/` and are found by name
-through the registry (`part.registry`), which plugins fill.
+through the registry (`part.registry`), which plugins fill. A modality cut into k-D boxes
+derives from `part.core.box_modality.BoxModality`, which implements all of it from the input's
+size and the patch size.
 """
 from __future__ import annotations
 

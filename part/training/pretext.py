@@ -74,14 +74,9 @@ def build_pretext(state: Mapping, recipe: Any, input_info: Optional[Mapping] = N
 
     ``recipe``: the pretext recipe (``pretext_recipe``); ``input_info``: the data's (default:
     the one saved at pretraining)."""
-    from part.core.backbone import build_encoder
-    from part.registry import build_method, modality_spec
+    from part.core.assemble import build_pretext_method
 
     info = dict(state.get("input_info") or {}) if input_info is None else dict(input_info)
-    modality = modality_spec(recipe.modality.name).cls(recipe.modality, **info)
-    m = recipe.model
-    encoder = build_encoder(m.size, m.dim, m.depth, m.heads, m.mlp_ratio, m.drop_path)
-    method = build_method(recipe.method.name, modality, encoder, modality.tokenizer(encoder.dim),
-                          recipe.method)
+    method, modality, _ = build_pretext_method(recipe, info)
     method.load_state_dict(state["state_dict"])
     return method.eval(), modality

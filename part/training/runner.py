@@ -14,6 +14,7 @@ import torch
 
 from part.config import recipe_hash
 from part.errors import ConfigError, DataError, RunStopped
+from part.inference import resolve_device
 from part.registry import method_spec
 from part.training.distributed import barrier, init_distributed, shutdown
 from part.training.engine import RunContext
@@ -21,14 +22,6 @@ from part.training.rundir import (RunDirLock, check_run_dir, check_writable, unm
                                   write_config)
 from part.training.probe_stages import PROBE_STAGES, probe_stage
 from part.training.stages import Pipeline, evaluate, finetune, finetuned_name, pretrain
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("run.device=cuda but no CUDA device is visible; use run.device=cpu or auto")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:
@@ -43,7 +36,7 @@ def run(recipe) -> dict:
     Order: output location writable -> data source and modality load -> stage inputs present ->
     run-directory lock -> same-recipe check -> config.yaml -> stages. Nothing is created in the run
     directory before the recipe and its data validate."""
-    device = resolve_device(recipe.run.device)
+    device = resolve_device(recipe.run.device, key="run.device")
     dist_info = init_distributed(device.type)
     if device.type == "cuda":
         device = torch.device("cuda", dist_info.local_rank)

@@ -12,9 +12,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 
 from part.atomic import atomic_write
-from part.core.backbone import build_encoder
+from part.core.assemble import build_classifier, build_model_encoder, build_modality, build_pretext_method
 from part.training.checkpoint import load_checkpoint, save_checkpoint
-from part.core.classifier import PatchClassifier
 from part.training.engine import RunContext, TrainSpec, train
 from part.errors import ConfigError, DataError
 from part.evaluation.calibration import calibration_section, fit_temperature, holdout_split, softmax
@@ -23,7 +22,7 @@ from part.evaluation.chance import chance_warning
 from part.evaluation.pretext import heldout_hook, heldout_records, last_heldout
 from part.evaluation.report import aggregate_repeats, write_report
 from part.inference import model_card
-from part.registry import build_method, dataset_spec, method_spec, modality_spec
+from part.registry import dataset_spec, method_spec
 from part.training.pretext import PRETEXT_FILE, pretext_state
 from part.training.rundir import finished_stages, mark_finished
 
@@ -55,18 +54,14 @@ class Pipeline:
 
     def modality(self, bundle):
         """The recipe's modality for this data (the recipe's options win over the data's info)."""
-        options = self.recipe.modality
-        return modality_spec(options.name).cls(options, **bundle.input_info)
+        return build_modality(self.recipe.modality, bundle.input_info)
 
     def encoder(self):
-        m = self.recipe.model
-        return build_encoder(m.size, m.dim, m.depth, m.heads, m.mlp_ratio, m.drop_path)
+        return build_model_encoder(self.recipe.model)
 
     def classifier(self, bundle, repeat_weights: Path | None):
-        modality, encoder = self.modality(bundle), self.encoder()
-        tokenizer = modality.tokenizer(encoder.dim)
-        clf = PatchClassifier(modality, tokenizer, encoder, len(bundle.class_names),
-                              self.recipe.model.pos_embed_mask_ratio)
+        r = self.recipe
+        clf = build_classifier(r.modality, r.model, bundle.input_info, len(bundle.class_names))
         if repeat_weights is not None:
             clf.load_state_dict(load_checkpoint(repeat_weights)["model"])
         return clf
@@ -83,8 +78,7 @@ def pretrain(p: Pipeline) -> None:
         ctx.say(f"[pretrain] method '{r.method.name}' has no pretraining; skipped")
         return p.mark_done("pretrain")
     bundle = p.bundle(0)
-    modality, encoder = p.modality(bundle), p.encoder()
-    method = build_method(r.method.name, modality, encoder, modality.tokenizer(encoder.dim), r.method)
+    method, modality, encoder = build_pretext_method(r, modality=p.modality(bundle))
     data = bundle.pretrain if spec.pretrain_data is None else spec.pretrain_data(bundle.pretrain, r.method, r.run.seed)
 
     def loss_fn(model, batch, device):

@@ -12,6 +12,8 @@ W, N1, N2, N3, REM = range(len(CLASS_NAMES))
 UNLABELLED = -1  # an epoch / window without a (single) scored stage
 EPOCH_S = 30.0  # s: the scoring epoch, and the model's window
 TARGET_FS = 100.0  # Hz: the rate of the prepared windows
+FLAT_STD_UV = 0.1  # uV: a window-channel whose std is below this has no signal (flat)
+NORM_EPS_UV = 1e-6  # uV: added to each window's std before the z-score
 MIN_FS = 60.0  # Hz: a channel must be sampled faster (the band-pass's 30 Hz edge needs Nyquist > 30 Hz)
 
 # PhysioNet/CinC 2018: the six EEG channels (names in the .hea files, uV) and the stage notes

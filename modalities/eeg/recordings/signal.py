@@ -26,7 +26,7 @@ import numpy as np
 
 from part.errors import DataError
 
-from part.modalities.eeg.recordings.constants import TARGET_FS
+from part.modalities.eeg.recordings.constants import FLAT_STD_UV, NORM_EPS_UV, TARGET_FS
 
 # physical unit in the header -> factor to micro-volts
 UNIT_TO_UV: dict[str, float] = {"uV": 1.0, "µV": 1.0, "nV": 1e-3, "mV": 1e3, "V": 1e6}
@@ -222,8 +222,8 @@ def normalise_windows(
     n_windows: int,
     window_len: int,
     dtype: str = "float16",
-    eps: float = 1e-6,
-    flat_std_uv: float = 0.1,
+    eps: float = NORM_EPS_UV,
+    flat_std_uv: float = FLAT_STD_UV,
 ) -> NormalisedWindows:
     """Cut ``n_windows`` windows of ``window_len`` samples from ``signal`` (C, n) starting at
     ``first_start`` and z-score each window and channel: ``(x - mean) / (std + eps)``.

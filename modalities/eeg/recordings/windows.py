@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from part.modalities.eeg.recordings.constants import EPOCH_S, FLAT_EPOCH_SHARE, TARGET_FS, UNLABELLED
+from part.modalities.eeg.recordings.constants import (EPOCH_S, FLAT_EPOCH_SHARE, FLAT_STD_UV, NORM_EPS_UV, TARGET_FS,
+                                                      UNLABELLED)
 from part.modalities.eeg.recordings.flatness import no_signal_share
 from part.modalities.eeg.recordings.hypnogram_edf import HypnogramError
 from part.modalities.eeg.recordings.signal import (EegRecording, FilterSpec, RecordError, filter_and_resample,
@@ -48,8 +49,8 @@ class WindowConfig:
     window_s: float = EPOCH_S
     dtype: str = "float16"
     filter: FilterSpec = field(default_factory=FilterSpec)
-    eps: float = 1e-6
-    flat_std_uv: float = 0.1
+    eps: float = NORM_EPS_UV
+    flat_std_uv: float = FLAT_STD_UV
 
     @property
     def window_len(self) -> int:
@@ -175,24 +176,37 @@ def window_grid(hypnogram, duration_s: float, target_fs: float,
                 f"recording lasts {duration_s:.0f} s (0-{duration_s:.0f} s); expected scoring of this recording: "
                 "check that the hypnogram belongs to it and that both files start at the same time")
         first_start = int(round(hypnogram.start_s * target_fs)) % window_len
-    n_windows = max(0, (n_out - first_start) // window_len)
-    starts = first_start + window_len * np.arange(n_windows, dtype=np.int64)
-    labels = (np.full(n_windows, UNLABELLED, np.int8) if hypnogram is None else
+    starts = tile_starts(first_start, n_out, window_len)
+    labels = (np.full(starts.size, UNLABELLED, np.int8) if hypnogram is None else
               labels_at(hypnogram, starts, window_len, target_fs))
-    return WindowGrid(first_start, n_windows, window_len, float(target_fs), labels)
+    return WindowGrid(first_start, starts.size, window_len, float(target_fs), labels)
 
 
-def labels_at(hypnogram, starts: np.ndarray, window_len: int, fs: float) -> np.ndarray:
-    """The stage code (n,) int8 of each window [start, start + window_len) (samples at ``fs``):
-    the stage of the run of one scored stage (``hypnogram.runs()``) it lies fully in, else -1.
-    The one labelling rule of :func:`window_grid` and of staging's reference labels."""
+def tile_starts(first_start: int, n_samples: int, window_len: int) -> np.ndarray:
+    """Starts (n,) int64 of the windows of ``window_len`` samples every ``window_len`` from
+    ``first_start`` that fit in ``n_samples``: the one window grid of preparation and staging."""
+    n_windows = max(0, (n_samples - first_start) // window_len)
+    return first_start + window_len * np.arange(n_windows, dtype=np.int64)
+
+
+def label_runs(starts: np.ndarray, window_len: int, run_start: np.ndarray, run_end: np.ndarray,
+               run_stage: np.ndarray) -> np.ndarray:
+    """The stage code (n,) int8 of each window [start, start + window_len): the stage of the run
+    [run_start, run_end) it lies fully in, else -1 (all in samples; runs sorted, not overlapping).
+    The one labelling rule of :func:`labels_at` (hypnograms) and of PC18 stage notes."""
     starts = np.asarray(starts, np.int64).reshape(-1)
-    run_start, run_end, run_stage = hypnogram.runs()
-    run_start = np.rint(run_start * fs).astype(np.int64)
-    run_end = np.rint(run_end * fs).astype(np.int64)
     run = np.searchsorted(run_start, starts, side="right") - 1
     inside = run >= 0
     inside[inside] = run_end[run[inside]] >= starts[inside] + window_len
     labels = np.full(starts.size, UNLABELLED, np.int8)
     labels[inside] = run_stage[run[inside]]
     return labels
+
+
+def labels_at(hypnogram, starts: np.ndarray, window_len: int, fs: float) -> np.ndarray:
+    """The stage code (n,) int8 of each window [start, start + window_len) (samples at ``fs``):
+    the stage of the run of one scored stage (``hypnogram.runs()``) it lies fully in, else -1.
+    The one labelling rule of :func:`window_grid` and of staging's reference labels."""
+    run_start, run_end, run_stage = hypnogram.runs()
+    return label_runs(starts, window_len, np.rint(run_start * fs).astype(np.int64),
+                      np.rint(run_end * fs).astype(np.int64), run_stage)

@@ -24,9 +24,10 @@ from __future__ import annotations
 import numpy as np
 
 from part.evaluation.metrics import kappa_from_confusion
+from part.modalities.eeg.recordings.constants import EPOCH_S
 
 LAG_RANGE_S = 3600.0  # s: lags scanned on each side of 0
-LAG_STEP_S = 30.0  # s: lag step (one scoring epoch)
+LAG_STEP_S = EPOCH_S  # s: lag step (one scoring epoch)
 LAG_GAIN_KAPPA = 0.1  # a lag whose kappa beats lag 0's by more than this raises lag_warning
 LOW_KAPPA = 0.2  # best kappa below this raises low_agreement
 MIN_OVERLAP = 0.5  # a lag counts when it compares at least this fraction of lag 0's epochs

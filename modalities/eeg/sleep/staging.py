@@ -57,7 +57,7 @@ from part.errors import DataError
 from part.inference import FinetunedModel, load_finetuned
 from part.modalities.eeg.recordings import mne_reader
 from part.modalities.eeg.recordings.channels import ModelChannels, Selection, expand, needed_channels
-from part.modalities.eeg.recordings.constants import CLASS_NAMES
+from part.modalities.eeg.recordings.constants import CLASS_NAMES, EPOCH_S, FLAT_STD_UV, NORM_EPS_UV
 from part.modalities.eeg.recordings.hypnogram_edf import known_start, recording_clock
 from part.modalities.eeg.recordings.signal import EegRecording, FilterSpec, RecordError
 from part.modalities.eeg.recordings.windows import (RecordingWindows, WindowConfig, output_length, recording_windows,
@@ -270,7 +270,7 @@ class Stager:
         return recording_windows(recording, grid, cfg)
 
     @staticmethod
-    def reference(hypnogram: Any, start: datetime | None, source: str, epoch_s: float = 30.0) -> Hypnogram | None:
+    def reference(hypnogram: Any, start: datetime | None, source: str, epoch_s: float = EPOCH_S) -> Hypnogram | None:
         """``hypnogram`` (None, a Hypnogram or a scoring file of ``epoch_s`` epochs) on the clock of
         the recording ``source`` starting at ``start`` (``Hypnogram.aligned_to``)."""
         if hypnogram is None:
@@ -336,8 +336,8 @@ def _window_config(data: Mapping[str, Any], where: str) -> tuple[tuple[str, ...]
     filt, norm = need("filter"), need("normalisation")
     spec = FilterSpec(**{f.name: filt[f.name] for f in fields(FilterSpec) if f.name in filt})
     config = WindowConfig(target_fs=float(need("sampling_rate")), window_s=float(need("window_s")),
-                          dtype=str(need("dtype")), filter=spec, eps=float(norm.get("eps", 1e-6)),
-                          flat_std_uv=float(norm.get("flat_std_uv", 0.1)))
+                          dtype=str(need("dtype")), filter=spec, eps=float(norm.get("eps", NORM_EPS_UV)),
+                          flat_std_uv=float(norm.get("flat_std_uv", FLAT_STD_UV)))
     return tuple(need("channels")), config
 
 

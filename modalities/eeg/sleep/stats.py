@@ -26,6 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from part.modalities.eeg.recordings.constants import CLASS_NAMES as STAGE_NAMES
+from part.modalities.eeg.recordings.constants import EPOCH_S
 
 SOREMP_MAX_MIN = 15.0  # min: REM this soon after sleep onset is a sleep-onset REM period
 PERSISTENT_SLEEP_MIN = 5.0  # min: SOL_5min's run of uninterrupted sleep
@@ -97,7 +98,7 @@ def _latencies(stages: np.ndarray, class_names: Sequence[str], sleep_classes: li
     return {**from_start, **from_onset}
 
 
-def sleep_statistics(stages: Any, epoch_s: float = 30.0,
+def sleep_statistics(stages: Any, epoch_s: float = EPOCH_S,
                      class_names: Sequence[str] = STAGE_NAMES) -> dict[str, Any]:
     """The statistics of :data:`DEFINITIONS` for a hypnogram ``stages`` (n,) int (-1 unscored) on
     one contiguous clock of ``epoch_s``-second epochs.

@@ -150,11 +150,13 @@ def test_scale_variant(scale_target):
 
 
 def test_bad_options_name_the_key():
-    with pytest.raises(ValueError, match=r"'modality\.patch_samples' = 4000 must be in \[1, window_samples=3000\]"):
+    with pytest.raises(ValueError, match=r"'modality\.patch_samples' = 4000 must be <= the window length 3000: "
+                                         r"a patch cannot be larger than the input; lower modality\.patch_samples"):
         eeg(C, T, patch_samples=4000)
     with pytest.raises(ValueError, match=r"modality\.num_patches"):
         eeg(C, T, P, num_patches=1)
-    with pytest.raises(ValueError, match=r"patch_samples.*>= 2"):
+    with pytest.raises(ValueError, match=r"'modality\.patch_samples' = 100 leaves fewer than 2 grid patches in the "
+                                         r"window length 150 \(pairs need two\)"):
         eeg(C, 150, P, strategy="grid")
     with pytest.raises(ValueError, match=r"'modality\.strategy' = 'nope' is out of range; "
                                          r"allowed: one of 'random', 'grid', 'stratified'"):
