@@ -143,24 +143,39 @@ def test_dataloader_workers_persist_across_epochs_and_see_each_epoch(tmp_path):
     assert torch.equal(_probe_run(tmp_path / "b")[:, :, 3], draws)  # and the same on every run
 
 
+class _ItemAndWorker(torch.utils.data.Dataset):
+    """Item i -> (i, id of the worker that read it)."""
+
+    def __len__(self):
+        return 160
+
+    def __getitem__(self, i):
+        return torch.tensor(float(i)), torch.tensor(torch.utils.data.get_worker_info().id)
+
+
 def test_stage_loader_workers_outlive_a_group_sigterm_and_close_loader_ends_them():
     """A SIGTERM to the process group reaches the workers too: they ignore it (the main process
-    stops at its step boundary), keep fetching, and close_loader ends them."""
+    stops at its step boundary), keep fetching, and close_loader ends them. The signal is sent
+    once both workers have delivered a batch (so both ran their worker_init_fn), with most of
+    the epoch's 20 batches still to be read."""
     import signal
-    from torch.utils.data import TensorDataset
     from part.training.data_order import close_loader, stage_loader
     before = set(multiprocessing.active_children())
-    sampler = EpochSampler(32, 8, seed=0)
-    loader = stage_loader(TensorDataset(torch.arange(32.0)), sampler, 8, num_workers=2, seed=0, pin_memory=False)
+    sampler = EpochSampler(160, 8, seed=0)
+    loader = stage_loader(_ItemAndWorker(), sampler, 8, num_workers=2, seed=0, pin_memory=False)
     try:
         batches = iter(loader)
-        first = next(batches)[0]
+        seen, read = set(), []
+        while seen != {0, 1}:
+            items, worker = next(batches)
+            read.append(items)
+            seen |= set(worker.tolist())
         workers = [p for p in multiprocessing.active_children() if p not in before]
-        assert len(workers) == 2
+        assert len(workers) == 2 and len(read) < 10
         for w in workers:
             os.kill(w.pid, signal.SIGTERM)
         rest = [b[0] for b in batches]  # the workers are still there to fetch the epoch's other batches
-        assert sorted(torch.cat([first, *rest]).long().tolist()) == list(range(32))
+        assert sorted(torch.cat([*read, *rest]).long().tolist()) == list(range(160))
         assert all(w.is_alive() for w in workers)
     finally:
         close_loader(loader)
