@@ -101,18 +101,27 @@ def print_calibration(run_dirs) -> None:
 def print_protocols(run_dirs) -> None:
     """Test kappa of finetuning, the linear probe and the kNN per run, with the chance levels."""
     print("\n=== evaluation protocols (SYNTHETIC data; Cohen's kappa on the test subjects; chance: kappa 0) ===")
-    print(f"{'run':34} {'finetune':>9} {'linear probe':>13} {'kNN':>7}   chance accuracy (majority class)")
+    print(f"{'run':34} {'finetune':>13} {'linear probe':>13} {'kNN':>13}   chance accuracy (majority class)")
     for d in run_dirs:
         reports = [d / "report" / "report.json", d / "report" / "linear_probe" / "report.json",
                    d / "report" / "knn" / "report.json"]
         found = [json.loads(r.read_text()) if r.exists() else {} for r in reports]
-        kappas = [f"{r['kappa']:.3f}" if isinstance(r.get("kappa"), float) else "n/a" for r in found]
+        kappas = [_kappa_text(r) for r in found]
         chance = found[1].get("chance") or found[2].get("chance") or {}
         acc = chance.get("accuracy")
         reference = "REFERENCE" in str((found[1].get("protocol") or {}).get("features", ""))
-        print(f"{d.name + (' *' if reference else ''):34} {kappas[0]:>9} {kappas[1]:>13} {kappas[2]:>7}   "
+        print(f"{d.name + (' *' if reference else ''):34} {kappas[0]:>13} {kappas[1]:>13} {kappas[2]:>13}   "
               + (f"{acc:.3f} ({chance.get('majority_class')})" if acc is not None else "n/a"))
-    print("linear probe and kNN: frozen pretrained encoder; * no pretraining: its own finetuned encoder (a reference)")
+    print("kappa: mean ± std over the finetune draws (as the comparison); linear probe and kNN: frozen pretrained "
+          "encoder; * no pretraining: its own finetuned encoder (a reference)")
+
+
+def _kappa_text(report: dict) -> str:
+    """'mean ± std' of a report's kappa over its repeats, else its single kappa, else 'n/a'."""
+    repeats = report.get("repeats") or {}
+    if isinstance(repeats, dict) and repeats.get("kappa_std") is not None:
+        return f"{repeats['kappa_mean']:.3f} ± {repeats['kappa_std']:.3f}"
+    return f"{report['kappa']:.3f}" if isinstance(report.get("kappa"), float) else "n/a"
 
 
 if __name__ == "__main__":

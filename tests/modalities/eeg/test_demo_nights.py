@@ -140,3 +140,22 @@ def test_demo_prints_ece_before_and_after_calibration(tmp_path, capsys):
     assert re.search(r"calibrated\s+1\.800\s+0\.250\s+0\.031\s+0\.900\s+0\.400", out)
     assert re.search(r"uncalibrated\s+n/a\s+0\.200\s+n/a\s+0\.800\s+n/a", out)
     assert "missing" in out and "no calibration" in out
+
+
+def test_demo_protocol_table_shows_the_mean_over_draws_and_chance(tmp_path, capsys):
+    """make demo's protocol lines: finetune / linear-probe / kNN kappa as mean ± std over the
+    finetune draws (as the comparison shows them), the single kappa where there are no repeats,
+    'n/a' for a missing report, and the chance accuracy of the majority class."""
+    import json
+    from part.modalities.eeg.sleep.demo import print_protocols
+    run = tmp_path / "run_a"
+    for sub, kappa, repeats in [("", 0.9, {"kappa_mean": 0.876, "kappa_std": 0.058}), ("linear_probe", 0.4, None)]:
+        folder = run / "report" / sub
+        folder.mkdir(parents=True, exist_ok=True)
+        report = {"kappa": kappa, "chance": {"accuracy": 0.478, "majority_class": "N2"}} if sub else {"kappa": kappa}
+        if repeats:
+            report["repeats"] = repeats
+        (folder / "report.json").write_text(json.dumps(report))
+    print_protocols([run])
+    line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("run_a")][0]
+    assert line.split()[1:] == ["0.876", "±", "0.058", "0.400", "n/a", "0.478", "(N2)"]
