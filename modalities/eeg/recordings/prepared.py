@@ -190,13 +190,29 @@ def first_nonfinite_window(signal: np.ndarray) -> int | None:
     return None
 
 
+# Record files found finite in this process, by (path, size, mtime_ns): repeats, stages and
+# label-efficiency points open the same records again and need not re-read them.
+_FINITE_FILES: set = set()
+
+
 def check_finite_record(root: Path, manifest: dict, record: str, signal: np.ndarray) -> None:
     """Raise DataError naming the record file when ``signal`` (from :func:`open_record`) holds NaN
-    or Inf: training on it would end in a non-finite loss far from its cause."""
+    or Inf: training on it would end in a non-finite loss far from its cause. A file already
+    found finite in this process (same path, size and mtime) is not read again."""
+    path = record_paths(root, manifest, record)[0]
+    try:
+        stat = Path(path).stat()
+        key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    except OSError:
+        key = None  # not a plain file (e.g. a test's in-memory signal): always checked
+    if key is not None and key in _FINITE_FILES:
+        return
     bad = first_nonfinite_window(signal)
-    if bad is not None:
-        path = record_paths(root, manifest, record)[0]
-        raise DataError(f"{path}: window {bad} of record {record!r} holds non-finite values (NaN or Inf); the "
+    if bad is None:
+        if key is not None:
+            _FINITE_FILES.add(key)
+        return
+    raise DataError(f"{path}: window {bad} of record {record!r} holds non-finite values (NaN or Inf); the "
                         f"prepared file is damaged: delete it and re-run the preparation: {prepare_hint(root)}")
 
 

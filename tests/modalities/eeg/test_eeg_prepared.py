@@ -284,3 +284,27 @@ def test_large_finite_values_are_not_taken_for_nan():
     assert first_nonfinite_window(x) is None
     x[1, 0, 0] = np.nan
     assert first_nonfinite_window(x) == 1
+
+
+def test_a_record_found_finite_is_not_read_again_until_its_file_changes(tmp_path, monkeypatch):
+    """Repeats, stages and label-efficiency points open the same records again: a file found
+    finite in this process (same path, size, mtime) is not scanned again; a rewritten one is."""
+    import os
+    import part.modalities.eeg.recordings.prepared as prepared
+    root = write_prepared(tmp_path / "p", {"a": np.zeros(3), "b": np.zeros(3)}, test=["a"], finetune=["b"])
+    scans = []
+    real = prepared.first_nonfinite_window
+    monkeypatch.setattr(prepared, "first_nonfinite_window", lambda x: scans.append(1) or real(x))
+    PreparedEEG(root, ["a", "b"], labelled_only=False)
+    assert len(scans) == 2
+    PreparedEEG(root, ["a", "b"], labelled_only=False)
+    assert len(scans) == 2  # both remembered
+    path = root / "records" / "b.npy"
+    record = np.load(path)
+    record[1, 0, 0] = np.nan
+    np.save(path, record)
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # a later mtime, as any rewrite gives
+    with pytest.raises(DataError, match="window 1 of record 'b' holds non-finite values"):
+        PreparedEEG(root, ["a", "b"], labelled_only=False)
+    assert len(scans) == 3  # only the changed file was read again
