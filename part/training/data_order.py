@@ -2,11 +2,12 @@
 
 One DataLoader serves a whole stage; with ``run.num_workers > 0`` its worker processes persist
 across epochs (no respawn, no reopening of every record's memmap each epoch). The epoch travels
-inside each index instead: :class:`EpochSampler` yields ``(epoch, item)`` pairs, read when it is
-iterated, and :class:`EpochItems`, in whichever process fetches, hands a new epoch to the
+inside each index instead: :class:`EpochSampler` yields ``(epoch, batch, item)`` keys, read when
+it is iterated, and :class:`EpochItems`, in whichever process fetches, hands a new epoch to the
 dataset's ``set_epoch`` (datasets that draw their samples per epoch) and, in a worker, reseeds
-the worker's random generators from (seed, epoch, worker): augmentations depend on the epoch
-exactly as when workers were spawned afresh each epoch.
+the worker's random generators from (seed, epoch, batch): a batch's augmentations depend on
+which batch of which epoch it is, not on which worker fetched it, so a run resumed mid-epoch
+(whose first batch goes to worker 0) augments every later batch as the uninterrupted run did.
 
 Workers ignore SIGTERM and SIGINT (:func:`ignore_stop_signals`): a signal to the whole process
 group (``scancel``, Ctrl-C in a shell) is the main process's to honour at a step boundary, every
@@ -28,7 +29,8 @@ class EpochSampler(Sampler):
     """Per-epoch order from (seed, epoch) alone; rank r takes items r, r + W, ... of each global
     batch; `start_batch` skips batches already trained (resume). Optional `weights` draw with
     replacement (balanced sampling). Always whole global batches (the remainder is dropped).
-    Iterating yields item indices; :meth:`tagged` yields ``(epoch, item)`` for :class:`EpochItems`."""
+    Iterating yields item indices; :meth:`tagged` yields ``(epoch, batch, item)`` for
+    :class:`EpochItems` (batch: the global batch index within the epoch)."""
 
     def __init__(self, n: int, global_batch: int, seed: int, rank: int = 0, world: int = 1,
                  weights: Optional[torch.Tensor] = None):
@@ -60,51 +62,53 @@ class EpochSampler(Sampler):
 
 
 class TaggedSampler(Sampler):
-    """An :class:`EpochSampler`'s items as ``(epoch, item)``, the epoch read at each iteration."""
+    """An :class:`EpochSampler`'s items as ``(epoch, batch, item)``, the epoch read at each
+    iteration, batch = the global batch index of the item within the epoch."""
 
     def __init__(self, sampler: EpochSampler):
         self.sampler = sampler
 
     def __iter__(self):
-        epoch = self.sampler.epoch
-        return ((epoch, i) for i in self.sampler)
+        s = self.sampler
+        epoch, first, per_rank = s.epoch, s.start_batch, s.global_batch // s.world
+        return ((epoch, first + k // per_rank, i) for k, i in enumerate(s))
 
     def __len__(self) -> int:
         return len(self.sampler)
 
 
 class EpochItems(Dataset):
-    """``dataset`` indexed by ``(epoch, item)``: a new epoch goes to ``dataset.set_epoch`` (where
-    it has one) and, inside a DataLoader worker, reseeds Python's, NumPy's and torch's generators
-    from (``seed``, epoch, worker id). Batched fetching (``__getitems__``) is kept."""
+    """``dataset`` indexed by ``(epoch, batch, item)``: a new epoch goes to ``dataset.set_epoch``
+    (where it has one) and, inside a DataLoader worker, each batch reseeds Python's, NumPy's and
+    torch's generators from (``seed``, epoch, batch). Batched fetching (``__getitems__``) is kept.
+    Without workers the main process's generators run on (the checkpoint restores them)."""
 
     def __init__(self, dataset, seed: int):
-        self.dataset, self.seed, self.epoch = dataset, int(seed), None
+        self.dataset, self.seed, self.epoch, self.batch = dataset, int(seed), None, None
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def _enter(self, epoch: int) -> None:
-        if epoch == self.epoch:
-            return
-        self.epoch = epoch
-        if callable(getattr(self.dataset, "set_epoch", None)):
-            self.dataset.set_epoch(epoch)
-        worker = get_worker_info()
-        if worker is not None:
-            seed = (self.seed * 7919 + epoch) * 1009 + worker.id
+    def _enter(self, epoch: int, batch: int) -> None:
+        if epoch != self.epoch:
+            self.epoch = epoch
+            if callable(getattr(self.dataset, "set_epoch", None)):
+                self.dataset.set_epoch(epoch)
+        if (epoch, batch) != self.batch and get_worker_info() is not None:
+            self.batch = (epoch, batch)
+            seed = ((self.seed * 7919 + epoch) * 1_000_003 + batch) % 2**63
             random.seed(seed)
             np.random.seed(seed % 2**32)
             torch.manual_seed(seed)
 
-    def __getitem__(self, key: tuple[int, int]):
-        epoch, item = key
-        self._enter(epoch)
+    def __getitem__(self, key: tuple[int, int, int]):
+        epoch, batch, item = key
+        self._enter(epoch, batch)
         return self.dataset[item]
 
-    def __getitems__(self, keys: Sequence[tuple[int, int]]) -> list:
-        self._enter(keys[0][0])  # a batch never spans two epochs
-        items = [item for _, item in keys]
+    def __getitems__(self, keys: Sequence[tuple[int, int, int]]) -> list:
+        self._enter(keys[0][0], keys[0][1])  # a batch never spans two epochs or two batches
+        items = [item for _, _, item in keys]
         fetch = getattr(self.dataset, "__getitems__", None)
         return fetch(items) if callable(fetch) else [self.dataset[i] for i in items]
 

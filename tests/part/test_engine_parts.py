@@ -180,3 +180,33 @@ def test_stage_loader_workers_outlive_a_group_sigterm_and_close_loader_ends_them
     finally:
         close_loader(loader)
     assert set(multiprocessing.active_children()) == before
+
+
+class _Draws(Dataset):
+    """Item i: (i, a torch.rand draw): what an augmentation sees of the worker's generator."""
+
+    def __len__(self):
+        return 64
+
+    def __getitem__(self, i):
+        return torch.tensor([float(i), torch.rand(()).item()], dtype=torch.float64)
+
+
+def test_a_mid_epoch_resume_with_workers_draws_what_the_uninterrupted_epoch_drew():
+    """Workers reseed per (epoch, batch), not per worker: a loader restarted at batch 3 of an
+    epoch (a resume; its first batch goes to worker 0) hands every later batch the random draws
+    the uninterrupted epoch gave it, and another epoch draws anew."""
+    from part.training.data_order import close_loader, stage_loader
+    sampler = EpochSampler(64, 8, seed=0)
+    loader = stage_loader(_Draws(), sampler, 8, num_workers=2, seed=0, pin_memory=False)
+    try:
+        sampler.set_epoch(1)
+        whole = torch.stack(list(loader))  # (8 batches, 8, 2)
+        sampler.set_epoch(1, start_batch=3)
+        resumed = torch.stack(list(loader))
+        sampler.set_epoch(2)
+        other = torch.stack(list(loader))
+    finally:
+        close_loader(loader)
+    assert torch.equal(resumed, whole[3:])
+    assert not torch.equal(other[:, :, 1], whole[:, :, 1])
