@@ -62,5 +62,15 @@ def assert_same_epoch_losses(reference, resumed):
         assert a == pytest.approx(b, rel=1e-6, abs=1e-7), (e, a, b)
 
 
+def assert_resumed_equals(reference_steps, reference_epochs, run):
+    """The resumed run in ``run`` logged steps 1..30 once each, every step loss and every
+    epoch_end line equal to the uninterrupted run's."""
+    resumed = step_losses(run)
+    assert [s for s, _ in resumed] == list(range(1, 31))
+    for (s, a), (_, b) in zip(reference_steps, resumed):
+        assert a == pytest.approx(b, rel=1e-6, abs=1e-7), s
+    assert_same_epoch_losses(reference_epochs, epoch_losses(run))
+
+
 LONG = ["pretrain.epochs=3", "data.limit_train=320", "pretrain.batch_size=32", "run.stages=[pretrain]",
         "model.depth=4", "model.dim=64"]

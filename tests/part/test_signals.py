@@ -8,7 +8,7 @@ import time
 import pytest
 
 from part.training.checkpoint import load_checkpoint
-from run_helpers import LONG, assert_same_epoch_losses, epoch_losses, here, start, step_losses, wait_for_steps
+from run_helpers import LONG, assert_resumed_equals, epoch_losses, here, start, step_losses, wait_for_steps
 
 
 # ----------------------------------------------------------------------------- 4. signals
@@ -31,11 +31,7 @@ def test_sigterm_checkpoints_at_a_step_and_resumes_exactly(tmp_path):
     rerun = here(tmp_path / "b", *LONG)
     assert rerun.returncode == 0
     assert f"resumed from {run / 'checkpoints' / 'last.pt'} in epoch {epoch}/3, after step {stopped_at}" in rerun.stdout
-    resumed = step_losses(run)
-    assert [s for s, _ in resumed] == list(range(1, 31))
-    for (s, a), (_, b) in zip(reference, resumed):
-        assert a == pytest.approx(b, rel=1e-6, abs=1e-7), s
-    assert_same_epoch_losses(reference_epochs, epoch_losses(run))
+    assert_resumed_equals(reference, reference_epochs, run)
 
 
 def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
@@ -83,11 +79,7 @@ def test_a_signal_to_the_process_group_with_workers_checkpoints_and_resumes_exac
     stopped_at = load_checkpoint(run / "checkpoints" / "last.pt")["step"]
     assert 12 <= stopped_at < 30 and f"step {stopped_at}" in err
     assert here(tmp_path / "b", *workers).returncode == 0
-    resumed = step_losses(run)
-    assert [s for s, _ in resumed] == list(range(1, 31))
-    for (s, a), (_, b) in zip(reference, resumed):
-        assert a == pytest.approx(b, rel=1e-6, abs=1e-7), s
-    assert_same_epoch_losses(reference_epochs, epoch_losses(run))
+    assert_resumed_equals(reference, reference_epochs, run)
 
 
 def test_a_sigchld_pending_with_the_sigterm_prints_nothing(monkeypatch):
