@@ -14,7 +14,8 @@ import wfdb
 
 from part.modalities.eeg.recordings.constants import PC18_STAGE_NOTES
 from part.modalities.eeg.recordings.constants import PC18_EEG_CHANNELS
-from part.data_prep.pc18_synthetic import (EPOCH, EVENT_KINDS, FS, HEADER_COMMENT, N1, N2, N3, R, SIGNALS, W,
+from part.data_prep.pc18_wfdb_files import SIGNALS
+from part.data_prep.pc18_synthetic import (EPOCH, EVENT_KINDS, FS, HEADER_COMMENT, N1, N2, N3, R, W,
                                       _hypnogram, write_synthetic_records)
 
 from conftest import SHARED_DATA, requires_shared
