@@ -173,16 +173,15 @@ def main(argv=None) -> int:
     def work() -> None:
         import torch
 
-        from part.atomic import atomic_write
+        from part.atomic import atomic_write, atomic_write_text
         from part.training.rundir import check_writable
 
         if not (a.run_dir / "config.yaml").exists():
             raise DataError(f"'{a.run_dir}' is not a run directory (no config.yaml); pass <output_dir>/<name>")
         check_writable(out.parent, "--out")
         sd, sidecar = export(a.run_dir, a.source)
-        text = json.dumps(sidecar, indent=2, default=str) + "\n"
         atomic_write(out, lambda f: torch.save(sd, f))  # a failed write leaves the old file untouched
-        atomic_write(side, lambda f: f.write(text.encode()))
+        atomic_write_text(side, json.dumps(sidecar, indent=2, default=str) + "\n")
         print(f"wrote {out} ({len(sd)} tensors, timm VisionTransformer key names) and {side} "
               f"(build with: {sidecar['timm']['call']})")
     return run_cli(work, os_error=f"cannot write '{out}'; nothing was changed there")

@@ -77,9 +77,9 @@ class BoxModality(Modality):
 
     def sample(self, x: torch.Tensor, generator: Optional[torch.Generator] = None):
         """x (B, C, *extent) -> (patches (B, N, F), boxes (B, N, 2k)); strategy "grid": ``grid``."""
-        self.check(x)
         if self.strategy == "grid":
-            return sampling.grid_patches(x, self.patch), self.grid_geometry(x.shape[0], x.device)
+            return self.grid(x)
+        self.check(x)
         boxes, starts = sampling.sample_boxes(
             x.shape[0], self.input_size[::-1], self.grid_cell, self.num_patches, self.strategy,
             self.box_size, self.scale_range, x.device, generator, self.anchor)

@@ -16,7 +16,8 @@ import torch
 TOLERANCE = 0.02  # a held-out loss >= (1 - TOLERANCE) x chance counts as "at chance"
 
 
-def _devices(x: torch.Tensor) -> list:
+def cuda_devices(x: torch.Tensor) -> list:
+    """[x's CUDA device index] for ``torch.random.fork_rng(devices=...)``; [] on the CPU."""
     if x.device.type != "cuda":
         return []
     return [x.device.index if x.device.index is not None else torch.cuda.current_device()]
@@ -29,7 +30,7 @@ def method_chance(method, x: Optional[torch.Tensor], batch_size: Optional[int], 
     if not callable(hook):
         return None
     device = x.device if isinstance(x, torch.Tensor) else torch.device("cpu")
-    with torch.no_grad(), torch.random.fork_rng(devices=_devices(x) if x is not None else []):
+    with torch.no_grad(), torch.random.fork_rng(devices=cuda_devices(x) if x is not None else []):
         generator = torch.Generator(device=device).manual_seed(int(seed))
         return hook(x, batch_size=batch_size, generator=generator)
 
@@ -46,7 +47,7 @@ def heldout_loss(method, inputs: Sequence[torch.Tensor], seed: int, chunk: int =
     used = n - n % chunk if n >= chunk else n
     total = 0.0
     try:
-        with torch.no_grad(), torch.random.fork_rng(devices=_devices(inputs[0])):
+        with torch.no_grad(), torch.random.fork_rng(devices=cuda_devices(inputs[0])):
             torch.manual_seed(int(seed))
             for start in range(0, used, chunk):
                 part = [t[start:start + chunk] for t in inputs]

@@ -23,7 +23,7 @@ from part.evaluation.report import fmt_value, markdown_table
 
 
 def _items(folder: Path) -> Optional[np.ndarray]:
-    """(y_true, correct) of predictions_r0.npz in ``folder``, or None."""
+    """(2, n): y_true and y_pred of predictions_r0.npz in ``folder``, or None."""
     path = folder / "predictions_r0.npz"
     if not path.is_file():
         return None
@@ -60,8 +60,8 @@ def _pair(a: dict, b: dict, seed: int) -> Optional[dict]:
             raise DataError(f"cannot compare {names[0]} and {names[1]} item by item: their test predictions "
                             f"hold different items ({ya.shape[1]} and {yb.shape[1]}, or other labels); "
                             f"evaluate both on the same test split")
-        keep = ya[0] >= 0
-        stats = ps.paired_difference((ya[1] == ya[0])[keep], (yb[1] == yb[0])[keep], seed=seed)
+        stats = ps.paired_difference(ps.item_correct({"y_true": ya[0], "y_pred": ya[1]}),
+                                     ps.item_correct({"y_true": yb[0], "y_pred": yb[1]}), seed=seed)
         out = {"unit": "test item", "metric": "accuracy", **stats}
     if out is None:
         return None

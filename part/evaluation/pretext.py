@@ -39,7 +39,7 @@ from typing import Callable, Optional
 import torch
 
 from part.core.pairs import gather_tokens
-from part.evaluation.chance import chance_text, heldout_loss, method_chance
+from part.evaluation.chance import chance_text, cuda_devices, heldout_loss, method_chance
 from part.evaluation.pair_types import pair_types, split_errors, type_sums
 
 CHUNK_ITEMS = 64  # held-out items per forward pass (memory only; part of the fixed sampling)
@@ -119,7 +119,7 @@ def pretext_errors(method, x: torch.Tensor, seed: int, chunk_items: int = CHUNK_
     total, by_type = None, None
     method.eval()
     try:
-        with torch.no_grad(), torch.random.fork_rng(devices=_devices(x)):
+        with torch.no_grad(), torch.random.fork_rng(devices=cuda_devices(x)):
             generator = torch.Generator(device=x.device).manual_seed(int(seed))
             for chunk in x.split(chunk_items):
                 pred, target, details = method.predict_pairs(chunk, generator=generator, return_details=True)
@@ -137,12 +137,6 @@ def pretext_errors(method, x: torch.Tensor, seed: int, chunk_items: int = CHUNK_
     same_pairs = sum(v["mse_chance"] * v["pairs"] for v in split.values() if v["pairs"]) / max(summary["pairs"], 1)
     return {**summary, "items": int(x.shape[0]), "loss": loss, "loss_mean_predictor": same_pairs,
             "by_pair_type": split}
-
-
-def _devices(x: torch.Tensor) -> list:
-    if x.device.type != "cuda":
-        return []
-    return [x.device.index if x.device.index is not None else torch.cuda.current_device()]
 
 
 def _stack(items) -> list:

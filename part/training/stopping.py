@@ -78,11 +78,6 @@ def weight_health(model: nn.Module, opt: torch.optim.Optimizer, dist: DistInfo) 
     return not bad, largest
 
 
-def finite_state(model: nn.Module, opt: torch.optim.Optimizer, ctx) -> bool:
-    """Whether every parameter and floating optimizer-state tensor is finite (all ranks)."""
-    return weight_health(model, opt, ctx.dist)[0]
-
-
 def nonfinite_stop(stage: str, extra: dict, ckpt: Path, bad_step: int, steps_per_epoch: int, lr: float,
                    what: str = "the loss became non-finite (NaN or Inf) at", loss: bool = True) -> RunStopped:
     """Exit 1 with advice that works. ``bad_step`` (1-based) is the step whose loss (``loss``)

@@ -157,7 +157,10 @@ def test_non_finite_weights_are_never_checkpointed_and_the_advice_works(tmp_path
 
 
 def test_finite_weights_check_sees_the_optimizer_state(tmp_path):
-    from part.training.stopping import finite_state as _finite_state
+    from part.training.stopping import weight_health
+
+    def _finite_state(model, opt, ctx):
+        return weight_health(model, opt, ctx.dist)[0]
     model = nn.Linear(3, 1)
     opt = torch.optim.AdamW(model.parameters())
     model(torch.randn(2, 3)).sum().backward()

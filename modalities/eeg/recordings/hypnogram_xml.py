@@ -14,6 +14,7 @@
 """
 from __future__ import annotations
 
+from collections import Counter
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -61,10 +62,7 @@ def _nsrr(path: Path, root: ET.Element, epoch_s: float) -> dict[str, Any]:
     durations = _numbers(path, [_text(e, "Duration") for e in stages], "Duration")
     scoring = scoring_from_annotations(onsets, durations, codes, path.name, epoch_s, all_stages=True,
                                        rk_integers=True)
-    ignored = dict(scoring["ignored"])
-    for name in others:
-        ignored[name] = ignored.get(name, 0) + 1
-    return {**scoring, "ignored": ignored}
+    return {**scoring, "ignored": dict(Counter(scoring["ignored"]) + Counter(others))}
 
 
 def _profusion(path: Path, root: ET.Element, epoch_s: float) -> dict[str, Any]:

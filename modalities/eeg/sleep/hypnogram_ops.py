@@ -50,12 +50,13 @@ def stage_codes_of(stages: Any) -> np.ndarray:
     array = np.asarray(stages).reshape(-1)
     if array.dtype.kind not in "OUS":
         return array
-    parsed = [classify_stage(str(s)) for s in array.tolist()]
-    unknown = sorted({str(s) for s, (_, unk) in zip(array.tolist(), parsed) if unk})
+    labels, inverse = np.unique(array.astype(str), return_inverse=True)  # classify each label once
+    parsed = [classify_stage(label) for label in labels.tolist()]
+    unknown = sorted(label for label, (_, unk) in zip(labels.tolist(), parsed) if unk)
     if unknown:
         raise ValueError(f"Hypnogram: stage labels {unknown[:5]} are no sleep stage; expected codes -1..4 or labels "
                          f"such as {list(CLASS_NAMES)}, 'R' or '{UNSCORED_NAME}'")
-    return np.array([code for code, _ in parsed], np.int8)
+    return np.array([code for code, _ in parsed], np.int8)[inverse.reshape(-1)]
 
 
 def duration_s(value: float | str) -> float:
