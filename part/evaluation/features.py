@@ -78,6 +78,17 @@ def extract_features(model: nn.Module, dataset, batch_size: int, device: torch.d
     return torch.cat(feats), torch.cat(labels)
 
 
+def read_inputs(dataset, index) -> torch.Tensor:
+    """Inputs (k, ...) of the dataset items ``index`` (k ints), in that order: one
+    ``dataset.read_batch(index)`` where the dataset has one (e.g. the EEG windows: one read per
+    record), else item by item (``(x, label)`` items keep x)."""
+    index = [int(i) for i in index]
+    if callable(getattr(dataset, "read_batch", None)):
+        return torch.as_tensor(dataset.read_batch(index)[0])
+    items = [dataset[i] for i in index]
+    return torch.stack([torch.as_tensor(it[0] if isinstance(it, (list, tuple)) else it) for it in items])
+
+
 def _batches(dataset, batch_size: int, num_workers: int):
     """``(x, labels)`` batches of a dataset in its order."""
     if callable(getattr(dataset, "read_batch", None)):

@@ -40,6 +40,7 @@ import torch
 
 from part.core.pairs import gather_tokens
 from part.evaluation.chance import chance_text, cuda_devices, heldout_loss, method_chance
+from part.evaluation.features import read_inputs
 from part.evaluation.pair_types import pair_types, split_errors, type_sums
 
 CHUNK_ITEMS = 64  # held-out items per forward pass (memory only; part of the fixed sampling)
@@ -60,12 +61,11 @@ def heldout_batch(dataset, n: int, seed: int):
     """The fixed held-out batch: (x (n', ...) stacked inputs of dataset items, indices (n',) long).
 
     n' = min(n, len(dataset)) items chosen by ``heldout_items(len(dataset), n, seed)``; items
-    are ``(x, label)`` pairs (or bare inputs), loaded once in index order.
+    are ``(x, label)`` pairs (or bare inputs), loaded once in index order (one ``read_batch``
+    where the dataset has one: ``part.evaluation.features.read_inputs``).
     """
     index = heldout_items(len(dataset), n, seed)
-    items = [dataset[i] for i in index.tolist()]
-    xs = [item[0] if isinstance(item, (list, tuple)) else item for item in items]
-    return torch.stack([torch.as_tensor(x) for x in xs]), index
+    return read_inputs(dataset, index.tolist()), index
 
 
 def items_digest(index: torch.Tensor) -> str:
@@ -140,10 +140,8 @@ def pretext_errors(method, x: torch.Tensor, seed: int, chunk_items: int = CHUNK_
 
 
 def _stack(items) -> list:
-    """Dataset items -> a list of stacked tensors, one per component ((x, label) keeps x only;
-    (inputs, target) samples of methods with their own pretraining data keep both)."""
-    if not isinstance(items[0], (list, tuple)):
-        return [torch.stack([torch.as_tensor(i) for i in items])]
+    """(inputs, target) samples of methods with their own pretraining data -> a list of stacked
+    tensors, one per component."""
     return [torch.stack([torch.as_tensor(i[c]) for i in items]) for c in range(len(items[0]))]
 
 
@@ -164,9 +162,12 @@ def heldout_hook(method, dataset, n: int, seed: int, device, say: Callable = pri
     """
     if n <= 0 or dataset is None or len(dataset) == 0:
         return None
-    index = heldout_items(len(dataset), n, seed)
-    tensors = [t.to(device) for t in _stack([dataset[i] for i in index.tolist()])]
-    inputs = tensors if own_samples else tensors[:1]
+    if own_samples:  # the method's (inputs, target) samples: every component
+        index = heldout_items(len(dataset), n, seed)
+        inputs = [t.to(device) for t in _stack([dataset[i] for i in index.tolist()])]
+    else:
+        x, index = heldout_batch(dataset, n, seed)
+        inputs = [x.to(device)]
     relative = supports_pretext_errors(method) and not own_samples
     digest = items_digest(index)
     level = method_chance(method, inputs[0], batch_size, seed)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from part.atomic import atomic_write
-from part.evaluation.features import FrozenEncoder, cached_features, encode_tensor, extract_features
+from part.evaluation.features import FrozenEncoder, cached_features, encode_tensor, extract_features, read_inputs
 from part.evaluation.metrics import classification_metrics, per_group_metrics
 from part.evaluation.probes import chance_levels, cohen_kappa, knn_predict, linear_probe
 from part.evaluation.report import aggregate_repeats, write_report
@@ -174,11 +174,7 @@ def labelled_items(dataset, n: int, seed: int):
     labels = _labels_of(dataset)
     labelled = np.flatnonzero(labels >= 0)
     index = labelled[heldout_items(len(labelled), n, seed).numpy()]
-    if callable(getattr(dataset, "read_batch", None)):  # e.g. the EEG windows: one read per record
-        x = torch.as_tensor(dataset.read_batch(index.tolist())[0])
-    else:
-        x = torch.stack([torch.as_tensor(dataset[int(i)][0]) for i in index])
-    return x, torch.as_tensor(labels[index], dtype=torch.long)
+    return read_inputs(dataset, index), torch.as_tensor(labels[index], dtype=torch.long)
 
 
 def knn_monitor_hook(p, modality, tokenizer, encoder, bundle, say=print):
