@@ -33,7 +33,7 @@ from part.modalities.eeg.sleep.report import sleep_report_hook
 from part.modalities.eeg.recordings.constants import CLASS_NAMES, TARGET_FS
 from part.modalities.eeg.recordings.prepared import (FORMAT_VERSION, PREPARE_COMMAND, PREPARE_COMMANDS,
                                                     check_disjoint, check_finite_record, data_description,
-                                                    draw_finetune_records,
+                                                    draw_finetune_records, finetune_pool,
                                                     load_manifest, load_splits, open_record, prepare_hint,
                                                     record_paths)
 
@@ -288,8 +288,7 @@ def load_data(data_cfg: SleepDataOptions, seed: int = 0, repeat: int = 0) -> Dat
                         f"`{PREPARE_COMMAND.format(root=root)}` with --n-finetune 10 (or more labelled records)")
     n_subjects = data_cfg.finetune_subjects or _subjects_count(splits["finetune"], subjects)
     finetune_records = draw_finetune_records(splits, n_subjects, seed, repeat=repeat)
-    test_subjects = {subjects.get(r, r) for r in splits["test"]}
-    pool = len({subjects.get(r, r) for r in splits["labelled"]} - test_subjects)
+    pool = len(finetune_pool(splits))
     check_disjoint({"test": splits["test"], "finetune": finetune_records,
                     "pretrain": splits["pretrain"], "subjects": subjects})
 

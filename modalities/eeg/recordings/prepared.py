@@ -267,6 +267,18 @@ def load_splits(root: str | Path, expected_format_version: int = FORMAT_VERSION)
     return {**splits, "labelled": labelled}
 
 
+def finetune_pool(splits: dict) -> dict[str, list[str]]:
+    """The finetune pool: {subject: its labelled records} of every labelled subject outside the
+    test split (``splits`` from :func:`load_splits`, which adds ``labelled``)."""
+    subjects = splits.get("subjects") or {}
+    test_subjects = {subjects.get(r, r) for r in splits["test"]}
+    pool: dict[str, list[str]] = {}
+    for rec in splits["labelled"]:
+        if subjects.get(rec, rec) not in test_subjects:
+            pool.setdefault(subjects.get(rec, rec), []).append(rec)
+    return pool
+
+
 def draw_finetune_records(splits: dict, n: int, seed: int, repeat: int = 0) -> list[str]:
     """Finetune records for label-efficiency repeat ``repeat`` (``n`` subjects, all their records).
 
@@ -279,11 +291,7 @@ def draw_finetune_records(splits: dict, n: int, seed: int, repeat: int = 0) -> l
         raise ValueError("draw_finetune_records needs splits from load_splits() (the 'labelled' list)")
     subjects = splits.get("subjects") or {}
     subj = lambda rec: subjects.get(rec, rec)  # noqa: E731
-    test_subjects = {subj(r) for r in splits["test"]}
-    by_subject: dict[str, list[str]] = {}
-    for rec in splits["labelled"]:
-        if subj(rec) not in test_subjects:
-            by_subject.setdefault(subj(rec), []).append(rec)
+    by_subject = finetune_pool(splits)
     pool = sorted(by_subject)
     if n < 1 or n > len(pool):
         raise DataError(f"asked for {n} finetune subjects, but splits.json has {len(pool)} labelled subjects outside "
