@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 
@@ -150,15 +150,16 @@ def _missing_checkpoint(run_dir: Path, path: Path, in_run: bool) -> str:
 
 
 def load_finetuned(run_dir: str | Path, checkpoint: str | Path = "best.pt",
-                   device: str | torch.device = "cpu") -> FinetunedModel:
+                   device: str | torch.device = "cpu", advice: Optional[str] = None) -> FinetunedModel:
     """The finetuned classifier of ``RUN_DIR/checkpoints/<checkpoint>`` (default ``best.pt``, the
     evaluated one) with its card, in eval mode on ``device``. DataError naming the file when the
-    run or checkpoint is missing or unreadable, or the weights do not fit the card."""
+    run or checkpoint is missing or unreadable (ending with ``advice`` where given: what to do in
+    the caller's context), or the weights do not fit the card."""
     run_dir = Path(run_dir)
     path = checkpoint_path(run_dir, checkpoint)
     if not path.is_file():
         raise DataError(_missing_checkpoint(run_dir, path, path == Path(run_dir) / "checkpoints" / path.name))
-    state = load_checkpoint(path)
+    state = load_checkpoint(path) if advice is None else load_checkpoint(path, advice=advice)
     if "model" not in state:
         raise DataError(f"checkpoint '{path}' holds no finetuned model (keys {sorted(state)}); pass a "
                         f"finetuned checkpoint: best.pt, finetuned.pt or finetuned_r<k>.pt")

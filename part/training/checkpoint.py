@@ -40,11 +40,12 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu",
-                    weights_only: bool = True) -> dict:
+                    weights_only: bool = True, advice: str = _RESUME_HINT) -> dict:
     """Read a checkpoint written by ``save_checkpoint``.
 
     Raises ``DataError`` naming the file when it is missing, truncated, corrupt or not a
-    checkpoint of this toolkit.
+    checkpoint of this toolkit, ending with ``advice`` (what to do; default: the training
+    stage's, delete it and rerun).
     """
     path = Path(path)
     if not path.is_file():
@@ -58,15 +59,15 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu",
         if reason.startswith("Unsupported global"):
             raise DataError(f"checkpoint '{path}' holds Python objects that the safe loader "
                             f"refuses ({reason}); it was not written by this toolkit's "
-                            f"save_checkpoint: {_RESUME_HINT}.") from exc
+                            f"save_checkpoint: {advice}.") from exc
         raise DataError(f"checkpoint '{path}' is corrupt or truncated (a crash during an "
-                        f"earlier save, or a damaged copy): {reason}; {_RESUME_HINT}.") from exc
+                        f"earlier save, or a damaged copy): {reason}; {advice}.") from exc
     except OSError as exc:
         raise DataError(f"cannot read checkpoint '{path}': {exc}; check its permissions, or "
-                        f"{_RESUME_HINT}.") from exc
+                        f"{advice}.") from exc
     if not isinstance(state, dict):
         raise DataError(f"checkpoint '{path}' holds a {type(state).__name__}, not a checkpoint "
-                        f"dictionary; {_RESUME_HINT}.")
+                        f"dictionary; {advice}.")
     return state
 
 

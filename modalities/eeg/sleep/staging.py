@@ -141,11 +141,7 @@ class Stager:
         """The stager of ``RUN_DIR/checkpoints/<checkpoint>`` on ``device`` (cpu, cuda, auto) in
         ``precision`` (auto, fp32, bf16, int8). A checkpoint file that cannot be loaded is a
         DataError that speaks of staging (:func:`staging_advice`)."""
-        try:
-            finetuned = load_finetuned(run_dir, checkpoint, device)
-        except DataError as exc:
-            raise DataError(staging_advice(str(exc), Path(run_dir))) from None
-        return cls(finetuned, precision)
+        return cls(load_finetuned(run_dir, checkpoint, device, advice=staging_advice(Path(run_dir))), precision)
 
     def __repr__(self) -> str:
         return (f"Stager(run={str(self.finetuned.run_dir)!r}, channels={list(self.channels)}, "
@@ -298,21 +294,16 @@ class Stager:
         return np.concatenate(out)
 
 
-def staging_advice(message: str, run_dir: Path) -> str:
-    """``message`` (a checkpoint that cannot be loaded) with its training advice (delete it and
-    rerun: the stage restarts) replaced by what to do when staging: pass another finetuned
-    checkpoint of the run, or finetune the run again (or copy the checkpoint again)."""
-    from part.training.checkpoint import _RESUME_HINT
-
-    if _RESUME_HINT not in message:
-        return message
+def staging_advice(run_dir: Path) -> str:
+    """What to do when a checkpoint of ``run_dir`` cannot be loaded for staging (instead of the
+    training advice, delete it and rerun): pass another finetuned checkpoint of the run, copy
+    the checkpoint again, or train the model again."""
     folder = run_dir / "checkpoints"
     held = sorted(p.name for p in folder.glob("*.pt")) if folder.is_dir() else []
     other = (f"stage with another finetuned checkpoint of the run (--checkpoint NAME; {folder} holds {held}), "
              if held else "")
-    advice = (f"it cannot be used for staging: {other}copy the checkpoint again if it is a copy, or train the "
-              "model again (part-train with the run's recipe and a new run.name) and stage with that run")
-    return message.replace(_RESUME_HINT, advice).replace(" (a crash during an earlier save, or a damaged copy)", "")
+    return (f"it cannot be used for staging: {other}copy the checkpoint again if it is a copy, or train the "
+            "model again (part-train with the run's recipe and a new run.name) and stage with that run")
 
 
 def _check_volts(uv: np.ndarray, name: str) -> None:
