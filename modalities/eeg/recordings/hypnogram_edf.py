@@ -22,6 +22,7 @@ from typing import Any, Sequence
 from part.atomic import atomic_write
 from part.errors import DataError
 from part.modalities.eeg.recordings.constants import SLEEP_EDF_LABELS
+from part.modalities.eeg.recordings.edf_records import read_layout
 
 EDF_SUFFIXES = (".edf", ".bdf")
 MAX_OFFSET_S = 86400.0  # hypnogram/recording starts further apart: not the same night (or a date unknown)
@@ -56,21 +57,15 @@ def edf_size_problem(path: str | Path) -> str | None:
     size (2 bytes a sample in EDF, 3 in BDF); a file cut off (an interrupted copy or download)
     holds fewer whole records than its header says."""
     path = Path(path)
-    if path.suffix.lower() not in EDF_SUFFIXES:
-        return None
+    layout = read_layout(path)
     try:
-        with open(path, "rb") as f:
-            head = f.read(256)
-            ns = int(head[252:256].decode("ascii"))
-            n_records, duration = int(head[236:244].decode("ascii")), float(head[244:252].decode("ascii"))
-            header_bytes = int(head[184:192].decode("ascii"))
-            f.seek(256 + ns * 216)  # labels 16, transducer 80, dimension and ranges 5 x 8, prefilter 80
-            per_record = sum(int(f.read(8).decode("ascii")) for _ in range(ns))
         size = path.stat().st_size
-    except (OSError, ValueError, UnicodeDecodeError):
+    except OSError:
+        size = None
+    if layout is None or size is None:
         return None
-    width = 3 if head[:1] == b"\xff" else 2
-    record_bytes = per_record * width
+    n_records, duration, header_bytes = layout.n_records, layout.record_s, layout.header_bytes
+    record_bytes = sum(layout.samples) * layout.width
     if n_records < 0 or record_bytes <= 0 or size >= header_bytes + n_records * record_bytes:
         return None
     held = max(0, size - header_bytes) // record_bytes
@@ -83,14 +78,8 @@ def edf_size_problem(path: str | Path) -> str | None:
 def edf_annotation_only(path: str | Path) -> bool:
     """Whether an EDF(+)/BDF(+) file holds no signal but annotations (a hypnogram, as Sleep-EDF's
     ``*-Hypnogram.edf``): every signal of its header is ``EDF Annotations`` / ``BDF Annotations``."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(256)
-            ns = int(head[252:256].decode("ascii"))
-            labels = [f.read(16).decode("ascii", "replace").strip() for _ in range(ns)]
-    except (OSError, ValueError, UnicodeDecodeError):
-        return False
-    return all(label in ("EDF Annotations", "BDF Annotations") for label in labels)
+    layout = read_layout(path)
+    return layout is not None and all(label in ("EDF Annotations", "BDF Annotations") for label in layout.labels)
 
 
 def edf_start_known(start: datetime | None) -> bool:
